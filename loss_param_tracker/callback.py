@@ -1,0 +1,434 @@
+"""The `LossParamTracker` callback: collects every epoch, and delegates.
+
+Discovery (`discovery`), gradient capture (`capture_tf`), the diagnosis
+(`diagnosis`) and the summary format (`tensorboard_plugin.loss_params`) are
+separate units; this module wires them to Keras's callback hooks.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from loss_param_tracker import diagnosis as diagnosis_lib
+from loss_param_tracker import discovery
+from loss_param_tracker.capture_tf import GradientStats, StepCapture
+from tensorboard_plugin.loss_params import metadata, summary
+
+logger = logging.getLogger("loss_param_tracker")
+
+
+class LossParamWarning(UserWarning):
+    """A loss variable does not train as it should."""
+
+
+@dataclasses.dataclass
+class Tracked:
+    """A variable the tracker logs: a loss variable or a model weight."""
+
+    path: str
+    variable: object
+    role: int
+    loss_name: str = None
+
+    @property
+    def key(self):
+        return discovery.variable_key(self.variable)
+
+    @property
+    def trainable(self):
+        return bool(self.variable.trainable)
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """What one epoch showed of a tracked variable, and its status."""
+
+    tracked: Tracked
+    value: np.ndarray
+    grads: GradientStats
+    status: str
+
+
+class LossParamTracker(keras.callbacks.Callback):
+    """Logs the loss's trainable variables next to the model's weights, and diagnoses them.
+
+    In Keras 3, `model.fit` only optimizes `model.trainable_variables`: a
+    variable held by a `keras.losses.Loss` (a learned weight, a temperature,
+    per-task log-variances) silently never trains. This callback finds the
+    loss's variables and, every epoch, writes TF summaries under
+    `log_dir/train` of:
+
+    - each loss variable's value (the whole tensor up to 64 elements, else
+      mean/std/min/max/L2 and a histogram) and its gradient norm (mean and max
+      over the epoch's real training steps);
+    - every model weight's L2 norm, gradient norm and update/weight ratio;
+    - the global gradient norm and the status of every variable.
+
+    Statuses (`tracker.diagnosis`, `{path: status}` for the last epoch):
+    `training`, `not_updated`, `no_gradient`, `zero_gradient`, `non_finite`,
+    `frozen`. A loss variable the optimizer does not update is warned about
+    before the first batch, with the fix; `no_gradient` and `non_finite` at
+    the end of the epoch where they appear, once per variable.
+
+    Gradients are taken inside the traced training step: no second forward
+    pass and no retracing per epoch. Training itself is unchanged. The
+    gradient capture needs the TensorFlow backend and no `tf.distribute`
+    strategy; elsewhere values are still logged and gradients are not.
+
+    Example:
+
+    ```python
+    tracker = LossParamTracker(log_dir="logs/run1")
+    model.compile(optimizer="adam", loss=GaussianNLL())
+    model.fit(x, y, epochs=20, callbacks=[tracker])
+    tracker.diagnosis  # {"loss/GaussianNLL/log_var": "not_updated", ...}
+    ```
+
+    Then `tensorboard --logdir logs`, tab "Loss Params", or
+    `python -m loss_param_tracker report logs`.
+
+    Args:
+        log_dir: Directory of the run; summaries go to `log_dir/train`, as
+            with `keras.callbacks.TensorBoard`. Defaults to `"logs"`.
+        update_freq: `"epoch"`, `"batch"` or an integer N. With `"batch"` or
+            N, loss variables' values and gradient norms are also written
+            every N training batches (step = global batch index, tags with a
+            `batch_` suffix); this reads the device each time, which slows
+            training. Defaults to `"epoch"`.
+        variables: Extra variables to track as loss variables, for those
+            discovery cannot see (closure variables of a plain-function
+            loss). Defaults to `None`.
+
+    Raises:
+        ValueError: When `update_freq` is not `"epoch"`, `"batch"` or a
+            positive integer, or `log_dir` cannot be written.
+        TypeError: When `variables` holds something that is not a variable.
+    """
+
+    def __init__(self, log_dir="logs", update_freq="epoch", variables=None):
+        super().__init__()
+        if update_freq == "batch":
+            update_freq = 1
+        valid_int = isinstance(update_freq, int) and not isinstance(update_freq, bool)
+        if update_freq != "epoch" and not (valid_int and update_freq > 0):
+            raise ValueError(
+                f"Received: update_freq={update_freq!r}. Expected 'epoch', 'batch' "
+                "or a positive integer (write every N batches)."
+            )
+        if not isinstance(log_dir, (str, os.PathLike)):
+            raise ValueError(
+                f"Received: log_dir={log_dir!r} ({type(log_dir).__name__}). "
+                "Expected a directory path, e.g. 'logs/run1'."
+            )
+        self.log_dir = os.fspath(log_dir)
+        _check_writable(self.log_dir)
+        self.update_freq = update_freq
+        self._extra_variables = list(variables or [])
+        for variable in self._extra_variables:
+            if not discovery.is_variable(variable):
+                raise TypeError(
+                    "LossParamTracker(variables=...) takes tf.Variable or "
+                    f"keras.Variable objects; received {type(variable).__name__}: "
+                    f"{variable!r}."
+                )
+        self.diagnosis = {}
+        self._writer = None
+        self._warned = set()
+        self._last_step = None
+        self._batch_step = 0
+        self._failed = set()
+
+    # Hooks ---------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        found = discovery.discover(self.model, self._extra_variables)
+        self._loss_tracked = [
+            Tracked(v.path, v.variable, metadata.ROLE_LOSS, _loss_name(v.owner))
+            for v in found.variables
+        ]
+        self._model_tracked = None
+        self._capture = self._attach_capture(found)
+        self._epoch_offset = None
+        self._batch_sums = None
+        self._make_train_dir()
+        if not self._loss_tracked:
+            logger.info(
+                "LossParamTracker: the compiled loss has no variables; logging the "
+                "model's weights only. Pass variables=[...] for variables discovery "
+                "cannot see (closure variables of a plain-function loss)."
+            )
+        self._warn_unregistered()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._epoch_offset is None:
+            behind = -1 if self._last_step is None else self._last_step - epoch
+            self._epoch_offset = max(0, behind + 1)
+        if self._capture is not None:
+            self._capture.reset()
+        self._batch_sums = None
+        self._start_values = self._snapshot()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.update_freq == "epoch":
+            return
+        self._batch_step += 1
+        if self._batch_step % self.update_freq == 0:
+            with self._survive("writing batch summaries"):
+                self._write_batch(self._batch_step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = epoch + self._epoch_offset
+        self._last_step = step
+        with self._survive("logging the epoch"):
+            records = self._collect()
+            self.diagnosis = {r.tracked.path: r.status for r in records}
+            self._write_epoch(step, records)
+            self._warn(records)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            with self._survive("closing the summary writer"):
+                self._writer.close()
+            self._writer = None
+
+    # Collection --------------------------------------------------------
+
+    def _attach_capture(self, found):
+        if self.model.distribute_strategy is not tf.distribute.get_strategy() or (
+            tf.distribute.has_strategy()
+        ):
+            logger.warning(
+                "LossParamTracker: gradients are not captured under a tf.distribute "
+                "strategy; values and norms are still logged."
+            )
+            return None
+        return StepCapture.attach(
+            self.model, [v.variable for v in found.variables], found.losses
+        )
+
+    def _all_tracked(self):
+        if self._model_tracked is None and self.model.weights:
+            exclude = {t.key for t in self._loss_tracked}
+            self._model_tracked = [
+                Tracked(path, variable, metadata.ROLE_MODEL)
+                for path, variable in discovery.model_weight_paths(self.model, exclude)
+            ]
+        return self._loss_tracked + (self._model_tracked or [])
+
+    def _snapshot(self):
+        return {t.key: np.array(t.variable.numpy(), copy=True) for t in self._all_tracked()}
+
+    def _gradient_stats(self, tracked):
+        if self._capture is None:
+            return {t.key: GradientStats(steps=0) for t in tracked}
+        return self._capture.read_all({t.key: t.variable for t in tracked})
+
+    def _collect(self):
+        """Returns a `Record` for every tracked variable."""
+        tracked = self._all_tracked()
+        grads = self._gradient_stats(tracked)
+        registered = {discovery.variable_key(v) for v in self.model.trainable_variables}
+        records = []
+        for t in tracked:
+            value = np.asarray(t.variable.numpy())
+            stats = grads[t.key]
+            start = self._start_values.get(t.key)
+            observation = diagnosis_lib.Observation(
+                trainable=t.trainable,
+                seen_by_optimizer=stats.seen_by_optimizer
+                if stats.has_gradient is not None
+                else t.key in registered,
+                value_finite=bool(np.all(np.isfinite(value))),
+                value_changed=None if start is None else not np.array_equal(start, value),
+                steps=stats.steps,
+                has_gradient=stats.has_gradient,
+                grad_norm_mean=stats.mean,
+                grad_norm_max=stats.max,
+            )
+            records.append(Record(t, value, stats, diagnosis_lib.diagnose(observation)))
+        return records
+
+    # Writing -----------------------------------------------------------
+
+    def _write_epoch(self, step, records):
+        with self._writer_context():
+            for r in records:
+                if r.tracked.role == metadata.ROLE_LOSS:
+                    self._write_loss_variable(r.tracked, r.value, r.grads, step)
+                else:
+                    self._write_model_weight(r, step)
+            if self._capture is not None:
+                _, mean, maximum = self._capture.read_global()
+                summary.write(
+                    metadata.ROLE_RUN,
+                    metadata.GRAD_NORM,
+                    metadata.RUN_GRAD_NORM,
+                    np.array([mean, maximum], np.float32),
+                    step,
+                )
+            rows = np.array(
+                [[r.tracked.path, r.status] for r in records], dtype=object
+            ).reshape(-1, 2)
+            summary.write(
+                metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows, step
+            )
+        self._writer.flush()
+
+    def _write_model_weight(self, record, step):
+        t, value = record.tracked, record.value
+        norm = float(np.linalg.norm(value.astype(np.float64)))
+        ratio = _update_ratio(self._start_values.get(t.key), value)
+        summary.write(
+            metadata.ROLE_MODEL,
+            metadata.WEIGHT_NORMS,
+            t.path,
+            np.array([norm, record.grads.mean, record.grads.max, ratio], np.float32),
+            step,
+            shape=value.shape,
+            dtype=_dtype_name(t.variable),
+        )
+
+    def _write_loss_variable(self, t, value, stats, step, granularity=metadata.EPOCH):
+        common = dict(shape=value.shape, dtype=_dtype_name(t.variable), granularity=granularity)
+        if value.size <= metadata.MAX_WHOLE_ELEMENTS:
+            summary.write(metadata.ROLE_LOSS, metadata.VALUE, t.path, _loggable(value), step, **common)
+        else:
+            summary.write(metadata.ROLE_LOSS, metadata.STATS, t.path, summary.stats(value), step, **common)
+            if granularity == metadata.EPOCH:
+                summary.write(
+                    metadata.ROLE_LOSS, metadata.HISTOGRAM, t.path, summary.histogram(value), step, **common
+                )
+        summary.write(
+            metadata.ROLE_LOSS,
+            metadata.GRAD_NORM,
+            t.path,
+            np.array([stats.mean, stats.max], np.float32),
+            step,
+            **common,
+        )
+
+    def _write_batch(self, step):
+        """Writes loss variables' values and the gradient norms since the last batch write."""
+        grads = self._gradient_stats(self._loss_tracked)
+        previous, self._batch_sums = self._batch_sums, {
+            key: (s.steps, 0.0 if math.isnan(s.mean) else s.mean * s.steps, s) for key, s in grads.items()
+        }
+        with self._writer_context():
+            for t in self._loss_tracked:
+                steps, total, stats = self._batch_sums[t.key]
+                before_steps, before_total, _ = (previous or {}).get(t.key, (0, 0.0, None))
+                count = steps - before_steps
+                mean = (total - before_total) / count if count > 0 and stats.has_gradient else math.nan
+                batch_stats = dataclasses.replace(stats, mean=mean)
+                value = np.asarray(t.variable.numpy())
+                self._write_loss_variable(t, value, batch_stats, step, metadata.BATCH)
+
+    @contextlib.contextmanager
+    def _writer_context(self):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train"))
+        with self._writer.as_default():
+            yield
+
+    # Console -----------------------------------------------------------
+
+    def _warn_unregistered(self):
+        registered = {discovery.variable_key(v) for v in self.model.trainable_variables}
+        for t in self._loss_tracked:
+            if t.trainable and t.key not in registered:
+                self._warn_once(t, metadata.NOT_UPDATED)
+
+    def _warn(self, records):
+        for r in records:
+            if r.status in diagnosis_lib.WARNED_STATUSES and (
+                r.tracked.role == metadata.ROLE_LOSS or r.status == metadata.NON_FINITE
+            ):
+                self._warn_once(r.tracked, r.status)
+
+    def _warn_once(self, t, status):
+        if (t.path, status) in self._warned:
+            return
+        self._warned.add((t.path, status))
+        warnings.warn(
+            diagnosis_lib.warning_message(t.path, status, t.loss_name),
+            LossParamWarning,
+            stacklevel=2,
+        )
+
+    @contextlib.contextmanager
+    def _survive(self, what):
+        """Logs, instead of raising, a failure of logging: training goes on."""
+        try:
+            yield
+        except Exception as error:  # noqa: BLE001 - a logger never kills training
+            if what not in self._failed:
+                self._failed.add(what)
+                logger.warning(
+                    "LossParamTracker: %s failed (%s: %s); training goes on.",
+                    what,
+                    type(error).__name__,
+                    error,
+                )
+
+    def _make_train_dir(self):
+        path = os.path.join(self.log_dir, "train")
+        if "://" in path:
+            return
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as error:
+            raise ValueError(
+                f"LossParamTracker cannot create its log directory {path!r}: {error}. "
+                "Pass a log_dir you can write to."
+            ) from error
+
+
+def _check_writable(log_dir):
+    """Raises a ValueError naming `log_dir` when it can clearly not be written."""
+    if "://" in log_dir:
+        return  # Remote filesystems are checked when the writer is created.
+    existing = os.path.abspath(log_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        reason = f"{existing!r} is a file, not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing!r} is not writable"
+    else:
+        return
+    raise ValueError(
+        f"Received: log_dir={log_dir!r}, which cannot be written: {reason}. "
+        "Pass a directory you can write to."
+    )
+
+
+def _update_ratio(start, value):
+    """||value - start|| / ||start||, NaN when unknown or `start` is zero."""
+    if start is None:
+        return math.nan
+    start = start.astype(np.float64)
+    start_norm = float(np.linalg.norm(start))
+    if start_norm == 0:
+        return math.nan
+    return float(np.linalg.norm(value.astype(np.float64) - start)) / start_norm
+
+
+def _loss_name(owner):
+    return type(owner).__name__ if owner is not None else None
+
+
+def _dtype_name(variable):
+    return tf.as_dtype(variable.dtype).name
+
+
+def _loggable(value):
+    if value.dtype in (np.float32, np.float64):
+        return value
+    return value.astype(np.float32)

@@ -1,0 +1,185 @@
+"""Finds the variables that belong to a compiled loss, and names them.
+
+A loss's parameters can live in many places: a `tf.Variable` or
+`keras.Variable` attribute, the weights of a `keras.layers.Layer` the loss
+holds, a nested `keras.losses.Loss`, or lists, tuples and dicts of these. For a
+model compiled with a list or dict of losses, each loss is named by its
+output. The path of each variable is stable and readable, e.g.
+`loss/GaussianNLL/log_var` or `loss/y2/Uncertainty/log_vars/0`, and serves as
+its tag prefix.
+"""
+
+import dataclasses
+import logging
+
+import keras
+import tensorflow as tf
+
+logger = logging.getLogger("loss_param_tracker")
+
+LOSS_PREFIX = "loss"
+MODEL_PREFIX = "model"
+
+
+@dataclasses.dataclass(frozen=True)
+class LossVariable:
+    """A variable of the compiled loss.
+
+    Attributes:
+        path: Stable tag prefix, e.g. `loss/GaussianNLL/log_var`.
+        variable: The `tf.Variable` or `keras.Variable` itself.
+        owner: The `keras.losses.Loss` (or other object) it was found on,
+            `None` for variables passed by the user.
+    """
+
+    path: str
+    variable: object
+    owner: object = None
+
+
+def is_variable(obj):
+    return isinstance(obj, (tf.Variable, keras.Variable))
+
+
+def is_float_variable(variable):
+    return tf.as_dtype(variable.dtype).is_floating
+
+
+def variable_key(variable):
+    """Identity of a variable, shared by a `keras.Variable` and its backing `tf.Variable`."""
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    return id(variable)
+
+
+def compiled_losses(model):
+    """Returns `[(output_name or None, loss)]` for the loss `model` was compiled with.
+
+    Raises:
+        ValueError: When the model has not been compiled.
+    """
+    if not getattr(model, "compiled", False):
+        raise ValueError(
+            f"LossParamTracker needs a compiled model; received {type(model).__name__} "
+            "that was never compiled. Call model.compile(optimizer=..., loss=...) "
+            "before model.fit."
+        )
+    loss = getattr(model, "loss", None)
+    names = list(getattr(model, "output_names", None) or [])
+    if isinstance(loss, dict):
+        return list(loss.items())
+    if isinstance(loss, (list, tuple)):
+        if len(loss) == 1:
+            return [(None, loss[0])]
+        return [(names[i] if i < len(names) else str(i), item) for i, item in enumerate(loss)]
+    return [(None, loss)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Discovered:
+    """What discovery found on a compiled model.
+
+    Attributes:
+        variables: The loss's float variables, as `LossVariable`s, in the
+            order found.
+        losses: Every `keras.losses.Loss` instance walked, nested ones
+            included.
+    """
+
+    variables: list
+    losses: list
+
+
+def discover(model, extra_variables=()):
+    """Finds the float variables of `model`'s compiled loss, each with its path.
+
+    Variables reachable along several paths are reported once, under the first.
+    `extra_variables` (those discovery cannot see, such as closure variables
+    of a plain-function loss) are added as `loss/extra/<name>`.
+    Non-float variables (step counters) are skipped, with the reason in the
+    debug log.
+
+    Raises:
+        ValueError: When the model has not been compiled.
+        TypeError: When `extra_variables` holds something that is not a variable.
+    """
+    found, losses = [], []
+    seen_variables = set()
+    visited = set()
+
+    def add(path, variable, owner):
+        key = variable_key(variable)
+        if key in seen_variables:
+            return
+        seen_variables.add(key)
+        if not is_float_variable(variable):
+            logger.debug(
+                "Skipping %s: dtype %s is not a float, it has no gradient.",
+                path,
+                tf.as_dtype(variable.dtype).name,
+            )
+            return
+        found.append(LossVariable(path, variable, owner))
+
+    def walk(obj, path, owner):
+        if is_variable(obj):
+            add(path, obj, owner)
+            return
+        if id(obj) in visited:
+            return
+        if isinstance(obj, keras.layers.Layer):
+            visited.add(id(obj))
+            for weight in obj.weights:
+                add(f"{path}/{_weight_name(weight)}", weight, owner)
+        elif isinstance(obj, keras.losses.Loss):
+            visited.add(id(obj))
+            losses.append(obj)
+            for name, value in vars(obj).items():
+                walk(value, f"{path}/{name.lstrip('_') or name}", obj)
+        elif isinstance(obj, dict):
+            visited.add(id(obj))
+            for key, value in obj.items():
+                walk(value, f"{path}/{key}", owner)
+        elif isinstance(obj, (list, tuple)):
+            visited.add(id(obj))
+            for index, value in enumerate(obj):
+                walk(value, f"{path}/{index}", owner)
+
+    for output, loss in compiled_losses(model):
+        if isinstance(loss, keras.losses.Loss):
+            prefix = "/".join(p for p in (LOSS_PREFIX, output, type(loss).__name__) if p)
+            walk(loss, prefix, loss)
+    for variable in extra_variables:
+        if not is_variable(variable):
+            raise TypeError(
+                "LossParamTracker(variables=...) takes tf.Variable or keras.Variable "
+                f"objects; received {type(variable).__name__}: {variable!r}."
+            )
+        add(f"{LOSS_PREFIX}/extra/{_weight_name(variable)}", variable, None)
+    return Discovered(found, losses)
+
+
+def model_weight_paths(model, exclude=()):
+    """Returns `[(path, variable)]` for every weight of the model, with unique paths.
+
+    Weights whose `variable_key` is in `exclude` (loss variables attached to
+    the model) are left out.
+    """
+    result = []
+    used = set()
+    for weight in model.weights:
+        if variable_key(weight) in exclude:
+            continue
+        base = f"{MODEL_PREFIX}/{getattr(weight, 'path', None) or _weight_name(weight)}"
+        path, n = base, 1
+        while path in used:
+            n += 1
+            path = f"{base}_{n}"
+        used.add(path)
+        result.append((path, weight))
+    return result
+
+
+def _weight_name(variable):
+    name = getattr(variable, "name", "") or "variable"
+    return name.split(":")[0]

@@ -1,0 +1,159 @@
+"""The summary format shared by the Keras callback and the TensorBoard plugin.
+
+This module is the one contract between the writer side
+(`loss_param_tracker`) and the reader side (the plugin, `load()`, the report
+command). It imports neither TensorFlow nor Keras, so TensorBoard can load it
+without them.
+
+Every series is a tensor summary (`DATA_CLASS_TENSOR`) whose
+`plugin_data.content` is a serialized `LossParamsPluginData` message that says
+whose series it is (role), what each step's tensor holds (kind) and for which
+variable (path). Tags are `<path>/<suffix>`, for example
+`loss/GaussianNLL/log_var/value`; see `tag()`.
+"""
+
+from tensorboard.compat.proto import summary_pb2
+
+from tensorboard_plugin.loss_params import plugin_data_pb2
+
+PLUGIN_NAME = "loss_params"
+
+# Bump when the meaning of a field or of a kind's tensor changes. Readers skip
+# series written with a newer version than they know.
+PROTO_VERSION = 1
+
+PluginData = plugin_data_pb2.LossParamsPluginData
+
+ROLE_LOSS = PluginData.LOSS
+ROLE_MODEL = PluginData.MODEL
+ROLE_RUN = PluginData.RUN
+
+VALUE = PluginData.VALUE
+STATS = PluginData.STATS
+HISTOGRAM = PluginData.HISTOGRAM
+GRAD_NORM = PluginData.GRAD_NORM
+WEIGHT_NORMS = PluginData.WEIGHT_NORMS
+DIAGNOSIS = PluginData.DIAGNOSIS
+
+EPOCH = PluginData.EPOCH
+BATCH = PluginData.BATCH
+
+# A loss variable with at most this many elements is logged whole (VALUE);
+# a larger one as STATS and HISTOGRAM.
+MAX_WHOLE_ELEMENTS = 64
+HISTOGRAM_BINS = 30
+
+# Names of the entries of the vector-valued kinds, in order.
+FIELDS = {
+    STATS: ("mean", "std", "min", "max", "l2"),
+    GRAD_NORM: ("mean", "max"),
+    WEIGHT_NORMS: ("norm", "grad_norm_mean", "grad_norm_max", "update_ratio"),
+}
+
+_SUFFIX = {
+    VALUE: "value",
+    STATS: "stats",
+    HISTOGRAM: "histogram",
+    GRAD_NORM: "grad_norm",
+    WEIGHT_NORMS: "norms",
+    DIAGNOSIS: "diagnosis",
+}
+
+# Paths of the run-level series.
+RUN_GRAD_NORM = "run/global"
+RUN_DIAGNOSIS = "run"
+
+# The statuses of the diagnosis, in order of precedence: where several apply,
+# the first one wins.
+FROZEN = "frozen"
+NON_FINITE = "non_finite"
+NO_GRADIENT = "no_gradient"
+NOT_UPDATED = "not_updated"
+ZERO_GRADIENT = "zero_gradient"
+TRAINING = "training"
+STATUSES = (FROZEN, NON_FINITE, NO_GRADIENT, NOT_UPDATED, ZERO_GRADIENT, TRAINING)
+
+# One line each: what the status means, and what to do about it.
+EXPLANATIONS = {
+    TRAINING: "The optimizer updates it; its gradient is finite and non-zero.",
+    NOT_UPDATED: "It has a gradient, but the optimizer never updates it.",
+    NO_GRADIENT: "The loss does not depend on it differentiably (gradient is None).",
+    ZERO_GRADIENT: "Its gradient was exactly zero for the whole epoch.",
+    NON_FINITE: "Its value or gradient is NaN or Inf.",
+    FROZEN: "trainable=False: it is not meant to train.",
+}
+FIXES = {
+    TRAINING: "",
+    NOT_UPDATED: (
+        "Call loss_param_tracker.make_trainable(model, loss) before fit so the "
+        "optimizer trains the loss's variables."
+    ),
+    NO_GRADIENT: (
+        "Compute the loss with TensorFlow/keras.ops only: no numpy, Python "
+        "float(), int casts or stop_gradient on the path to the variable."
+    ),
+    ZERO_GRADIENT: (
+        "Look for a dead branch, a clamp or a saturated op (relu, clip, "
+        "minimum) between the variable and the loss."
+    ),
+    NON_FINITE: (
+        "Lower the learning rate, clip the gradient, or keep the parameter in "
+        "range (e.g. learn a log, guard log(0) with an epsilon)."
+    ),
+    FROZEN: "",
+}
+
+
+def tag(path, kind, granularity=EPOCH):
+    """Returns the tag of `path`'s series of `kind`.
+
+    Batch series carry a `batch_` prefix on the suffix, as
+    `keras.callbacks.TensorBoard` does for its batch-level scalars.
+    """
+    suffix = _SUFFIX[kind]
+    if granularity == BATCH:
+        suffix = "batch_" + suffix
+    return f"{path}/{suffix}"
+
+
+def create_summary_metadata(role, kind, path, shape=(), dtype="", granularity=EPOCH):
+    """Returns the `SummaryMetadata` proto of one series."""
+    content = PluginData(
+        version=PROTO_VERSION,
+        role=role,
+        kind=kind,
+        path=path,
+        shape=list(shape),
+        dtype=dtype,
+        granularity=granularity,
+    )
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME, content=content.SerializeToString()
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    )
+
+
+def parse_plugin_metadata(content):
+    """Parses `plugin_data.content` into a `LossParamsPluginData`.
+
+    Args:
+        content: The serialized message, as `bytes`.
+
+    Returns:
+        The message, or `None` when it was written by a newer version of this
+        format than this reader knows (such series are skipped, not misread).
+
+    Raises:
+        TypeError: When `content` is not `bytes`.
+        google.protobuf.message.DecodeError: When it is not a valid message.
+    """
+    if not isinstance(content, bytes):
+        raise TypeError(
+            f"Plugin content must be bytes; received {type(content).__name__}."
+        )
+    data = PluginData.FromString(content)
+    if data.version > PROTO_VERSION:
+        return None
+    return data

@@ -1,0 +1,74 @@
+"""Writers of the loss_params summaries, and the numpy reductions they log.
+
+TensorFlow is imported inside `write` only: the plugin imports this package
+and TensorBoard must start without TensorFlow.
+"""
+
+import functools
+
+import numpy as np
+
+from tensorboard_plugin.loss_params import metadata
+
+
+@functools.lru_cache(maxsize=4096)
+def _serialized_metadata(role, kind, path, shape, dtype, granularity):
+    return metadata.create_summary_metadata(
+        role, kind, path, shape, dtype, granularity
+    ).SerializeToString()
+
+
+def write(role, kind, path, data, step, *, shape=(), dtype="", granularity=metadata.EPOCH):
+    """Writes one step of a series to the default `tf.summary` writer.
+
+    Args:
+        role: `metadata.ROLE_LOSS`, `ROLE_MODEL` or `ROLE_RUN`.
+        kind: One of the kinds of `metadata` (`VALUE`, `STATS`, ...).
+        path: The variable's path, e.g. `loss/GaussianNLL/log_var`.
+        data: The step's tensor, as the kind defines it.
+        step: The epoch index (or global batch index for `granularity=BATCH`).
+        shape: Shape of the variable itself. Defaults to `()`.
+        dtype: Name of the variable's dtype. Defaults to `""`.
+        granularity: `metadata.EPOCH` or `metadata.BATCH`. Defaults to `EPOCH`.
+
+    Returns:
+        Whether a default writer took the summary, as `tf.summary.write`.
+    """
+    import tensorflow as tf
+
+    return tf.summary.write(
+        metadata.tag(path, kind, granularity),
+        data,
+        step=step,
+        metadata=_serialized_metadata(
+            role, kind, path, tuple(int(d) for d in shape), dtype, granularity
+        ),
+    )
+
+
+def stats(value):
+    """Returns float32[5]: mean, std, min, max and L2 norm of `value` (see `metadata.FIELDS`)."""
+    flat = np.asarray(value, dtype=np.float64).ravel()
+    if flat.size == 0:
+        return np.full(5, np.nan, dtype=np.float32)
+    return np.array(
+        [flat.mean(), flat.std(), flat.min(), flat.max(), np.sqrt(np.dot(flat, flat))],
+        dtype=np.float32,
+    )
+
+
+def histogram(value, bins=metadata.HISTOGRAM_BINS):
+    """Returns float32[bins, 3] of (left edge, right edge, count), as TensorBoard's histograms.
+
+    Non-finite elements are left out of the counts; a value without any
+    finite element gives a single empty bucket.
+    """
+    flat = np.asarray(value, dtype=np.float64).ravel()
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return np.zeros((1, 3), dtype=np.float32)
+    low, high = flat.min(), flat.max()
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    counts, edges = np.histogram(flat, bins=bins, range=(low, high))
+    return np.stack([edges[:-1], edges[1:], counts], axis=1).astype(np.float32)
