@@ -77,6 +77,7 @@ def diagnose(obs):
 def warning_message(path, status, loss_name=None):
     """The console line for a variable whose status is worth a warning."""
     where = f" (on {loss_name})" if loss_name else ""
+    what = "Loss variable" if path.startswith("loss/") else "Model weight"
     reason = {
         NOT_UPDATED: "is trainable but the optimizer does not update it: model.fit "
         "only trains model.trainable_variables, and a variable held by a loss is "
@@ -84,4 +85,4 @@ def warning_message(path, status, loss_name=None):
         NO_GRADIENT: "has no gradient: the loss does not depend on it differentiably",
         NON_FINITE: "has a NaN or Inf value or gradient",
     }[status]
-    return f"Loss variable '{path}'{where} {reason} [{status}]. Fix: {FIXES[status]}"
+    return f"{what} '{path}'{where} {reason} [{status}]. Fix: {FIXES[status]}"

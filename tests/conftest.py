@@ -1,0 +1,103 @@
+"""Shared helpers: small models, losses that truly cause each status, and fit."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from loss_param_tracker import LossParamTracker  # noqa: E402
+from loss_param_tracker.reader import load  # noqa: E402
+
+
+class ScaledMSE(keras.losses.Loss):
+    """The seed post's first pattern: a raw tf.Variable created in __init__."""
+
+    def __init__(self, initial=1.0, trainable=True, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = tf.Variable(initial, dtype=tf.float32, trainable=trainable)
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(tf.square(self.weight * (y_pred - y_true)))
+
+
+class GaussianNLL(keras.losses.Loss):
+    """Gaussian negative log-likelihood with a learned log-variance (keras.Variable)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.log_var = keras.Variable(0.0, name="log_var")
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(
+            0.5 * tf.exp(-self.log_var) * tf.square(y_true - y_pred) + 0.5 * self.log_var
+        )
+
+
+class StoppedGradient(keras.losses.Loss):
+    """Reads its parameter through stop_gradient: the loss has no gradient for it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(2.0, name="weight")
+
+    def call(self, y_true, y_pred):
+        return tf.stop_gradient(self.weight) * tf.reduce_mean(tf.square(y_true - y_pred))
+
+
+class ClampedWeight(keras.losses.Loss):
+    """Clamps its parameter from below, far from its value: the gradient is exactly zero."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(-1.0, name="weight")
+
+    def call(self, y_true, y_pred):
+        return tf.maximum(self.weight, 1.0) * tf.reduce_mean(tf.square(y_true - y_pred))
+
+
+def make_data(n=256, features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = (x @ rng.normal(size=(features, 1)) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
+    return x, y
+
+
+def make_model(features=4, seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((features,)),
+            keras.layers.Dense(8, activation="relu", name="hidden"),
+            keras.layers.Dense(1, name="out"),
+        ],
+        name="net",
+    )
+
+
+def register(model, loss):
+    """Attaches the loss's keras.Variable to the model so fit trains it (what make_trainable does)."""
+    model.loss_parameters = [v for v in vars(loss).values() if isinstance(v, keras.Variable)]
+
+
+def fit(model, loss, log_dir, epochs=2, tracker=None, **kwargs):
+    if not model.compiled:
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    tracker = tracker or LossParamTracker(log_dir=log_dir)
+    x, y = kwargs.pop("data", None) or make_data()
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[tracker], **kwargs)
+    return tracker
+
+
+def load_run(log_dir):
+    runs = load(log_dir)
+    assert list(runs) == ["train"], f"expected one run 'train', got {list(runs)}"
+    return runs["train"]
+
+
+@pytest.fixture
+def log_dir(tmp_path):
+    return str(tmp_path / "logs")

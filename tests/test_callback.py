@@ -1,0 +1,322 @@
+"""LossParamTracker in real `model.fit` runs, read back from the event files."""
+
+import glob
+import logging
+import math
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from loss_param_tracker import LossParamTracker, LossParamWarning, LossVariableCreatedError
+from loss_param_tracker.reader import load
+from tensorboard_plugin.loss_params import metadata
+from tests.conftest import (
+    ClampedWeight,
+    GaussianNLL,
+    ScaledMSE,
+    StoppedGradient,
+    fit,
+    load_run,
+    make_data,
+    make_model,
+    register,
+)
+
+MODEL_WEIGHTS = [
+    "model/net/hidden/kernel",
+    "model/net/hidden/bias",
+    "model/net/out/kernel",
+    "model/net/out/bias",
+]
+
+
+def test_seed_pattern_is_not_updated_warned_before_the_first_batch(log_dir):
+    loss = ScaledMSE()
+    model = make_model()
+    model.compile(optimizer="adam", loss=loss)
+    tracker = LossParamTracker(log_dir=log_dir)
+    tracker.set_model(model)
+    with pytest.warns(LossParamWarning, match=r"loss/ScaledMSE/weight.*\[not_updated\].*make_trainable\(model, loss\)"):
+        tracker.on_train_begin()
+    assert model.optimizer.iterations.numpy() == 0
+
+    with pytest.warns(LossParamWarning):
+        fit(model, loss, log_dir, epochs=3)
+    assert tracker.diagnosis == {}, "this tracker saw no epoch"
+    run = load_run(log_dir)
+    weight = run.variables["loss/ScaledMSE/weight"]
+    assert weight.steps.tolist() == [0, 1, 2]
+    assert weight.value.tolist() == [1.0, 1.0, 1.0], "the seed's parameter must not move"
+    assert weight.status.tolist() == ["not_updated"] * 3
+    assert np.all(weight.grad_norm > 0), weight.grad_norm
+
+
+def test_exact_tag_set_of_one_run(log_dir):
+    loss = GaussianNLL()
+    with pytest.warns(LossParamWarning):
+        fit(make_model(), loss, log_dir, epochs=1)
+    runs = load(log_dir)
+    (event_dir,) = {os.path.dirname(p) for p in glob.glob(f"{log_dir}/**/events.*", recursive=True)}
+    assert event_dir == os.path.join(log_dir, "train")
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(event_dir)
+    acc.Reload()
+    assert sorted(acc.Tags()["tensors"]) == sorted(
+        ["loss/GaussianNLL/log_var/value", "loss/GaussianNLL/log_var/grad_norm"]
+        + [f"{p}/norms" for p in MODEL_WEIGHTS]
+        + ["run/global/grad_norm", "run/diagnosis"]
+    )
+    assert list(runs["train"].variables) == ["loss/GaussianNLL/log_var"] + sorted(MODEL_WEIGHTS)
+
+
+def test_each_status_from_a_loss_that_causes_it(log_dir):
+    cases = {
+        "training": (GaussianNLL(), True),
+        "not_updated": (GaussianNLL(), False),
+        "no_gradient": (StoppedGradient(), True),
+        "zero_gradient": (ClampedWeight(), True),
+        "frozen": (ScaledMSE(trainable=False), False),
+    }
+    for expected, (loss, registered) in cases.items():
+        model = make_model()
+        if registered:
+            register(model, loss)
+        path = os.path.join(log_dir, expected)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tracker = fit(model, loss, path, epochs=2)
+        (loss_path,) = [p for p in tracker.diagnosis if p.startswith("loss/")]
+        assert tracker.diagnosis[loss_path] == expected, (expected, tracker.diagnosis)
+        assert all(tracker.diagnosis[p] == "training" for p in MODEL_WEIGHTS), tracker.diagnosis
+        warned = [str(w.message) for w in caught if w.category is LossParamWarning]
+        should_warn = expected in ("not_updated", "no_gradient")
+        assert bool(warned) == should_warn, (expected, warned)
+        assert len(warned) <= 1, f"warned more than once: {warned}"
+        run = load_run(path)
+        assert run.variables[loss_path].status.tolist() == [expected, expected]
+
+
+def test_non_finite_parameter_is_logged_and_training_goes_on(log_dir):
+    class NaNWeight(keras.losses.Loss):
+        def __init__(self):
+            super().__init__()
+            self.weight = keras.Variable(float("nan"), name="weight")
+
+        def call(self, y_true, y_pred):
+            return self.weight * tf.reduce_mean(tf.square(y_true - y_pred))
+
+    model = make_model()
+    loss = NaNWeight()
+    register(model, loss)
+    with pytest.warns(LossParamWarning, match=r"loss/NaNWeight/weight.*\[non_finite\]"):
+        tracker = fit(model, loss, log_dir, epochs=3)
+    assert tracker.diagnosis["loss/NaNWeight/weight"] == "non_finite"
+    variable = load_run(log_dir).variables["loss/NaNWeight/weight"]
+    assert variable.steps.tolist() == [0, 1, 2], "training must go on through all epochs"
+    assert np.isnan(variable.value).all()
+
+
+def test_gradient_norm_equals_the_analytic_gradient_of_a_linear_model(log_dir):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    y = rng.normal(size=(32, 1)).astype("float32")
+    w0 = np.array([[0.5], [-1.0], [2.0]], dtype="float32")
+    s0 = 1.5
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(1, use_bias=False, name="linear")], name="lin"
+    )
+    model.layers[0].kernel.assign(w0)
+    loss = ScaledMSE(initial=s0)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
+    tracker = LossParamTracker(log_dir=log_dir)
+    with pytest.warns(LossParamWarning):
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[tracker])
+
+    residual = x @ w0 - y  # L = mean(s^2 r^2)
+    grad_w = (2 * s0**2 * x * residual).mean(axis=0)
+    grad_s = (2 * s0 * residual**2).mean()
+    run = load_run(log_dir)
+    kernel = run.variables["model/lin/linear/kernel"]
+    np.testing.assert_allclose(kernel.norms[0, 1:3], [np.linalg.norm(grad_w)] * 2, rtol=1e-5)
+    np.testing.assert_allclose(run.variables["loss/ScaledMSE/weight"].grad_norm[0], [abs(grad_s)] * 2, rtol=1e-5)
+    steps, global_norm = run.grad_norm
+    np.testing.assert_allclose(global_norm[0], [np.linalg.norm(grad_w)] * 2, rtol=1e-5)
+    np.testing.assert_allclose(kernel.norms[0, 0], np.linalg.norm(model.layers[0].kernel.numpy()), rtol=1e-6)
+    update = model.layers[0].kernel.numpy() - w0
+    np.testing.assert_allclose(kernel.norms[0, 3], np.linalg.norm(update) / np.linalg.norm(w0), rtol=1e-4)
+
+
+def test_tracking_does_not_change_training(log_dir):
+    def train(callbacks):
+        model = make_model(seed=3)
+        loss = GaussianNLL()
+        register(model, loss)
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+        x, y = make_data(n=200)
+        model.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0, callbacks=callbacks)
+        return [w.numpy() for w in model.weights] + [loss.log_var.numpy()]
+
+    plain = train([])
+    tracked = train([LossParamTracker(log_dir=log_dir)])
+    for a, b in zip(plain, tracked):
+        np.testing.assert_array_equal(a, b)
+    assert float(plain[-1]) != 0.0, "the registered log_var should have trained"
+
+
+def test_steps_continue_across_fits_and_initial_epoch(log_dir):
+    loss = GaussianNLL()
+    model = make_model()
+    register(model, loss)
+    tracker = LossParamTracker(log_dir=log_dir)
+    x, y = make_data()
+    model.compile(optimizer="adam", loss=loss)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[tracker])
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[tracker])  # epochs 0..1 again
+    model.fit(x, y, initial_epoch=4, epochs=6, verbose=0, callbacks=[tracker])
+    variable = load_run(log_dir).variables["loss/GaussianNLL/log_var"]
+    assert variable.steps.tolist() == [0, 1, 2, 3, 4, 5]
+    assert len(set(variable.value.tolist())) == 6, "log_var trains in every fit"
+
+
+def test_update_freq_batch_writes_every_n_batches(log_dir):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    loss = GaussianNLL()
+    model = make_model()
+    register(model, loss)
+    tracker = LossParamTracker(log_dir=log_dir, update_freq=2)
+    fit(model, loss, log_dir, epochs=2, tracker=tracker)  # 4 batches an epoch
+    acc = event_accumulator.EventAccumulator(os.path.join(log_dir, "train"), size_guidance={"tensors": 0})
+    acc.Reload()
+    events = acc.Tensors("loss/GaussianNLL/log_var/batch_value")
+    assert [e.step for e in events] == [2, 4, 6, 8]
+    grads = acc.Tensors("loss/GaussianNLL/log_var/batch_grad_norm")
+    assert all(np.isfinite(tf.make_ndarray(e.tensor_proto)).all() for e in grads)
+    with pytest.raises(ValueError, match="Received: update_freq=0"):
+        LossParamTracker(log_dir=log_dir, update_freq=0)
+
+
+def test_multi_output_losses_are_logged_per_output(log_dir):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, [keras.layers.Dense(1, name="y0")(inputs), keras.layers.Dense(1, name="y1")(inputs)])
+    losses = {"y0": GaussianNLL(), "y1": ScaledMSE()}
+    model.compile(optimizer="adam", loss=losses)
+    x, y = make_data()
+    tracker = LossParamTracker(log_dir=log_dir)
+    with pytest.warns(LossParamWarning):
+        model.fit(x, (y, 2 * y), epochs=1, verbose=0, callbacks=[tracker])
+    assert {p: s for p, s in tracker.diagnosis.items() if p.startswith("loss/")} == {
+        "loss/y0/GaussianNLL/log_var": "not_updated",
+        "loss/y1/ScaledMSE/weight": "not_updated",
+    }
+
+
+def test_variable_created_in_call_stops_before_the_first_step(log_dir):
+    class CreatesInCall(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            weight = tf.Variable(1.0)
+            return weight * tf.reduce_mean(tf.square(y_true - y_pred))
+
+    model = make_model()
+    model.compile(optimizer="adam", loss=CreatesInCall())
+    with pytest.raises(LossVariableCreatedError, match=r"CreatesInCall\.call created a variable.*CreatesInCall\.__init__"):
+        model.fit(*make_data(), epochs=1, verbose=0, callbacks=[LossParamTracker(log_dir=log_dir)])
+    assert model.optimizer.iterations.numpy() == 0
+
+
+def test_plain_loss_logs_weights_with_one_info_line(log_dir, caplog, recwarn):
+    with caplog.at_level(logging.INFO, logger="loss_param_tracker"):
+        tracker = fit(make_model(), "mse", log_dir)
+    infos = [r for r in caplog.records if "has no variables" in r.getMessage()]
+    assert len(infos) == 1
+    assert not [w for w in recwarn if w.category is LossParamWarning]
+    assert sorted(tracker.diagnosis) == sorted(MODEL_WEIGHTS)
+    assert sorted(load_run(log_dir).variables) == sorted(MODEL_WEIGHTS)
+
+
+def test_closure_variables_via_variables_argument(log_dir):
+    scale = tf.Variable(1.0, name="closure_scale")
+
+    def loss_fn(y_true, y_pred):
+        return scale * tf.reduce_mean(tf.square(y_true - y_pred))
+
+    with pytest.warns(LossParamWarning, match="loss/extra/closure_scale"):
+        tracker = fit(make_model(), loss_fn, log_dir, tracker=LossParamTracker(log_dir, variables=[scale]))
+    assert tracker.diagnosis["loss/extra/closure_scale"] == "not_updated"
+
+
+def test_large_variable_is_summarised_under_100kb_per_epoch(log_dir):
+    class Centers(keras.losses.Loss):
+        def __init__(self):
+            super().__init__()
+            self.centers = keras.Variable(np.linspace(-1, 1, 10**6, dtype="float32"), name="centers")
+
+        def call(self, y_true, y_pred):
+            return tf.reduce_mean(tf.square(y_true - y_pred)) + 1e-6 * tf.reduce_mean(self.centers)
+
+    def event_bytes():
+        return sum(os.path.getsize(p) for p in glob.glob(f"{log_dir}/train/events.*"))
+
+    loss = Centers()
+    model = make_model()
+    tracker = LossParamTracker(log_dir=log_dir)
+    with pytest.warns(LossParamWarning):
+        fit(model, loss, log_dir, epochs=1, tracker=tracker)
+    one = event_bytes()
+    fit(model, loss, log_dir, epochs=2, tracker=tracker)
+    per_epoch = (event_bytes() - one) / 2
+    assert per_epoch < 100_000, f"{per_epoch:.0f} bytes per epoch"
+    centers = load_run(log_dir).variables["loss/Centers/centers"]
+    assert centers.value is None and centers.shape == (10**6,)
+    np.testing.assert_allclose(centers.stats[0], [0, np.std(np.linspace(-1, 1, 10**6)), -1, 1, np.linalg.norm(np.linspace(-1, 1, 10**6))], atol=1e-3)
+
+
+def test_log_dir_that_cannot_be_written_is_named(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match=r"log_dir=.*a_file/logs.*is a file"):
+        LossParamTracker(log_dir=str(blocker / "logs"))
+    with pytest.raises(ValueError, match=r"Received: log_dir=3"):
+        LossParamTracker(log_dir=3)
+
+
+def test_uncompiled_model_is_a_clear_error(log_dir):
+    tracker = LossParamTracker(log_dir=log_dir)
+    tracker.set_model(make_model())
+    with pytest.raises(ValueError, match="never compiled"):
+        tracker.on_train_begin()
+
+
+def test_keyboard_interrupt_keeps_what_was_logged(log_dir):
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    loss = GaussianNLL()
+    model = make_model()
+    register(model, loss)
+    model.compile(optimizer="adam", loss=loss)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(*make_data(), epochs=5, verbose=0, callbacks=[LossParamTracker(log_dir), Interrupt()])
+    assert load_run(log_dir).variables["loss/GaussianNLL/log_var"].steps.tolist() == [0, 1]
+
+
+def test_a_logging_failure_never_kills_training(log_dir, monkeypatch, caplog):
+    from tensorboard_plugin.loss_params import summary
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(summary, "write", broken)
+    model = make_model()
+    with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
+        history = fit(model, "mse", log_dir, epochs=3).model.history
+    assert len(history.history["loss"]) == 3
+    failures = [r for r in caplog.records if "disk full" in r.getMessage()]
+    assert len(failures) == 1, "one warning, not one per epoch"

@@ -1,0 +1,119 @@
+"""Discovery: every container kind, multi-output naming, extras, and what is skipped."""
+
+import logging
+
+import keras
+import pytest
+import tensorflow as tf
+
+from loss_param_tracker.discovery import discover, model_weight_paths, variable_key
+from tests.conftest import GaussianNLL, ScaledMSE, make_model
+
+
+class Scale(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    def call(self, x):
+        return self.scale * x
+
+
+class Everything(keras.losses.Loss):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.raw = tf.Variable(1.0)
+        self.kv = keras.Variable(2.0, name="kv")
+        self.layer = Scale()
+        self.inner = GaussianNLL()
+        self.in_list = [tf.Variable(3.0), keras.Variable(4.0)]
+        self.in_tuple = (tf.Variable(5.0),)
+        self.in_dict = {"a": tf.Variable(6.0), "b": [keras.Variable(7.0)]}
+        self.alias = self.raw  # the same variable twice: reported once
+        self.counter = tf.Variable(0, dtype=tf.int64)
+        self._private = keras.Variable(8.0)
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(tf.square(y_true - y_pred))
+
+
+def compiled(loss, outputs=1):
+    if outputs == 1:
+        model = make_model()
+    else:
+        inputs = keras.Input((4,))
+        model = keras.Model(
+            inputs, [keras.layers.Dense(1, name=f"y{i}")(inputs) for i in range(outputs)]
+        )
+    model.compile(optimizer="adam", loss=loss)
+    return model
+
+
+def test_every_container_kind_with_stable_paths(caplog):
+    loss = Everything()
+    with caplog.at_level(logging.DEBUG, logger="loss_param_tracker"):
+        found = discover(compiled(loss))
+    paths = [v.path for v in found.variables]
+    assert paths == [
+        "loss/Everything/raw",
+        "loss/Everything/kv",
+        "loss/Everything/layer/scale",
+        "loss/Everything/inner/log_var",
+        "loss/Everything/in_list/0",
+        "loss/Everything/in_list/1",
+        "loss/Everything/in_tuple/0",
+        "loss/Everything/in_dict/a",
+        "loss/Everything/in_dict/b/0",
+        "loss/Everything/private",
+    ], paths
+    assert found.variables[0].variable is loss.raw
+    assert found.variables[2].variable is loss.layer.scale
+    assert [type(x).__name__ for x in found.losses] == ["Everything", "GaussianNLL"]
+    assert "loss/Everything/counter" in caplog.text and "int64" in caplog.text
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_multi_output_losses_are_named_by_output(as_dict):
+    losses = [ScaledMSE(), GaussianNLL()]
+    model = compiled({"y0": losses[0], "y1": losses[1]} if as_dict else losses, outputs=2)
+    assert [v.path for v in discover(model).variables] == [
+        "loss/y0/ScaledMSE/weight",
+        "loss/y1/GaussianNLL/log_var",
+    ]
+
+
+def test_string_and_function_losses_have_no_variables():
+    assert discover(compiled("mse")).variables == []
+    assert discover(compiled(keras.losses.mean_squared_error)).variables == []
+
+
+def test_extra_variables_for_closures():
+    scale = tf.Variable(1.0, name="closure_scale")
+
+    def loss_fn(y_true, y_pred):
+        return scale * tf.reduce_mean(tf.square(y_true - y_pred))
+
+    found = discover(compiled(loss_fn), extra_variables=[scale])
+    assert [v.path for v in found.variables] == ["loss/extra/closure_scale"]
+    with pytest.raises(TypeError, match="received float"):
+        discover(compiled(loss_fn), extra_variables=[1.0])
+
+
+def test_uncompiled_model_is_a_clear_error():
+    with pytest.raises(ValueError, match="never compiled.*model.compile"):
+        discover(make_model())
+
+
+def test_model_weight_paths_are_unique_and_exclude_loss_variables():
+    model = compiled("mse")
+    paths = [p for p, _ in model_weight_paths(model)]
+    assert paths == [
+        "model/net/hidden/kernel",
+        "model/net/hidden/bias",
+        "model/net/out/kernel",
+        "model/net/out/bias",
+    ]
+    kernel = model.weights[0]
+    assert "model/net/hidden/kernel" not in [
+        p for p, _ in model_weight_paths(model, exclude={variable_key(kernel)})
+    ]
