@@ -258,84 +258,68 @@ class LossParamTracker(keras.callbacks.Callback):
     # Writing -----------------------------------------------------------
 
     def _write_epoch(self, step, records):
-        with self._writer_context():
-            for r in records:
-                if r.tracked.role == metadata.ROLE_LOSS:
-                    self._write_loss_variable(r.tracked, r.value, r.grads, step)
-                else:
-                    self._write_model_weight(r, step)
-            if self._capture is not None:
-                _, mean, maximum = self._capture.read_global()
-                summary.write(
+        values = []
+        for r in records:
+            if r.tracked.role == metadata.ROLE_LOSS:
+                values += _loss_variable_values(r.tracked, r.value, r.grads)
+            else:
+                values.append(self._model_weight_value(r))
+        if self._capture is not None:
+            _, mean, maximum = self._capture.read_global()
+            values.append(
+                summary.value(
                     metadata.ROLE_RUN,
                     metadata.GRAD_NORM,
                     metadata.RUN_GRAD_NORM,
                     np.array([mean, maximum], np.float32),
-                    step,
                 )
-            rows = np.array(
-                [[r.tracked.path, r.status] for r in records], dtype=object
-            ).reshape(-1, 2)
-            summary.write(
-                metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows, step
             )
-        self._writer.flush()
+        rows = np.array([[r.tracked.path, r.status] for r in records], dtype=object)
+        values.append(
+            summary.value(
+                metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows.reshape(-1, 2)
+            )
+        )
+        self._write(values, step)
 
-    def _write_model_weight(self, record, step):
+    def _model_weight_value(self, record):
         t, value = record.tracked, record.value
         norm = float(np.linalg.norm(value.astype(np.float64)))
         ratio = _update_ratio(self._start_values.get(t.key), value)
-        summary.write(
+        return summary.value(
             metadata.ROLE_MODEL,
             metadata.WEIGHT_NORMS,
             t.path,
             np.array([norm, record.grads.mean, record.grads.max, ratio], np.float32),
-            step,
             shape=value.shape,
             dtype=_dtype_name(t.variable),
-        )
-
-    def _write_loss_variable(self, t, value, stats, step, granularity=metadata.EPOCH):
-        common = dict(shape=value.shape, dtype=_dtype_name(t.variable), granularity=granularity)
-        if value.size <= metadata.MAX_WHOLE_ELEMENTS:
-            summary.write(metadata.ROLE_LOSS, metadata.VALUE, t.path, _loggable(value), step, **common)
-        else:
-            summary.write(metadata.ROLE_LOSS, metadata.STATS, t.path, summary.stats(value), step, **common)
-            if granularity == metadata.EPOCH:
-                summary.write(
-                    metadata.ROLE_LOSS, metadata.HISTOGRAM, t.path, summary.histogram(value), step, **common
-                )
-        summary.write(
-            metadata.ROLE_LOSS,
-            metadata.GRAD_NORM,
-            t.path,
-            np.array([stats.mean, stats.max], np.float32),
-            step,
-            **common,
         )
 
     def _write_batch(self, step):
         """Writes loss variables' values and the gradient norms since the last batch write."""
         grads = self._gradient_stats(self._loss_tracked)
-        previous, self._batch_sums = self._batch_sums, {
-            key: (s.steps, 0.0 if math.isnan(s.mean) else s.mean * s.steps, s) for key, s in grads.items()
+        previous, self._batch_sums = self._batch_sums or {}, {
+            key: (s.steps, 0.0 if math.isnan(s.mean) else s.mean * s.steps) for key, s in grads.items()
         }
-        with self._writer_context():
-            for t in self._loss_tracked:
-                steps, total, stats = self._batch_sums[t.key]
-                before_steps, before_total, _ = (previous or {}).get(t.key, (0, 0.0, None))
-                count = steps - before_steps
-                mean = (total - before_total) / count if count > 0 and stats.has_gradient else math.nan
-                batch_stats = dataclasses.replace(stats, mean=mean)
-                value = np.asarray(t.variable.numpy())
-                self._write_loss_variable(t, value, batch_stats, step, metadata.BATCH)
+        values = []
+        for t in self._loss_tracked:
+            steps, total = self._batch_sums[t.key]
+            before_steps, before_total = previous.get(t.key, (0, 0.0))
+            count = steps - before_steps
+            stats = grads[t.key]
+            mean = (total - before_total) / count if count > 0 and stats.has_gradient else math.nan
+            value = np.asarray(t.variable.numpy())
+            values += _loss_variable_values(
+                t, value, dataclasses.replace(stats, mean=mean), metadata.BATCH
+            )
+        self._write(values, step)
 
-    @contextlib.contextmanager
-    def _writer_context(self):
+    def _write(self, values, step):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train"))
         with self._writer.as_default():
-            yield
+            summary.write(values, step)
+        self._writer.flush()
 
     # Console -----------------------------------------------------------
 
@@ -407,6 +391,24 @@ def _check_writable(log_dir):
         f"Received: log_dir={log_dir!r}, which cannot be written: {reason}. "
         "Pass a directory you can write to."
     )
+
+
+def _loss_variable_values(t, value, grads, granularity=metadata.EPOCH):
+    """The `Summary.Value`s of a loss variable: its value (or stats and histogram) and gradient norm."""
+    common = dict(shape=value.shape, dtype=_dtype_name(t.variable), granularity=granularity)
+    if value.size <= metadata.MAX_WHOLE_ELEMENTS:
+        values = [summary.value(metadata.ROLE_LOSS, metadata.VALUE, t.path, _loggable(value), **common)]
+    else:
+        values = [summary.value(metadata.ROLE_LOSS, metadata.STATS, t.path, summary.stats(value), **common)]
+        if granularity == metadata.EPOCH:
+            values.append(
+                summary.value(
+                    metadata.ROLE_LOSS, metadata.HISTOGRAM, t.path, summary.histogram(value), **common
+                )
+            )
+    grad_norm = np.array([grads.mean, grads.max], np.float32)
+    values.append(summary.value(metadata.ROLE_LOSS, metadata.GRAD_NORM, t.path, grad_norm, **common))
+    return values
 
 
 def _update_ratio(start, value):

@@ -30,11 +30,16 @@ class LossVariable:
         variable: The `tf.Variable` or `keras.Variable` itself.
         owner: The `keras.losses.Loss` (or other object) it was found on,
             `None` for variables passed by the user.
+        container: The object, list or dict that holds the variable directly
+            (`None` inside a layer or for variables passed by the user).
+        key: Its attribute name, index or key in `container`.
     """
 
     path: str
     variable: object
     owner: object = None
+    container: object = None
+    key: object = None
 
 
 def is_variable(obj):
@@ -64,15 +69,7 @@ def compiled_losses(model):
             "that was never compiled. Call model.compile(optimizer=..., loss=...) "
             "before model.fit."
         )
-    loss = getattr(model, "loss", None)
-    names = list(getattr(model, "output_names", None) or [])
-    if isinstance(loss, dict):
-        return list(loss.items())
-    if isinstance(loss, (list, tuple)):
-        if len(loss) == 1:
-            return [(None, loss[0])]
-        return [(names[i] if i < len(names) else str(i), item) for i, item in enumerate(loss)]
-    return [(None, loss)]
+    return named_losses(model, model.loss)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +87,19 @@ class Discovered:
     losses: list
 
 
-def discover(model, extra_variables=()):
+def named_losses(model, loss):
+    """Returns `[(output_name or None, loss)]` for a loss given as `compile` takes it."""
+    names = list(getattr(model, "output_names", None) or [])
+    if isinstance(loss, dict):
+        return list(loss.items())
+    if isinstance(loss, (list, tuple)):
+        if len(loss) == 1:
+            return [(None, loss[0])]
+        return [(names[i] if i < len(names) else str(i), item) for i, item in enumerate(loss)]
+    return [(None, loss)]
+
+
+def discover(model, extra_variables=(), losses=None):
     """Finds the float variables of `model`'s compiled loss, each with its path.
 
     Variables reachable along several paths are reported once, under the first.
@@ -99,19 +108,27 @@ def discover(model, extra_variables=()):
     Non-float variables (step counters) are skipped, with the reason in the
     debug log.
 
+    Args:
+        model: The Keras model.
+        extra_variables: Variables to add as `loss/extra/<name>`.
+        losses: `[(output_name, loss)]` to walk instead of the compiled loss
+            (see `named_losses`), for a model not compiled yet.
+
     Raises:
-        ValueError: When the model has not been compiled.
+        ValueError: When the model has not been compiled and `losses` is not given.
         TypeError: When `extra_variables` holds something that is not a variable.
     """
-    found, losses = [], []
+    if losses is None:
+        losses = compiled_losses(model)
+    found, walked = [], []
     seen_variables = set()
     visited = set()
 
-    def add(path, variable, owner):
-        key = variable_key(variable)
-        if key in seen_variables:
+    def add(path, variable, owner, container=None, key=None):
+        identity = variable_key(variable)
+        if identity in seen_variables:
             return
-        seen_variables.add(key)
+        seen_variables.add(identity)
         if not is_float_variable(variable):
             logger.debug(
                 "Skipping %s: dtype %s is not a float, it has no gradient.",
@@ -119,11 +136,11 @@ def discover(model, extra_variables=()):
                 tf.as_dtype(variable.dtype).name,
             )
             return
-        found.append(LossVariable(path, variable, owner))
+        found.append(LossVariable(path, variable, owner, container, key))
 
-    def walk(obj, path, owner):
+    def walk(obj, path, owner, container=None, key=None):
         if is_variable(obj):
-            add(path, obj, owner)
+            add(path, obj, owner, container, key)
             return
         if id(obj) in visited:
             return
@@ -133,19 +150,19 @@ def discover(model, extra_variables=()):
                 add(f"{path}/{_weight_name(weight)}", weight, owner)
         elif isinstance(obj, keras.losses.Loss):
             visited.add(id(obj))
-            losses.append(obj)
+            walked.append(obj)
             for name, value in vars(obj).items():
-                walk(value, f"{path}/{name.lstrip('_') or name}", obj)
+                walk(value, f"{path}/{name.lstrip('_') or name}", obj, obj, name)
         elif isinstance(obj, dict):
             visited.add(id(obj))
-            for key, value in obj.items():
-                walk(value, f"{path}/{key}", owner)
+            for name, value in obj.items():
+                walk(value, f"{path}/{name}", owner, obj, name)
         elif isinstance(obj, (list, tuple)):
             visited.add(id(obj))
             for index, value in enumerate(obj):
-                walk(value, f"{path}/{index}", owner)
+                walk(value, f"{path}/{index}", owner, obj, index)
 
-    for output, loss in compiled_losses(model):
+    for output, loss in losses:
         if isinstance(loss, keras.losses.Loss):
             prefix = "/".join(p for p in (LOSS_PREFIX, output, type(loss).__name__) if p)
             walk(loss, prefix, loss)
@@ -156,7 +173,7 @@ def discover(model, extra_variables=()):
                 f"objects; received {type(variable).__name__}: {variable!r}."
             )
         add(f"{LOSS_PREFIX}/extra/{_weight_name(variable)}", variable, None)
-    return Discovered(found, losses)
+    return Discovered(found, walked)
 
 
 def model_weight_paths(model, exclude=()):

@@ -1,49 +1,56 @@
 """Writers of the loss_params summaries, and the numpy reductions they log.
 
 TensorFlow is imported inside `write` only: the plugin imports this package
-and TensorBoard must start without TensorFlow.
+and TensorBoard must start without TensorFlow. The protos are built with
+TensorBoard's own pure-Python helpers.
 """
 
 import functools
 
 import numpy as np
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.util import tensor_util
 
 from tensorboard_plugin.loss_params import metadata
 
 
 @functools.lru_cache(maxsize=4096)
-def _serialized_metadata(role, kind, path, shape, dtype, granularity):
-    return metadata.create_summary_metadata(
-        role, kind, path, shape, dtype, granularity
-    ).SerializeToString()
+def _metadata(role, kind, path, shape, dtype, granularity):
+    return metadata.create_summary_metadata(role, kind, path, shape, dtype, granularity)
 
 
-def write(role, kind, path, data, step, *, shape=(), dtype="", granularity=metadata.EPOCH):
-    """Writes one step of a series to the default `tf.summary` writer.
+def value(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.EPOCH):
+    """Returns one step of a series as a `Summary.Value` proto (no TensorFlow needed).
 
     Args:
         role: `metadata.ROLE_LOSS`, `ROLE_MODEL` or `ROLE_RUN`.
         kind: One of the kinds of `metadata` (`VALUE`, `STATS`, ...).
         path: The variable's path, e.g. `loss/GaussianNLL/log_var`.
-        data: The step's tensor, as the kind defines it.
-        step: The epoch index (or global batch index for `granularity=BATCH`).
+        data: The step's tensor, as the kind defines it (a numpy array).
         shape: Shape of the variable itself. Defaults to `()`.
         dtype: Name of the variable's dtype. Defaults to `""`.
         granularity: `metadata.EPOCH` or `metadata.BATCH`. Defaults to `EPOCH`.
+    """
+    return summary_pb2.Summary.Value(
+        tag=metadata.tag(path, kind, granularity),
+        metadata=_metadata(role, kind, path, tuple(int(d) for d in shape), dtype, granularity),
+        tensor=tensor_util.make_tensor_proto(data),
+    )
+
+
+def write(values, step):
+    """Writes `Summary.Value`s of one step to the default `tf.summary` writer, in one op.
+
+    One serialized `Summary` per step keeps the cost per epoch to a single
+    TensorFlow op, however many variables are logged.
 
     Returns:
         Whether a default writer took the summary, as `tf.summary.write`.
     """
     import tensorflow as tf
 
-    return tf.summary.write(
-        metadata.tag(path, kind, granularity),
-        data,
-        step=step,
-        metadata=_serialized_metadata(
-            role, kind, path, tuple(int(d) for d in shape), dtype, granularity
-        ),
-    )
+    serialized = summary_pb2.Summary(value=values).SerializeToString()
+    return tf.summary.experimental.write_raw_pb(serialized, step=step)
 
 
 def stats(value):
