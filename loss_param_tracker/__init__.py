@@ -4,16 +4,32 @@ Data flow: `LossParamTracker` (the callback) finds the loss's variables
 (`discovery`), captures their gradients inside the real training step
 (`capture_tf`), diagnoses them (`diagnosis`) and writes TF summaries in the
 format of `tensorboard_plugin.loss_params.metadata`, which the TensorBoard
-plugin reads.
+plugin and `load()` read. `make_trainable` (`fix`) is the fix.
+
+The Keras side is imported on first use, so `load()` and the `report` command
+work without TensorFlow.
 """
 
-from loss_param_tracker.callback import LossParamTracker, LossParamWarning
-from loss_param_tracker.capture_tf import LossVariableCreatedError
+import importlib
+
 from tensorboard_plugin.loss_params.metadata import STATUSES
 
-__all__ = [
-    "LossParamTracker",
-    "LossParamWarning",
-    "LossVariableCreatedError",
-    "STATUSES",
-]
+_EXPORTS = {
+    "LossParamTracker": "loss_param_tracker.callback",
+    "LossParamWarning": "loss_param_tracker.callback",
+    "LossVariableCreatedError": "loss_param_tracker.capture_tf",
+    "make_trainable": "loss_param_tracker.fix",
+    "load": "loss_param_tracker.reader",
+}
+
+__all__ = sorted([*_EXPORTS, "STATUSES"])
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'loss_param_tracker' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return __all__
