@@ -8,7 +8,7 @@ same repeat's plain fit) with the 25-75% range, and the peak RSS sampled while
 it ran. Single repeats on a shared machine scatter widely; only the paired
 medians mean anything.
 
-    python bench/overhead.py [--repeats 8] [--epochs 3]
+    python bench/overhead.py [--repeats 8] [--epochs 4]
 """
 
 import argparse
@@ -167,7 +167,7 @@ def bench(workload, repeats, epochs, log_root):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--workload", choices=["mlp", "convnet", "all"], default="all")
     args = parser.parse_args()
     # The benchmark's losses hold untrained parameters on purpose.

@@ -157,6 +157,7 @@ class LossParamTracker(keras.callbacks.Callback):
         self._capture = self._attach_capture(found)
         self._epoch_offset = None
         self._batch_sums = None
+        self._start_values = {}
         self._make_train_dir()
         if not self._loss_tracked:
             logger.info(
@@ -170,10 +171,11 @@ class LossParamTracker(keras.callbacks.Callback):
         if self._epoch_offset is None:
             behind = -1 if self._last_step is None else self._last_step - epoch
             self._epoch_offset = max(0, behind + 1)
-        if self._capture is not None:
-            self._capture.reset()
         self._batch_sums = None
-        self._start_values = self._snapshot()
+        with self._survive("starting the epoch"):
+            if self._capture is not None:
+                self._capture.reset()
+            self._start_values = self._snapshot()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.update_freq == "epoch":
