@@ -130,14 +130,7 @@ class LossParamTracker(keras.callbacks.Callback):
         self.log_dir = os.fspath(log_dir)
         _check_writable(self.log_dir)
         self.update_freq = update_freq
-        self._extra_variables = list(variables or [])
-        for variable in self._extra_variables:
-            if not discovery.is_variable(variable):
-                raise TypeError(
-                    "LossParamTracker(variables=...) takes tf.Variable or "
-                    f"keras.Variable objects; received {type(variable).__name__}: "
-                    f"{variable!r}."
-                )
+        self._extra_variables = discovery.check_variables(variables)
         self.diagnosis = {}
         self._writer = None
         self._warned = set()

@@ -46,6 +46,18 @@ def is_variable(obj):
     return isinstance(obj, (tf.Variable, keras.Variable))
 
 
+def check_variables(variables):
+    """Returns `variables` as a list, or raises a TypeError naming what is not a variable."""
+    variables = list(variables or [])
+    for variable in variables:
+        if not is_variable(variable):
+            raise TypeError(
+                "LossParamTracker(variables=...) takes tf.Variable or keras.Variable "
+                f"objects; received {type(variable).__name__}: {variable!r}."
+            )
+    return variables
+
+
 def is_float_variable(variable):
     return tf.as_dtype(variable.dtype).is_floating
 
@@ -166,12 +178,7 @@ def discover(model, extra_variables=(), losses=None):
         if isinstance(loss, keras.losses.Loss):
             prefix = "/".join(p for p in (LOSS_PREFIX, output, type(loss).__name__) if p)
             walk(loss, prefix, loss)
-    for variable in extra_variables:
-        if not is_variable(variable):
-            raise TypeError(
-                "LossParamTracker(variables=...) takes tf.Variable or keras.Variable "
-                f"objects; received {type(variable).__name__}: {variable!r}."
-            )
+    for variable in check_variables(extra_variables):
         add(f"{LOSS_PREFIX}/extra/{_weight_name(variable)}", variable, None)
     return Discovered(found, walked)
 

@@ -99,9 +99,9 @@ def _as_keras_variable(found):
         return variable
     if isinstance(found.container, tuple) or found.container is None:
         raise TypeError(
-            f"{found.path} is a tf.Variable inside a tuple, where make_trainable cannot "
-            "replace it with a keras.Variable. Hold it in a list, or create it as "
-            "keras.Variable(...) in the loss's __init__."
+            f"{found.path} is a tf.Variable that make_trainable cannot replace with a "
+            "keras.Variable where it sits (a tuple). Hold it in a list or an attribute, "
+            "or create it as keras.Variable(...) in the loss's __init__."
         )
     replacement = keras.Variable(
         variable.numpy(),

@@ -320,3 +320,8 @@ def test_a_logging_failure_never_kills_training(log_dir, monkeypatch, caplog):
     assert len(history.history["loss"]) == 3
     failures = [r for r in caplog.records if "disk full" in r.getMessage()]
     assert len(failures) == 1, "one warning, not one per epoch"
+
+
+def test_bad_variables_argument_fails_at_construction(log_dir):
+    with pytest.raises(TypeError, match="received str: 'log_var'"):
+        LossParamTracker(log_dir=log_dir, variables=["log_var"])
