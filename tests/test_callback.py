@@ -2,7 +2,6 @@
 
 import glob
 import logging
-import math
 import os
 import warnings
 
@@ -13,7 +12,6 @@ import tensorflow as tf
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, LossVariableCreatedError
 from loss_param_tracker.reader import load
-from tensorboard_plugin.loss_params import metadata
 from tests.conftest import (
     ClampedWeight,
     GaussianNLL,

@@ -1,7 +1,6 @@
 """make_trainable: the seed post's patterns train after it, and weight files keep them."""
 
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 
