@@ -1,10 +1,13 @@
 # The README's two commands: `make demo` and `make test`. Each sets up what it
-# needs on a fresh machine: a .venv with the package and its test extras.
+# needs on a fresh machine: a .venv with the package and its test extras, and
+# for the browser tests Debian's chromium.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test demo bench proto
 
@@ -14,7 +17,11 @@ $(INSTALLED): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-test: $(INSTALLED)
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
+test: $(INSTALLED) $(CHROMIUM)
 	$(PY) -m pytest
 
 bench: $(INSTALLED)

@@ -5,18 +5,13 @@ multiplexer), the same summaries the plugin reads. Needs no TensorFlow.
 """
 
 import dataclasses
-import logging
 import os
 
 import numpy as np
-from tensorboard.backend.event_processing import plugin_event_multiplexer
-from tensorboard.util import tensor_util
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 
-from tensorboard_plugin.loss_params import metadata
-
-logger = logging.getLogger("loss_param_tracker")
-
-_ROLE_NAMES = {metadata.ROLE_LOSS: "loss", metadata.ROLE_MODEL: "model"}
+from tensorboard_plugin.loss_params import metadata, series
 
 
 class NoSummariesError(ValueError):
@@ -114,9 +109,11 @@ def load(log_dir):
     )
     multiplexer.AddRunsFromDirectory(log_dir)
     multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, log_dir)
+    ctx = context.RequestContext()
     runs = {}
-    for run, tags in sorted(multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME).items()):
-        runs[run] = _read_run(multiplexer, run, tags)
+    for run, tags in series.list_series(provider, ctx, "").items():
+        runs[run] = _read_run(run, tags, series.read(provider, ctx, "", [run], tags).get(run, {}))
     if not runs:
         raise NoSummariesError(
             f"No loss_params summaries under {log_dir!r}. Train with "
@@ -125,37 +122,21 @@ def load(log_dir):
     return runs
 
 
-def read_series(tensor_events):
-    """Returns `(steps, values)` of tensor events: sorted by step, the last write of a step wins."""
-    by_step = {}
-    for event in tensor_events:
-        by_step[event.step] = event.tensor_proto
-    steps = sorted(by_step)
-    values = [tensor_util.make_ndarray(by_step[s]) for s in steps]
-    return np.array(steps, dtype=np.int64), values
-
-
-def _read_run(multiplexer, run, tags):
+def _read_run(run, tags, data):
     variables, statuses, grad_norm = {}, None, None
-    for tag, content in sorted(tags.items()):
-        try:
-            data = metadata.parse_plugin_metadata(content)
-        except Exception as error:  # noqa: BLE001 - one bad tag must not hide the rest
-            logger.warning("Skipping tag %r of run %r: %s", tag, run, error)
+    for tag, one in tags.items():
+        if tag not in data:
             continue
-        if data is None or data.granularity != metadata.EPOCH:
-            continue
-        steps, values = read_series(multiplexer.Tensors(run, tag))
-        if data.kind == metadata.DIAGNOSIS:
-            statuses = (steps, values)
-        elif data.role == metadata.ROLE_RUN:
-            grad_norm = (steps, _stack(values))
-        elif data.role in _ROLE_NAMES:
+        steps, values = data[tag]
+        if one.kind == metadata.DIAGNOSIS:
+            statuses = (steps, series.statuses(values))
+        elif one.role == "run":
+            grad_norm = (steps, series.stack(values))
+        else:
             variable = variables.setdefault(
-                data.path,
-                Variable(data.path, _ROLE_NAMES[data.role], tuple(data.shape), data.dtype),
+                one.path, Variable(one.path, one.role, one.shape, one.dtype)
             )
-            _set_field(variable, data.kind, steps, values)
+            _set_field(variable, one.kind, steps, values)
     if statuses is not None:
         _set_statuses(variables, *statuses)
     ordered = dict(sorted(variables.items(), key=lambda item: (item[1].role != "loss", item[0])))
@@ -176,13 +157,10 @@ def _set_field(variable, kind, steps, values):
         return  # Histograms are for the dashboard.
     if variable.steps is None or len(steps) > len(variable.steps):
         variable.steps = steps
-    setattr(variable, field, _stack(values))
+    setattr(variable, field, series.stack(values))
 
 
-def _set_statuses(variables, steps, values):
-    per_step = [
-        {row[0].decode(): row[1].decode() for row in np.asarray(v).reshape(-1, 2)} for v in values
-    ]
+def _set_statuses(variables, steps, per_step):
     for variable in variables.values():
         if variable.steps is None:
             continue
@@ -191,7 +169,3 @@ def _set_statuses(variables, steps, values):
             [by_step.get(s, {}).get(variable.path, "") for s in variable.steps.tolist()],
             dtype=object,
         )
-
-
-def _stack(values):
-    return np.stack([np.asarray(v, dtype=np.float64) for v in values]) if values else None

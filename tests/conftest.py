@@ -1,6 +1,7 @@
 """Shared helpers: small models, losses that truly cause each status, and fit."""
 
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -9,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from loss_param_tracker import LossParamTracker  # noqa: E402
+from loss_param_tracker import LossParamTracker, LossParamWarning  # noqa: E402
 from loss_param_tracker.reader import load  # noqa: E402
 
 
@@ -101,3 +102,54 @@ def load_run(log_dir):
 @pytest.fixture
 def log_dir(tmp_path):
     return str(tmp_path / "logs")
+
+
+class CenterLoss(keras.losses.Loss):
+    """MSE plus a pull of 100 learned centres towards 1: a loss variable logged as statistics."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.centers = keras.Variable(np.zeros((10, 10), "float32"), name="centers")
+
+    def call(self, y_true, y_pred):
+        pull = tf.reduce_mean(tf.square(self.centers - 1.0))
+        return tf.reduce_mean(tf.square(y_true - y_pred)) + pull
+
+
+# A run name that is also HTML: the dashboard must show it as text.
+XSS_RUN = "<img src=x onerror=alert(1)>"
+
+# Runs of the dashboard's log directory: epochs, and the latest status of each loss variable.
+DASHBOARD_RUNS = {
+    "broken/train": (12, {"loss/GaussianNLL/log_var": "not_updated"}),
+    # More epochs than either loader keeps of a third-party plugin by default (10 and 100).
+    "fixed/train": (150, {"loss/GaussianNLL/log_var": "training"}),
+    f"{XSS_RUN}/train": (12, {"loss/StoppedGradient/weight": "no_gradient"}),
+    "centers/train": (12, {"loss/CenterLoss/centers": "training"}),
+    "plain/train": (12, {}),
+}
+
+
+@pytest.fixture(scope="session")
+def dashboard_logdir(tmp_path_factory):
+    """A log directory written by real fits: each kind of run the dashboard shows."""
+    from loss_param_tracker import make_trainable
+
+    root = tmp_path_factory.mktemp("dashboard")
+    losses = {
+        "broken": (GaussianNLL(), False),
+        "fixed": (GaussianNLL(), True),
+        XSS_RUN: (StoppedGradient(), True),
+        "centers": (CenterLoss(), True),
+        "plain": ("mse", False),
+    }
+    for name, (loss, fix) in losses.items():
+        model = make_model()
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+        if fix:
+            make_trainable(model, loss)
+        epochs = DASHBOARD_RUNS[f"{name}/train"][0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossParamWarning)  # the broken runs warn, as they should
+            fit(model, loss, str(root / name), epochs=epochs, data=make_data(n=64))
+    return str(root)

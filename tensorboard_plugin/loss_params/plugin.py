@@ -1,0 +1,328 @@
+"""The "Loss Params" TensorBoard plugin: JSON routes and the static frontend.
+
+Every route reads through `context.data_provider`, so the plugin works on the
+Python loader and on the Rust data server alike. The routes are documented,
+with an example each, in `http_api.md` next to this file.
+"""
+
+import csv
+import io
+import json
+import math
+import os
+
+import numpy as np
+from tensorboard import context as tb_context
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from tensorboard_plugin.loss_params import metadata
+from tensorboard_plugin.loss_params import series as series_lib
+
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+_MIME_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+_KIND_NAMES = {
+    metadata.VALUE: "value",
+    metadata.STATS: "stats",
+    metadata.GRAD_NORM: "grad_norm",
+    metadata.WEIGHT_NORMS: "norms",
+}
+_DIAGNOSIS_TAG = metadata.tag(metadata.RUN_DIAGNOSIS, metadata.DIAGNOSIS)
+_GLOBAL_GRAD_NORM_TAG = metadata.tag(metadata.RUN_GRAD_NORM, metadata.GRAD_NORM)
+_NON_FINITE_JSON = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+class LossParamsPlugin(base_plugin.TBPlugin):
+    """Serves the loss variables' series, the model's weights and the diagnosis."""
+
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        """Instantiates the plugin from TensorBoard's `TBContext`."""
+        self._data_provider = context.data_provider
+        self._static = _read_static_files(STATIC_DIR)
+
+    def get_plugin_apps(self):
+        return {
+            "/runs": self._serve_runs,
+            "/series": self._serve_series,
+            "/weights": self._serve_weights,
+            "/diagnosis": self._serve_diagnosis,
+            "/static/*": self._serve_static,
+        }
+
+    def is_active(self):
+        return False  # Activated by data: see data_plugin_names.
+
+    def data_plugin_names(self):
+        return (metadata.PLUGIN_NAME,)
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/static/index.js", tab_name="Loss Params")
+
+    @wrappers.Request.application
+    def _serve_runs(self, request):
+        ctx, experiment = _context(request)
+        return _respond_json(request, self.runs_impl(ctx, experiment))
+
+    @wrappers.Request.application
+    def _serve_series(self, request):
+        run = _required(request, "run")
+        path = _required(request, "variable")
+        output = request.args.get("format", "json")
+        if output not in ("json", "csv"):
+            raise errors.InvalidArgumentError(
+                f"Query parameter 'format' must be 'json' or 'csv'; received {output!r}."
+            )
+        ctx, experiment = _context(request)
+        body = self.series_impl(ctx, experiment, run, path)
+        if output == "csv":
+            filename = "".join(c if c.isalnum() else "_" for c in f"{run}_{path}") + ".csv"
+            return http_util.Respond(
+                request,
+                _series_csv(body),
+                "text/csv",
+                headers=[("Content-Disposition", f'attachment; filename="{filename}"')],
+            )
+        return _respond_json(request, body)
+
+    @wrappers.Request.application
+    def _serve_weights(self, request):
+        run = _required(request, "run")
+        ctx, experiment = _context(request)
+        return _respond_json(request, self.weights_impl(ctx, experiment, run))
+
+    @wrappers.Request.application
+    def _serve_diagnosis(self, request):
+        run = _required(request, "run")
+        ctx, experiment = _context(request)
+        return _respond_json(request, self.diagnosis_impl(ctx, experiment, run))
+
+    @wrappers.Request.application
+    def _serve_static(self, request):
+        # Only files present in static/ at start-up are served, looked up by
+        # exact name: no path from the request ever reaches the file system.
+        name = request.path.partition("/static/")[2]
+        if name not in self._static:
+            raise errors.NotFoundError(f"No static file {name!r}.")
+        content, mimetype = self._static[name]
+        return http_util.Respond(request, content, mimetype)
+
+    def runs_impl(self, ctx, experiment):
+        """Returns the runs, their variables and each variable's latest status."""
+        listing = series_lib.list_series(self._data_provider, ctx, experiment)
+        latest = series_lib.read(
+            self._data_provider, ctx, experiment, listing, [_DIAGNOSIS_TAG], downsample=1
+        )
+        runs = []
+        for run, tags in listing.items():
+            diagnosis = latest.get(run, {}).get(_DIAGNOSIS_TAG)
+            status = series_lib.statuses(diagnosis[1][-1:])[0] if diagnosis else {}
+            runs.append(
+                {
+                    "name": run,
+                    "last_step": max(s.max_step for s in tags.values()),
+                    "variables": _variables(tags.values(), status),
+                }
+            )
+        return {
+            "runs": runs,
+            "statuses": {
+                s: {"explanation": metadata.EXPLANATIONS[s], "fix": metadata.FIXES[s]}
+                for s in metadata.STATUSES
+            },
+        }
+
+    def series_impl(self, ctx, experiment, run, path):
+        """Returns the epoch series of one variable of one run."""
+        tags = self._tags_of(ctx, experiment, run)
+        mine = {
+            s.tag: s for s in tags.values() if s.path == path and s.kind in _KIND_NAMES
+        }
+        if not mine:
+            raise errors.NotFoundError(f"Run {run!r} has no variable {path!r}.")
+        data = series_lib.read(self._data_provider, ctx, experiment, [run], mine).get(run, {})
+        first = next(iter(mine.values()))
+        body = {
+            "run": run,
+            "path": path,
+            "role": first.role,
+            "shape": list(first.shape),
+            "dtype": first.dtype,
+        }
+        steps = _union_steps(data.values())
+        body["steps"] = steps.tolist()
+        for tag, one in mine.items():
+            if tag not in data:
+                continue
+            values = _align(steps, *data[tag])
+            if one.kind == metadata.VALUE:
+                body["value"] = _json_floats(values.reshape(len(steps), -1).T)
+            else:
+                fields = metadata.FIELDS[one.kind]
+                body[_KIND_NAMES[one.kind]] = {
+                    f: _json_floats(values[:, i]) for i, f in enumerate(fields)
+                }
+        return body
+
+    def weights_impl(self, ctx, experiment, run):
+        """Returns the model's weights of one run, aggregated per layer."""
+        tags = self._tags_of(ctx, experiment, run)
+        weights = {s.tag: s for s in tags.values() if s.kind == metadata.WEIGHT_NORMS}
+        wanted = list(weights) + [_GLOBAL_GRAD_NORM_TAG]
+        data = series_lib.read(self._data_provider, ctx, experiment, [run], wanted).get(run, {})
+        norms = {tag: data[tag] for tag in weights if tag in data}
+        steps = _union_steps(norms.values())
+        layers = {}
+        for tag, (tag_steps, values) in norms.items():
+            layer = weights[tag].path.rsplit("/", 1)[0]
+            layers.setdefault(layer, []).append((weights[tag].path, _align(steps, tag_steps, values)))
+        body = {
+            "run": run,
+            "steps": steps.tolist(),
+            "layers": [{"name": layer, **_layer_norms(m)} for layer, m in layers.items()],
+            "total": _layer_norms([m for members in layers.values() for m in members]),
+        }
+        if _GLOBAL_GRAD_NORM_TAG in data:
+            values = _align(steps, *data[_GLOBAL_GRAD_NORM_TAG])
+            body["global_grad_norm"] = {
+                f: _json_floats(values[:, i])
+                for i, f in enumerate(metadata.FIELDS[metadata.GRAD_NORM])
+            }
+        return body
+
+    def diagnosis_impl(self, ctx, experiment, run):
+        """Returns every variable's status at every epoch of one run."""
+        tags = self._tags_of(ctx, experiment, run)
+        data = series_lib.read(self._data_provider, ctx, experiment, [run], [_DIAGNOSIS_TAG])
+        steps, values = data.get(run, {}).get(_DIAGNOSIS_TAG, (np.zeros(0, np.int64), []))
+        per_step = series_lib.statuses(values)
+        paths = [v["path"] for v in _variables(tags.values(), {})]
+        return {
+            "run": run,
+            "steps": steps.tolist(),
+            "statuses": {p: [s.get(p, "") for s in per_step] for p in paths},
+        }
+
+    def _tags_of(self, ctx, experiment, run):
+        listing = series_lib.list_series(self._data_provider, ctx, experiment, runs=[run])
+        if run not in listing:
+            raise errors.NotFoundError(f"No run {run!r} with loss_params data.")
+        return listing[run]
+
+
+def _variables(tags, status):
+    """The variables of a run's series, loss variables first, with their latest status."""
+    variables = {}
+    for one in tags:
+        if one.role == "run" or one.kind not in _KIND_NAMES or one.kind == metadata.GRAD_NORM:
+            continue
+        variables[one.path] = {
+            "path": one.path,
+            "role": one.role,
+            "shape": list(one.shape),
+            "dtype": one.dtype,
+            "kind": _KIND_NAMES[one.kind],
+            "status": status.get(one.path, ""),
+        }
+    return sorted(variables.values(), key=lambda v: (v["role"] != "loss", v["path"]))
+
+
+def _layer_norms(members):
+    """Combines the weights of one layer: root-sum-squares of norms and gradient norms."""
+    if not members:
+        return {"weights": [], "norm": [], "grad_norm": [], "grad_norm_max": [], "update_ratio": []}
+    stacked = np.stack([values for _, values in members])  # [weights, steps, 4]
+    norm, grad_mean, grad_max, ratio = (stacked[..., i] for i in range(4))
+    layer_norm = np.sqrt(np.sum(norm**2, axis=0))
+    # A weight's ratio is its change over its norm at the epoch's start; the
+    # layer's is near sqrt(sum change^2) / sqrt(sum norm^2). Weights whose ratio
+    # is unknown (a bias starting at zero) are left out of both sums.
+    known = np.isfinite(ratio)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        update_ratio = np.sqrt(
+            np.sum(np.where(known, ratio * norm, 0.0) ** 2, axis=0)
+            / np.sum(np.where(known, norm, 0.0) ** 2, axis=0)
+        )
+    return {
+        "weights": [path for path, _ in members],
+        "norm": _json_floats(layer_norm),
+        "grad_norm": _json_floats(np.sqrt(np.sum(grad_mean**2, axis=0))),
+        "grad_norm_max": _json_floats(np.sqrt(np.sum(grad_max**2, axis=0))),
+        "update_ratio": _json_floats(update_ratio),
+    }
+
+
+def _union_steps(data):
+    steps = [s for s, _ in data]
+    return np.unique(np.concatenate(steps)) if steps else np.zeros(0, np.int64)
+
+
+def _align(steps, own_steps, values):
+    """Stacks `values` on the rows of `steps`; steps this series lacks are NaN."""
+    stacked = series_lib.stack(values)
+    if np.array_equal(steps, own_steps):
+        return stacked
+    out = np.full((len(steps),) + stacked.shape[1:], np.nan)
+    out[np.searchsorted(steps, own_steps)] = stacked
+    return out
+
+
+def _json_floats(array):
+    """A list for JSON, where NaN and +-Inf (which JSON lacks) become strings."""
+    array = np.asarray(array, dtype=np.float64)
+    if np.isfinite(array).all():
+        return array.tolist()
+    return np.vectorize(_json_float, otypes=[object])(array).tolist()
+
+
+def _json_float(x):
+    if math.isnan(x):
+        return "NaN"
+    return _NON_FINITE_JSON.get(x, x)
+
+
+def _series_csv(body):
+    columns = {"step": body["steps"]}
+    for i, element in enumerate(body.get("value", [])):
+        columns[f"value[{i}]"] = element
+    for kind in ("stats", "grad_norm", "norms"):
+        for field, values in body.get(kind, {}).items():
+            columns[f"{kind}.{field}"] = values
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values()))
+    return out.getvalue()
+
+
+def _read_static_files(directory):
+    files = {}
+    for name in sorted(os.listdir(directory)):
+        mimetype = _MIME_TYPES.get(os.path.splitext(name)[1])
+        if mimetype:
+            with open(os.path.join(directory, name), "rb") as f:
+                files[name] = (f.read(), mimetype)
+    return files
+
+
+def _context(request):
+    return tb_context.from_environ(request.environ), plugin_util.experiment_id(request.environ)
+
+
+def _required(request, name):
+    value = request.args.get(name)
+    if not value:
+        raise errors.InvalidArgumentError(
+            f"Missing query parameter {name!r}: pass ?{name}=... (see the plugin's http_api.md)."
+        )
+    return value
+
+
+def _respond_json(request, body):
+    return http_util.Respond(
+        request, json.dumps(body, allow_nan=False, separators=(",", ":")), "application/json"
+    )

@@ -1,0 +1,290 @@
+// Entry point of the "Loss Params" tab. TensorBoard imports this module in
+// the plugin's iframe and calls render().
+
+import {drawChart, formatNumber} from './chart.js';
+import {Store, csvUrl, numbers, smooth} from './model.js';
+import * as views from './views.js';
+
+const REFRESH_MS = 5000;
+const ALL_WEIGHTS = '';
+
+/** Builds the tab and keeps it current while training writes. */
+export async function render() {
+  const style = document.createElement('link');
+  style.rel = 'stylesheet';
+  style.href = './static/style.css';
+  document.head.append(style);
+  const page = new Page();
+  document.body.append(page.ui.root);
+  await page.refresh();
+  setInterval(() => page.refresh(), REFRESH_MS);
+}
+
+class Page {
+  constructor() {
+    this.store = new Store();
+    this.ui = views.frame();
+    this.weights = views.weightsPanel(this.ui.weights);
+    /** @type {{runs: Object[], statuses: Object}} */
+    this.listing = {runs: [], statuses: {}};
+    /** Runs seen so far: a new run starts selected, a run the user unticked stays so. */
+    this.known = new Set();
+    this.selected = new Set();
+    /** @type {Map<string, {ui: Object, visible: boolean, token: number}>} */
+    this.cards = new Map();
+    this.weightsToken = 0;
+    this.runNames = '';
+    this.observer = new IntersectionObserver((entries) => {
+      for (const entry of entries) {
+        const card = this.cards.get(entry.target.dataset.path);
+        if (card && entry.isIntersecting && !card.visible) {
+          card.visible = true;
+          this.drawCard(entry.target.dataset.path);
+        }
+      }
+    }, {rootMargin: '300px'});
+    this.ui.smoothing.addEventListener('input', () => this.redraw());
+    for (const control of [this.weights.layer, this.weights.logGradient, this.weights.logRatio]) {
+      control.addEventListener('change', () => this.drawWeights());
+    }
+  }
+
+  /** Fetches the run listing and redraws what changed. */
+  async refresh() {
+    let result;
+    try {
+      result = await this.store.runs();
+    } catch (error) {
+      this.ui.updated.textContent = `Could not load the runs: ${error.message}`;
+      return;
+    }
+    this.listing = result.listing;
+    for (const run of this.listing.runs) {
+      if (!this.known.has(run.name)) {
+        this.known.add(run.name);
+        this.selected.add(run.name);
+      }
+    }
+    this.layout(result.changed);
+    this.ui.updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+  }
+
+  /** @param {Set<string>} changed runs whose charts must be redrawn */
+  layout(changed) {
+    const names = this.listing.runs.map((r) => r.name);
+    if (names.join('\n') !== this.runNames) {
+      this.runNames = names.join('\n');
+      views.runSelector(this.ui.runs, names, this.selected, this.store.colors, (run, on) => {
+        on ? this.selected.add(run) : this.selected.delete(run);
+        this.layout(new Set(names));
+      });
+    }
+    this.showMessage();
+    const paths = this.lossPaths();
+    for (const [path, card] of this.cards) {
+      if (!paths.includes(path)) {
+        this.observer.unobserve(card.ui.root);
+        card.ui.root.remove();
+        this.cards.delete(path);
+      }
+    }
+    paths.forEach((path, i) => {
+      let card = this.cards.get(path);
+      if (!card) {
+        card = {ui: views.card(path), visible: false, token: 0};
+        card.ui.logY.addEventListener('change', () => this.drawCard(path));
+        this.cards.set(path, card);
+        this.observer.observe(card.ui.root);
+      }
+      if (this.ui.cards.children[i] !== card.ui.root) {
+        this.ui.cards.insertBefore(card.ui.root, this.ui.cards.children[i] || null);
+      }
+      this.describeCard(path);
+      if (card.visible && this.runsWith(path).some((r) => changed.has(r.name))) this.drawCard(path);
+    });
+    this.ui.weights.hidden = !this.selectedRuns().length;
+    if (this.selectedRuns().some((r) => changed.has(r.name)) || !this.weightsDrawn) this.drawWeights();
+  }
+
+  redraw() {
+    for (const [path, card] of this.cards) if (card.visible) this.drawCard(path);
+    this.drawWeights();
+  }
+
+  selectedRuns() {
+    return this.listing.runs.filter((r) => this.selected.has(r.name));
+  }
+
+  lossPaths() {
+    const paths = new Set();
+    for (const run of this.selectedRuns()) {
+      for (const v of run.variables) if (v.role === 'loss') paths.add(v.path);
+    }
+    return [...paths].sort();
+  }
+
+  /** The selected runs that hold `path`, with that variable's listing entry. */
+  runsWith(path) {
+    return this.selectedRuns()
+        .map((run) => ({name: run.name, info: run.variables.find((v) => v.path === path)}))
+        .filter((r) => r.info);
+  }
+
+  showMessage() {
+    const lines = [];
+    if (!this.listing.runs.length) {
+      lines.push('No loss parameters logged yet. Train with model.fit(..., callbacks=' +
+          '[loss_param_tracker.LossParamTracker(log_dir="logs/run1")]) and start TensorBoard ' +
+          'on that directory; runs appear here as their first epoch ends.');
+    } else if (!this.selected.size) {
+      lines.push('Select a run on the left.');
+    }
+    for (const run of this.selectedRuns()) {
+      if (!run.variables.some((v) => v.role === 'loss')) {
+        lines.push(`Run "${run.name}" logs no loss variables: its loss holds no trainable ` +
+            'variables, so only the model\'s weights are shown for it.');
+      }
+    }
+    this.ui.message.replaceChildren(...lines.map((line) => views.h('p', '', line)));
+  }
+
+  describeCard(path) {
+    const card = this.cards.get(path);
+    const runs = this.runsWith(path);
+    const info = runs[0].info;
+    card.ui.meta.textContent = `shape [${info.shape.join(', ')}] · ${info.dtype}` +
+        (info.kind === 'stats' ? ' · large: mean ± std' : '');
+    views.legend(card.ui.legend, runs.map((r) => ({
+      run: r.name, color: this.store.colors.get(r.name), status: r.info.status,
+      csv: csvUrl(r.name, path),
+    })));
+    views.help(card.ui.help, [...new Set(runs.map((r) => r.info.status))], this.listing.statuses);
+  }
+
+  async drawCard(path) {
+    const card = this.cards.get(path);
+    const token = ++card.token;
+    const runs = this.runsWith(path);
+    let data;
+    try {
+      data = await Promise.all(runs.map((r) => this.store.series(r.name, path)));
+    } catch (error) {
+      card.ui.note.textContent = `Could not load the series: ${error.message}`;
+      return;
+    }
+    // The user may have changed the selection while this was in flight.
+    if (token !== card.token) return;
+    const weight = Number(this.ui.smoothing.value);
+    const value = [];
+    const gradient = [];
+    const bands = [];
+    data.forEach((series, i) => {
+      const color = this.store.colors.get(runs[i].name);
+      const run = runs[i].name;
+      if (series.value) {
+        series.value.forEach((element, e) => {
+          value.push(...lines(series.steps, numbers(element), weight,
+              {color, run, series: 'value', element: String(e)}));
+        });
+      } else if (series.stats) {
+        const mean = numbers(series.stats.mean);
+        const std = numbers(series.stats.std);
+        bands.push({x: series.steps, lo: mean.map((m, k) => m - std[k]),
+          hi: mean.map((m, k) => m + std[k]), color});
+        value.push(...lines(series.steps, mean, weight, {color, run, series: 'mean'}));
+      }
+      if (series.grad_norm) {
+        gradient.push(...lines(series.steps, numbers(series.grad_norm.mean), weight,
+            {color, run, series: 'grad_norm'}));
+      }
+    });
+    const tooltip = (key) => (step) => data.map((series, i) => ({
+      color: this.store.colors.get(runs[i].name),
+      label: runs[i].name,
+      value: describe(series, key, series.steps.indexOf(step)),
+    }));
+    drawChart(card.ui.value, {lines: value, bands, label: `${path} value`, tooltip: tooltip('value')});
+    drawChart(card.ui.gradient, {
+      lines: gradient, logY: card.ui.logY.checked, label: `${path} gradient norm`,
+      empty: 'No gradient reached this variable', tooltip: tooltip('grad_norm'),
+    });
+    const young = runs.filter((r, i) => data[i].steps.length === 1).map((r) => r.name);
+    card.ui.note.textContent = young.length ?
+      `${young.join(', ')}: 1 epoch so far; the lines grow as training writes.` : '';
+  }
+
+  async drawWeights() {
+    this.weightsDrawn = true;
+    const token = ++this.weightsToken;
+    const runs = this.selectedRuns();
+    let data;
+    try {
+      data = await Promise.all(runs.map((r) => this.store.weights(r.name)));
+    } catch (error) {
+      this.weights.note.textContent = `Could not load the weights: ${error.message}`;
+      return;
+    }
+    if (token !== this.weightsToken) return;
+    const layers = [...new Set(data.flatMap((d) => d.layers.map((l) => l.name)))];
+    views.options(this.weights.layer, [
+      {value: ALL_WEIGHTS, label: 'all layers'},
+      ...layers.map((name) => ({value: name, label: name})),
+    ]);
+    const chosen = this.weights.layer.value;
+    const pick = (d) => chosen === ALL_WEIGHTS ? d.total : d.layers.find((l) => l.name === chosen);
+    const weight = Number(this.ui.smoothing.value);
+    const chart = (host, field, logY) => {
+      const chartLines = [];
+      data.forEach((d, i) => {
+        const layer = pick(d);
+        if (!layer) return;
+        chartLines.push(...lines(d.steps, numbers(layer[field]), weight,
+            {color: this.store.colors.get(runs[i].name), run: runs[i].name, series: field}));
+      });
+      drawChart(host, {
+        lines: chartLines, logY, label: `model ${field}`,
+        tooltip: (step) => data.map((d, i) => {
+          const layer = pick(d);
+          const k = d.steps.indexOf(step);
+          return {
+            color: this.store.colors.get(runs[i].name), label: runs[i].name,
+            value: layer && k >= 0 ? formatNumber(Number(layer[field][k])) : '–',
+          };
+        }),
+      });
+    };
+    this.weights.note.textContent = data.some((d) => !d.layers.length) ?
+      'Some runs log no model weights.' : '';
+    chart(this.weights.norm, 'norm', false);
+    chart(this.weights.gradient, 'grad_norm', this.weights.logGradient.checked);
+    chart(this.weights.ratio, 'update_ratio', this.weights.logRatio.checked);
+  }
+}
+
+/**
+ * The lines of one series: the raw values, and when smoothing is on, the
+ * smoothed values drawn over a faint raw line, as in the Scalars tab.
+ */
+function lines(steps, values, weight, attrs) {
+  const data = Object.fromEntries(Object.entries(attrs).filter(([k]) => k !== 'color')
+      .map(([k, v]) => [`data-${k}`, v]));
+  if (!weight) return [{x: steps, y: values, color: attrs.color, attrs: data}];
+  return [
+    {x: steps, y: values, color: attrs.color, opacity: 0.25, attrs: data},
+    {x: steps, y: smooth(values, weight), color: attrs.color, attrs: {...data, 'data-smoothed': 'true'}},
+  ];
+}
+
+/** The tooltip text of one run's series at step index `k`. */
+function describe(series, key, k) {
+  if (k < 0) return '–';
+  if (key === 'grad_norm') {
+    if (!series.grad_norm) return 'no gradient';
+    return `${formatNumber(Number(series.grad_norm.mean[k]))} (max ${formatNumber(Number(series.grad_norm.max[k]))})`;
+  }
+  if (series.value) {
+    const elements = series.value.map((e) => formatNumber(Number(e[k])));
+    return elements.length > 4 ? `${elements.slice(0, 4).join(', ')}, …` : elements.join(', ');
+  }
+  return `${formatNumber(Number(series.stats.mean[k]))} ± ${formatNumber(Number(series.stats.std[k]))}`;
+}

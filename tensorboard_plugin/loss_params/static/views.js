@@ -1,0 +1,211 @@
+// DOM builders. Every run name, variable path and message is set with
+// textContent: a run named "<img src=x onerror=...>" shows as those characters.
+
+/**
+ * Creates an element with a class and text.
+ * @param {string} tag
+ * @param {string=} className
+ * @param {string=} text
+ * @return {HTMLElement}
+ */
+export function h(tag, className = '', text = '') {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text) node.textContent = text;
+  return node;
+}
+
+/**
+ * The page's frame: toolbar, run selector, loss cards and model panel.
+ * @return {{root: HTMLElement, smoothing: HTMLInputElement, updated: HTMLElement,
+ *           runs: HTMLElement, message: HTMLElement, cards: HTMLElement, weights: HTMLElement}}
+ */
+export function frame() {
+  const root = h('div', 'loss-params');
+  const toolbar = h('header', 'toolbar');
+  const label = h('label', 'smoothing', 'Smoothing ');
+  const smoothing = /** @type {HTMLInputElement} */ (h('input'));
+  Object.assign(smoothing, {type: 'range', min: '0', max: '0.99', step: '0.01', value: '0'});
+  smoothing.setAttribute('aria-label', 'Smoothing');
+  const shown = h('output', '', '0');
+  smoothing.addEventListener('input', () => (shown.textContent = smoothing.value));
+  label.append(smoothing, shown);
+  const updated = h('span', 'updated');
+  toolbar.append(h('h1', '', 'Loss Params'), label, updated);
+  const runs = h('nav', 'runs');
+  const message = h('div', 'message');
+  const cards = h('section', 'cards');
+  const weights = h('aside', 'weights');
+  const main = h('main');
+  main.append(message, cards);
+  const body = h('div', 'body');
+  body.append(runs, main, weights);
+  root.append(toolbar, body);
+  return {root, smoothing, updated, runs, message, cards, weights};
+}
+
+/**
+ * Fills the run selector: a checkbox per run, in the run's colour.
+ * @param {HTMLElement} host
+ * @param {string[]} names
+ * @param {Set<string>} selected
+ * @param {Map<string, string>} colors
+ * @param {function(string, boolean): void} onToggle
+ */
+export function runSelector(host, names, selected, colors, onToggle) {
+  const list = h('ul');
+  for (const name of names) {
+    const item = h('li');
+    const label = h('label');
+    const box = /** @type {HTMLInputElement} */ (h('input'));
+    box.type = 'checkbox';
+    box.checked = selected.has(name);
+    box.dataset.run = name;
+    box.addEventListener('change', () => onToggle(name, box.checked));
+    label.append(box, swatch(colors.get(name)), h('span', 'run-name', name));
+    item.append(label);
+    list.append(item);
+  }
+  host.replaceChildren(h('h2', '', `Runs (${names.length})`), list);
+}
+
+/**
+ * A coloured square, the legend mark of a run.
+ * @param {string} color
+ * @return {HTMLElement}
+ */
+export function swatch(color) {
+  const mark = h('span', 'swatch');
+  mark.style.background = color;
+  return mark;
+}
+
+/**
+ * The status badge of a variable: the status word, coloured by severity.
+ * @param {string} status
+ * @return {HTMLElement}
+ */
+export function badge(status) {
+  const node = h('span', `badge status-${status || 'unknown'}`, status || 'no diagnosis yet');
+  node.dataset.status = status;
+  return node;
+}
+
+/**
+ * The skeleton of a loss variable's card; `update` fills its parts.
+ * @param {string} path
+ * @return {{root: HTMLElement, meta: HTMLElement, legend: HTMLElement, help: HTMLElement,
+ *           note: HTMLElement, value: HTMLElement, gradient: HTMLElement, logY: HTMLInputElement}}
+ */
+export function card(path) {
+  const root = h('article', 'card');
+  root.dataset.path = path;
+  const title = h('h3', '', path);
+  const meta = h('div', 'meta');
+  const legend = h('ul', 'legend');
+  const help = h('div', 'help');
+  const note = h('div', 'note');
+  const value = h('div', 'chart-host');
+  value.dataset.chart = 'value';
+  const gradient = h('div', 'chart-host');
+  gradient.dataset.chart = 'grad_norm';
+  const logY = checkbox('log y');
+  root.append(
+    title, meta, legend, help, note,
+    h('h4', '', 'value'), value,
+    chartTitle('gradient norm (mean over the epoch\'s steps)', logY.label), gradient,
+  );
+  return {root, meta, legend, help, note, value, gradient, logY: logY.input};
+}
+
+/**
+ * The legend of a card: per run, its colour, name, status badge and CSV link.
+ * @param {HTMLElement} host
+ * @param {{run: string, color: string, status: string, csv: string}[]} rows
+ */
+export function legend(host, rows) {
+  host.replaceChildren(...rows.map((row) => {
+    const item = h('li');
+    item.dataset.run = row.run;
+    const link = /** @type {HTMLAnchorElement} */ (h('a', 'csv', 'CSV'));
+    link.href = row.csv;
+    link.download = '';
+    link.title = `Download ${row.run}'s series as CSV`;
+    item.append(swatch(row.color), h('span', 'run-name', row.run), badge(row.status), link);
+    return item;
+  }));
+}
+
+/**
+ * One line per status other than `training`: what it means and the fix.
+ * @param {HTMLElement} host
+ * @param {string[]} statuses
+ * @param {Object<string, {explanation: string, fix: string}>} texts
+ */
+export function help(host, statuses, texts) {
+  host.replaceChildren(...statuses.filter((s) => texts[s] && s !== 'training').map((s) => {
+    const line = h('p');
+    line.append(badge(s), ` ${texts[s].explanation}`);
+    if (texts[s].fix) line.append(h('span', 'fix', ` Fix: ${texts[s].fix}`));
+    return line;
+  }));
+}
+
+/**
+ * The model-weights panel: a layer picker and three charts.
+ * @param {HTMLElement} host
+ * @return {{layer: HTMLSelectElement, norm: HTMLElement, gradient: HTMLElement,
+ *           ratio: HTMLElement, logGradient: HTMLInputElement, logRatio: HTMLInputElement, note: HTMLElement}}
+ */
+export function weightsPanel(host) {
+  const layer = /** @type {HTMLSelectElement} */ (h('select'));
+  layer.setAttribute('aria-label', 'Layer');
+  const hosts = ['norm', 'grad_norm', 'update_ratio'].map((name) => {
+    const node = h('div', 'chart-host');
+    node.dataset.chart = name;
+    return node;
+  });
+  const logGradient = checkbox('log y');
+  const logRatio = checkbox('log y', true);
+  const note = h('div', 'note');
+  host.replaceChildren(
+    h('h2', '', 'Model weights'), layer, note,
+    h('h4', '', 'weight norm'), hosts[0],
+    chartTitle('gradient norm', logGradient.label), hosts[1],
+    chartTitle('update / weight ratio', logRatio.label), hosts[2],
+  );
+  return {
+    layer, norm: hosts[0], gradient: hosts[1], ratio: hosts[2],
+    logGradient: logGradient.input, logRatio: logRatio.input, note,
+  };
+}
+
+/**
+ * Sets the options of a <select>, keeping the current choice when it remains.
+ * @param {HTMLSelectElement} select
+ * @param {{value: string, label: string}[]} options
+ */
+export function options(select, options) {
+  const current = select.value;
+  select.replaceChildren(...options.map((o) => {
+    const option = h('option', '', o.label);
+    option.value = o.value;
+    return option;
+  }));
+  if (options.some((o) => o.value === current)) select.value = current;
+}
+
+function chartTitle(text, control) {
+  const title = h('h4', '', text);
+  title.append(control);
+  return title;
+}
+
+function checkbox(text, checked = false) {
+  const label = h('label', 'toggle');
+  const input = /** @type {HTMLInputElement} */ (h('input'));
+  input.type = 'checkbox';
+  input.checked = checked;
+  label.append(input, ` ${text}`);
+  return {label, input};
+}

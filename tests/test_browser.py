@@ -1,0 +1,189 @@
+"""The "Loss Params" tab in real TensorBoard, driven in a real headless Chromium."""
+
+import os
+import pathlib
+import re
+import shutil
+
+import pytest
+
+from tests.conftest import DASHBOARD_RUNS, XSS_RUN, fit, make_data, make_model, GaussianNLL
+from tests.servers import tensorboard
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = pathlib.Path(__file__).resolve().parent.parent / "test-artifacts"
+LOG_VAR = "loss/GaussianNLL/log_var"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        message = f"No Chromium at {CHROMIUM}: `make test` installs Debian's chromium."
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)  # CI never skips the browser test
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_logdir(tmp_path, dashboard_logdir):
+    logdir = tmp_path / "logs"
+    shutil.copytree(dashboard_logdir, logdir)
+    return logdir
+
+
+def open_tab(browser, board):
+    """Opens TensorBoard, clicks the tab, and returns (page, plugin frame, dialogs seen)."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(board.url)
+    page.get_by_text("Loss Params", exact=False).first.click()
+    frame = page.frame_locator("iframe").first
+    frame.locator("article.card").first.wait_for(timeout=30_000)
+    return page, frame, dialogs, errors
+
+
+def points(frame, chart_selector, run, **data):
+    """The number of points of the run's raw line(s) in a chart: its path's M/L commands."""
+    selector = f'{chart_selector} path[data-run="{css_string(run)}"]:not([data-smoothed])'
+    for key, value in data.items():
+        selector += f'[data-{key}="{value}"]'
+    paths = frame.locator(selector)
+    return [len(re.findall(r"[ML]", d)) for d in paths.evaluate_all("ps => ps.map(p => p.getAttribute('d'))")]
+
+
+def css_string(text):
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def card(frame, path):
+    return frame.locator(f'article.card[data-path="{path}"]')
+
+
+def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
+    with tensorboard(live_logdir) as board:
+        page, frame, dialogs, errors = open_tab(browser, board)
+        loss_paths = sorted({p for _, s in DASHBOARD_RUNS.values() for p in s})
+        frame.locator("article.card").nth(len(loss_paths) - 1).wait_for()
+        assert frame.locator("article.card").evaluate_all(
+            "cards => cards.map(c => c.dataset.path)") == loss_paths
+
+        # One point per epoch, for every run's line, in the value and gradient charts.
+        log_var = card(frame, LOG_VAR)
+        log_var.locator('[data-chart="value"] path[data-run]').first.wait_for(state="attached")
+        for run in ("fixed/train", "broken/train"):
+            epochs = DASHBOARD_RUNS[run][0]
+            assert points(log_var, '[data-chart="value"]', run) == [epochs]
+            assert points(log_var, '[data-chart="grad_norm"]', run) == [epochs]
+            badge = log_var.locator(f'.legend li[data-run="{run}"] .badge')
+            assert badge.text_content() == DASHBOARD_RUNS[run][1][LOG_VAR]
+        help_text = log_var.locator(".help").text_content()
+        assert "make_trainable(model, loss)" in help_text, help_text
+
+        # The large variable: a mean line and a band; its status.
+        centers = card(frame, "loss/CenterLoss/centers")
+        centers.scroll_into_view_if_needed()
+        centers.locator('[data-chart="value"] path[data-series="mean"]').wait_for(state="attached")
+        assert points(centers, '[data-chart="value"]', "centers/train", series="mean") == [12]
+        assert centers.locator(".badge").first.text_content() == "training"
+
+        # The model-weights panel: one line per run, every epoch.
+        weights = frame.locator("aside.weights")
+        weights.locator('[data-chart="norm"] path[data-run="fixed/train"]').wait_for(state="attached")
+        for run, (epochs, _) in DASHBOARD_RUNS.items():
+            assert points(weights, '[data-chart="norm"]', run) == [epochs], run
+            assert points(weights, '[data-chart="update_ratio"]', run) == [epochs], run
+
+        # The run named as HTML shows literally and runs nothing.
+        xss = card(frame, "loss/StoppedGradient/weight")
+        xss.scroll_into_view_if_needed()
+        assert xss.locator(".legend .run-name").text_content() == f"{XSS_RUN}/train"
+        assert xss.locator(".badge").first.text_content() == "no_gradient"
+        assert frame.locator(".runs").get_by_text(f"{XSS_RUN}/train", exact=True).count() == 1
+        assert frame.locator("img").count() == 0
+        assert dialogs == []
+
+        # The run whose loss has no variables says so.
+        assert 'Run "plain/train" logs no loss variables' in frame.locator(".message").text_content()
+
+        # Hover: a tooltip with the epoch and each run's value.
+        page.mouse.move(0, 0)
+        log_var.scroll_into_view_if_needed()
+        chart = log_var.locator('[data-chart="value"] svg')
+        box = chart.bounding_box()
+        page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
+        tooltip = log_var.locator('[data-chart="value"] .tooltip')
+        tooltip.wait_for()
+        assert "epoch" in tooltip.text_content() and "fixed/train" in tooltip.text_content()
+
+        # Smoothing adds a smoothed line over a faint raw one.
+        frame.locator('input[aria-label="Smoothing"]').evaluate(
+            "slider => { slider.value = '0.6'; slider.dispatchEvent(new Event('input')); }")
+        log_var.locator('[data-chart="value"] path[data-smoothed][data-run="fixed/train"]').wait_for(state="attached")
+
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.mouse.move(0, 0)
+        frame.locator("body").evaluate("body => body.ownerDocument.defaultView.scrollTo(0, 0)")
+        page.screenshot(path=str(SCREENSHOTS / "loss_params_tab.png"))
+        assert errors == []
+
+        # CSV download of one series.
+        href = log_var.locator('.legend li[data-run="fixed/train"] a.csv').get_attribute("href")
+        frame_url = next(f.url for f in page.frames if "plugin_entry" in f.url)
+        response = page.request.get(
+            re.sub(r"plugin_entry\.html.*$", "plugin/loss_params/", frame_url) + href[2:]
+        )
+        assert response.ok and len(response.text().strip().splitlines()) == 1 + 150
+
+
+def test_tab_refreshes_while_training_writes_and_keeps_the_selection(browser, live_logdir):
+    model, loss = make_model(), GaussianNLL()
+    data = make_data(n=64)
+    fit(model, loss, str(live_logdir / "live"), epochs=2, data=data)
+    with tensorboard(live_logdir, "--reload_interval", "1") as board:
+        page, frame, dialogs, errors = open_tab(browser, board)
+        log_var = card(frame, LOG_VAR)
+        log_var.locator('[data-chart="value"] path[data-run="live/train"]').wait_for(state="attached")
+        assert points(log_var, '[data-chart="value"]', "live/train") == [2]
+        frame.locator('.runs input[data-run="broken/train"]').uncheck()
+        log_var.locator('.legend li[data-run="broken/train"]').wait_for(state="detached")
+
+        fit(model, loss, str(live_logdir / "live"), epochs=5, initial_epoch=2, data=data)
+        frame.locator('[data-chart="value"] path[data-run="live/train"]').first.wait_for(state="attached")
+        page.wait_for_function(
+            """() => {
+                const frame = document.querySelector('iframe').contentDocument;
+                const path = frame.querySelector(
+                    'article.card[data-path="loss/GaussianNLL/log_var"] [data-chart="value"] path[data-run="live/train"]');
+                return path && (path.getAttribute('d').match(/[ML]/g) || []).length === 5;
+            }""",
+            timeout=30_000,
+        )
+        assert not frame.locator('.runs input[data-run="broken/train"]').is_checked()
+        assert log_var.locator('.legend li[data-run="broken/train"]').count() == 0
+        assert points(log_var, '[data-chart="value"]', "fixed/train") == [150]
+        assert errors == []
+
+
+def test_tab_with_no_runs_says_what_to_do(browser, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with tensorboard(tmp_path / "empty") as board:
+        page = browser.new_page()
+        page.goto(f"{board.url}/data/plugin_entry.html?name=loss_params")
+        message = page.locator(".message")
+        message.get_by_text("No loss parameters logged yet").wait_for(timeout=30_000)
+        assert "LossParamTracker(log_dir=" in message.text_content()

@@ -1,0 +1,304 @@
+"""The plugin's routes through TensorBoard's WSGI app, over a log directory written by real fits."""
+
+import argparse
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+from werkzeug import test as werkzeug_test
+
+from loss_param_tracker import load
+from tensorboard_plugin.loss_params import loader, metadata, plugin
+from tests.conftest import DASHBOARD_RUNS, XSS_RUN
+
+PREFIX = "/data/plugin/loss_params"
+FIXED = "fixed/train"
+LOG_VAR = "loss/GaussianNLL/log_var"
+
+
+def make_client(log_dir):
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        tensor_size_guidance={metadata.PLUGIN_NAME: 0}
+    )
+    multiplexer.AddRunsFromDirectory(log_dir)
+    multiplexer.Reload()
+    context = base_plugin.TBContext(
+        logdir=log_dir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, log_dir)
+    )
+    app = application.TensorBoardWSGI([loader.LossParamsLoader().load(context)])
+    return werkzeug_test.Client(app)
+
+
+def get_json(client, route, **query):
+    response = client.get(f"{PREFIX}/{route}", query_string=query)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.headers["Content-Type"].startswith("application/json")
+    # Strict JSON: a NaN or Infinity literal would break the browser's JSON.parse.
+    return json.loads(response.get_data(as_text=True), parse_constant=_reject)
+
+
+def _reject(name):
+    raise AssertionError(f"The response holds {name}, which is not JSON.")
+
+
+@pytest.fixture(scope="module")
+def client(dashboard_logdir):
+    return make_client(dashboard_logdir)
+
+
+def test_runs_lists_every_run_with_its_variables_and_latest_status(client):
+    body = get_json(client, "runs")
+    runs = {run["name"]: run for run in body["runs"]}
+    assert set(runs) == set(DASHBOARD_RUNS)
+    for name, (epochs, statuses) in DASHBOARD_RUNS.items():
+        run = runs[name]
+        assert run["last_step"] == epochs - 1
+        loss = {v["path"]: v["status"] for v in run["variables"] if v["role"] == "loss"}
+        assert loss == statuses, name
+        model = [v for v in run["variables"] if v["role"] == "model"]
+        assert {v["path"] for v in model} == {
+            f"model/net/{layer}/{w}" for layer in ("hidden", "out") for w in ("kernel", "bias")
+        }
+        assert all(v["status"] == "training" and v["kind"] == "norms" for v in model), model
+        roles = [v["role"] for v in run["variables"]]
+        assert roles == sorted(roles, key=lambda r: r != "loss"), "loss variables come first"
+    log_var = runs[FIXED]["variables"][0]
+    assert log_var == {
+        "path": LOG_VAR, "role": "loss", "shape": [], "dtype": "float32", "kind": "value",
+        "status": "training",
+    }
+    centers = runs["centers/train"]["variables"][0]
+    assert (centers["kind"], centers["shape"]) == ("stats", [10, 10])
+    assert list(body["statuses"]) == list(metadata.STATUSES)
+    assert body["statuses"]["not_updated"]["fix"] == metadata.FIXES["not_updated"]
+
+
+def test_series_holds_every_epoch_equal_to_what_load_reads(client, dashboard_logdir):
+    expected = load(dashboard_logdir)[FIXED].variables[LOG_VAR]
+    body = get_json(client, "series", run=FIXED, variable=LOG_VAR)
+    assert body["steps"] == list(range(150))
+    assert (body["role"], body["shape"], body["dtype"]) == ("loss", [], "float32")
+    np.testing.assert_array_equal(np.array(body["value"]), expected.value.reshape(1, -1))
+    np.testing.assert_array_equal(body["grad_norm"]["mean"], expected.grad_norm[:, 0])
+    np.testing.assert_array_equal(body["grad_norm"]["max"], expected.grad_norm[:, 1])
+    assert body["value"][0][-1] != body["value"][0][0], "the fixed run's log-variance moves"
+
+
+def test_series_of_a_large_variable_holds_statistics(client, dashboard_logdir):
+    expected = load(dashboard_logdir)["centers/train"].variables["loss/CenterLoss/centers"]
+    body = get_json(client, "series", run="centers/train", variable="loss/CenterLoss/centers")
+    assert "value" not in body
+    assert list(body["stats"]) == list(metadata.FIELDS[metadata.STATS])
+    for i, field in enumerate(metadata.FIELDS[metadata.STATS]):
+        np.testing.assert_array_equal(body["stats"][field], expected.stats[:, i])
+
+
+def test_series_of_a_model_weight_holds_its_norms(client):
+    body = get_json(client, "series", run=FIXED, variable="model/net/out/kernel")
+    assert body["role"] == "model"
+    assert list(body["norms"]) == list(metadata.FIELDS[metadata.WEIGHT_NORMS])
+    assert len(body["norms"]["norm"]) == 150
+    assert all(isinstance(r, float) and r > 0 for r in body["norms"]["update_ratio"])
+
+
+def test_series_as_csv(client):
+    response = client.get(f"{PREFIX}/series", query_string={"run": FIXED, "variable": LOG_VAR,
+                                                            "format": "csv"})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0] == ["step", "value[0]", "grad_norm.mean", "grad_norm.max"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(150))
+    body = get_json(client, "series", run=FIXED, variable=LOG_VAR)
+    assert [float(r[1]) for r in rows[1:]] == body["value"][0]
+
+
+def test_weights_combine_each_layers_weights(client, dashboard_logdir):
+    variables = load(dashboard_logdir)[FIXED].variables
+    body = get_json(client, "weights", run=FIXED)
+    assert body["steps"] == list(range(150))
+    layers = {layer["name"]: layer for layer in body["layers"]}
+    assert set(layers) == {"model/net/hidden", "model/net/out"}
+    hidden = layers["model/net/hidden"]
+    assert sorted(hidden["weights"]) == ["model/net/hidden/bias", "model/net/hidden/kernel"]
+    norms = [variables[p].norms for p in hidden["weights"]]
+    np.testing.assert_allclose(hidden["norm"], np.sqrt(sum(n[:, 0] ** 2 for n in norms)))
+    np.testing.assert_allclose(hidden["grad_norm"], np.sqrt(sum(n[:, 1] ** 2 for n in norms)))
+    every = [variables[p].norms for p in variables if p.startswith("model/")]
+    np.testing.assert_allclose(body["total"]["norm"], np.sqrt(sum(n[:, 0] ** 2 for n in every)))
+    np.testing.assert_array_equal(
+        body["global_grad_norm"]["mean"], load(dashboard_logdir)[FIXED].grad_norm[1][:, 0]
+    )
+
+
+def test_diagnosis_per_epoch(client):
+    body = get_json(client, "diagnosis", run="broken/train")
+    assert body["steps"] == list(range(12))
+    assert body["statuses"][LOG_VAR] == ["not_updated"] * 12
+    assert body["statuses"]["model/net/hidden/kernel"] == ["training"] * 12
+
+
+def test_run_names_pass_through_as_data(client):
+    body = get_json(client, "series", run=f"{XSS_RUN}/train", variable="loss/StoppedGradient/weight")
+    assert body["run"] == f"{XSS_RUN}/train"
+    assert body["value"] == [[2.0] * 12], "a variable without a gradient keeps its value"
+
+
+def test_non_finite_values_are_valid_json(tmp_path):
+    from tests.conftest import fit, make_model
+    import keras
+
+    class Exploding(keras.losses.Loss):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.scale = keras.Variable(float("inf"), name="scale")
+
+        def call(self, y_true, y_pred):
+            return self.scale * keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+    with pytest.warns(UserWarning):
+        fit(make_model(), Exploding(), str(tmp_path / "inf"), epochs=2)
+    client = make_client(str(tmp_path))
+    body = get_json(client, "series", run="inf/train", variable="loss/Exploding/scale")
+    assert body["value"] == [["Infinity", "Infinity"]]
+    status = get_json(client, "runs")["runs"][0]["variables"][0]["status"]
+    assert status == "non_finite"
+
+
+@pytest.mark.parametrize(
+    "route, query, code, message",
+    [
+        ("series", {"variable": LOG_VAR}, 400, "Missing query parameter 'run'"),
+        ("series", {"run": FIXED}, 400, "Missing query parameter 'variable'"),
+        ("series", {"run": "", "variable": LOG_VAR}, 400, "Missing query parameter 'run'"),
+        ("series", {"run": FIXED, "variable": LOG_VAR, "format": "xml"}, 400, "'xml'"),
+        ("series", {"run": "nope", "variable": LOG_VAR}, 404, "No run 'nope'"),
+        ("series", {"run": FIXED, "variable": "loss/Nope/x"}, 404, "no variable 'loss/Nope/x'"),
+        ("series", {"run": FIXED, "variable": "run"}, 404, "no variable 'run'"),
+        ("weights", {}, 400, "Missing query parameter 'run'"),
+        ("weights", {"run": "nope"}, 404, "No run 'nope'"),
+        ("diagnosis", {}, 400, "Missing query parameter 'run'"),
+        ("diagnosis", {"run": "nope"}, 404, "No run 'nope'"),
+    ],
+)
+def test_bad_queries(client, route, query, code, message):
+    response = client.get(f"{PREFIX}/{route}", query_string=query)
+    assert response.status_code == code
+    assert message in response.get_data(as_text=True)
+
+
+def test_static_files_are_served_with_their_types(client):
+    for name, mimetype in [("index.js", "text/javascript"), ("chart.js", "text/javascript"),
+                           ("model.js", "text/javascript"), ("views.js", "text/javascript"),
+                           ("style.css", "text/css")]:
+        response = client.get(f"{PREFIX}/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["Content-Type"].startswith(mimetype)
+        with open(os.path.join(plugin.STATIC_DIR, name), "rb") as f:
+            assert response.get_data() == f.read()
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "../plugin.py",
+        "..%2fplugin.py",
+        "..%2Fplugin.py",
+        "%2e%2e%2fplugin.py",
+        "%2e%2e/%2e%2e/loss_params/plugin.py",
+        "..\\plugin.py",
+        "..%5cplugin.py",
+        "index.js/../../plugin.py",
+        "/etc/passwd",
+        "%2fetc%2fpasswd",
+        "....//plugin.py",
+        "index.js%00.py",
+        "%00",
+        ".",
+        "",
+        "static/index.js",
+        "INDEX.JS",
+    ],
+)
+def test_static_route_refuses_path_traversal(client, attack):
+    response = client.get(f"{PREFIX}/static/{attack}")
+    assert response.status_code == 404, f"{attack!r} answered {response.status_code}"
+    body = response.get_data()
+    assert b"import" not in body and b"root:" not in body
+
+
+def test_a_corrupt_or_truncated_run_leaves_the_others_served(tmp_path, dashboard_logdir):
+    log_dir = tmp_path / "logs"
+    shutil.copytree(dashboard_logdir, log_dir)
+    for name in ("truncated", "corrupt"):
+        shutil.copytree(log_dir / "broken", log_dir / name)
+    (event,) = (log_dir / "truncated" / "train").iterdir()
+    data = event.read_bytes()
+    event.write_bytes(data[: len(data) // 2])
+    (event,) = (log_dir / "corrupt" / "train").iterdir()
+    data = bytearray(event.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64  # breaks a record's checksum
+    event.write_bytes(bytes(data))
+
+    client = make_client(str(log_dir))
+    names = {run["name"] for run in get_json(client, "runs")["runs"]}
+    assert set(DASHBOARD_RUNS) <= names
+    for name, (epochs, statuses) in DASHBOARD_RUNS.items():
+        for path in statuses:
+            assert len(get_json(client, "series", run=name, variable=path)["steps"]) == epochs
+    for name in ("truncated/train", "corrupt/train"):  # what was read before the damage is served
+        assert name in names
+        body = get_json(client, "series", run=name, variable=LOG_VAR)
+        assert 0 < len(body["steps"]) < 12
+        assert body["steps"] == list(range(len(body["steps"])))
+
+
+def test_plugin_is_activated_by_its_data_and_names_its_tab():
+    context = base_plugin.TBContext(data_provider=None)
+    instance = plugin.LossParamsPlugin(context)
+    assert instance.plugin_name == metadata.PLUGIN_NAME == loader.PLUGIN_NAME
+    assert instance.data_plugin_names() == (metadata.PLUGIN_NAME,)
+    assert instance.frontend_metadata().tab_name == "Loss Params"
+    assert instance.frontend_metadata().es_module_path == "/static/index.js"
+
+
+def test_loader_keeps_every_point_unless_the_user_says_otherwise():
+    flags = argparse.Namespace(samples_per_plugin={})
+    loader.LossParamsLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {metadata.PLUGIN_NAME: 0}
+    flags = argparse.Namespace(samples_per_plugin={metadata.PLUGIN_NAME: 500, "scalars": 9})
+    loader.LossParamsLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {metadata.PLUGIN_NAME: 500, "scalars": 9}
+
+
+def test_entry_point_imports_and_serves_without_tensorflow(dashboard_logdir):
+    script = f"""
+import sys
+sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
+from importlib.metadata import entry_points
+(entry,) = [e for e in entry_points(group="tensorboard_plugins") if e.name == "loss_params"]
+loader = entry.load()()
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard import context
+from tensorboard.plugins import base_plugin
+mux = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={{"loss_params": 0}})
+mux.AddRunsFromDirectory({dashboard_logdir!r})
+mux.Reload()
+provider = data_provider.MultiplexerDataProvider(mux, {dashboard_logdir!r})
+plugin = loader.load(base_plugin.TBContext(data_provider=provider))
+runs = plugin.runs_impl(context.RequestContext(), "")["runs"]
+print(len(runs), "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(len(DASHBOARD_RUNS)), "False"]
