@@ -44,6 +44,11 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         """Instantiates the plugin from TensorBoard's `TBContext`."""
         self._data_provider = context.data_provider
         self._static = _read_static_files(STATIC_DIR)
+        # {run: {tag: Series}} as last listed. A series' metadata never changes,
+        # so the routes of one run reuse it and make a single read from the
+        # provider (each provider call costs tens of ms on the Rust loader).
+        # `/runs`, which the frontend polls, lists afresh.
+        self._listing = {}
 
     def get_plugin_apps(self):
         return {
@@ -114,6 +119,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
     def runs_impl(self, ctx, experiment):
         """Returns the runs, their variables and each variable's latest status."""
         listing = series_lib.list_series(self._data_provider, ctx, experiment)
+        self._listing = listing
         latest = series_lib.read(
             self._data_provider, ctx, experiment, listing, [_DIAGNOSIS_TAG], downsample=1
         )
@@ -138,10 +144,10 @@ class LossParamsPlugin(base_plugin.TBPlugin):
 
     def series_impl(self, ctx, experiment, run, path):
         """Returns the epoch series of one variable of one run."""
-        tags = self._tags_of(ctx, experiment, run)
-        mine = {
-            s.tag: s for s in tags.values() if s.path == path and s.kind in _KIND_NAMES
-        }
+        mine = self._series_of(ctx, experiment, run, path)
+        if not mine:
+            self._listing.pop(run, None)  # listed before this variable was written?
+            mine = self._series_of(ctx, experiment, run, path)
         if not mine:
             raise errors.NotFoundError(f"Run {run!r} has no variable {path!r}.")
         data = series_lib.read(self._data_provider, ctx, experiment, [run], mine).get(run, {})
@@ -208,10 +214,16 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         }
 
     def _tags_of(self, ctx, experiment, run):
-        listing = series_lib.list_series(self._data_provider, ctx, experiment, runs=[run])
-        if run not in listing:
-            raise errors.NotFoundError(f"No run {run!r} with loss_params data.")
-        return listing[run]
+        if run not in self._listing:
+            listing = series_lib.list_series(self._data_provider, ctx, experiment, runs=[run])
+            if run not in listing:
+                raise errors.NotFoundError(f"No run {run!r} with loss_params data.")
+            self._listing = {**self._listing, run: listing[run]}
+        return self._listing[run]
+
+    def _series_of(self, ctx, experiment, run, path):
+        tags = self._tags_of(ctx, experiment, run)
+        return {s.tag: s for s in tags.values() if s.path == path and s.kind in _KIND_NAMES}
 
 
 def _variables(tags, status):

@@ -1,0 +1,213 @@
+"""How the "Loss Params" tab scales: routes and drawing over a large log directory.
+
+Writes RUNS runs x EPOCHS epochs x VARIABLES variables through the plugin's
+summary API (three quarters loss variables, one quarter model weights, plus
+the run-level series and an `epoch_loss` scalar in each run), then for each
+loader (`--load_fast=true`, the Rust data server, and `false`, the Python
+multiplexer) starts the real `tensorboard` and measures:
+
+- load: seconds until every run's last epoch is served;
+- each route's latency (p50/p95 over repeated requests), beside the built-in
+  Scalars plugin's routes on the same log directory, the peer;
+- in headless Chromium, opening the tab cold: when its initial data (the run
+  listing and the series of the cards in view) has arrived, and when the
+  cards in view and the model panel are drawn, every selected run's line in
+  each.
+
+Targets with the Rust loader: initial data <= 1 s, drawn <= 2 s, routes no
+slower than Scalars'.
+
+    python bench/plugin_scale.py              # 20 runs x 2000 epochs x 40 variables
+    python bench/plugin_scale.py --runs 4 --epochs 200   # a quick look
+"""
+
+import argparse
+import concurrent.futures
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.servers import tensorboard  # noqa: E402
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+PREFIX = "/data/plugin/loss_params"
+
+
+def write_run(args):
+    """Writes one run with the plugin's summary API, as the callback would."""
+    log_dir, run, epochs, variables = args
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+    import tensorflow as tf
+
+    from tensorboard_plugin.loss_params import metadata, summary
+
+    n_loss = variables * 3 // 4
+    n_model = variables - n_loss
+    loss_paths = [f"loss/Multi/s_{i}" for i in range(n_loss)]
+    model_paths = [f"model/net/dense_{i // 2}/{('kernel', 'bias')[i % 2]}" for i in range(n_model)]
+    rng = np.random.default_rng(run)
+    writer = tf.summary.create_file_writer(os.path.join(log_dir, f"run_{run:02d}", "train"))
+    with writer.as_default():
+        for epoch in range(epochs):
+            decay = np.exp(-epoch / (epochs / 4))
+            values = []
+            for path in loss_paths:
+                values.append(summary.value(metadata.ROLE_LOSS, metadata.VALUE, path,
+                                            np.float32(rng.normal() * decay + 1), dtype="float32"))
+                values.append(summary.value(metadata.ROLE_LOSS, metadata.GRAD_NORM, path,
+                                            np.float32([decay, 2 * decay])))
+            for path in model_paths:
+                norms = np.float32([3 + epoch / epochs, decay, 2 * decay, 0.01 * decay])
+                values.append(summary.value(metadata.ROLE_MODEL, metadata.WEIGHT_NORMS, path,
+                                            norms, shape=(8, 8), dtype="float32"))
+            values.append(summary.value(metadata.ROLE_RUN, metadata.GRAD_NORM, metadata.RUN_GRAD_NORM,
+                                        np.float32([decay, 2 * decay])))
+            rows = np.array([[p, "training"] for p in loss_paths + model_paths], dtype=object)
+            values.append(summary.value(metadata.ROLE_RUN, metadata.DIAGNOSIS,
+                                        metadata.RUN_DIAGNOSIS, rows))
+            summary.write(values, epoch)
+            tf.summary.scalar("epoch_loss", float(decay), step=epoch)
+    writer.close()
+
+
+def write_logdir(log_dir, runs, epochs, variables):
+    marker = os.path.join(log_dir, f".complete-{runs}x{epochs}x{variables}")
+    if os.path.exists(marker):
+        print(f"Reusing {log_dir}")
+        return
+    start = time.perf_counter()
+    jobs = [(log_dir, run, epochs, variables) for run in range(runs)]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(os.cpu_count() or 1, mp_context=context) as pool:
+        list(pool.map(write_run, jobs))
+    open(marker, "w").close()
+    print(f"Wrote {runs} runs x {epochs} epochs x {variables} variables in "
+          f"{time.perf_counter() - start:.0f} s")
+
+
+def latencies(board, routes, repeats):
+    """p50 and p95 in ms of GETs on each route, taking `routes[name]()` for the URL."""
+    result = {}
+    for name, url in routes.items():
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            status, _ = board.get(url(), timeout=120)
+            times.append((time.perf_counter() - start) * 1000)
+            assert status == 200, f"{name}: {status}"
+        times.sort()
+        result[name] = (statistics.median(times), times[min(len(times) - 1, int(0.95 * len(times)))])
+    return result
+
+
+def draw_times(board, runs, repeats):
+    """Opens the tab cold in Chromium; returns (initial data s, drawn s) medians."""
+    from playwright.sync_api import sync_playwright
+
+    initial, drawn = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        for _ in range(repeats):
+            page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
+            page.goto(f"{board.url}/data/plugin_entry.html?name=loss_params")
+            # Drawn: every card in view, and the model panel, hold a line per run.
+            done = page.wait_for_function(
+                f"""() => {{
+                    const inView = [...document.querySelectorAll('article.card')]
+                        .filter(c => c.getBoundingClientRect().top < innerHeight);
+                    const full = (host) => host &&
+                        host.querySelectorAll('path[data-run]').length >= {runs};
+                    const cardsDone = inView.length > 0 && inView.every(
+                        c => full(c.querySelector('[data-chart="value"]')) &&
+                             full(c.querySelector('[data-chart="grad_norm"]')));
+                    const panel = document.querySelector('aside.weights [data-chart="norm"]');
+                    return cardsDone && full(panel) && performance.now();
+                }}""",
+                polling="raf", timeout=120_000,
+            ).json_value()
+            fetched = page.evaluate(
+                """() => Math.max(...performance.getEntriesByType('resource')
+                    .filter(e => /\\/(runs|series|weights)\\?|\\/runs$/.test(e.name))
+                    .map(e => e.responseEnd))"""
+            )
+            initial.append(fetched / 1000)
+            drawn.append(done / 1000)
+            page.context.close()
+        browser.close()
+    return statistics.median(initial), statistics.median(drawn)
+
+
+def measure(log_dir, load_fast, runs, epochs, variables, repeats):
+    names = [f"run_{r:02d}/train" for r in range(runs)]
+    paths = [f"loss/Multi/s_{i}" for i in range(variables * 3 // 4)]
+    rng = random.Random(0)
+    with tensorboard(log_dir, f"--load_fast={load_fast}") as board:
+        start = time.perf_counter()
+
+        def loaded():
+            listing = board.get_json(f"{PREFIX}/runs")["runs"]
+            return len(listing) == runs and all(r["last_step"] == epochs - 1 for r in listing)
+
+        board.wait_for(loaded, timeout=1800, interval=1)
+        load = time.perf_counter() - start
+        # Scalars' own data must be loaded too before it is timed.
+        scalars = "/data/plugin/scalars/scalars?"
+        board.wait_for(lambda: len(board.get_json(
+            scalars + urllib.parse.urlencode({"run": names[-1], "tag": "epoch_loss"}))) == epochs,
+            timeout=600, interval=1)
+
+        def q(route, **args):
+            return lambda: f"{route}?{urllib.parse.urlencode({k: v() if callable(v) else v for k, v in args.items()})}"
+
+        run = lambda: rng.choice(names)  # noqa: E731
+        routes = {
+            "loss_params /runs": lambda: f"{PREFIX}/runs",
+            "scalars /tags (peer)": lambda: "/data/plugin/scalars/tags",
+            "loss_params /series": q(f"{PREFIX}/series", run=run, variable=lambda: rng.choice(paths)),
+            "loss_params /weights": q(f"{PREFIX}/weights", run=run),
+            "loss_params /diagnosis": q(f"{PREFIX}/diagnosis", run=run),
+            "scalars /scalars (peer)": q("/data/plugin/scalars/scalars", run=run, tag="epoch_loss"),
+        }
+        route_times = latencies(board, routes, repeats * 10)
+        initial, drawn = draw_times(board, runs, repeats) if os.path.exists(CHROMIUM) else (None, None)
+    return load, route_times, initial, drawn
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=2000)
+    parser.add_argument("--variables", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--loaders", default="true,false", help="--load_fast values to measure")
+    parser.add_argument("--log-dir", default=os.path.join("/tmp", "loss_params_scale"))
+    args = parser.parse_args()
+    log_dir = os.path.join(args.log_dir, f"{args.runs}x{args.epochs}x{args.variables}")
+    write_logdir(log_dir, args.runs, args.epochs, args.variables)
+    for load_fast in args.loaders.split(","):
+        load, route_times, initial, drawn = measure(
+            log_dir, load_fast, args.runs, args.epochs, args.variables, args.repeats
+        )
+        print(f"\n--load_fast={load_fast}: all {args.runs} runs served after {load:.1f} s")
+        for name, (p50, p95) in route_times.items():
+            print(f"  {name:28s} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms")
+        ratio = route_times["loss_params /series"][0] / route_times["scalars /scalars (peer)"][0]
+        print(f"  /series p50 / scalars p50: {ratio:.2f}")
+        if initial is not None:
+            print(f"  tab opened cold: initial data {initial:.2f} s, drawn {drawn:.2f} s "
+                  f"(median of {args.repeats})")
+
+
+if __name__ == "__main__":
+    main()
