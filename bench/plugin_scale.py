@@ -60,26 +60,26 @@ def write_run(args):
             decay = np.exp(-epoch / (epochs / 4))
             values = []
             for path in loss_paths:
-                values.append(summary.value(metadata.ROLE_LOSS, metadata.VALUE, path,
-                                            np.float32(rng.normal() * decay + 1), dtype="float32"))
-                values.append(summary.value(metadata.ROLE_LOSS, metadata.GRAD_NORM, path,
-                                            np.float32([decay, 2 * decay])))
+                values += summary.values(metadata.ROLE_LOSS, metadata.VALUE, path,
+                                         np.float32(rng.normal() * decay + 1), dtype="float32")
+                values += summary.values(metadata.ROLE_LOSS, metadata.GRAD_NORM, path,
+                                         np.float32([decay, 2 * decay]))
             for path in model_paths:
                 norms = np.float32([3 + epoch / epochs, decay, 2 * decay, 0.01 * decay])
-                values.append(summary.value(metadata.ROLE_MODEL, metadata.WEIGHT_NORMS, path,
-                                            norms, shape=(8, 8), dtype="float32"))
-            values.append(summary.value(metadata.ROLE_RUN, metadata.GRAD_NORM, metadata.RUN_GRAD_NORM,
-                                        np.float32([decay, 2 * decay])))
+                values += summary.values(metadata.ROLE_MODEL, metadata.WEIGHT_NORMS, path,
+                                         norms, shape=(8, 8), dtype="float32")
+            values += summary.values(metadata.ROLE_RUN, metadata.GRAD_NORM, metadata.RUN_GRAD_NORM,
+                                     np.float32([decay, 2 * decay]))
             rows = np.array([[p, "training"] for p in loss_paths + model_paths], dtype=object)
-            values.append(summary.value(metadata.ROLE_RUN, metadata.DIAGNOSIS,
-                                        metadata.RUN_DIAGNOSIS, rows))
+            values += summary.values(metadata.ROLE_RUN, metadata.DIAGNOSIS,
+                                     metadata.RUN_DIAGNOSIS, rows)
             summary.write(values, epoch)
             tf.summary.scalar("epoch_loss", float(decay), step=epoch)
     writer.close()
 
 
 def write_logdir(log_dir, runs, epochs, variables):
-    marker = os.path.join(log_dir, f".complete-{runs}x{epochs}x{variables}")
+    marker = os.path.join(log_dir, f".complete-v2-{runs}x{epochs}x{variables}")
     if os.path.exists(marker):
         print(f"Reusing {log_dir}")
         return

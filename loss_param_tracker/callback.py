@@ -258,30 +258,26 @@ class LossParamTracker(keras.callbacks.Callback):
             if r.tracked.role == metadata.ROLE_LOSS:
                 values += _loss_variable_values(r.tracked, r.value, r.grads)
             else:
-                values.append(self._model_weight_value(r))
+                values += self._model_weight_values(r)
         if self._capture is not None:
             _, mean, maximum = self._capture.read_global()
-            values.append(
-                summary.value(
-                    metadata.ROLE_RUN,
-                    metadata.GRAD_NORM,
-                    metadata.RUN_GRAD_NORM,
-                    np.array([mean, maximum], np.float32),
-                )
+            values += summary.values(
+                metadata.ROLE_RUN,
+                metadata.GRAD_NORM,
+                metadata.RUN_GRAD_NORM,
+                np.array([mean, maximum], np.float32),
             )
         rows = np.array([[r.tracked.path, r.status] for r in records], dtype=object)
-        values.append(
-            summary.value(
-                metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows.reshape(-1, 2)
-            )
+        values += summary.values(
+            metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows.reshape(-1, 2)
         )
         self._write(values, step)
 
-    def _model_weight_value(self, record):
+    def _model_weight_values(self, record):
         t, value = record.tracked, record.value
         norm = float(np.linalg.norm(value.astype(np.float64)))
         ratio = _update_ratio(self._start_values.get(t.key), value)
-        return summary.value(
+        return summary.values(
             metadata.ROLE_MODEL,
             metadata.WEIGHT_NORMS,
             t.path,
@@ -392,17 +388,15 @@ def _loss_variable_values(t, value, grads, granularity=metadata.EPOCH):
     """The `Summary.Value`s of a loss variable: its value (or stats and histogram) and gradient norm."""
     common = dict(shape=value.shape, dtype=_dtype_name(t.variable), granularity=granularity)
     if value.size <= metadata.MAX_WHOLE_ELEMENTS:
-        values = [summary.value(metadata.ROLE_LOSS, metadata.VALUE, t.path, _loggable(value), **common)]
+        values = summary.values(metadata.ROLE_LOSS, metadata.VALUE, t.path, _loggable(value), **common)
     else:
-        values = [summary.value(metadata.ROLE_LOSS, metadata.STATS, t.path, summary.stats(value), **common)]
+        values = summary.values(metadata.ROLE_LOSS, metadata.STATS, t.path, summary.stats(value), **common)
         if granularity == metadata.EPOCH:
-            values.append(
-                summary.value(
-                    metadata.ROLE_LOSS, metadata.HISTOGRAM, t.path, summary.histogram(value), **common
-                )
+            values += summary.values(
+                metadata.ROLE_LOSS, metadata.HISTOGRAM, t.path, summary.histogram(value), **common
             )
     grad_norm = np.array([grads.mean, grads.max], np.float32)
-    values.append(summary.value(metadata.ROLE_LOSS, metadata.GRAD_NORM, t.path, grad_norm, **common))
+    values += summary.values(metadata.ROLE_LOSS, metadata.GRAD_NORM, t.path, grad_norm, **common)
     return values
 
 

@@ -113,7 +113,8 @@ def load(log_dir):
     ctx = context.RequestContext()
     runs = {}
     for run, tags in series.list_series(provider, ctx, "").items():
-        runs[run] = _read_run(run, tags, series.read(provider, ctx, "", [run], tags).get(run, {}))
+        data = series.read(provider, ctx, "", {run: tags.values()}).get(run, {})
+        runs[run] = _read_run(run, tags, data)
     if not runs:
         raise NoSummariesError(
             f"No loss_params summaries under {log_dir!r}. Train with "
@@ -157,7 +158,10 @@ def _set_field(variable, kind, steps, values):
         return  # Histograms are for the dashboard.
     if variable.steps is None or len(steps) > len(variable.steps):
         variable.steps = steps
-    setattr(variable, field, series.stack(values))
+    stacked = series.stack(values)
+    if kind == metadata.VALUE:
+        stacked = stacked.reshape((len(steps),) + variable.shape)
+    setattr(variable, field, stacked)
 
 
 def _set_statuses(variables, steps, per_step):

@@ -64,10 +64,12 @@ def test_exact_tag_set_of_one_run(log_dir):
 
     acc = event_accumulator.EventAccumulator(event_dir)
     acc.Reload()
+    norms = ("norm", "grad_norm_mean", "grad_norm_max", "update_ratio")
     assert sorted(acc.Tags()["tensors"]) == sorted(
-        ["loss/GaussianNLL/log_var/value", "loss/GaussianNLL/log_var/grad_norm"]
-        + [f"{p}/norms" for p in MODEL_WEIGHTS]
-        + ["run/global/grad_norm", "run/diagnosis"]
+        ["loss/GaussianNLL/log_var/value"]
+        + ["loss/GaussianNLL/log_var/grad_norm/mean", "loss/GaussianNLL/log_var/grad_norm/max"]
+        + [f"{p}/norms/{field}" for p in MODEL_WEIGHTS for field in norms]
+        + ["run/global/grad_norm/mean", "run/global/grad_norm/max", "run/diagnosis"]
     )
     assert list(runs["train"].variables) == ["loss/GaussianNLL/log_var"] + sorted(MODEL_WEIGHTS)
 
@@ -193,7 +195,8 @@ def test_update_freq_batch_writes_every_n_batches(log_dir):
     acc.Reload()
     events = acc.Tensors("loss/GaussianNLL/log_var/batch_value")
     assert [e.step for e in events] == [2, 4, 6, 8]
-    grads = acc.Tensors("loss/GaussianNLL/log_var/batch_grad_norm")
+    grads = acc.Tensors("loss/GaussianNLL/log_var/batch_grad_norm/mean")
+    assert [e.step for e in grads] == [2, 4, 6, 8]
     assert all(np.isfinite(tf.make_ndarray(e.tensor_proto)).all() for e in grads)
     with pytest.raises(ValueError, match="Received: update_freq=0"):
         LossParamTracker(log_dir=log_dir, update_freq=0)

@@ -5,11 +5,16 @@ This module is the one contract between the writer side
 command). It imports neither TensorFlow nor Keras, so TensorBoard can load it
 without them.
 
-Every series is a tensor summary (`DATA_CLASS_TENSOR`) whose
-`plugin_data.content` is a serialized `LossParamsPluginData` message that says
-whose series it is (role), what each step's tensor holds (kind) and for which
-variable (path). Tags are `<path>/<suffix>`, for example
-`loss/GaussianNLL/log_var/value`; see `tag()`.
+Each summary's `plugin_data.content` is a serialized `LossParamsPluginData`
+message that says whose series it is (role), what it holds (kind, and for a
+vector kind which element or field) and for which variable (path). The vector
+kinds (VALUE, STATS, GRAD_NORM, WEIGHT_NORMS) are written as scalar summaries
+(`DATA_CLASS_SCALAR`), one per element or field, because TensorBoard's Rust
+data server hands scalars over as packed arrays but decodes tensors point by
+point, tens of times slower. HISTOGRAM and DIAGNOSIS are tensor summaries.
+Tags are `<path>/<suffix>[/<field>]`, for example
+`loss/GaussianNLL/log_var/value` or `loss/GaussianNLL/log_var/grad_norm/mean`;
+see `tag()`.
 """
 
 from tensorboard.compat.proto import summary_pb2
@@ -42,6 +47,9 @@ BATCH = PluginData.BATCH
 # a larger one as STATS and HISTOGRAM.
 MAX_WHOLE_ELEMENTS = 64
 HISTOGRAM_BINS = 30
+
+# Kinds written as scalar series, one per element (VALUE) or field.
+SCALAR_KINDS = frozenset({VALUE, STATS, GRAD_NORM, WEIGHT_NORMS})
 
 # Names of the entries of the vector-valued kinds, in order.
 FIELDS = {
@@ -104,19 +112,36 @@ FIXES = {
 }
 
 
-def tag(path, kind, granularity=EPOCH):
-    """Returns the tag of `path`'s series of `kind`.
+def tag(path, kind, granularity=EPOCH, field=""):
+    """Returns the tag of `path`'s series of `kind` (and `field`, for a scalar series).
 
-    Batch series carry a `batch_` prefix on the suffix, as
-    `keras.callbacks.TensorBoard` does for its batch-level scalars.
+    Without `field`, the tag names the kind's series as a whole, which is also
+    how readers key a vector reassembled from its scalar series. Batch series
+    carry a `batch_` prefix on the suffix, as `keras.callbacks.TensorBoard`
+    does for its batch-level scalars.
     """
     suffix = _SUFFIX[kind]
     if granularity == BATCH:
         suffix = "batch_" + suffix
-    return f"{path}/{suffix}"
+    return f"{path}/{suffix}/{field}" if field else f"{path}/{suffix}"
 
 
-def create_summary_metadata(role, kind, path, shape=(), dtype="", granularity=EPOCH):
+def fields(kind, shape=()):
+    """The fields of a kind's scalar series, in order: names, or element indices for VALUE.
+
+    A tensor kind, and a VALUE of shape (), has the one field `""`.
+    """
+    if kind not in SCALAR_KINDS:
+        return ("",)
+    if kind == VALUE:
+        size = 1
+        for d in shape:
+            size *= int(d)
+        return ("",) if not shape else tuple(str(i) for i in range(size))
+    return FIELDS[kind]
+
+
+def create_summary_metadata(role, kind, path, shape=(), dtype="", granularity=EPOCH, field=""):
     """Returns the `SummaryMetadata` proto of one series."""
     content = PluginData(
         version=PROTO_VERSION,
@@ -126,12 +151,14 @@ def create_summary_metadata(role, kind, path, shape=(), dtype="", granularity=EP
         shape=list(shape),
         dtype=dtype,
         granularity=granularity,
+        field=field,
     )
+    data_class = summary_pb2.DATA_CLASS_SCALAR if kind in SCALAR_KINDS else summary_pb2.DATA_CLASS_TENSOR
     return summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
             plugin_name=PLUGIN_NAME, content=content.SerializeToString()
         ),
-        data_class=summary_pb2.DATA_CLASS_TENSOR,
+        data_class=data_class,
     )
 
 

@@ -120,9 +120,8 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         """Returns the runs, their variables and each variable's latest status."""
         listing = series_lib.list_series(self._data_provider, ctx, experiment)
         self._listing = listing
-        latest = series_lib.read(
-            self._data_provider, ctx, experiment, listing, [_DIAGNOSIS_TAG], downsample=1
-        )
+        diagnoses = {run: [t[_DIAGNOSIS_TAG]] for run, t in listing.items() if _DIAGNOSIS_TAG in t}
+        latest = series_lib.read(self._data_provider, ctx, experiment, diagnoses, downsample=1)
         runs = []
         for run, tags in listing.items():
             diagnosis = latest.get(run, {}).get(_DIAGNOSIS_TAG)
@@ -150,7 +149,8 @@ class LossParamsPlugin(base_plugin.TBPlugin):
             mine = self._series_of(ctx, experiment, run, path)
         if not mine:
             raise errors.NotFoundError(f"Run {run!r} has no variable {path!r}.")
-        data = series_lib.read(self._data_provider, ctx, experiment, [run], mine).get(run, {})
+        data = series_lib.read(self._data_provider, ctx, experiment, {run: mine.values()})
+        data = data.get(run, {})
         first = next(iter(mine.values()))
         body = {
             "run": run,
@@ -178,8 +178,8 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         """Returns the model's weights of one run, aggregated per layer."""
         tags = self._tags_of(ctx, experiment, run)
         weights = {s.tag: s for s in tags.values() if s.kind == metadata.WEIGHT_NORMS}
-        wanted = list(weights) + [_GLOBAL_GRAD_NORM_TAG]
-        data = series_lib.read(self._data_provider, ctx, experiment, [run], wanted).get(run, {})
+        wanted = [tags[t] for t in [*weights, _GLOBAL_GRAD_NORM_TAG] if t in tags]
+        data = series_lib.read(self._data_provider, ctx, experiment, {run: wanted}).get(run, {})
         norms = {tag: data[tag] for tag in weights if tag in data}
         steps = _union_steps(norms.values())
         layers = {}
@@ -203,7 +203,8 @@ class LossParamsPlugin(base_plugin.TBPlugin):
     def diagnosis_impl(self, ctx, experiment, run):
         """Returns every variable's status at every epoch of one run."""
         tags = self._tags_of(ctx, experiment, run)
-        data = series_lib.read(self._data_provider, ctx, experiment, [run], [_DIAGNOSIS_TAG])
+        wanted = {run: [tags[_DIAGNOSIS_TAG]] if _DIAGNOSIS_TAG in tags else []}
+        data = series_lib.read(self._data_provider, ctx, experiment, wanted)
         steps, values = data.get(run, {}).get(_DIAGNOSIS_TAG, (np.zeros(0, np.int64), []))
         per_step = series_lib.statuses(values)
         paths = [v["path"] for v in _variables(tags.values(), {})]

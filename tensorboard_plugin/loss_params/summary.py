@@ -15,25 +15,48 @@ from tensorboard_plugin.loss_params import metadata
 
 
 @functools.lru_cache(maxsize=4096)
-def _metadata(role, kind, path, shape, dtype, granularity):
-    return metadata.create_summary_metadata(role, kind, path, shape, dtype, granularity)
+def _metadata(role, kind, path, shape, dtype, granularity, field):
+    return metadata.create_summary_metadata(role, kind, path, shape, dtype, granularity, field)
 
 
-def value(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.EPOCH):
-    """Returns one step of a series as a `Summary.Value` proto (no TensorFlow needed).
+def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.EPOCH):
+    """Returns one step of a series as `Summary.Value` protos (no TensorFlow needed).
+
+    A vector kind gives one scalar value per element or field (see
+    `metadata.fields`); HISTOGRAM and DIAGNOSIS give one tensor value.
 
     Args:
         role: `metadata.ROLE_LOSS`, `ROLE_MODEL` or `ROLE_RUN`.
         kind: One of the kinds of `metadata` (`VALUE`, `STATS`, ...).
         path: The variable's path, e.g. `loss/GaussianNLL/log_var`.
-        data: The step's tensor, as the kind defines it (a numpy array).
+        data: The step's data as the kind defines it (a numpy array): the
+            variable for VALUE, the vector of `metadata.FIELDS[kind]` for
+            the other vector kinds, the tensor for the tensor kinds.
         shape: Shape of the variable itself. Defaults to `()`.
         dtype: Name of the variable's dtype. Defaults to `""`.
         granularity: `metadata.EPOCH` or `metadata.BATCH`. Defaults to `EPOCH`.
     """
+    shape = tuple(int(d) for d in shape)
+    if kind not in metadata.SCALAR_KINDS:
+        return [_value(role, kind, path, shape, dtype, granularity, "", data)]
+    flat = np.asarray(data).ravel()
+    if flat.dtype != np.float64:
+        flat = flat.astype(np.float32)
+    names = metadata.fields(kind, shape)
+    if len(names) != flat.size:
+        raise ValueError(
+            f"A {metadata.PluginData.Kind.Name(kind)} step of {path!r} needs {len(names)} "
+            f"numbers; received {flat.size}."
+        )
+    return [
+        _value(role, kind, path, shape, dtype, granularity, name, x) for name, x in zip(names, flat)
+    ]
+
+
+def _value(role, kind, path, shape, dtype, granularity, field, data):
     return summary_pb2.Summary.Value(
-        tag=metadata.tag(path, kind, granularity),
-        metadata=_metadata(role, kind, path, tuple(int(d) for d in shape), dtype, granularity),
+        tag=metadata.tag(path, kind, granularity, field),
+        metadata=_metadata(role, kind, path, shape, dtype, granularity, field),
         tensor=tensor_util.make_tensor_proto(data),
     )
 
