@@ -68,6 +68,8 @@ def write_run(args):
                 norms = np.float32([3 + epoch / epochs, decay, 2 * decay, 0.01 * decay])
                 values += summary.values(metadata.ROLE_MODEL, metadata.WEIGHT_NORMS, path,
                                          norms, shape=(8, 8), dtype="float32")
+            values += summary.values(metadata.ROLE_RUN, metadata.WEIGHT_NORMS, metadata.RUN_MODEL,
+                                     np.float32([10 + epoch / epochs, decay, 2 * decay, 0.01 * decay]))
             values += summary.values(metadata.ROLE_RUN, metadata.GRAD_NORM, metadata.RUN_GRAD_NORM,
                                      np.float32([decay, 2 * decay]))
             rows = np.array([[p, "training"] for p in loss_paths + model_paths], dtype=object)
@@ -79,7 +81,7 @@ def write_run(args):
 
 
 def write_logdir(log_dir, runs, epochs, variables):
-    marker = os.path.join(log_dir, f".complete-v2-{runs}x{epochs}x{variables}")
+    marker = os.path.join(log_dir, f".complete-v3-{runs}x{epochs}x{variables}")
     if os.path.exists(marker):
         print(f"Reusing {log_dir}")
         return

@@ -254,11 +254,19 @@ class LossParamTracker(keras.callbacks.Callback):
 
     def _write_epoch(self, step, records):
         values = []
+        weights = []
         for r in records:
             if r.tracked.role == metadata.ROLE_LOSS:
                 values += _loss_variable_values(r.tracked, r.value, r.grads)
             else:
+                weights.append((self._start_values.get(r.tracked.key), r))
                 values += self._model_weight_values(r)
+        if weights:
+            # The whole model's norms, for the dashboard's model panel: one
+            # series to read instead of one per weight.
+            values += summary.values(
+                metadata.ROLE_RUN, metadata.WEIGHT_NORMS, metadata.RUN_MODEL, _model_norms(weights)
+            )
         if self._capture is not None:
             _, mean, maximum = self._capture.read_global()
             values += summary.values(
@@ -398,6 +406,38 @@ def _loss_variable_values(t, value, grads, granularity=metadata.EPOCH):
     grad_norm = np.array([grads.mean, grads.max], np.float32)
     values += summary.values(metadata.ROLE_LOSS, metadata.GRAD_NORM, t.path, grad_norm, **common)
     return values
+
+
+def _model_norms(weights):
+    """float32[4] of all the model's weights as one vector (see `metadata.FIELDS`).
+
+    The norm of all weights; the root-sum-square of the weights' gradient
+    norms (mean, max over the epoch's steps); and ||change|| / ||start|| over
+    the weights whose start of the epoch is known.
+
+    Args:
+        weights: `[(start value or None, Record)]` of the model's weights.
+    """
+    values = [r.value.astype(np.float64) for _, r in weights]
+    known = [(s.astype(np.float64), v) for (s, _), v in zip(weights, values) if s is not None]
+    start_norm = _root_sum_square([np.linalg.norm(s) for s, _ in known])
+    change = _root_sum_square([np.linalg.norm(v - s) for s, v in known])
+    return np.array(
+        [
+            _root_sum_square([np.linalg.norm(v) for v in values]),
+            _root_sum_square([r.grads.mean for _, r in weights]),
+            _root_sum_square([r.grads.max for _, r in weights]),
+            change / start_norm if start_norm > 0 else math.nan,
+        ],
+        np.float32,
+    )
+
+
+def _root_sum_square(norms):
+    """sqrt(sum of squares) of the norms, NaN ones (no gradient) left out; NaN if all are."""
+    x = np.asarray(norms, np.float64)
+    x = x[~np.isnan(x)]
+    return float(np.sqrt(np.sum(x**2))) if x.size else math.nan
 
 
 def _update_ratio(start, value):

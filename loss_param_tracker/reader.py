@@ -64,11 +64,14 @@ class Run:
         name: The run's path relative to the log directory, e.g. `run1/train`.
         variables: `{path: Variable}`, loss variables first.
         grad_norm: `(steps, float[n, 2])` of the global gradient norm, or `None`.
+        model_norms: `(steps, float[n, 4])` of all the model's weights as one
+            vector (norm, grad_norm_mean, grad_norm_max, update_ratio), or `None`.
     """
 
     name: str
     variables: dict
     grad_norm: tuple = None
+    model_norms: tuple = None
 
     @property
     def loss_variables(self):
@@ -124,7 +127,7 @@ def load(log_dir):
 
 
 def _read_run(run, tags, data):
-    variables, statuses, grad_norm = {}, None, None
+    variables, statuses, run_series = {}, None, {}
     for tag, one in tags.items():
         if tag not in data:
             continue
@@ -132,7 +135,7 @@ def _read_run(run, tags, data):
         if one.kind == metadata.DIAGNOSIS:
             statuses = (steps, series.statuses(values))
         elif one.role == "run":
-            grad_norm = (steps, series.stack(values))
+            run_series[one.kind] = (steps, series.stack(values))
         else:
             variable = variables.setdefault(
                 one.path, Variable(one.path, one.role, one.shape, one.dtype)
@@ -141,7 +144,9 @@ def _read_run(run, tags, data):
     if statuses is not None:
         _set_statuses(variables, *statuses)
     ordered = dict(sorted(variables.items(), key=lambda item: (item[1].role != "loss", item[0])))
-    return Run(run, ordered, grad_norm)
+    return Run(
+        run, ordered, run_series.get(metadata.GRAD_NORM), run_series.get(metadata.WEIGHT_NORMS)
+    )
 
 
 _FIELD_OF_KIND = {

@@ -107,6 +107,15 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
         for run, (epochs, _) in DASHBOARD_RUNS.items():
             assert points(weights, '[data-chart="norm"]', run) == [epochs], run
             assert points(weights, '[data-chart="update_ratio"]', run) == [epochs], run
+        weights.locator("select").select_option("model/net/out")
+        weights.locator('[data-chart="norm"] path[data-run="fixed/train"]').wait_for(state="attached")
+        frame.locator("body").evaluate("""body => new Promise(resolve => {
+            const wait = () => body.querySelector('aside.weights select').value === 'model/net/out' &&
+                body.querySelectorAll('aside.weights [data-chart="norm"] path[data-run]').length === 5
+                ? resolve() : setTimeout(wait, 50);
+            wait();
+        })""")
+        assert points(weights, '[data-chart="norm"]', "fixed/train") == [150]
 
         # The run named as HTML shows literally and runs nothing.
         xss = card(frame, "loss/StoppedGradient/weight")

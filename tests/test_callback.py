@@ -69,6 +69,7 @@ def test_exact_tag_set_of_one_run(log_dir):
         ["loss/GaussianNLL/log_var/value"]
         + ["loss/GaussianNLL/log_var/grad_norm/mean", "loss/GaussianNLL/log_var/grad_norm/max"]
         + [f"{p}/norms/{field}" for p in MODEL_WEIGHTS for field in norms]
+        + [f"run/model/norms/{field}" for field in norms]
         + ["run/global/grad_norm/mean", "run/global/grad_norm/max", "run/diagnosis"]
     )
     assert list(runs["train"].variables) == ["loss/GaussianNLL/log_var"] + sorted(MODEL_WEIGHTS)

@@ -123,21 +123,26 @@ def test_series_as_csv(client):
     assert [float(r[1]) for r in rows[1:]] == body["value"][0]
 
 
-def test_weights_combine_each_layers_weights(client, dashboard_logdir):
-    variables = load(dashboard_logdir)[FIXED].variables
+def test_weights_of_the_whole_model_and_of_one_layer(client, dashboard_logdir):
+    run = load(dashboard_logdir)[FIXED]
+    weights = {p: v.norms for p, v in run.variables.items() if p.startswith("model/")}
     body = get_json(client, "weights", run=FIXED)
     assert body["steps"] == list(range(150))
-    layers = {layer["name"]: layer for layer in body["layers"]}
-    assert set(layers) == {"model/net/hidden", "model/net/out"}
-    hidden = layers["model/net/hidden"]
+    assert (body["layer"], body["layers"]) == ("", ["model/net/hidden", "model/net/out"])
+    for i, field in enumerate(metadata.FIELDS[metadata.WEIGHT_NORMS]):
+        np.testing.assert_array_equal(body[field], run.model_norms[1][:, i])
+    np.testing.assert_allclose(
+        body["norm"], np.sqrt(sum(n[:, 0] ** 2 for n in weights.values())), rtol=1e-6
+    )
+    assert all(0 < r < 1 for r in body["update_ratio"]), "every weight moves a little each epoch"
+    np.testing.assert_array_equal(body["global_grad_norm"]["mean"], run.grad_norm[1][:, 0])
+
+    hidden = get_json(client, "weights", run=FIXED, layer="model/net/hidden")
     assert sorted(hidden["weights"]) == ["model/net/hidden/bias", "model/net/hidden/kernel"]
-    norms = [variables[p].norms for p in hidden["weights"]]
+    norms = [weights[p] for p in hidden["weights"]]
     np.testing.assert_allclose(hidden["norm"], np.sqrt(sum(n[:, 0] ** 2 for n in norms)))
-    np.testing.assert_allclose(hidden["grad_norm"], np.sqrt(sum(n[:, 1] ** 2 for n in norms)))
-    every = [variables[p].norms for p in variables if p.startswith("model/")]
-    np.testing.assert_allclose(body["total"]["norm"], np.sqrt(sum(n[:, 0] ** 2 for n in every)))
-    np.testing.assert_array_equal(
-        body["global_grad_norm"]["mean"], load(dashboard_logdir)[FIXED].grad_norm[1][:, 0]
+    np.testing.assert_allclose(
+        hidden["grad_norm_mean"], np.sqrt(sum(n[:, 1] ** 2 for n in norms))
     )
 
 
@@ -187,6 +192,7 @@ def test_non_finite_values_are_valid_json(tmp_path):
         ("series", {"run": FIXED, "variable": "run"}, 404, "no variable 'run'"),
         ("weights", {}, 400, "Missing query parameter 'run'"),
         ("weights", {"run": "nope"}, 404, "No run 'nope'"),
+        ("weights", {"run": FIXED, "layer": "model/net/x"}, 404, "no layer 'model/net/x'"),
         ("diagnosis", {}, 400, "Missing query parameter 'run'"),
         ("diagnosis", {"run": "nope"}, 404, "No run 'nope'"),
     ],

@@ -69,6 +69,7 @@ _SUFFIX = {
 
 # Paths of the run-level series.
 RUN_GRAD_NORM = "run/global"
+RUN_MODEL = "run/model"  # WEIGHT_NORMS of all the model's weights as one vector
 RUN_DIAGNOSIS = "run"
 
 # The statuses of the diagnosis, in order of precedence: where several apply,

@@ -32,6 +32,7 @@ _KIND_NAMES = {
 }
 _DIAGNOSIS_TAG = metadata.tag(metadata.RUN_DIAGNOSIS, metadata.DIAGNOSIS)
 _GLOBAL_GRAD_NORM_TAG = metadata.tag(metadata.RUN_GRAD_NORM, metadata.GRAD_NORM)
+_MODEL_TAG = metadata.tag(metadata.RUN_MODEL, metadata.WEIGHT_NORMS)
 _NON_FINITE_JSON = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
@@ -97,8 +98,9 @@ class LossParamsPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _serve_weights(self, request):
         run = _required(request, "run")
+        layer = request.args.get("layer", "")
         ctx, experiment = _context(request)
-        return _respond_json(request, self.weights_impl(ctx, experiment, run))
+        return _respond_json(request, self.weights_impl(ctx, experiment, run, layer))
 
     @wrappers.Request.application
     def _serve_diagnosis(self, request):
@@ -168,36 +170,39 @@ class LossParamsPlugin(base_plugin.TBPlugin):
             if one.kind == metadata.VALUE:
                 body["value"] = _json_floats(values.reshape(len(steps), -1).T)
             else:
-                fields = metadata.FIELDS[one.kind]
-                body[_KIND_NAMES[one.kind]] = {
-                    f: _json_floats(values[:, i]) for i, f in enumerate(fields)
-                }
+                body[_KIND_NAMES[one.kind]] = _fields(one.kind, values)
         return body
 
-    def weights_impl(self, ctx, experiment, run):
-        """Returns the model's weights of one run, aggregated per layer."""
+    def weights_impl(self, ctx, experiment, run, layer=""):
+        """Returns the norms of one run's model weights: all as one vector, or one layer's."""
         tags = self._tags_of(ctx, experiment, run)
-        weights = {s.tag: s for s in tags.values() if s.kind == metadata.WEIGHT_NORMS}
-        wanted = [tags[t] for t in [*weights, _GLOBAL_GRAD_NORM_TAG] if t in tags]
-        data = series_lib.read(self._data_provider, ctx, experiment, {run: wanted}).get(run, {})
-        norms = {tag: data[tag] for tag in weights if tag in data}
-        steps = _union_steps(norms.values())
-        layers = {}
-        for tag, (tag_steps, values) in norms.items():
-            layer = weights[tag].path.rsplit("/", 1)[0]
-            layers.setdefault(layer, []).append((weights[tag].path, _align(steps, tag_steps, values)))
+        weights = [s for s in tags.values() if s.role == "model" and s.kind == metadata.WEIGHT_NORMS]
+        layers = sorted({_layer(s.path) for s in weights})
+        if layer:
+            members = [s for s in weights if _layer(s.path) == layer]
+            if not members:
+                raise errors.NotFoundError(
+                    f"Run {run!r} has no layer {layer!r}; its layers are {layers}."
+                )
+        else:
+            members = [tags[_MODEL_TAG]] if _MODEL_TAG in tags else []
+        extra = [tags[_GLOBAL_GRAD_NORM_TAG]] if _GLOBAL_GRAD_NORM_TAG in tags else []
+        data = series_lib.read(self._data_provider, ctx, experiment, {run: members + extra})
+        data = data.get(run, {})
+        steps = _union_steps(data.values())
+        norms = [_align(steps, *data[s.tag]) for s in members if s.tag in data]
+        combined = _combine(norms) if layer else (norms[0] if norms else np.zeros((len(steps), 4)))
         body = {
             "run": run,
+            "layer": layer,
+            "layers": layers,
+            "weights": [s.path for s in members if s.role == "model"],
             "steps": steps.tolist(),
-            "layers": [{"name": layer, **_layer_norms(m)} for layer, m in layers.items()],
-            "total": _layer_norms([m for members in layers.values() for m in members]),
+            **_fields(metadata.WEIGHT_NORMS, combined),
         }
         if _GLOBAL_GRAD_NORM_TAG in data:
             values = _align(steps, *data[_GLOBAL_GRAD_NORM_TAG])
-            body["global_grad_norm"] = {
-                f: _json_floats(values[:, i])
-                for i, f in enumerate(metadata.FIELDS[metadata.GRAD_NORM])
-            }
+            body["global_grad_norm"] = _fields(metadata.GRAD_NORM, values)
         return body
 
     def diagnosis_impl(self, ctx, experiment, run):
@@ -244,29 +249,34 @@ def _variables(tags, status):
     return sorted(variables.values(), key=lambda v: (v["role"] != "loss", v["path"]))
 
 
-def _layer_norms(members):
-    """Combines the weights of one layer: root-sum-squares of norms and gradient norms."""
-    if not members:
-        return {"weights": [], "norm": [], "grad_norm": [], "grad_norm_max": [], "update_ratio": []}
-    stacked = np.stack([values for _, values in members])  # [weights, steps, 4]
+def _layer(path):
+    """A weight's layer: its path without the last component."""
+    return path.rsplit("/", 1)[0]
+
+
+def _combine(norms):
+    """Combines weights' WEIGHT_NORMS rows ([steps, 4] each) into their layer's.
+
+    Norms and gradient norms combine as root-sum-squares. A weight's ratio is
+    its change over its norm at the epoch's start; the layer's is near
+    sqrt(sum change^2) / sqrt(sum norm^2), over the weights whose ratio is
+    known (not a bias that started at zero).
+    """
+    stacked = np.stack(norms)  # [weights, steps, 4]
     norm, grad_mean, grad_max, ratio = (stacked[..., i] for i in range(4))
-    layer_norm = np.sqrt(np.sum(norm**2, axis=0))
-    # A weight's ratio is its change over its norm at the epoch's start; the
-    # layer's is near sqrt(sum change^2) / sqrt(sum norm^2). Weights whose ratio
-    # is unknown (a bias starting at zero) are left out of both sums.
     known = np.isfinite(ratio)
     with np.errstate(divide="ignore", invalid="ignore"):
         update_ratio = np.sqrt(
             np.sum(np.where(known, ratio * norm, 0.0) ** 2, axis=0)
             / np.sum(np.where(known, norm, 0.0) ** 2, axis=0)
         )
-    return {
-        "weights": [path for path, _ in members],
-        "norm": _json_floats(layer_norm),
-        "grad_norm": _json_floats(np.sqrt(np.sum(grad_mean**2, axis=0))),
-        "grad_norm_max": _json_floats(np.sqrt(np.sum(grad_max**2, axis=0))),
-        "update_ratio": _json_floats(update_ratio),
-    }
+    rss = [np.sqrt(np.sum(x**2, axis=0)) for x in (norm, grad_mean, grad_max)]
+    return np.stack([*rss, update_ratio], axis=-1)
+
+
+def _fields(kind, values):
+    """`{field: JSON floats}` of a vector kind's [steps, fields] array."""
+    return {f: _json_floats(values[:, i]) for i, f in enumerate(metadata.FIELDS[kind])}
 
 
 def _union_steps(data):

@@ -216,47 +216,36 @@ class Page {
   async drawWeights() {
     this.weightsDrawn = true;
     const token = ++this.weightsToken;
+    const layer = this.weights.layer.value;
     const runs = this.selectedRuns();
-    let data;
-    try {
-      data = await Promise.all(runs.map((r) => this.store.weights(r.name)));
-    } catch (error) {
-      this.weights.note.textContent = `Could not load the weights: ${error.message}`;
-      return;
-    }
+    // A run without the chosen layer (another model) is left out of the charts.
+    const data = await Promise.all(runs.map((r) => this.store.weights(r.name, layer).catch(() => null)));
     if (token !== this.weightsToken) return;
-    const layers = [...new Set(data.flatMap((d) => d.layers.map((l) => l.name)))];
+    const shown = runs.map((run, i) => ({run: run.name, data: data[i]})).filter((r) => r.data);
+    const layers = [...new Set(shown.flatMap((r) => r.data.layers))].sort();
     views.options(this.weights.layer, [
       {value: ALL_WEIGHTS, label: 'all layers'},
       ...layers.map((name) => ({value: name, label: name})),
     ]);
-    const chosen = this.weights.layer.value;
-    const pick = (d) => chosen === ALL_WEIGHTS ? d.total : d.layers.find((l) => l.name === chosen);
     const weight = Number(this.ui.smoothing.value);
     const chart = (host, field, logY) => {
-      const chartLines = [];
-      data.forEach((d, i) => {
-        const layer = pick(d);
-        if (!layer) return;
-        chartLines.push(...lines(d.steps, numbers(layer[field]), weight,
-            {color: this.store.colors.get(runs[i].name), run: runs[i].name, series: field}));
-      });
+      const color = (r) => this.store.colors.get(r.run);
       drawChart(host, {
-        lines: chartLines, logY, label: `model ${field}`,
-        tooltip: (step) => data.map((d, i) => {
-          const layer = pick(d);
-          const k = d.steps.indexOf(step);
-          return {
-            color: this.store.colors.get(runs[i].name), label: runs[i].name,
-            value: layer && k >= 0 ? formatNumber(Number(layer[field][k])) : '–',
-          };
+        lines: shown.flatMap((r) => lines(r.data.steps, numbers(r.data[field]), weight,
+            {color: color(r), run: r.run, series: field})),
+        logY,
+        label: `model ${field}`,
+        tooltip: (step) => shown.map((r) => {
+          const k = r.data.steps.indexOf(step);
+          return {color: color(r), label: r.run,
+            value: k >= 0 ? formatNumber(Number(r.data[field][k])) : '–'};
         }),
       });
     };
-    this.weights.note.textContent = data.some((d) => !d.layers.length) ?
-      'Some runs log no model weights.' : '';
+    this.weights.note.textContent = shown.length < runs.length ?
+      `${runs.length - shown.length} selected run(s) have no such layer or no model weights.` : '';
     chart(this.weights.norm, 'norm', false);
-    chart(this.weights.gradient, 'grad_norm', this.weights.logGradient.checked);
+    chart(this.weights.gradient, 'grad_norm_mean', this.weights.logGradient.checked);
     chart(this.weights.ratio, 'update_ratio', this.weights.logRatio.checked);
   }
 }

@@ -52,9 +52,14 @@ export class Store {
     return this.cached(`${run}\nseries\n${path}`, seriesUrl(run, path));
   }
 
-  /** @return {Promise<Object>} the model's weights of one run, per layer */
-  weights(run) {
-    return this.cached(`${run}\nweights`, `./weights?${new URLSearchParams({run})}`);
+  /**
+   * The norms of one run's model weights: all of them as one vector, or one layer's.
+   * @param {string} run
+   * @param {string} layer a layer's name, or '' for the whole model
+   * @return {Promise<Object>}
+   */
+  weights(run, layer) {
+    return this.cached(`${run}\nweights\n${layer}`, `./weights?${new URLSearchParams({run, layer})}`);
   }
 
   cached(key, url) {
