@@ -96,13 +96,16 @@ def write_logdir(log_dir, runs, epochs, variables):
 
 
 def latencies(board, routes, repeats):
-    """p50 and p95 in ms of GETs on each route, taking `routes[name]()` for the URL."""
+    """p50 and p95 in ms of requests on each route: `routes[name]()` gives the URL, or
+    `(URL, form)` for a POST."""
     result = {}
     for name, url in routes.items():
         times = []
         for _ in range(repeats):
+            request = url()
+            route, form = request if isinstance(request, tuple) else (request, None)
             start = time.perf_counter()
-            status, _ = board.get(url(), timeout=120)
+            status, _ = board.get(route, timeout=120, form=form)
             times.append((time.perf_counter() - start) * 1000)
             assert status == 200, f"{name}: {status}"
         times.sort()
@@ -140,7 +143,7 @@ def draw_times(board, runs, repeats):
             ).json_value()
             fetched = page.evaluate(
                 """() => Math.max(...performance.getEntriesByType('resource')
-                    .filter(e => /\\/(runs|series|weights)\\?|\\/runs$/.test(e.name))
+                    .filter(e => /\\/(runs|series|series_multirun|weights)(\\?|$)/.test(e.name))
                     .map(e => e.responseEnd))"""
             )
             initial.append(fetched / 1000)
@@ -181,6 +184,10 @@ def measure(log_dir, load_fast, runs, epochs, variables, repeats):
             "loss_params /weights": q(f"{PREFIX}/weights", run=run),
             "loss_params /diagnosis": q(f"{PREFIX}/diagnosis", run=run),
             "scalars /scalars (peer)": q("/data/plugin/scalars/scalars", run=run, tag="epoch_loss"),
+            f"loss_params /series_multirun x{runs}": lambda: f"{PREFIX}/series_multirun?" + urllib.parse.urlencode(
+                [("variable", rng.choice(paths))] + [("run", n) for n in names]),
+            f"scalars /scalars_multirun x{runs} (peer)": lambda: (
+                "/data/plugin/scalars/scalars_multirun", [("tag", "epoch_loss")] + [("runs", n) for n in names]),
         }
         route_times = latencies(board, routes, repeats * 10)
         initial, drawn = draw_times(board, runs, repeats) if os.path.exists(CHROMIUM) else (None, None)
@@ -204,9 +211,11 @@ def main():
         )
         print(f"\n--load_fast={load_fast}: all {args.runs} runs served after {load:.1f} s")
         for name, (p50, p95) in route_times.items():
-            print(f"  {name:28s} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms")
-        ratio = route_times["loss_params /series"][0] / route_times["scalars /scalars (peer)"][0]
-        print(f"  /series p50 / scalars p50: {ratio:.2f}")
+            print(f"  {name:42s} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms")
+        for ours, peer in [("loss_params /series", "scalars /scalars (peer)"),
+                           (f"loss_params /series_multirun x{args.runs}",
+                            f"scalars /scalars_multirun x{args.runs} (peer)")]:
+            print(f"  {ours} p50 / {peer} p50: {route_times[ours][0] / route_times[peer][0]:.2f}")
         if initial is not None:
             print(f"  tab opened cold: initial data {initial:.2f} s, drawn {drawn:.2f} s "
                   f"(median of {args.repeats})")

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -18,10 +19,14 @@ class TensorBoard:
     def __init__(self, process, url, log):
         self.process, self.url, self._log = process, url, log
 
-    def get(self, route, timeout=30):
-        """Returns `(status, body bytes)` of a GET on `route` (e.g. `/data/plugins_listing`)."""
+    def get(self, route, timeout=30, form=None):
+        """Returns `(status, body bytes)` of a GET on `route` (e.g. `/data/plugins_listing`).
+
+        With `form` (a list of `(name, value)`), a POST of that form instead.
+        """
+        data = None if form is None else urllib.parse.urlencode(form).encode()
         try:
-            with urllib.request.urlopen(self.url + route, timeout=timeout) as response:
+            with urllib.request.urlopen(self.url + route, data=data, timeout=timeout) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()

@@ -55,6 +55,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         return {
             "/runs": self._serve_runs,
             "/series": self._serve_series,
+            "/series_multirun": self._serve_series_multirun,
             "/weights": self._serve_weights,
             "/diagnosis": self._serve_diagnosis,
             "/static/*": self._serve_static,
@@ -94,6 +95,17 @@ class LossParamsPlugin(base_plugin.TBPlugin):
                 headers=[("Content-Disposition", f'attachment; filename="{filename}"')],
             )
         return _respond_json(request, body)
+
+    @wrappers.Request.application
+    def _serve_series_multirun(self, request):
+        path = _required(request, "variable")
+        runs = [r for r in request.args.getlist("run") if r]
+        if not runs:
+            raise errors.InvalidArgumentError(
+                "Missing query parameter 'run': pass it once per run, ?run=a&run=b (see http_api.md)."
+            )
+        ctx, experiment = _context(request)
+        return _respond_json(request, self.series_multirun_impl(ctx, experiment, runs, path))
 
     @wrappers.Request.application
     def _serve_weights(self, request):
@@ -151,27 +163,28 @@ class LossParamsPlugin(base_plugin.TBPlugin):
             mine = self._series_of(ctx, experiment, run, path)
         if not mine:
             raise errors.NotFoundError(f"Run {run!r} has no variable {path!r}.")
-        data = series_lib.read(self._data_provider, ctx, experiment, {run: mine.values()})
-        data = data.get(run, {})
-        first = next(iter(mine.values()))
-        body = {
-            "run": run,
-            "path": path,
-            "role": first.role,
-            "shape": list(first.shape),
-            "dtype": first.dtype,
-        }
-        steps = _union_steps(data.values())
-        body["steps"] = steps.tolist()
-        for tag, one in mine.items():
-            if tag not in data:
+        return self._series_bodies(ctx, experiment, path, {run: mine})[run]
+
+    def series_multirun_impl(self, ctx, experiment, runs, path):
+        """Returns the series of one variable in several runs, read at once.
+
+        Runs without the variable are left out of the answer.
+        """
+        wanted = {}
+        for run in runs:
+            try:
+                wanted[run] = self._series_of(ctx, experiment, run, path)
+            except errors.NotFoundError:
                 continue
-            values = _align(steps, *data[tag])
-            if one.kind == metadata.VALUE:
-                body["value"] = _json_floats(values.reshape(len(steps), -1).T)
-            else:
-                body[_KIND_NAMES[one.kind]] = _fields(one.kind, values)
-        return body
+        bodies = self._series_bodies(ctx, experiment, path, {r: m for r, m in wanted.items() if m})
+        return {"variable": path, "runs": bodies}
+
+    def _series_bodies(self, ctx, experiment, path, series):
+        """`{run: body}` of `series` (`{run: {tag: Series}}` of one variable), in one read."""
+        data = series_lib.read(
+            self._data_provider, ctx, experiment, {run: mine.values() for run, mine in series.items()}
+        )
+        return {run: _series_body(run, path, mine, data.get(run, {})) for run, mine in series.items()}
 
     def weights_impl(self, ctx, experiment, run, layer=""):
         """Returns the norms of one run's model weights: all as one vector, or one layer's."""
@@ -230,6 +243,28 @@ class LossParamsPlugin(base_plugin.TBPlugin):
     def _series_of(self, ctx, experiment, run, path):
         tags = self._tags_of(ctx, experiment, run)
         return {s.tag: s for s in tags.values() if s.path == path and s.kind in _KIND_NAMES}
+
+
+def _series_body(run, path, mine, data):
+    first = next(iter(mine.values()))
+    steps = _union_steps(data.values())
+    body = {
+        "run": run,
+        "path": path,
+        "role": first.role,
+        "shape": list(first.shape),
+        "dtype": first.dtype,
+        "steps": steps.tolist(),
+    }
+    for tag, one in mine.items():
+        if tag not in data:
+            continue
+        values = _align(steps, *data[tag])
+        if one.kind == metadata.VALUE:
+            body["value"] = _json_floats(values.reshape(len(steps), -1).T)
+        else:
+            body[_KIND_NAMES[one.kind]] = _fields(one.kind, values)
+    return body
 
 
 def _variables(tags, status):

@@ -190,12 +190,16 @@ def _assemble(series, points):
 
 
 def _by_step(points, scalar=False):
-    by_step = {}
-    for point in points:
-        by_step[int(point.step)] = point.value if scalar else point.numpy
-    steps = sorted(by_step)
-    values = [by_step[s] for s in steps]
-    return np.array(steps, dtype=np.int64), (np.array(values, dtype=np.float64) if scalar else values)
+    steps = np.fromiter((p.step for p in points), np.int64, len(points))
+    if scalar:
+        values = np.fromiter((p.value for p in points), np.float64, len(points))
+    else:
+        values = [p.numpy for p in points]
+    if np.all(steps[1:] > steps[:-1]):
+        return steps, values
+    # A step written twice (a resume from a checkpoint): keep its last write.
+    last = len(steps) - 1 - np.unique(steps[::-1], return_index=True)[1]
+    return steps[last], values[last] if scalar else [values[i] for i in last]
 
 
 def _text(value):

@@ -42,7 +42,7 @@ class Page {
           this.drawCard(entry.target.dataset.path);
         }
       }
-    }, {rootMargin: '300px'});
+    });
     this.ui.smoothing.addEventListener('input', () => this.redraw());
     for (const control of [this.weights.layer, this.weights.logGradient, this.weights.logRatio]) {
       control.addEventListener('change', () => this.drawWeights());
@@ -167,7 +167,7 @@ class Page {
     const runs = this.runsWith(path);
     let data;
     try {
-      data = await Promise.all(runs.map((r) => this.store.series(r.name, path)));
+      data = await this.store.series(runs.map((r) => r.name), path);
     } catch (error) {
       card.ui.note.textContent = `Could not load the series: ${error.message}`;
       return;

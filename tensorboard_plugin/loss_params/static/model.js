@@ -47,9 +47,28 @@ export class Store {
     return {listing, changed};
   }
 
-  /** @return {Promise<Object>} the series of one variable of one run */
-  series(run, path) {
-    return this.cached(`${run}\nseries\n${path}`, seriesUrl(run, path));
+  /**
+   * The series of one variable in several runs: the runs not cached yet are
+   * fetched in one request.
+   * @param {string[]} runs
+   * @param {string} path
+   * @return {Promise<Object[]>} one series per run, in order
+   */
+  series(runs, path) {
+    const key = (run) => `${run}\nseries\n${path}`;
+    const missing = runs.filter((run) => !this.cache.has(key(run)));
+    if (missing.length) {
+      const params = new URLSearchParams({variable: path});
+      for (const run of missing) params.append('run', run);
+      const request = getJson(`./series_multirun?${params}`);
+      for (const run of missing) {
+        const one = request.then((body) => body.runs[run] || Promise.reject(
+            new Error(`run ${run} has no variable ${path}`)));
+        one.catch(() => this.cache.delete(key(run)));
+        this.cache.set(key(run), one);
+      }
+    }
+    return Promise.all(runs.map((run) => this.cache.get(key(run))));
   }
 
   /**
