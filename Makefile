@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo bench proto
+.PHONY: test demo screenshot bench proto
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,20 @@ $(CHROMIUM):
 
 test: $(INSTALLED) $(CHROMIUM)
 	$(PY) -m pytest
+
+# Trains the demos into ./logs (about 90 s on 2 CPU cores), then serves the
+# dashboard. The runs come in pairs: the loss as usually written (its
+# parameters never train) and the same loss after make_trainable.
+demo: $(INSTALLED)
+	$(PY) -m demo --logdir logs
+	@echo
+	@echo "Dashboard: http://localhost:6006/#loss_params   (Ctrl-C stops TensorBoard)"
+	$(VENV)/bin/tensorboard --logdir logs --port 6006
+
+# The README's picture, from the demo's runs in ./logs.
+screenshot: $(INSTALLED) $(CHROMIUM)
+	test -d logs || $(PY) -m demo --logdir logs
+	$(PY) -m demo.screenshot --logdir logs --out demo/dashboard.png
 
 bench: $(INSTALLED)
 	$(PY) bench/overhead.py

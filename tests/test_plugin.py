@@ -93,6 +93,15 @@ def test_series_holds_every_epoch_equal_to_what_load_reads(client, dashboard_log
     assert body["value"][0][-1] != body["value"][0][0], "the fixed run's log-variance moves"
 
 
+def test_series_multirun_reads_one_variable_in_several_runs(client):
+    runs = ["broken/train", FIXED, "plain/train", "nope/train"]
+    body = get_json(client, "series_multirun", variable=LOG_VAR, run=runs)
+    assert body["variable"] == LOG_VAR
+    assert sorted(body["runs"]) == ["broken/train", FIXED], "runs without the variable are left out"
+    for run in ("broken/train", FIXED):
+        assert body["runs"][run] == get_json(client, "series", run=run, variable=LOG_VAR)
+
+
 def test_series_of_a_large_variable_holds_statistics(client, dashboard_logdir):
     expected = load(dashboard_logdir)["centers/train"].variables["loss/CenterLoss/centers"]
     body = get_json(client, "series", run="centers/train", variable="loss/CenterLoss/centers")
@@ -190,6 +199,8 @@ def test_non_finite_values_are_valid_json(tmp_path):
         ("series", {"run": "nope", "variable": LOG_VAR}, 404, "No run 'nope'"),
         ("series", {"run": FIXED, "variable": "loss/Nope/x"}, 404, "no variable 'loss/Nope/x'"),
         ("series", {"run": FIXED, "variable": "run"}, 404, "no variable 'run'"),
+        ("series_multirun", {"variable": LOG_VAR}, 400, "Missing query parameter 'run'"),
+        ("series_multirun", {"run": FIXED}, 400, "Missing query parameter 'variable'"),
         ("weights", {}, 400, "Missing query parameter 'run'"),
         ("weights", {"run": "nope"}, 404, "No run 'nope'"),
         ("weights", {"run": FIXED, "layer": "model/net/x"}, 404, "no layer 'model/net/x'"),

@@ -50,6 +50,8 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         # provider (each provider call costs tens of ms on the Rust loader).
         # `/runs`, which the frontend polls, lists afresh.
         self._listing = {}
+        # {run: (last diagnosis step, {path: status})}, see _read_latest_statuses.
+        self._latest = {}
 
     def get_plugin_apps(self):
         return {
@@ -134,12 +136,10 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         """Returns the runs, their variables and each variable's latest status."""
         listing = series_lib.list_series(self._data_provider, ctx, experiment)
         self._listing = listing
-        diagnoses = {run: [t[_DIAGNOSIS_TAG]] for run, t in listing.items() if _DIAGNOSIS_TAG in t}
-        latest = series_lib.read(self._data_provider, ctx, experiment, diagnoses, downsample=1)
+        self._read_latest_statuses(ctx, experiment, listing)
         runs = []
         for run, tags in listing.items():
-            diagnosis = latest.get(run, {}).get(_DIAGNOSIS_TAG)
-            status = series_lib.statuses(diagnosis[1][-1:])[0] if diagnosis else {}
+            status = self._latest.get(run, (None, {}))[1]
             runs.append(
                 {
                     "name": run,
@@ -154,6 +154,25 @@ class LossParamsPlugin(base_plugin.TBPlugin):
                 for s in metadata.STATUSES
             },
         }
+
+    def _read_latest_statuses(self, ctx, experiment, listing):
+        """Reads the last diagnosis of the runs that wrote one since the last call.
+
+        The frontend polls `/runs`; a run that has not written a new epoch
+        costs no read (the Python loader decodes a whole series to give its
+        last point).
+        """
+        stale = {
+            run: [tags[_DIAGNOSIS_TAG]]
+            for run, tags in listing.items()
+            if _DIAGNOSIS_TAG in tags
+            and self._latest.get(run, (None,))[0] != tags[_DIAGNOSIS_TAG].max_step
+        }
+        latest = series_lib.read(self._data_provider, ctx, experiment, stale, downsample=1)
+        for run, (diagnosis,) in stale.items():
+            data = latest.get(run, {}).get(_DIAGNOSIS_TAG)
+            statuses = series_lib.statuses(data[1][-1:])[0] if data else {}
+            self._latest[run] = (diagnosis.max_step, statuses)
 
     def series_impl(self, ctx, experiment, run, path):
         """Returns the epoch series of one variable of one run."""

@@ -199,7 +199,7 @@ function logScale(lo, hi, from, to) {
   const decades = [];
   for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) decades.push(10 ** e);
   const inside = decades.filter((t) => t >= lo && t <= hi);
-  scale.ticks = inside.length >= 2 ? inside : [lo, hi];
+  scale.ticks = inside.length >= 2 ? inside : [lo, ...inside, hi];
   return scale;
 }
 
