@@ -1,4 +1,11 @@
-"""`make_trainable(model, loss)`: the fix for loss variables that `fit` does not train."""
+"""`make_trainable(model, loss)`: the fix for loss variables that `fit` does not train.
+
+Importing this module also teaches `keras.Model` to save and load them with
+the whole model (`model.save`, `keras.models.load_model`): see `_install_load_hook`.
+"""
+
+import functools
+import inspect
 
 import keras
 
@@ -8,6 +15,12 @@ from loss_param_tracker import discovery
 # keras.Variables of a list assigned to a model attribute: `fit` trains them
 # and weight files save them.
 ATTRIBUTE = "loss_parameters"
+
+# The key of the model's compile config that lists the attached variables, by
+# discovery path, in the order of `model.loss_parameters`. It names what the
+# loading process must import: without this module's hook, Keras's `compile()`
+# rejects the key with a TypeError that says so, rather than dropping the values.
+CONFIG_KEY = "loss_param_tracker.make_trainable"
 
 
 def make_trainable(model, loss=None):
@@ -20,7 +33,13 @@ def make_trainable(model, loss=None):
     by the loss is replaced, on the loss, by a `keras.Variable` with the same
     value, name and `trainable` flag, since Keras trains and saves only those.
     Afterwards `model.save_weights`/`load_weights` and
-    `keras.callbacks.BackupAndRestore` keep the loss's parameters.
+    `keras.callbacks.BackupAndRestore` keep the loss's parameters, and so do
+    `model.save("m.keras")` and `keras.models.load_model(path,
+    custom_objects=...)`, in a process that has imported `make_trainable`:
+    the loaded model's loss holds the learned values, they are attached to the
+    loaded model (no second call needed) and the optimizer's state for them
+    is restored, so `fit` goes on training them. Such a file cannot be loaded
+    with `compile=False`.
 
     Call it before the first `fit`: before or after `compile`. Once `fit` has
     run, the optimizer is built for the variables it had; this raises rather
@@ -34,6 +53,9 @@ def make_trainable(model, loss=None):
     model.compile(optimizer="adam", loss=loss)
     loss_param_tracker.make_trainable(model, loss)
     model.fit(x, y, epochs=20)  # loss.log_var trains
+    model.save("m.keras")
+    loaded = keras.models.load_model("m.keras", custom_objects={"GaussianNLL": GaussianNLL})
+    loaded.loss.log_var  # the learned value; loaded.fit trains it further
     ```
 
     Args:
@@ -131,3 +153,91 @@ def _check_optimizer(model, new):
 def _short(obj):
     text = repr(obj)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _saved_paths(model, attached):
+    """Returns the discovery path of each attached variable, for the compile config.
+
+    Raises:
+        ValueError: When a variable is not on the compiled loss, so that
+            `load_model` could not find it again.
+    """
+    paths = {discovery.variable_key(f.variable): f.path for f in discovery.discover(model).variables}
+    lost = [v.name for v in attached if discovery.variable_key(v) not in paths]
+    if lost:
+        raise ValueError(
+            f"model.{ATTRIBUTE} holds variable(s) {lost} that the compiled loss does not "
+            "hold, so keras.models.load_model could not restore them. Attach the "
+            "variables of the loss the model is compiled with: make_trainable(model)."
+        )
+    return [paths[discovery.variable_key(v)] for v in attached]
+
+
+def _reattach(model, paths):
+    """Attaches the loaded model's loss variables found at `paths`, in that order.
+
+    Raises:
+        ValueError: When the loss has no variable at one of the paths.
+    """
+    found = list(discovery.discover(model).variables)
+    variables, missing = [], []
+    for path in paths:
+        match = next((f for f in found if f.path == path), None)
+        if match is None:
+            missing.append(path)
+            continue
+        found.remove(match)  # a path met twice names two variables, in order
+        variables.append(_as_keras_variable(match))
+    if missing:
+        raise ValueError(
+            f"The saved model trained loss variable(s) {missing}, which the loss "
+            f"re-created by load_model does not have (its variables: "
+            f"{[f.path for f in discovery.discover(model).variables]}). Load it with "
+            "the loss class it was saved with."
+        )
+    setattr(model, ATTRIBUTE, variables)
+
+
+def _install_load_hook():
+    """Makes `model.save` and `keras.models.load_model` keep the attached loss variables.
+
+    The variables attached by `make_trainable` are saved as the model's own
+    variables, and the optimizer's state covers them. `load_model` rebuilds the
+    model and its loss from their configs, compiles it, builds the optimizer
+    for `model.trainable_variables` and only then loads the saved values: so
+    the loss variables must be attached between compiling and building the
+    optimizer, or the model's and the optimizer's variables no longer match
+    the file. No Keras hook runs there, hence these two wrappers of
+    `keras.Model` methods. They act only on models that `make_trainable`
+    touched: the first writes the variables' paths into the compile config,
+    the second finds them again on the re-created loss and attaches them.
+    """
+    keras_get_compile_config = inspect.unwrap(keras.Model.get_compile_config)
+    keras_compile_from_config = inspect.unwrap(keras.Model.compile_from_config)
+
+    @functools.wraps(keras_get_compile_config)
+    def get_compile_config(self):
+        config = keras_get_compile_config(self)
+        attached = getattr(self, ATTRIBUTE, None)
+        if config and attached:
+            config[CONFIG_KEY] = _saved_paths(self, attached)
+        return config
+
+    @functools.wraps(keras_compile_from_config)
+    def compile_from_config(self, config):
+        config = dict(config)
+        paths = config.pop(CONFIG_KEY, None)
+        if not paths or type(self).compile is not keras.Model.compile:
+            # Unmarked, or a custom `compile` that Keras does not call: Keras's own way.
+            return keras_compile_from_config(self, config)
+        # Keras's compile_from_config, with the attachment before the optimizer's build.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        _reattach(self, paths)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    keras.Model.get_compile_config = get_compile_config
+    keras.Model.compile_from_config = compile_from_config
+
+
+_install_load_hook()

@@ -1,11 +1,20 @@
-"""make_trainable: the seed post's patterns train after it, and weight files keep them."""
+"""make_trainable: the seed post's patterns train after it, and weight files and .keras files keep them."""
+
+import os
+import subprocess
+import sys
+import textwrap
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable
 from tests.conftest import GaussianNLL, ScaledMSE, fit, load_run, make_data, make_model
+from loss_param_tracker import discovery
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class WeightedError(keras.layers.Layer):
@@ -136,3 +145,119 @@ def test_backup_and_restore_resumes_parameters_and_epoch_axis(tmp_path, log_dir)
     assert variable.steps.tolist() == [0, 1, 2, 3], "no overlap, no gap"
     assert variable.value[1] == interrupted, "the resumed run started from the backed-up value"
     assert float(resumed.log_var.numpy()) == variable.value[-1]
+
+
+CUSTOM_OBJECTS = {"GaussianNLL": GaussianNLL, "ScaledMSE": ScaledMSE, "LayerLoss": LayerLoss}
+
+
+def parameter(loss):
+    """The one trainable parameter of the loss, wherever the loss keeps it."""
+    if isinstance(loss, GaussianNLL):
+        return loss.log_var
+    return loss.weight if isinstance(loss, ScaledMSE) else loss.weighted_error.weight
+
+
+def assert_same_optimizer_state(loaded, model):
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
+    for restored, saved in zip(loaded.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy(), err_msg=saved.path, strict=True)
+
+
+@pytest.mark.parametrize("make_loss, path", [
+    (GaussianNLL, "loss/GaussianNLL/log_var"),  # a keras.Variable on the loss
+    (ScaledMSE, "loss/ScaledMSE/weight"),  # the seed's raw tf.Variable
+    (LayerLoss, "loss/LayerLoss/weighted_error/custom_weight"),  # a Layer held by the loss
+])
+def test_save_and_load_model_restore_the_parameters_and_training_goes_on(make_loss, path, tmp_path, log_dir):
+    loss = make_loss()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    make_trainable(model, loss)
+    fit(model, loss, log_dir, epochs=2)
+    learned = parameter(loss).numpy()
+    assert learned != 1.0 and learned != 0.0
+    model.save(tmp_path / "m.keras")
+
+    loaded = keras.models.load_model(tmp_path / "m.keras", custom_objects=CUSTOM_OBJECTS)
+    assert type(loaded.loss) is make_loss and loaded.loss is not loss
+    variable = parameter(loaded.loss)
+    assert isinstance(variable, keras.Variable)
+    np.testing.assert_array_equal(variable.numpy(), learned)
+    keys = [discovery.variable_key(v) for v in loaded.loss_parameters]
+    assert keys == [discovery.variable_key(variable)], "attached to the loaded model"
+    assert discovery.variable_key(variable) in {discovery.variable_key(v) for v in loaded.trainable_variables}
+    assert_same_optimizer_state(loaded, model)  # the optimizer's moments for it included
+    assert make_trainable(loaded) == loaded.loss_parameters, "calling it again is harmless"
+
+    resumed_dir = str(tmp_path / "resumed")
+    tracker = fit(loaded, loaded.loss, resumed_dir, epochs=2)
+    assert tracker.diagnosis[path] == "training"
+    values = load_run(resumed_dir).variables[path].value
+    assert len(set(values.tolist())) == 2 and learned not in values.tolist(), values
+    assert int(loaded.optimizer.iterations.numpy()) == 2 * int(model.optimizer.iterations.numpy())
+
+
+def test_save_and_load_model_with_dict_and_list_losses(tmp_path):
+    x, y = make_data()
+    inputs = keras.Input((4,))
+    dict_model = keras.Model(inputs, {"a": keras.layers.Dense(1, name="a")(inputs), "b": keras.layers.Dense(1, name="b")(inputs)})
+    dict_model.compile(optimizer=keras.optimizers.Adam(0.05), loss={"a": GaussianNLL(), "b": ScaledMSE()})
+    make_trainable(dict_model)
+    dict_model.fit(x, {"a": y, "b": y}, epochs=2, verbose=0)
+    list_model = keras.Model(inputs, [keras.layers.Dense(1, name="p")(inputs), keras.layers.Dense(1, name="q")(inputs)])
+    losses = [GaussianNLL(), LayerLoss()]
+    list_model.compile(optimizer=keras.optimizers.Adam(0.05), loss=losses)
+    make_trainable(list_model, losses[1])  # attached in another order than discovery's
+    make_trainable(list_model, losses)
+    list_model.fit(x, [y, y], epochs=2, verbose=0)
+
+    for model in dict_model, list_model:
+        model.save(tmp_path / "m.keras")
+        loaded = keras.models.load_model(tmp_path / "m.keras", custom_objects=CUSTOM_OBJECTS)
+        assert [v.name for v in loaded.loss_parameters] == [v.name for v in model.loss_parameters]
+        for restored, learned in zip(loaded.loss_parameters, model.loss_parameters):
+            np.testing.assert_array_equal(restored.numpy(), learned.numpy())
+        assert_same_optimizer_state(loaded, model)
+    assert parameter(loaded.loss[1]) is loaded.loss_parameters[0]
+
+
+def test_load_model_in_a_fresh_process(tmp_path, log_dir):
+    loss = ScaledMSE()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    make_trainable(model, loss)
+    fit(model, loss, log_dir, epochs=2)
+    model.save(tmp_path / "m.keras")
+    script = textwrap.dedent(f"""
+        import keras, numpy as np
+        from tests.conftest import ScaledMSE
+        path = {str(tmp_path / "m.keras")!r}
+        try:
+            keras.models.load_model(path, custom_objects={{"ScaledMSE": ScaledMSE}})
+        except TypeError as error:
+            print("without the import:", error)
+        from loss_param_tracker import make_trainable
+        loaded = keras.models.load_model(path, custom_objects={{"ScaledMSE": ScaledMSE}})
+        np.save({str(tmp_path / "weight.npy")!r}, loaded.loss.weight.numpy())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "without the import:" in done.stdout and "'loss_param_tracker.make_trainable'" in done.stdout
+    np.testing.assert_array_equal(np.load(tmp_path / "weight.npy"), loss.weight.numpy())
+
+
+def test_save_and_load_say_what_cannot_be_restored(tmp_path):
+    class Plain(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return tf.reduce_mean(tf.square(y_true - y_pred))
+
+    loss = GaussianNLL()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    make_trainable(model, loss)
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(ValueError, match="loss/GaussianNLL/log_var.*does not have.*loss class it was saved with"):
+        keras.models.load_model(tmp_path / "m.keras", custom_objects={"GaussianNLL": Plain})
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=GaussianNLL())  # the attached log_var is stale
+    with pytest.raises(ValueError, match="compiled loss does not hold"):
+        model.save(tmp_path / "stale.keras")
