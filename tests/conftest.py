@@ -1,6 +1,7 @@
 """Shared helpers: small models, losses that truly cause each status, and fit."""
 
 import os
+import shutil
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -153,3 +154,18 @@ def dashboard_logdir(tmp_path_factory):
             warnings.simplefilter("ignore", LossParamWarning)  # the broken runs warn, as they should
             fit(model, loss, str(root / name), epochs=epochs, data=make_data(n=64))
     return str(root)
+
+
+def damaged_copy(source, target):
+    """`source` plus two copies of its `broken` run: one cut short, one with a broken record."""
+    shutil.copytree(source, target)
+    for name in ("truncated", "corrupt"):
+        shutil.copytree(target / "broken", target / name)
+    (event,) = (target / "truncated" / "train").iterdir()
+    data = event.read_bytes()
+    event.write_bytes(data[: len(data) // 2])
+    (event,) = (target / "corrupt" / "train").iterdir()
+    data = bytearray(event.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64  # breaks a record's checksum
+    event.write_bytes(bytes(data))
+    return target

@@ -5,7 +5,7 @@ import csv
 import io
 import json
 import os
-import shutil
+import pathlib
 import subprocess
 import sys
 
@@ -18,7 +18,7 @@ from werkzeug import test as werkzeug_test
 
 from loss_param_tracker import load
 from tensorboard_plugin.loss_params import loader, metadata, plugin
-from tests.conftest import DASHBOARD_RUNS, XSS_RUN
+from tests.conftest import DASHBOARD_RUNS, XSS_RUN, damaged_copy
 
 PREFIX = "/data/plugin/loss_params"
 FIXED = "fixed/train"
@@ -255,18 +255,7 @@ def test_static_route_refuses_path_traversal(client, attack):
 
 
 def test_a_corrupt_or_truncated_run_leaves_the_others_served(tmp_path, dashboard_logdir):
-    log_dir = tmp_path / "logs"
-    shutil.copytree(dashboard_logdir, log_dir)
-    for name in ("truncated", "corrupt"):
-        shutil.copytree(log_dir / "broken", log_dir / name)
-    (event,) = (log_dir / "truncated" / "train").iterdir()
-    data = event.read_bytes()
-    event.write_bytes(data[: len(data) // 2])
-    (event,) = (log_dir / "corrupt" / "train").iterdir()
-    data = bytearray(event.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64  # breaks a record's checksum
-    event.write_bytes(bytes(data))
-
+    log_dir = damaged_copy(pathlib.Path(dashboard_logdir), tmp_path / "logs")
     client = make_client(str(log_dir))
     names = {run["name"] for run in get_json(client, "runs")["runs"]}
     assert set(DASHBOARD_RUNS) <= names

@@ -1,30 +1,14 @@
 """The plugin in the real `tensorboard` command, on both loaders, over real fits."""
 
 import pathlib
-import shutil
 import urllib.parse
 
 import pytest
 
-from tests.conftest import DASHBOARD_RUNS
+from tests.conftest import DASHBOARD_RUNS, damaged_copy
 from tests.servers import tensorboard
 
 PREFIX = "/data/plugin/loss_params"
-
-
-def damaged_copy(source, target):
-    """`source` plus two copies of its `broken` run: one cut short, one with a broken record."""
-    shutil.copytree(source, target)
-    for name in ("truncated", "corrupt"):
-        shutil.copytree(target / "broken", target / name)
-    (event,) = (target / "truncated" / "train").iterdir()
-    data = event.read_bytes()
-    event.write_bytes(data[: len(data) // 2])
-    (event,) = (target / "corrupt" / "train").iterdir()
-    data = bytearray(event.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64
-    event.write_bytes(bytes(data))
-    return target
 
 
 def query(route, **args):
