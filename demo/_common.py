@@ -112,3 +112,29 @@ def parse(description, argv=None):
     if args.scale <= 0:
         raise SystemExit(f"--scale must be positive; received {args.scale}")
     return args
+
+
+def result(name, fitted, variables, learned, analytic, **extra):
+    """The dict each demo's `run` returns: run names, tracked paths, learned and analytic values, fit times.
+
+    Args:
+        name: The demo's name, the prefix of its runs (`<name>_<variant>`).
+        fitted: `{variant: Fitted}`.
+        variables: `{variant: the loss variable's tracker path}`.
+        learned, analytic: What the demo learned, and the right answers.
+        **extra: Further entries (e.g. the initial value).
+    """
+    return {
+        "runs": {v: f"{name}_{v}" for v in fitted},
+        "variables": variables,
+        "learned": learned,
+        "analytic": analytic,
+        **extra,
+        "seconds": {v: f.seconds for v, f in fitted.items()},
+    }
+
+
+def main(run, doc, argv=None):
+    """The command line of one demo: parses the common options and calls `run`."""
+    args = parse(doc.splitlines()[0], argv)
+    run(args.logdir, args.scale, args.verbose)

@@ -205,19 +205,18 @@ def run(log_dir="logs", scale=1.0, verbose=2):
             ["run", "scale", "t*", "temperature"],
             [[v, learned[v], analytic[v], 1 / learned[v]] for v in fitted],
         )
-    return {
-        "runs": {v: f"{NAME}_{v}" for v in fitted},
-        "variables": {v: f"loss/{type(f.loss).__name__}/logit_scale" for v, f in fitted.items()},
-        "learned": learned,
-        "analytic": analytic,
-        "initial": INITIAL_SCALE,
-        "seconds": {v: f.seconds for v, f in fitted.items()},
-    }
+    return _common.result(
+        NAME,
+        fitted,
+        {v: f"loss/{type(f.loss).__name__}/logit_scale" for v, f in fitted.items()},
+        learned,
+        analytic,
+        initial=INITIAL_SCALE,
+    )
 
 
 def main(argv=None):
-    args = _common.parse(__doc__.splitlines()[0], argv)
-    run(args.logdir, args.scale, args.verbose)
+    _common.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -99,18 +99,17 @@ def run(log_dir="logs", scale=1.0, verbose=2):
             ["broken s", "fixed s", "log mse(residual)", "log sigma^2"],
             [[learned["broken"], learned["fixed"], residual, noise]],
         )
-    return {
-        "runs": {v: f"{NAME}_{v}" for v in fitted},
-        "variables": {v: "loss/GaussianNLL/log_var" for v in fitted},
-        "learned": learned,
-        "analytic": {"residual": residual, "noise": noise},
-        "seconds": {v: f.seconds for v, f in fitted.items()},
-    }
+    return _common.result(
+        NAME,
+        fitted,
+        {v: "loss/GaussianNLL/log_var" for v in fitted},
+        learned,
+        {"residual": residual, "noise": noise},
+    )
 
 
 def main(argv=None):
-    args = _common.parse(__doc__.splitlines()[0], argv)
-    run(args.logdir, args.scale, args.verbose)
+    _common.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

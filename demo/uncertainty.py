@@ -102,18 +102,17 @@ def run(log_dir="logs", scale=1.0, verbose=2):
                 for i, sigma in enumerate(SIGMAS)
             ],
         )
-    return {
-        "runs": {v: f"{NAME}_{v}" for v in fitted},
-        "variables": {v: "loss/UncertaintyWeightedMSE/log_vars" for v in fitted},
-        "learned": learned,
-        "analytic": {"residual": residual, "noise": noise},
-        "seconds": {v: f.seconds for v, f in fitted.items()},
-    }
+    return _common.result(
+        NAME,
+        fitted,
+        {v: "loss/UncertaintyWeightedMSE/log_vars" for v in fitted},
+        learned,
+        {"residual": residual, "noise": noise},
+    )
 
 
 def main(argv=None):
-    args = _common.parse(__doc__.splitlines()[0], argv)
-    run(args.logdir, args.scale, args.verbose)
+    _common.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

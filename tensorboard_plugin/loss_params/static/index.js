@@ -33,6 +33,8 @@ class Page {
     /** @type {Map<string, {ui: Object, visible: boolean, token: number}>} */
     this.cards = new Map();
     this.weightsToken = 0;
+    /** Whether the model panel has been drawn once (it needs no scroll to load). */
+    this.weightsDrawn = false;
     this.runNames = '';
     this.observer = new IntersectionObserver((entries) => {
       for (const entry of entries) {
