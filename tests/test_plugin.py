@@ -35,7 +35,9 @@ def make_client(log_dir):
         logdir=log_dir, data_provider=data_provider.MultiplexerDataProvider(multiplexer, log_dir)
     )
     app = application.TensorBoardWSGI([loader.LossParamsLoader().load(context)])
-    return werkzeug_test.Client(app)
+    client = werkzeug_test.Client(app)
+    client.reload = multiplexer.Reload  # reads what was written since
+    return client
 
 
 def get_json(client, route, **query):
@@ -48,6 +50,13 @@ def get_json(client, route, **query):
 
 def _reject(name):
     raise AssertionError(f"The response holds {name}, which is not JSON.")
+
+
+def assert_float32_equal(actual, expected):
+    """The routes give float32 values in their shortest digits: equal once read back as float32."""
+    np.testing.assert_array_equal(
+        np.asarray(actual, dtype=np.float32), np.asarray(expected, dtype=np.float32)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +96,66 @@ def test_series_holds_every_epoch_equal_to_what_load_reads(client, dashboard_log
     body = get_json(client, "series", run=FIXED, variable=LOG_VAR)
     assert body["steps"] == list(range(150))
     assert (body["role"], body["shape"], body["dtype"]) == ("loss", [], "float32")
-    np.testing.assert_array_equal(np.array(body["value"]), expected.value.reshape(1, -1))
-    np.testing.assert_array_equal(body["grad_norm"]["mean"], expected.grad_norm[:, 0])
-    np.testing.assert_array_equal(body["grad_norm"]["max"], expected.grad_norm[:, 1])
+    assert_float32_equal(np.array(body["value"]), expected.value.reshape(1, -1))
+    assert_float32_equal(body["grad_norm"]["mean"], expected.grad_norm[:, 0])
+    assert_float32_equal(body["grad_norm"]["max"], expected.grad_norm[:, 1])
     assert body["value"][0][-1] != body["value"][0][0], "the fixed run's log-variance moves"
+
+
+def test_runs_follow_a_run_that_writes_more_epochs(tmp_path):
+    from loss_param_tracker import make_trainable
+    from tests.conftest import GaussianNLL, fit, make_model
+    import keras
+
+    model, loss = make_model(), GaussianNLL()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    with pytest.warns(UserWarning):
+        fit(model, loss, str(tmp_path / "resumed"), epochs=2)
+    client = make_client(str(tmp_path))
+    (run,) = get_json(client, "runs")["runs"]
+    assert (run["last_step"], run["variables"][0]["status"]) == (1, "not_updated")
+    assert get_json(client, "runs")["runs"] == [run], "nothing new written: the same answer"
+
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    make_trainable(model, loss)
+    fit(model, loss, str(tmp_path / "resumed"), epochs=5, initial_epoch=2)
+    client.reload()
+    (run,) = get_json(client, "runs")["runs"]
+    assert (run["last_step"], run["variables"][0]["status"]) == (4, "training")
+    assert len(get_json(client, "series", run="resumed/train", variable=LOG_VAR)["steps"]) == 5
+
+
+def test_samples_give_a_few_epochs_the_last_among_them(client):
+    full = get_json(client, "series", run=FIXED, variable=LOG_VAR)
+    assert full["sampled"] is False
+    body = get_json(client, "series", run=FIXED, variable=LOG_VAR, samples="20")
+    assert body["sampled"] is True
+    assert len(body["steps"]) == 20 and body["steps"] == sorted(body["steps"])
+    assert body["steps"][-1] == 149, "the last epoch is always in the sample"
+    at = [full["steps"].index(step) for step in body["steps"]]
+    assert body["value"][0] == [full["value"][0][i] for i in at]
+    assert body["grad_norm"]["max"] == [full["grad_norm"]["max"][i] for i in at]
+    whole = get_json(client, "series", run=FIXED, variable=LOG_VAR, samples="1000")
+    assert whole == full, "a sample larger than the run is the whole run"
+
+    multirun = get_json(client, "series_multirun", variable=LOG_VAR, run=["broken/train", FIXED], samples="20")
+    assert multirun["runs"][FIXED] == body
+    assert multirun["runs"]["broken/train"]["sampled"] is False, "12 epochs fit in 20"
+
+
+def test_weights_multirun_reads_several_runs_at_once(client):
+    runs = ["broken/train", FIXED, "nope/train"]
+    body = get_json(client, "weights_multirun", run=runs)
+    assert body["layer"] == ""
+    assert sorted(body["runs"]) == ["broken/train", FIXED], "unknown runs are left out"
+    for run in ("broken/train", FIXED):
+        assert body["runs"][run] == get_json(client, "weights", run=run)
+    layer = "model/net/hidden"
+    hidden = get_json(client, "weights_multirun", run=runs, layer=layer)
+    assert hidden["runs"][FIXED] == get_json(client, "weights", run=FIXED, layer=layer)
+    assert get_json(client, "weights_multirun", run=runs, layer="model/net/x")["runs"] == {}
+    sample = get_json(client, "weights_multirun", run=[FIXED], samples="10")["runs"][FIXED]
+    assert sample["sampled"] and len(sample["steps"]) == 10 and sample["steps"][-1] == 149
 
 
 def test_series_multirun_reads_one_variable_in_several_runs(client):
@@ -108,7 +173,7 @@ def test_series_of_a_large_variable_holds_statistics(client, dashboard_logdir):
     assert "value" not in body
     assert list(body["stats"]) == list(metadata.FIELDS[metadata.STATS])
     for i, field in enumerate(metadata.FIELDS[metadata.STATS]):
-        np.testing.assert_array_equal(body["stats"][field], expected.stats[:, i])
+        assert_float32_equal(body["stats"][field], expected.stats[:, i])
 
 
 def test_series_of_a_model_weight_holds_its_norms(client):
@@ -139,12 +204,12 @@ def test_weights_of_the_whole_model_and_of_one_layer(client, dashboard_logdir):
     assert body["steps"] == list(range(150))
     assert (body["layer"], body["layers"]) == ("", ["model/net/hidden", "model/net/out"])
     for i, field in enumerate(metadata.FIELDS[metadata.WEIGHT_NORMS]):
-        np.testing.assert_array_equal(body[field], run.model_norms[1][:, i])
+        assert_float32_equal(body[field], run.model_norms[1][:, i])
     np.testing.assert_allclose(
         body["norm"], np.sqrt(sum(n[:, 0] ** 2 for n in weights.values())), rtol=1e-6
     )
     assert all(0 < r < 1 for r in body["update_ratio"]), "every weight moves a little each epoch"
-    np.testing.assert_array_equal(body["global_grad_norm"]["mean"], run.grad_norm[1][:, 0])
+    assert_float32_equal(body["global_grad_norm"]["mean"], run.grad_norm[1][:, 0])
 
     hidden = get_json(client, "weights", run=FIXED, layer="model/net/hidden")
     assert sorted(hidden["weights"]) == ["model/net/hidden/bias", "model/net/hidden/kernel"]
@@ -201,7 +266,13 @@ def test_non_finite_values_are_valid_json(tmp_path):
         ("series", {"run": FIXED, "variable": "run"}, 404, "no variable 'run'"),
         ("series_multirun", {"variable": LOG_VAR}, 400, "Missing query parameter 'run'"),
         ("series_multirun", {"run": FIXED}, 400, "Missing query parameter 'variable'"),
+        ("series", {"run": FIXED, "variable": LOG_VAR, "samples": "0"}, 400, "received '0'"),
+        ("series", {"run": FIXED, "variable": LOG_VAR, "samples": "-3"}, 400, "received '-3'"),
+        ("series", {"run": FIXED, "variable": LOG_VAR, "samples": "1.5"}, 400, "'samples' must be a positive integer"),
+        ("series_multirun", {"run": FIXED, "variable": LOG_VAR, "samples": "all"}, 400, "received 'all'"),
         ("weights", {}, 400, "Missing query parameter 'run'"),
+        ("weights_multirun", {}, 400, "Missing query parameter 'run'"),
+        ("weights_multirun", {"run": FIXED, "samples": "x"}, 400, "received 'x'"),
         ("weights", {"run": "nope"}, 404, "No run 'nope'"),
         ("weights", {"run": FIXED, "layer": "model/net/x"}, 404, "no layer 'model/net/x'"),
         ("diagnosis", {}, 400, "Missing query parameter 'run'"),

@@ -10,11 +10,13 @@ import io
 import json
 import math
 import os
+import threading
 
 import numpy as np
 from tensorboard import context as tb_context
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
+from tensorboard.data import provider as tb_provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
@@ -48,10 +50,10 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         # {run: {tag: Series}} as last listed. A series' metadata never changes,
         # so the routes of one run reuse it and make a single read from the
         # provider (each provider call costs tens of ms on the Rust loader).
-        # `/runs`, which the frontend polls, lists afresh.
         self._listing = {}
-        # {run: (last diagnosis step, {path: status})}, see _read_latest_statuses.
-        self._latest = {}
+        # {run: (last epoch, its `/runs` entry)}; see runs_impl.
+        self._entries = {}
+        self._entries_lock = threading.Lock()
 
     def get_plugin_apps(self):
         return {
@@ -59,6 +61,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
             "/series": self._serve_series,
             "/series_multirun": self._serve_series_multirun,
             "/weights": self._serve_weights,
+            "/weights_multirun": self._serve_weights_multirun,
             "/diagnosis": self._serve_diagnosis,
             "/static/*": self._serve_static,
         }
@@ -86,8 +89,9 @@ class LossParamsPlugin(base_plugin.TBPlugin):
             raise errors.InvalidArgumentError(
                 f"Query parameter 'format' must be 'json' or 'csv'; received {output!r}."
             )
+        samples = _samples(request)
         ctx, experiment = _context(request)
-        body = self.series_impl(ctx, experiment, run, path)
+        body = self.series_impl(ctx, experiment, run, path, samples)
         if output == "csv":
             filename = "".join(c if c.isalnum() else "_" for c in f"{run}_{path}") + ".csv"
             return http_util.Respond(
@@ -101,20 +105,28 @@ class LossParamsPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _serve_series_multirun(self, request):
         path = _required(request, "variable")
-        runs = [r for r in request.args.getlist("run") if r]
-        if not runs:
-            raise errors.InvalidArgumentError(
-                "Missing query parameter 'run': pass it once per run, ?run=a&run=b (see http_api.md)."
-            )
+        runs = _runs(request)
+        samples = _samples(request)
         ctx, experiment = _context(request)
-        return _respond_json(request, self.series_multirun_impl(ctx, experiment, runs, path))
+        return _respond_json(request, self.series_multirun_impl(ctx, experiment, runs, path, samples))
 
     @wrappers.Request.application
     def _serve_weights(self, request):
         run = _required(request, "run")
         layer = request.args.get("layer", "")
+        samples = _samples(request)
         ctx, experiment = _context(request)
-        return _respond_json(request, self.weights_impl(ctx, experiment, run, layer))
+        return _respond_json(request, self.weights_impl(ctx, experiment, run, layer, samples))
+
+    @wrappers.Request.application
+    def _serve_weights_multirun(self, request):
+        runs = _runs(request)
+        layer = request.args.get("layer", "")
+        samples = _samples(request)
+        ctx, experiment = _context(request)
+        return _respond_json(
+            request, self.weights_multirun_impl(ctx, experiment, runs, layer, samples)
+        )
 
     @wrappers.Request.application
     def _serve_diagnosis(self, request):
@@ -133,58 +145,63 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, content, mimetype)
 
     def runs_impl(self, ctx, experiment):
-        """Returns the runs, their variables and each variable's latest status."""
-        listing = series_lib.list_series(self._data_provider, ctx, experiment)
-        self._listing = listing
-        self._read_latest_statuses(ctx, experiment, listing)
-        runs = []
-        for run, tags in listing.items():
-            status = self._latest.get(run, (None, {}))[1]
-            runs.append(
-                {
-                    "name": run,
-                    "last_step": max(s.max_step for s in tags.values()),
-                    "variables": _variables(tags.values(), status),
-                }
-            )
+        """Returns the runs, their variables and each variable's latest status.
+
+        The frontend polls this route, so it costs one small provider call
+        while nothing is written: the callback writes a diagnosis every
+        epoch, and only a run whose last diagnosis moved (or a new run) is
+        listed again and has its latest statuses read.
+        """
+        heartbeats = self._data_provider.list_tensors(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=tb_provider.RunTagFilter(tags=[_DIAGNOSIS_TAG]),
+        )
+        last = {
+            run: int(tags[_DIAGNOSIS_TAG].max_step)
+            for run, tags in heartbeats.items()
+            if _DIAGNOSIS_TAG in tags
+        }
+        with self._entries_lock:
+            changed = [run for run in last if self._entries.get(run, (None,))[0] != last[run]]
+            if changed:
+                self._list_runs(ctx, experiment, changed, last)
+            entries = [self._entries[run][1] for run in sorted(last) if run in self._entries]
         return {
-            "runs": runs,
+            "runs": entries,
             "statuses": {
                 s: {"explanation": metadata.EXPLANATIONS[s], "fix": metadata.FIXES[s]}
                 for s in metadata.STATUSES
             },
         }
 
-    def _read_latest_statuses(self, ctx, experiment, listing):
-        """Reads the last diagnosis of the runs that wrote one since the last call.
-
-        The frontend polls `/runs`; a run that has not written a new epoch
-        costs no read (the Python loader decodes a whole series to give its
-        last point).
-        """
-        stale = {
-            run: [tags[_DIAGNOSIS_TAG]]
-            for run, tags in listing.items()
-            if _DIAGNOSIS_TAG in tags
-            and self._latest.get(run, (None,))[0] != tags[_DIAGNOSIS_TAG].max_step
-        }
-        latest = series_lib.read(self._data_provider, ctx, experiment, stale, downsample=1)
-        for run, (diagnosis,) in stale.items():
+    def _list_runs(self, ctx, experiment, runs, last):
+        """Lists `runs` afresh and reads their latest statuses, for `runs_impl`."""
+        listing = series_lib.list_series(self._data_provider, ctx, experiment, runs=runs)
+        wanted = {run: [tags[_DIAGNOSIS_TAG]] for run, tags in listing.items() if _DIAGNOSIS_TAG in tags}
+        latest = series_lib.read(self._data_provider, ctx, experiment, wanted, downsample=1)
+        entries = {run: entry for run, entry in self._entries.items() if run in last}
+        for run, tags in listing.items():
             data = latest.get(run, {}).get(_DIAGNOSIS_TAG)
             statuses = series_lib.statuses(data[1][-1:])[0] if data else {}
-            self._latest[run] = (diagnosis.max_step, statuses)
+            entry = {"name": run, "last_step": last[run], "variables": _variables(tags.values(), statuses)}
+            entries[run] = (last[run], entry)
+        # Copies, not in-place edits: other routes read these from other threads.
+        self._entries = entries
+        self._listing = {**self._listing, **listing}
 
-    def series_impl(self, ctx, experiment, run, path):
-        """Returns the epoch series of one variable of one run."""
+    def series_impl(self, ctx, experiment, run, path, samples=None):
+        """Returns the epoch series of one variable of one run (see `_series_bodies`)."""
         mine = self._series_of(ctx, experiment, run, path)
         if not mine:
             self._listing.pop(run, None)  # listed before this variable was written?
             mine = self._series_of(ctx, experiment, run, path)
         if not mine:
             raise errors.NotFoundError(f"Run {run!r} has no variable {path!r}.")
-        return self._series_bodies(ctx, experiment, path, {run: mine})[run]
+        return self._series_bodies(ctx, experiment, path, {run: mine}, samples)[run]
 
-    def series_multirun_impl(self, ctx, experiment, runs, path):
+    def series_multirun_impl(self, ctx, experiment, runs, path, samples=None):
         """Returns the series of one variable in several runs, read at once.
 
         Runs without the variable are left out of the answer.
@@ -195,18 +212,46 @@ class LossParamsPlugin(base_plugin.TBPlugin):
                 wanted[run] = self._series_of(ctx, experiment, run, path)
             except errors.NotFoundError:
                 continue
-        bodies = self._series_bodies(ctx, experiment, path, {r: m for r, m in wanted.items() if m})
-        return {"variable": path, "runs": bodies}
+        mine = {r: m for r, m in wanted.items() if m}
+        return {"variable": path, "runs": self._series_bodies(ctx, experiment, path, mine, samples)}
 
-    def _series_bodies(self, ctx, experiment, path, series):
-        """`{run: body}` of `series` (`{run: {tag: Series}}` of one variable), in one read."""
+    def _series_bodies(self, ctx, experiment, path, series, samples):
+        """`{run: body}` of `series` (`{run: {tag: Series}}` of one variable), in one read.
+
+        With `samples`, each series is a sample of at most that many epochs
+        (the last among them), taken by the provider: a quick first view of
+        a long run.
+        """
         data = series_lib.read(
-            self._data_provider, ctx, experiment, {run: mine.values() for run, mine in series.items()}
+            self._data_provider,
+            ctx,
+            experiment,
+            {run: mine.values() for run, mine in series.items()},
+            downsample=samples or series_lib.ALL_POINTS,
         )
-        return {run: _series_body(run, path, mine, data.get(run, {})) for run, mine in series.items()}
+        return {
+            run: _series_body(run, path, mine, data.get(run, {}), samples)
+            for run, mine in series.items()
+        }
 
-    def weights_impl(self, ctx, experiment, run, layer=""):
+    def weights_impl(self, ctx, experiment, run, layer="", samples=None):
         """Returns the norms of one run's model weights: all as one vector, or one layer's."""
+        members = self._weights_of(ctx, experiment, run, layer)
+        return self._weights_bodies(ctx, experiment, {run: members}, layer, samples)[run]
+
+    def weights_multirun_impl(self, ctx, experiment, runs, layer="", samples=None):
+        """`weights_impl` of several runs in one read; runs without the layer are left out."""
+        members = {}
+        for run in runs:
+            try:
+                members[run] = self._weights_of(ctx, experiment, run, layer)
+            except errors.NotFoundError:
+                continue
+        return {"layer": layer, "runs": self._weights_bodies(ctx, experiment, members, layer, samples)}
+
+    def _weights_of(self, ctx, experiment, run, layer):
+        """`(layers, members, extra)`: a run's layers, the series that make up `layer`
+        ('' for the whole model), and the global gradient norm's series."""
         tags = self._tags_of(ctx, experiment, run)
         weights = [s for s in tags.values() if s.role == "model" and s.kind == metadata.WEIGHT_NORMS]
         layers = sorted({_layer(s.path) for s in weights})
@@ -219,23 +264,17 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         else:
             members = [tags[_MODEL_TAG]] if _MODEL_TAG in tags else []
         extra = [tags[_GLOBAL_GRAD_NORM_TAG]] if _GLOBAL_GRAD_NORM_TAG in tags else []
-        data = series_lib.read(self._data_provider, ctx, experiment, {run: members + extra})
-        data = data.get(run, {})
-        steps = _union_steps(data.values())
-        norms = [_align(steps, *data[s.tag]) for s in members if s.tag in data]
-        combined = _combine(norms) if layer else (norms[0] if norms else np.zeros((len(steps), 4)))
-        body = {
-            "run": run,
-            "layer": layer,
-            "layers": layers,
-            "weights": [s.path for s in members if s.role == "model"],
-            "steps": steps.tolist(),
-            **_fields(metadata.WEIGHT_NORMS, combined),
+        return layers, members, extra
+
+    def _weights_bodies(self, ctx, experiment, members, layer, samples):
+        wanted = {run: series + extra for run, (_, series, extra) in members.items()}
+        data = series_lib.read(
+            self._data_provider, ctx, experiment, wanted, downsample=samples or series_lib.ALL_POINTS
+        )
+        return {
+            run: _weights_body(run, layer, layers, series, data.get(run, {}), samples)
+            for run, (layers, series, _) in members.items()
         }
-        if _GLOBAL_GRAD_NORM_TAG in data:
-            values = _align(steps, *data[_GLOBAL_GRAD_NORM_TAG])
-            body["global_grad_norm"] = _fields(metadata.GRAD_NORM, values)
-        return body
 
     def diagnosis_impl(self, ctx, experiment, run):
         """Returns every variable's status at every epoch of one run."""
@@ -264,7 +303,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         return {s.tag: s for s in tags.values() if s.path == path and s.kind in _KIND_NAMES}
 
 
-def _series_body(run, path, mine, data):
+def _series_body(run, path, mine, data, samples):
     first = next(iter(mine.values()))
     steps = _union_steps(data.values())
     body = {
@@ -273,6 +312,7 @@ def _series_body(run, path, mine, data):
         "role": first.role,
         "shape": list(first.shape),
         "dtype": first.dtype,
+        "sampled": _sampled(steps, samples),
         "steps": steps.tolist(),
     }
     for tag, one in mine.items():
@@ -284,6 +324,30 @@ def _series_body(run, path, mine, data):
         else:
             body[_KIND_NAMES[one.kind]] = _fields(one.kind, values)
     return body
+
+
+def _weights_body(run, layer, layers, members, data, samples):
+    steps = _union_steps(data.values())
+    norms = [_align(steps, *data[s.tag]) for s in members if s.tag in data]
+    combined = _combine(norms) if layer else (norms[0] if norms else np.zeros((len(steps), 4)))
+    body = {
+        "run": run,
+        "layer": layer,
+        "layers": layers,
+        "weights": [s.path for s in members if s.role == "model"],
+        "sampled": _sampled(steps, samples),
+        "steps": steps.tolist(),
+        **_fields(metadata.WEIGHT_NORMS, combined),
+    }
+    if _GLOBAL_GRAD_NORM_TAG in data:
+        values = _align(steps, *data[_GLOBAL_GRAD_NORM_TAG])
+        body["global_grad_norm"] = _fields(metadata.GRAD_NORM, values)
+    return body
+
+
+def _sampled(steps, samples):
+    """Whether a series read with `samples` may lack epochs: it came back full."""
+    return bool(samples) and len(steps) >= samples
 
 
 def _variables(tags, status):
@@ -349,11 +413,39 @@ def _align(steps, own_steps, values):
 
 
 def _json_floats(array):
-    """A list for JSON, where NaN and +-Inf (which JSON lacks) become strings."""
-    array = np.asarray(array, dtype=np.float64)
+    """A list for JSON, at float32 precision, where NaN and +-Inf (which JSON lacks) become strings.
+
+    The summaries hold float32 values; each is written in the fewest digits
+    that read back to the same float32 (`0.1`, not `0.10000000149011612`),
+    which halves the text to encode, send and parse.
+    """
+    array = _shortest_float32(np.asarray(array, dtype=np.float64))
     if np.isfinite(array).all():
         return array.tolist()
     return np.vectorize(_json_float, otypes=[object])(array).tolist()
+
+
+def _shortest_float32(x):
+    """Rounds each value to the fewest significant digits (6 to 9) that give back its float32.
+
+    Six digits always survive a trip through float32, nine always find it
+    again, so the value is at most 9 digits long in JSON.
+    """
+    out = x.astype(np.float32).astype(np.float64).ravel()
+    target = out.astype(np.float32)
+    todo = np.isfinite(out) & (out != 0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        exponent = np.floor(np.log10(np.abs(np.where(todo, out, 1.0))))
+        for digits in range(6, 10):
+            index = np.flatnonzero(todo)
+            if not len(index):
+                break
+            scale = 10.0 ** (digits - 1 - exponent[index])
+            rounded = np.round(out[index] * scale) / scale
+            found = rounded.astype(np.float32) == target[index]
+            out[index[found]] = rounded[found]
+            todo[index[found]] = False
+    return out.reshape(x.shape)
 
 
 def _json_float(x):
@@ -388,6 +480,28 @@ def _read_static_files(directory):
 
 def _context(request):
     return tb_context.from_environ(request.environ), plugin_util.experiment_id(request.environ)
+
+
+def _runs(request):
+    runs = [r for r in request.args.getlist("run") if r]
+    if not runs:
+        raise errors.InvalidArgumentError(
+            "Missing query parameter 'run': pass it once per run, ?run=a&run=b (see http_api.md)."
+        )
+    return runs
+
+
+def _samples(request):
+    """The optional `samples` parameter: a positive int, or None for every epoch."""
+    text = request.args.get("samples")
+    if text is None:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise errors.InvalidArgumentError(
+            f"Query parameter 'samples' must be a positive integer (at most that many epochs "
+            f"per series), or left out for every epoch; received {text!r}."
+        )
+    return min(int(text), series_lib.ALL_POINTS)
 
 
 def _required(request, name):
