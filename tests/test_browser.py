@@ -43,9 +43,14 @@ def live_logdir(tmp_path, dashboard_logdir):
     return logdir
 
 
-def open_tab(browser, board):
-    """Opens TensorBoard, clicks the tab, and returns (page, plugin frame, dialogs seen)."""
+def open_tab(browser, board, routes=()):
+    """Opens TensorBoard, clicks the tab, and returns (page, plugin frame, dialogs seen).
+
+    `routes`: `(url pattern, handler)` pairs that intercept the page's requests.
+    """
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    for pattern, handler in routes:
+        page.route(pattern, handler)
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     errors = []
@@ -66,6 +71,11 @@ def points(frame, chart_selector, run, **data):
     return [len(re.findall(r"[ML]", d)) for d in paths.evaluate_all("ps => ps.map(p => p.getAttribute('d'))")]
 
 
+def drawn_whole(frame, selector):
+    """Waits until the card or panel `selector` is drawn from every epoch, not a sample."""
+    frame.locator(f'{selector}[data-sampled="false"]').wait_for(state="attached", timeout=30_000)
+
+
 def css_string(text):
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -84,7 +94,7 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
 
         # One point per epoch, for every run's line, in the value and gradient charts.
         log_var = card(frame, LOG_VAR)
-        log_var.locator('[data-chart="value"] path[data-run]').first.wait_for(state="attached")
+        drawn_whole(frame, f'article.card[data-path="{LOG_VAR}"]')
         for run in ("fixed/train", "broken/train"):
             epochs = DASHBOARD_RUNS[run][0]
             assert points(log_var, '[data-chart="value"]', run) == [epochs]
@@ -97,25 +107,22 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
         # The large variable: a mean line and a band; its status.
         centers = card(frame, "loss/CenterLoss/centers")
         centers.scroll_into_view_if_needed()
-        centers.locator('[data-chart="value"] path[data-series="mean"]').wait_for(state="attached")
+        drawn_whole(frame, 'article.card[data-path="loss/CenterLoss/centers"]')
         assert points(centers, '[data-chart="value"]', "centers/train", series="mean") == [12]
         assert centers.locator(".badge").first.text_content() == "training"
 
         # The model-weights panel: one line per run, every epoch.
         weights = frame.locator("aside.weights")
-        weights.locator('[data-chart="norm"] path[data-run="fixed/train"]').wait_for(state="attached")
+        drawn_whole(frame, 'aside.weights[data-layer=""]')
         for run, (epochs, _) in DASHBOARD_RUNS.items():
             assert points(weights, '[data-chart="norm"]', run) == [epochs], run
             assert points(weights, '[data-chart="update_ratio"]', run) == [epochs], run
+        fixed_norm = weights.locator('[data-chart="norm"] path[data-run="fixed/train"]')
+        whole_model = fixed_norm.get_attribute("d")
         weights.locator("select").select_option("model/net/out")
-        weights.locator('[data-chart="norm"] path[data-run="fixed/train"]').wait_for(state="attached")
-        frame.locator("body").evaluate("""body => new Promise(resolve => {
-            const wait = () => body.querySelector('aside.weights select').value === 'model/net/out' &&
-                body.querySelectorAll('aside.weights [data-chart="norm"] path[data-run]').length === 5
-                ? resolve() : setTimeout(wait, 50);
-            wait();
-        })""")
+        drawn_whole(frame, 'aside.weights[data-layer="model/net/out"]')
         assert points(weights, '[data-chart="norm"]', "fixed/train") == [150]
+        assert fixed_norm.get_attribute("d") != whole_model, "the layer's norms, not the model's"
 
         # The run named as HTML shows literally and runs nothing.
         xss = card(frame, "loss/StoppedGradient/weight")
@@ -157,6 +164,38 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
             re.sub(r"plugin_entry\.html.*$", "plugin/loss_params/", frame_url) + href[2:]
         )
         assert response.ok and len(response.text().strip().splitlines()) == 1 + 150
+
+
+def test_a_long_run_draws_a_sample_first_then_every_epoch(browser, dashboard_logdir):
+    # A card asks first for about one epoch per two pixels of its chart, more
+    # than the fixed run's 150 epochs; ask for 40, as a chart does of a run
+    # of thousands. The requests for every epoch wait until the sample's
+    # charts are checked.
+    held, release = [], []
+    shrink = lambda route: route.continue_(url=re.sub(r"samples=\d+", "samples=40", route.request.url))  # noqa: E731
+    hold = lambda route: route.continue_() if release else held.append(route)  # noqa: E731
+    routes = [(re.compile(r"_multirun\?.*samples="), shrink), (re.compile(r"_multirun\?(?!.*samples=)"), hold)]
+    with tensorboard(dashboard_logdir) as board:
+        page, frame, dialogs, errors = open_tab(browser, board, routes)
+        log_var = card(frame, LOG_VAR)
+        weights = frame.locator("aside.weights")
+        frame.locator(f'article.card[data-path="{LOG_VAR}"][data-sampled="true"]').wait_for()
+        frame.locator('aside.weights[data-sampled="true"]').wait_for()
+        assert points(log_var, '[data-chart="value"]', "fixed/train") == [40]
+        assert points(log_var, '[data-chart="value"]', "broken/train") == [12], "12 epochs fit in 40"
+        assert points(weights, '[data-chart="norm"]', "fixed/train") == [40]
+        assert "A sample of 40 epochs per run; loading every epoch" in log_var.locator(".note").text_content()
+
+        release.append(True)
+        for route in held:
+            route.continue_()
+        drawn_whole(frame, f'article.card[data-path="{LOG_VAR}"]')
+        drawn_whole(frame, "aside.weights")
+        assert points(log_var, '[data-chart="value"]', "fixed/train") == [150]
+        assert points(log_var, '[data-chart="grad_norm"]', "fixed/train") == [150]
+        assert points(weights, '[data-chart="norm"]', "fixed/train") == [150]
+        assert "sample" not in log_var.locator(".note").text_content()
+        assert errors == []
 
 
 def test_tab_refreshes_while_training_writes_and_keeps_the_selection(browser, live_logdir):

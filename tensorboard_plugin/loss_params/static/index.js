@@ -41,12 +41,13 @@ class Page {
         const card = this.cards.get(entry.target.dataset.path);
         if (card && entry.isIntersecting && !card.visible) {
           card.visible = true;
-          this.drawCard(entry.target.dataset.path);
+          this.drawCard(entry.target.dataset.path, {preview: true});
         }
       }
     });
     this.ui.smoothing.addEventListener('input', () => this.redraw());
-    for (const control of [this.weights.layer, this.weights.logGradient, this.weights.logRatio]) {
+    this.weights.layer.addEventListener('change', () => this.drawWeights({preview: true}));
+    for (const control of [this.weights.logGradient, this.weights.logRatio]) {
       control.addEventListener('change', () => this.drawWeights());
     }
   }
@@ -82,6 +83,13 @@ class Page {
       });
     }
     this.showMessage();
+    // The model panel first: its data is on its way while the cards are built.
+    this.ui.weights.hidden = !this.selectedRuns().length;
+    if (!this.weightsDrawn) {
+      this.drawWeights({preview: true});
+    } else if (this.selectedRuns().some((r) => changed.has(r.name))) {
+      this.drawWeights();
+    }
     const paths = this.lossPaths();
     for (const [path, card] of this.cards) {
       if (!paths.includes(path)) {
@@ -104,8 +112,15 @@ class Page {
       this.describeCard(path);
       if (card.visible && this.runsWith(path).some((r) => changed.has(r.name))) this.drawCard(path);
     });
-    this.ui.weights.hidden = !this.selectedRuns().length;
-    if (this.selectedRuns().some((r) => changed.has(r.name)) || !this.weightsDrawn) this.drawWeights();
+    // The observer reports the cards in view after the next frame; asking
+    // the layout now starts their requests a frame sooner.
+    for (const [path, card] of this.cards) {
+      const box = card.ui.root.getBoundingClientRect();
+      if (!card.visible && box.top < innerHeight && box.bottom > 0) {
+        card.visible = true;
+        this.drawCard(path, {preview: true});
+      }
+    }
   }
 
   redraw() {
@@ -163,19 +178,27 @@ class Page {
     views.help(card.ui.help, [...new Set(runs.map((r) => r.info.status))], this.listing.statuses);
   }
 
-  async drawCard(path) {
+  /**
+   * Draws a card's charts from every epoch of each run. With `preview`, a
+   * sample of about one epoch per two pixels comes first, drawn while every
+   * epoch loads: a long run's card shows at once.
+   */
+  async drawCard(path, {preview = false} = {}) {
     const card = this.cards.get(path);
     const token = ++card.token;
-    const runs = this.runsWith(path);
-    let data;
+    const wanted = this.runsWith(path);
+    let bodies;
     try {
-      data = await this.store.series(runs.map((r) => r.name), path);
+      bodies = await this.store.series(wanted.map((r) => r.name), path,
+          preview ? pointsAcross(card.ui.value) : 0);
     } catch (error) {
       card.ui.note.textContent = `Could not load the series: ${error.message}`;
       return;
     }
     // The user may have changed the selection while this was in flight.
     if (token !== card.token) return;
+    const runs = wanted.filter((r, i) => bodies[i]);
+    const data = bodies.filter((body) => body);
     const weight = Number(this.ui.smoothing.value);
     const value = [];
     const gradient = [];
@@ -213,16 +236,25 @@ class Page {
     const young = runs.filter((r, i) => data[i].steps.length === 1).map((r) => r.name);
     card.ui.note.textContent = young.length ?
       `${young.join(', ')}: 1 epoch so far; the lines grow as training writes.` : '';
+    if (markSampled(card.ui.root, card.ui.note, data)) this.drawCard(path);
   }
 
-  async drawWeights() {
+  /** Draws the model panel; `preview` as for drawCard. */
+  async drawWeights({preview = false} = {}) {
     this.weightsDrawn = true;
     const token = ++this.weightsToken;
     const layer = this.weights.layer.value;
     const runs = this.selectedRuns();
-    // A run without the chosen layer (another model) is left out of the charts.
-    const data = await Promise.all(runs.map((r) => this.store.weights(r.name, layer).catch(() => null)));
+    let data;
+    try {
+      data = await this.store.weights(runs.map((r) => r.name), layer,
+          preview ? pointsAcross(this.weights.norm) : 0);
+    } catch (error) {
+      this.weights.note.textContent = `Could not load the weights: ${error.message}`;
+      return;
+    }
     if (token !== this.weightsToken) return;
+    // A run without the chosen layer (another model) is left out of the charts.
     const shown = runs.map((run, i) => ({run: run.name, data: data[i]})).filter((r) => r.data);
     const layers = [...new Set(shown.flatMap((r) => r.data.layers))].sort();
     views.options(this.weights.layer, [
@@ -249,7 +281,37 @@ class Page {
     chart(this.weights.norm, 'norm', false);
     chart(this.weights.gradient, 'grad_norm_mean', this.weights.logGradient.checked);
     chart(this.weights.ratio, 'update_ratio', this.weights.logRatio.checked);
+    this.ui.weights.dataset.layer = layer;
+    if (markSampled(this.ui.weights, this.weights.note, shown.map((r) => r.data))) this.drawWeights();
   }
+}
+
+/**
+ * How many epochs a preview draws in `host`'s chart: about one per two
+ * pixels, enough for the shape of a line, and little to read and send.
+ * @param {HTMLElement} host
+ * @return {number}
+ */
+function pointsAcross(host) {
+  return Math.max(100, Math.round((host.clientWidth || 0) / 2));
+}
+
+/**
+ * Marks `root` (data-sampled) and says in `note` when the drawn bodies are
+ * samples; returns whether they are, in which case every epoch is to follow.
+ * @param {HTMLElement} root
+ * @param {HTMLElement} note
+ * @param {Object[]} bodies
+ * @return {boolean}
+ */
+function markSampled(root, note, bodies) {
+  const sampled = bodies.some((body) => body.sampled);
+  root.dataset.sampled = String(sampled);
+  if (sampled) {
+    const most = Math.max(...bodies.map((body) => body.steps.length));
+    note.textContent = `A sample of ${most} epochs per run; loading every epoch…`;
+  }
+  return sampled;
 }
 
 /**

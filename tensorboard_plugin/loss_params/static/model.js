@@ -48,46 +48,60 @@ export class Store {
   }
 
   /**
-   * The series of one variable in several runs: the runs not cached yet are
-   * fetched in one request.
+   * The series of one variable in several runs (see `multirun`).
    * @param {string[]} runs
    * @param {string} path
-   * @return {Promise<Object[]>} one series per run, in order
+   * @param {number} samples 0 for every epoch
+   * @return {Promise<Array<Object|null>>}
    */
-  series(runs, path) {
-    const key = (run) => `${run}\nseries\n${path}`;
-    const missing = runs.filter((run) => !this.cache.has(key(run)));
-    if (missing.length) {
-      const params = new URLSearchParams({variable: path});
-      for (const run of missing) params.append('run', run);
-      const request = getJson(`./series_multirun?${params}`);
-      for (const run of missing) {
-        const one = request.then((body) => body.runs[run] || Promise.reject(
-            new Error(`run ${run} has no variable ${path}`)));
-        one.catch(() => this.cache.delete(key(run)));
-        this.cache.set(key(run), one);
-      }
-    }
-    return Promise.all(runs.map((run) => this.cache.get(key(run))));
+  series(runs, path, samples) {
+    return this.multirun('series_multirun', runs, {variable: path}, samples);
   }
 
   /**
-   * The norms of one run's model weights: all of them as one vector, or one layer's.
-   * @param {string} run
+   * The norms of some runs' model weights: all as one vector, or one layer's.
+   * @param {string[]} runs
    * @param {string} layer a layer's name, or '' for the whole model
-   * @return {Promise<Object>}
+   * @param {number} samples 0 for every epoch
+   * @return {Promise<Array<Object|null>>}
    */
-  weights(run, layer) {
-    return this.cached(`${run}\nweights\n${layer}`, `./weights?${new URLSearchParams({run, layer})}`);
+  weights(runs, layer, samples) {
+    return this.multirun('weights_multirun', runs, {layer}, samples);
   }
 
-  cached(key, url) {
-    if (!this.cache.has(key)) {
-      const promise = getJson(url);
-      promise.catch(() => this.cache.delete(key));
-      this.cache.set(key, promise);
+  /**
+   * The bodies a multirun route gives for `runs`, in order; null for a run the
+   * route leaves out (it lacks the variable or layer).
+   *
+   * Per run: the cached series of every epoch when there is one, else, with
+   * `samples`, a cached sample of that many epochs. The runs with neither are
+   * fetched in one request. A body's `sampled` says whether it may lack
+   * epochs; a sample that holds every epoch is cached as the whole series.
+   * @param {string} route
+   * @param {string[]} runs
+   * @param {Object<string, string>} params the route's other parameters
+   * @param {number} samples 0 for every epoch
+   * @return {Promise<Array<Object|null>>}
+   */
+  multirun(route, runs, params, samples) {
+    const id = `${route}\n${new URLSearchParams(params)}`;
+    const key = (run, n) => `${run}\n${id}\n${n}`;
+    const cached = (run) => this.cache.get(key(run, 0)) || (samples ? this.cache.get(key(run, samples)) : null);
+    const missing = runs.filter((run) => !cached(run));
+    if (missing.length) {
+      const query = new URLSearchParams(params);
+      if (samples) query.set('samples', String(samples));
+      for (const run of missing) query.append('run', run);
+      const request = getJson(`./${route}?${query}`);
+      for (const run of missing) {
+        const one = request.then((body) => body.runs[run] || null);
+        this.cache.set(key(run, samples), one);
+        one.then(
+            (body) => samples && !(body && body.sampled) && this.cache.set(key(run, 0), one),
+            () => this.cache.delete(key(run, samples)));
+      }
     }
-    return this.cache.get(key);
+    return Promise.all(runs.map(cached));
   }
 }
 
