@@ -394,7 +394,7 @@ def _combine(norms):
 
 def _fields(kind, values):
     """`{field: JSON floats}` of a vector kind's [steps, fields] array."""
-    return {f: _json_floats(values[:, i]) for i, f in enumerate(metadata.FIELDS[kind])}
+    return dict(zip(metadata.FIELDS[kind], _json_floats(values.T)))
 
 
 def _union_steps(data):
