@@ -6,10 +6,6 @@ import {Store, csvUrl, numbers, smooth} from './model.js';
 import * as views from './views.js';
 
 const REFRESH_MS = 5000;
-// Samples fetched at once. TensorBoard answers requests in Python threads
-// that share one interpreter lock: five reads at once take longer each than
-// one after another.
-const PREVIEWS_AT_ONCE = 2;
 const ALL_WEIGHTS = '';
 
 /** Builds the tab and keeps it current while training writes. */
@@ -42,11 +38,6 @@ class Page {
     this.weightsToken = 0;
     /** Whether the model panel has been drawn once (it needs no scroll to load). */
     this.weightsDrawn = false;
-    /** Samples being fetched, and the draws from every epoch that wait for them. */
-    this.previews = 0;
-    this.refinements = [];
-    /** @type {Array<function()>} samples waiting for a slot */
-    this.waiting = [];
     this.runNames = '';
     this.observer = new IntersectionObserver((entries) => {
       for (const entry of entries) {
@@ -203,8 +194,8 @@ class Page {
     const wanted = this.runsWith(path);
     let bodies;
     try {
-      bodies = await this.fetching(preview, () => this.store.series(wanted.map((r) => r.name), path,
-          preview ? pointsAcross(card.ui.value) : 0));
+      bodies = await this.store.series(wanted.map((r) => r.name), path,
+          preview ? pointsAcross(card.ui.value) : 0);
     } catch (error) {
       card.ui.note.textContent = `Could not load the series: ${error.message}`;
       return;
@@ -250,7 +241,7 @@ class Page {
     const young = runs.filter((r, i) => data[i].steps.length === 1).map((r) => r.name);
     card.ui.note.textContent = young.length ?
       `${young.join(', ')}: 1 epoch so far; the lines grow as training writes.` : '';
-    if (markSampled(card.ui.root, card.ui.note, data)) this.refine(() => this.drawCard(path));
+    if (markSampled(card.ui.root, card.ui.note, data)) this.drawCard(path);
   }
 
   /** Draws the model panel; `preview` as for drawCard. */
@@ -261,8 +252,8 @@ class Page {
     const runs = this.selectedRuns();
     let data;
     try {
-      data = await this.fetching(preview, () => this.store.weights(runs.map((r) => r.name), layer,
-          preview ? pointsAcross(this.weights.norm) : 0));
+      data = await this.store.weights(runs.map((r) => r.name), layer,
+          preview ? pointsAcross(this.weights.norm) : 0);
     } catch (error) {
       this.weights.note.textContent = `Could not load the weights: ${error.message}`;
       return;
@@ -296,43 +287,7 @@ class Page {
     chart(this.weights.gradient, 'grad_norm_mean', this.weights.logGradient.checked);
     chart(this.weights.ratio, 'update_ratio', this.weights.logRatio.checked);
     this.ui.weights.dataset.layer = layer;
-    if (markSampled(this.ui.weights, this.weights.note, shown.map((r) => r.data))) {
-      this.refine(() => this.drawWeights());
-    }
-  }
-
-  /**
-   * Calls `request` and returns its promise. A sample (`preview`) waits for
-   * one of PREVIEWS_AT_ONCE slots, and is counted until it settles.
-   * @param {boolean} preview
-   * @param {function(): Promise} request
-   * @return {Promise}
-   */
-  async fetching(preview, request) {
-    if (!preview) return request();
-    this.previews += 1;
-    if (this.previews > PREVIEWS_AT_ONCE) await new Promise((go) => this.waiting.push(go));
-    try {
-      return await request();
-    } finally {
-      this.previews -= 1;
-      const next = this.waiting.shift();
-      if (next) next();
-      // Let the draws of samples that settled together run first.
-      setTimeout(() => this.refine());
-    }
-  }
-
-  /**
-   * Runs `draw` (a draw from every epoch) once no sample is in flight: the
-   * server answers the samples, which the page waits for, before the long
-   * reads of every epoch.
-   * @param {function()=} draw
-   */
-  refine(draw) {
-    if (draw) this.refinements.push(draw);
-    if (this.previews) return;
-    for (const next of this.refinements.splice(0)) next();
+    if (markSampled(this.ui.weights, this.weights.note, shown.map((r) => r.data))) this.drawWeights();
   }
 }
 

@@ -16,6 +16,7 @@ const PALETTE = [
 
 export class Store {
   constructor() {
+    this.queue = new Queue(2);
     /** @type {Map<string, Promise<Object>>} */
     this.cache = new Map();
     /** @type {Map<string, number>} last step seen per run */
@@ -92,7 +93,7 @@ export class Store {
       const query = new URLSearchParams(params);
       if (samples) query.set('samples', String(samples));
       for (const run of missing) query.append('run', run);
-      const request = getJson(`./${route}?${query}`);
+      const request = this.queue.run(samples > 0, () => getJson(`./${route}?${query}`));
       for (const run of missing) {
         const one = request.then((body) => body.runs[run] || null);
         this.cache.set(key(run, samples), one);
@@ -102,6 +103,42 @@ export class Store {
       }
     }
     return Promise.all(runs.map(cached));
+  }
+}
+
+/**
+ * Runs at most `slots` requests at a time, samples before reads of every
+ * epoch. TensorBoard answers requests in Python threads that share one
+ * interpreter lock: five reads at once each take longer than one after
+ * another, and the samples the page draws first would wait for the long
+ * reads.
+ */
+class Queue {
+  /** @param {number} slots */
+  constructor(slots) {
+    this.free = slots;
+    /** @type {Array<Array<function()>>} who waits: samples, then the rest */
+    this.waiting = [[], []];
+  }
+
+  /**
+   * @param {boolean} sample whether `task` fetches a sample, which goes first
+   * @param {function(): Promise} task
+   * @return {Promise}
+   */
+  async run(sample, task) {
+    if (this.free > 0) {
+      this.free -= 1;
+    } else {
+      await new Promise((go) => this.waiting[sample ? 0 : 1].push(go));
+    }
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting[0].shift() || this.waiting[1].shift();
+      if (next) next(); // hands this slot over
+      else this.free += 1;
+    }
   }
 }
 
