@@ -38,6 +38,8 @@ from tests.servers import tensorboard  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PREFIX = "/data/plugin/loss_params"
+# The sample a card's first view asks for: about one epoch per two pixels of its chart.
+PREVIEW = 200
 
 
 def write_run(args):
@@ -114,10 +116,34 @@ def latencies(board, routes, repeats):
 
 
 def draw_times(board, runs, repeats):
-    """Opens the tab cold in Chromium; returns (initial data s, drawn s) medians."""
+    """Opens the tab cold in Chromium, `repeats` times.
+
+    Returns the medians, in s from navigation, of: the first view's data
+    arrived (the run listing and the samples the cards in view and the model
+    panel draw first), those drawn, and every epoch drawn.
+    """
     from playwright.sync_api import sync_playwright
 
-    initial, drawn = [], []
+    # Every card in view, and the model panel, hold a line per run; with
+    # `complete`, drawn from every epoch.
+    drawn = """(complete) => {
+        const inView = [...document.querySelectorAll('article.card')]
+            .filter(c => c.getBoundingClientRect().top < innerHeight);
+        const panel = document.querySelector('aside.weights');
+        const full = (host) => host && host.querySelectorAll('path[data-run]').length >= %d;
+        const done = (root) => !complete || root.dataset.sampled === 'false';
+        const cardsDone = inView.length > 0 && inView.every(
+            c => full(c.querySelector('[data-chart="value"]')) &&
+                 full(c.querySelector('[data-chart="grad_norm"]')) && done(c));
+        return cardsDone && full(panel.querySelector('[data-chart="norm"]')) && done(panel) && {
+            now: performance.now(),
+            // The first view's requests: the listing and the samples.
+            data: Math.max(...performance.getEntriesByType('resource')
+                .filter(e => /\\/runs$|[?&]samples=/.test(e.name))
+                .map(e => e.responseEnd)),
+        };
+    }""" % runs
+    first_data, first_drawn, complete = [], [], []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True,
@@ -126,31 +152,14 @@ def draw_times(board, runs, repeats):
         for _ in range(repeats):
             page = browser.new_context(viewport={"width": 1500, "height": 1000}).new_page()
             page.goto(f"{board.url}/data/plugin_entry.html?name=loss_params")
-            # Drawn: every card in view, and the model panel, hold a line per run.
-            done = page.wait_for_function(
-                f"""() => {{
-                    const inView = [...document.querySelectorAll('article.card')]
-                        .filter(c => c.getBoundingClientRect().top < innerHeight);
-                    const full = (host) => host &&
-                        host.querySelectorAll('path[data-run]').length >= {runs};
-                    const cardsDone = inView.length > 0 && inView.every(
-                        c => full(c.querySelector('[data-chart="value"]')) &&
-                             full(c.querySelector('[data-chart="grad_norm"]')));
-                    const panel = document.querySelector('aside.weights [data-chart="norm"]');
-                    return cardsDone && full(panel) && performance.now();
-                }}""",
-                polling="raf", timeout=120_000,
-            ).json_value()
-            fetched = page.evaluate(
-                """() => Math.max(...performance.getEntriesByType('resource')
-                    .filter(e => /\\/(runs|series|series_multirun|weights)(\\?|$)/.test(e.name))
-                    .map(e => e.responseEnd))"""
-            )
-            initial.append(fetched / 1000)
-            drawn.append(done / 1000)
+            first = page.wait_for_function(drawn, arg=False, polling="raf", timeout=120_000).json_value()
+            every = page.wait_for_function(drawn, arg=True, polling="raf", timeout=120_000).json_value()
+            first_data.append(first["data"] / 1000)
+            first_drawn.append(first["now"] / 1000)
+            complete.append(every["now"] / 1000)
             page.context.close()
         browser.close()
-    return statistics.median(initial), statistics.median(drawn)
+    return statistics.median(first_data), statistics.median(first_drawn), statistics.median(complete)
 
 
 def measure(log_dir, load_fast, runs, epochs, variables, repeats):
@@ -188,10 +197,19 @@ def measure(log_dir, load_fast, runs, epochs, variables, repeats):
                 [("variable", rng.choice(paths))] + [("run", n) for n in names]),
             f"scalars /scalars_multirun x{runs} (peer)": lambda: (
                 "/data/plugin/scalars/scalars_multirun", [("tag", "epoch_loss")] + [("runs", n) for n in names]),
+            f"loss_params /series_multirun x{runs} samples={PREVIEW}": lambda: f"{PREFIX}/series_multirun?" + urllib.parse.urlencode(
+                [("variable", rng.choice(paths)), ("samples", PREVIEW)] + [("run", n) for n in names]),
+            # As many epochs as Scalars keeps of a tag (3 series each, to its 1).
+            f"loss_params /series_multirun x{runs} samples=1000": lambda: f"{PREFIX}/series_multirun?" + urllib.parse.urlencode(
+                [("variable", rng.choice(paths)), ("samples", 1000)] + [("run", n) for n in names]),
+            f"loss_params /weights_multirun x{runs}": lambda: f"{PREFIX}/weights_multirun?" + urllib.parse.urlencode(
+                [("run", n) for n in names]),
+            f"loss_params /weights_multirun x{runs} samples={PREVIEW}": lambda: f"{PREFIX}/weights_multirun?" + urllib.parse.urlencode(
+                [("samples", PREVIEW)] + [("run", n) for n in names]),
         }
         route_times = latencies(board, routes, repeats * 10)
-        initial, drawn = draw_times(board, runs, repeats) if os.path.exists(CHROMIUM) else (None, None)
-    return load, route_times, initial, drawn
+        tab = draw_times(board, runs, repeats) if os.path.exists(CHROMIUM) else None
+    return load, route_times, tab
 
 
 def main():
@@ -206,19 +224,22 @@ def main():
     log_dir = os.path.join(args.log_dir, f"{args.runs}x{args.epochs}x{args.variables}")
     write_logdir(log_dir, args.runs, args.epochs, args.variables)
     for load_fast in args.loaders.split(","):
-        load, route_times, initial, drawn = measure(
+        load, route_times, tab = measure(
             log_dir, load_fast, args.runs, args.epochs, args.variables, args.repeats
         )
         print(f"\n--load_fast={load_fast}: all {args.runs} runs served after {load:.1f} s")
         for name, (p50, p95) in route_times.items():
             print(f"  {name:42s} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms")
-        for ours, peer in [("loss_params /series", "scalars /scalars (peer)"),
-                           (f"loss_params /series_multirun x{args.runs}",
-                            f"scalars /scalars_multirun x{args.runs} (peer)")]:
+        multirun_peer = f"scalars /scalars_multirun x{args.runs} (peer)"
+        for ours, peer in [("loss_params /runs", "scalars /tags (peer)"),
+                           ("loss_params /series", "scalars /scalars (peer)"),
+                           (f"loss_params /series_multirun x{args.runs}", multirun_peer),
+                           (f"loss_params /series_multirun x{args.runs} samples=1000", multirun_peer),
+                           (f"loss_params /series_multirun x{args.runs} samples={PREVIEW}", multirun_peer)]:
             print(f"  {ours} p50 / {peer} p50: {route_times[ours][0] / route_times[peer][0]:.2f}")
-        if initial is not None:
-            print(f"  tab opened cold: initial data {initial:.2f} s, drawn {drawn:.2f} s "
-                  f"(median of {args.repeats})")
+        if tab is not None:
+            print(f"  tab opened cold (median of {args.repeats}): initial data {tab[0]:.2f} s, "
+                  f"drawn {tab[1]:.2f} s, every epoch drawn {tab[2]:.2f} s")
 
 
 if __name__ == "__main__":

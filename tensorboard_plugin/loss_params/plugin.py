@@ -206,12 +206,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
 
         Runs without the variable are left out of the answer.
         """
-        wanted = {}
-        for run in runs:
-            try:
-                wanted[run] = self._series_of(ctx, experiment, run, path)
-            except errors.NotFoundError:
-                continue
+        wanted = _found(runs, lambda run: self._series_of(ctx, experiment, run, path))
         mine = {r: m for r, m in wanted.items() if m}
         return {"variable": path, "runs": self._series_bodies(ctx, experiment, path, mine, samples)}
 
@@ -241,12 +236,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
 
     def weights_multirun_impl(self, ctx, experiment, runs, layer="", samples=None):
         """`weights_impl` of several runs in one read; runs without the layer are left out."""
-        members = {}
-        for run in runs:
-            try:
-                members[run] = self._weights_of(ctx, experiment, run, layer)
-            except errors.NotFoundError:
-                continue
+        members = _found(runs, lambda run: self._weights_of(ctx, experiment, run, layer))
         return {"layer": layer, "runs": self._weights_bodies(ctx, experiment, members, layer, samples)}
 
     def _weights_of(self, ctx, experiment, run, layer):
@@ -301,6 +291,17 @@ class LossParamsPlugin(base_plugin.TBPlugin):
     def _series_of(self, ctx, experiment, run, path):
         tags = self._tags_of(ctx, experiment, run)
         return {s.tag: s for s in tags.values() if s.path == path and s.kind in _KIND_NAMES}
+
+
+def _found(runs, lookup):
+    """`{run: lookup(run)}` of the runs that `lookup` finds (a NotFoundError leaves one out)."""
+    found = {}
+    for run in runs:
+        try:
+            found[run] = lookup(run)
+        except errors.NotFoundError:
+            continue
+    return found
 
 
 def _series_body(run, path, mine, data, samples):
