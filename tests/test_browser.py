@@ -142,7 +142,7 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
         chart = log_var.locator('[data-chart="value"] svg')
         box = chart.bounding_box()
         page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
-        tooltip = log_var.locator('[data-chart="value"] .tooltip')
+        tooltip = frame.locator("body > .tooltip")
         tooltip.wait_for()
         assert "epoch" in tooltip.text_content() and "fixed/train" in tooltip.text_content()
 

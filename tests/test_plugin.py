@@ -102,7 +102,21 @@ def test_series_holds_every_epoch_equal_to_what_load_reads(client, dashboard_log
     assert body["value"][0][-1] != body["value"][0][0], "the fixed run's log-variance moves"
 
 
-def test_runs_follow_a_run_that_writes_more_epochs(tmp_path):
+def count_calls(monkeypatch):
+    """Returns a list that gets the name of each data provider call made from now on."""
+    calls = []
+    for name in ("list_scalars", "list_tensors", "read_scalars", "read_tensors"):
+        original = getattr(data_provider.MultiplexerDataProvider, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(data_provider.MultiplexerDataProvider, name, counted)
+    return calls
+
+
+def test_runs_follow_a_run_that_writes_its_epochs_again(tmp_path, monkeypatch):
     from loss_param_tracker import make_trainable
     from tests.conftest import GaussianNLL, fit, make_model
     import keras
@@ -110,19 +124,24 @@ def test_runs_follow_a_run_that_writes_more_epochs(tmp_path):
     model, loss = make_model(), GaussianNLL()
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
     with pytest.warns(UserWarning):
-        fit(model, loss, str(tmp_path / "resumed"), epochs=2)
+        fit(model, loss, str(tmp_path / "resumed"), epochs=3)
     client = make_client(str(tmp_path))
     (run,) = get_json(client, "runs")["runs"]
-    assert (run["last_step"], run["variables"][0]["status"]) == (1, "not_updated")
-    assert get_json(client, "runs")["runs"] == [run], "nothing new written: the same answer"
+    assert (run["last_step"], run["variables"][0]["status"]) == (2, "not_updated")
+    calls = count_calls(monkeypatch)
+    assert get_json(client, "runs")["runs"] == [run]
+    assert calls == ["list_tensors"], "nothing new written: one small call"
 
+    # Resumed from epoch 1 with the fix: epochs 1 and 2 written again, the
+    # last step unchanged.
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
     make_trainable(model, loss)
-    fit(model, loss, str(tmp_path / "resumed"), epochs=5, initial_epoch=2)
+    fit(model, loss, str(tmp_path / "resumed"), epochs=3, initial_epoch=1)
     client.reload()
-    (run,) = get_json(client, "runs")["runs"]
-    assert (run["last_step"], run["variables"][0]["status"]) == (4, "training")
-    assert len(get_json(client, "series", run="resumed/train", variable=LOG_VAR)["steps"]) == 5
+    (again,) = get_json(client, "runs")["runs"]
+    assert (again["last_step"], again["variables"][0]["status"]) == (2, "training")
+    assert again["last_wall_time"] > run["last_wall_time"]
+    assert get_json(client, "series", run="resumed/train", variable=LOG_VAR)["steps"] == [0, 1, 2]
 
 
 def test_samples_give_a_few_epochs_the_last_among_them(client):
@@ -269,6 +288,7 @@ def test_non_finite_values_are_valid_json(tmp_path):
         ("series", {"run": FIXED, "variable": LOG_VAR, "samples": "0"}, 400, "received '0'"),
         ("series", {"run": FIXED, "variable": LOG_VAR, "samples": "-3"}, 400, "received '-3'"),
         ("series", {"run": FIXED, "variable": LOG_VAR, "samples": "1.5"}, 400, "'samples' must be a positive integer"),
+        ("series", {"run": FIXED, "variable": LOG_VAR, "samples": "²"}, 400, "received '²'"),
         ("series_multirun", {"run": FIXED, "variable": LOG_VAR, "samples": "all"}, 400, "received 'all'"),
         ("weights", {}, 400, "Missing query parameter 'run'"),
         ("weights_multirun", {}, 400, "Missing query parameter 'run'"),

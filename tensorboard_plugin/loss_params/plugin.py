@@ -51,7 +51,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         # so the routes of one run reuse it and make a single read from the
         # provider (each provider call costs tens of ms on the Rust loader).
         self._listing = {}
-        # {run: (last epoch, its `/runs` entry)}; see runs_impl.
+        # {run: ((last diagnosis step, its wall time), the run's `/runs` entry)}; see runs_impl.
         self._entries = {}
         self._entries_lock = threading.Lock()
 
@@ -149,8 +149,10 @@ class LossParamsPlugin(base_plugin.TBPlugin):
 
         The frontend polls this route, so it costs one small provider call
         while nothing is written: the callback writes a diagnosis every
-        epoch, and only a run whose last diagnosis moved (or a new run) is
-        listed again and has its latest statuses read.
+        epoch, and only a run whose diagnosis moved on (a new last step, or a
+        new write time, as when a resumed run writes an epoch again) or a new
+        run is listed again and has its latest statuses read. A run is listed
+        from its first diagnosis on.
         """
         heartbeats = self._data_provider.list_tensors(
             ctx,
@@ -159,7 +161,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
             run_tag_filter=tb_provider.RunTagFilter(tags=[_DIAGNOSIS_TAG]),
         )
         last = {
-            run: int(tags[_DIAGNOSIS_TAG].max_step)
+            run: (int(tags[_DIAGNOSIS_TAG].max_step), float(tags[_DIAGNOSIS_TAG].max_wall_time))
             for run, tags in heartbeats.items()
             if _DIAGNOSIS_TAG in tags
         }
@@ -185,7 +187,13 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         for run, tags in listing.items():
             data = latest.get(run, {}).get(_DIAGNOSIS_TAG)
             statuses = series_lib.statuses(data[1][-1:])[0] if data else {}
-            entry = {"name": run, "last_step": last[run], "variables": _variables(tags.values(), statuses)}
+            step, wall_time = last[run]
+            entry = {
+                "name": run,
+                "last_step": step,
+                "last_wall_time": wall_time,
+                "variables": _variables(tags.values(), statuses),
+            }
             entries[run] = (last[run], entry)
         # Copies, not in-place edits: other routes read these from other threads.
         self._entries = entries
@@ -194,8 +202,8 @@ class LossParamsPlugin(base_plugin.TBPlugin):
     def series_impl(self, ctx, experiment, run, path, samples=None):
         """Returns the epoch series of one variable of one run (see `_series_bodies`)."""
         mine = self._series_of(ctx, experiment, run, path)
-        if not mine:
-            self._listing.pop(run, None)  # listed before this variable was written?
+        if not mine:  # listed before this variable was written?
+            self._listing = {r: tags for r, tags in self._listing.items() if r != run}
             mine = self._series_of(ctx, experiment, run, path)
         if not mine:
             raise errors.NotFoundError(f"Run {run!r} has no variable {path!r}.")
@@ -429,8 +437,11 @@ def _json_floats(array):
 def _shortest_float32(x):
     """Rounds each value to the fewest significant digits (6 to 9) that give back its float32.
 
-    Six digits always survive a trip through float32, nine always find it
-    again, so the value is at most 9 digits long in JSON.
+    Nine digits always find a float32 again. The rounding multiplies or
+    divides by exact powers of ten, so the double it gives is the nearest to
+    that decimal, and JSON writes it in those few digits; below about 1e-13,
+    where the powers are no longer exact, it may take up to 17 (still the
+    same float32).
     """
     out = x.astype(np.float32).astype(np.float64).ravel()
     target = out.astype(np.float32)
@@ -441,8 +452,9 @@ def _shortest_float32(x):
             index = np.flatnonzero(todo)
             if not len(index):
                 break
-            scale = 10.0 ** (digits - 1 - exponent[index])
-            rounded = np.round(out[index] * scale) / scale
+            shift = digits - 1 - exponent[index]
+            up, down = 10.0 ** np.maximum(shift, 0), 10.0 ** np.maximum(-shift, 0)
+            rounded = np.round(out[index] * up / down) * down / up
             found = rounded.astype(np.float32) == target[index]
             out[index[found]] = rounded[found]
             todo[index[found]] = False
@@ -497,7 +509,7 @@ def _samples(request):
     text = request.args.get("samples")
     if text is None:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise errors.InvalidArgumentError(
             f"Query parameter 'samples' must be a positive integer (at most that many epochs "
             f"per series), or left out for every epoch; received {text!r}."

@@ -129,26 +129,39 @@ function addHover(host, svg, g, x, plot, steps, tooltip) {
   const rule = el('line', {y1: 0, y2: plot.h, class: 'rule', visibility: 'hidden'});
   const overlay = el('rect', {width: plot.w, height: plot.h, fill: 'transparent'});
   g.append(rule, overlay);
-  const box = document.createElement('div');
-  box.className = 'tooltip';
-  box.hidden = true;
-  host.append(box);
   overlay.addEventListener('mousemove', (event) => {
-    const px = event.clientX - overlay.getBoundingClientRect().left;
-    const step = nearest(steps, x.invert(px));
+    const area = overlay.getBoundingClientRect();
+    const step = nearest(steps, x.invert(event.clientX - area.left));
     rule.setAttribute('x1', x(step));
     rule.setAttribute('x2', x(step));
     rule.setAttribute('visibility', 'visible');
+    const box = tooltipBox();
     box.replaceChildren(tooltipContent(step, tooltip(step)));
     box.hidden = false;
-    const left = MARGIN.left + x(step) + 12;
-    box.style.left = `${Math.min(left, Math.max(0, svg.clientWidth - box.offsetWidth))}px`;
-    box.style.top = `${MARGIN.top}px`;
+    const left = area.left + x(step) + 12;
+    box.style.left = `${Math.max(0, Math.min(left, innerWidth - box.offsetWidth))}px`;
+    box.style.top = `${Math.max(0, Math.min(area.top, innerHeight - box.offsetHeight))}px`;
   });
   overlay.addEventListener('mouseleave', () => {
     rule.setAttribute('visibility', 'hidden');
-    box.hidden = true;
+    tooltipBox().hidden = true;
   });
+}
+
+/**
+ * The page's one tooltip, on the body and fixed to the viewport, so that no
+ * card clips it (cards contain their paint: see style.css).
+ * @return {HTMLElement}
+ */
+function tooltipBox() {
+  let box = document.body.querySelector(':scope > .tooltip');
+  if (!box) {
+    box = document.createElement('div');
+    box.className = 'tooltip';
+    box.hidden = true;
+    document.body.append(box);
+  }
+  return box;
 }
 
 function tooltipContent(step, rows) {

@@ -5,7 +5,8 @@
 /**
  * @typedef {{path: string, role: string, shape: number[], dtype: string,
  *            kind: string, status: string}} VariableInfo
- * @typedef {{name: string, last_step: number, variables: VariableInfo[]}} RunInfo
+ * @typedef {{name: string, last_step: number, last_wall_time: number,
+ *            variables: VariableInfo[]}} RunInfo
  * @typedef {{runs: RunInfo[], statuses: Object<string, {explanation: string, fix: string}>}} Listing
  */
 
@@ -19,15 +20,16 @@ export class Store {
     this.queue = new Queue(2);
     /** @type {Map<string, Promise<Object>>} */
     this.cache = new Map();
-    /** @type {Map<string, number>} last step seen per run */
-    this.lastStep = new Map();
+    /** @type {Map<string, string>} last diagnosis seen per run: its step and time */
+    this.lastWrite = new Map();
     /** @type {Map<string, string>} a colour per run, kept for the page's life */
     this.colors = new Map();
   }
 
   /**
    * Fetches the run listing; forgets the cached series of runs that have
-   * written since. Returns the listing and the names of the runs that changed.
+   * written since. Returns the listing and the names of the runs that are
+   * new or changed.
    * @return {Promise<{listing: Listing, changed: Set<string>}>}
    */
   async runs() {
@@ -37,9 +39,10 @@ export class Store {
       if (!this.colors.has(run.name)) {
         this.colors.set(run.name, PALETTE[this.colors.size % PALETTE.length]);
       }
-      if (this.lastStep.get(run.name) !== run.last_step) {
-        if (this.lastStep.has(run.name)) changed.add(run.name);
-        this.lastStep.set(run.name, run.last_step);
+      const write = `${run.last_step} ${run.last_wall_time}`;
+      if (this.lastWrite.get(run.name) !== write) {
+        changed.add(run.name);
+        this.lastWrite.set(run.name, write);
         for (const key of [...this.cache.keys()]) {
           if (key.startsWith(`${run.name}\n`)) this.cache.delete(key);
         }
@@ -97,9 +100,13 @@ export class Store {
       for (const run of missing) {
         const one = request.then((body) => body.runs[run] || null);
         this.cache.set(key(run, samples), one);
+        // Only while still current: a poll may have dropped it, and a newer
+        // read taken its place, meanwhile.
+        const current = () => this.cache.get(key(run, samples)) === one;
         one.then(
-            (body) => samples && !(body && body.sampled) && this.cache.set(key(run, 0), one),
-            () => this.cache.delete(key(run, samples)));
+            (body) => samples && !(body && body.sampled) && current() && !this.cache.has(key(run, 0)) &&
+                this.cache.set(key(run, 0), one),
+            () => current() && this.cache.delete(key(run, samples)));
       }
     }
     return Promise.all(runs.map(cached));
