@@ -85,6 +85,17 @@ def register(model, loss):
     model.loss_parameters = [v for v in vars(loss).values() if isinstance(v, keras.Variable)]
 
 
+def compile_fixed(model, loss, learning_rate=0.05):
+    """Compiles `model` with a fresh Adam optimizer and makes the loss's variables train."""
+    # Imported here: a test loads a .keras file in a fresh process that
+    # imports this module, and needs make_trainable not imported yet.
+    from loss_param_tracker import make_trainable
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+    make_trainable(model, loss)
+    return model
+
+
 def fit(model, loss, log_dir, epochs=2, tracker=None, **kwargs):
     if not model.compiled:
         model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable
-from tests.conftest import GaussianNLL, ScaledMSE, fit, load_run, make_data, make_model
+from tests.conftest import GaussianNLL, ScaledMSE, compile_fixed, fit, load_run, make_data, make_model
 from loss_param_tracker import discovery
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,8 +89,7 @@ def test_after_fit_it_raises_with_what_to_do(log_dir, recwarn):
     fit(model, loss, log_dir, epochs=1)
     with pytest.raises(RuntimeError, match="already built.*before the first fit.*recompile"):
         make_trainable(model, loss)
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-    make_trainable(model, loss)
+    compile_fixed(model, loss)
     tracker = fit(model, loss, log_dir, epochs=1)
     assert tracker.diagnosis["loss/GaussianNLL/log_var"] == "training"
 
@@ -108,8 +107,7 @@ def test_bad_arguments_are_type_errors(model, loss, received):
 def test_save_weights_and_load_weights_keep_the_parameters(tmp_path, log_dir):
     loss = GaussianNLL()
     model = make_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-    make_trainable(model, loss)
+    compile_fixed(model, loss)
     fit(model, loss, log_dir, epochs=2)
     learned = float(loss.log_var.numpy())
     model.save_weights(tmp_path / "w.weights.h5")
@@ -130,8 +128,7 @@ def test_backup_and_restore_resumes_parameters_and_epoch_axis(tmp_path, log_dir)
     def run(callbacks):
         loss = GaussianNLL()
         model = make_model()
-        model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-        make_trainable(model, loss)
+        compile_fixed(model, loss)
         backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
         x, y = make_data()
         model.fit(x, y, epochs=4, verbose=0, callbacks=[backup, LossParamTracker(log_dir)] + callbacks)
@@ -171,8 +168,7 @@ def assert_same_optimizer_state(loaded, model):
 def test_save_and_load_model_restore_the_parameters_and_training_goes_on(make_loss, path, tmp_path, log_dir):
     loss = make_loss()
     model = make_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-    make_trainable(model, loss)
+    compile_fixed(model, loss)
     fit(model, loss, log_dir, epochs=2)
     learned = parameter(loss).numpy()
     assert learned != 1.0 and learned != 0.0
@@ -224,8 +220,7 @@ def test_save_and_load_model_with_dict_and_list_losses(tmp_path):
 def test_load_model_in_a_fresh_process(tmp_path, log_dir):
     loss = ScaledMSE()
     model = make_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-    make_trainable(model, loss)
+    compile_fixed(model, loss)
     fit(model, loss, log_dir, epochs=2)
     model.save(tmp_path / "m.keras")
     script = textwrap.dedent(f"""
@@ -253,8 +248,7 @@ def test_save_and_load_say_what_cannot_be_restored(tmp_path):
 
     loss = GaussianNLL()
     model = make_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-    make_trainable(model, loss)
+    compile_fixed(model, loss)
     model.save(tmp_path / "m.keras")
     with pytest.raises(ValueError, match="loss/GaussianNLL/log_var.*does not have.*loss class it was saved with"):
         keras.models.load_model(tmp_path / "m.keras", custom_objects={"GaussianNLL": Plain})

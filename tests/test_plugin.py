@@ -117,8 +117,7 @@ def count_calls(monkeypatch):
 
 
 def test_runs_follow_a_run_that_writes_its_epochs_again(tmp_path, monkeypatch):
-    from loss_param_tracker import make_trainable
-    from tests.conftest import GaussianNLL, fit, make_model
+    from tests.conftest import GaussianNLL, compile_fixed, fit, make_model
     import keras
 
     model, loss = make_model(), GaussianNLL()
@@ -134,8 +133,7 @@ def test_runs_follow_a_run_that_writes_its_epochs_again(tmp_path, monkeypatch):
 
     # Resumed from epoch 1 with the fix: epochs 1 and 2 written again, the
     # last step unchanged.
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
-    make_trainable(model, loss)
+    compile_fixed(model, loss, learning_rate=0.01)
     fit(model, loss, str(tmp_path / "resumed"), epochs=3, initial_epoch=1)
     client.reload()
     (again,) = get_json(client, "runs")["runs"]

@@ -8,11 +8,9 @@ import sys
 import pytest
 import tensorflow as tf
 
-from loss_param_tracker import load, make_trainable
+from loss_param_tracker import load
 from loss_param_tracker.reader import NoSummariesError
-from tests.conftest import GaussianNLL, fit, make_model
-
-import keras
+from tests.conftest import GaussianNLL, compile_fixed, fit, make_model
 
 
 def report(*args):
@@ -28,8 +26,7 @@ def logs(tmp_path_factory):
     with pytest.warns():
         fit(make_model(), GaussianNLL(), str(root / "broken"), epochs=3)
     loss, model = GaussianNLL(), make_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
-    make_trainable(model, loss)
+    compile_fixed(model, loss)
     fit(model, loss, str(root / "fixed"), epochs=3)
     # Event files of another tool in the same tree are ignored.
     with tf.summary.create_file_writer(str(root / "fixed" / "other")).as_default():
