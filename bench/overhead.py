@@ -1,25 +1,52 @@
 """Training overhead of LossParamTracker against plain fit and keras.callbacks.TensorBoard.
 
-In one process, after a warm-up, every repeat runs each variant once, in an
-order rotated per repeat, on a fresh model with the same seed. A variant's
-time is the wall time of epochs 2..N of its fit (epoch 1 traces the step).
-Printed per variant: the median of paired ratios (the repeat's time over the
-same repeat's plain fit) with the 25-75% range, and the peak RSS sampled while
-it ran. Single repeats on a shared machine scatter widely; only the paired
-medians mean anything.
+Time (the default mode). TensorFlow runs on `--threads` intra-op and inter-op
+threads (1 by default), so the process CPU time of a run measures the work it
+does and depends little on what else the shared machine runs. In one process,
+after a warm-up, every repeat runs each variant once (plain fit, keras
+TensorBoard by default and with histogram_freq=1, LossParamTracker), in an
+order rotated per repeat, on a fresh model with the same seed. A run's process
+CPU time (`time.process_time`, all its threads) and wall time
+(`time.perf_counter`) cover epochs 2..N (epoch 1 traces the step): a clock
+first in the callback list starts at epoch 2's beginning and stops at
+on_train_end, so the other callbacks' per-epoch work is inside and their
+on_train_end is not. Ratios are paired: a variant's time over the same
+repeat's plain fit. Printed per workload and variant: the median CPU ms per
+step; the median paired CPU-time ratio and, beside it, the wall-time one, each
+with a 90% bootstrap interval of the median (2000 resamples of the paired
+ratios); and the extra CPU ms per step, the median of the paired differences.
+Workloads: an MLP 2x256, a deep net of 24 Dense + LayerNormalization blocks
+(98 weights) and a small convnet.
 
-    python bench/overhead.py [--repeats 8] [--epochs 4]
+Memory (`--memory`). A 58.7M-parameter MLP trains for 3 epochs on 512 x 1024,
+batch 128, with plain fit, LossParamTracker and keras TensorBoard, each run in
+a fresh subprocess so that allocator state does not carry over from one to the
+next; a thread samples the RSS every 20 ms from the start of fit to its end.
+Printed per variant: the median peak RSS and its difference from plain fit's,
+in MB and as a fraction of the model's float32 size.
+
+    python bench/overhead.py [--workload mlp|deep|convnet|all] [--repeats 10] [--epochs 4] [--threads 1]
+    python bench/overhead.py --memory [--repeats 3]
 """
 
 import argparse
+import json
+import math
 import os
-import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 import warnings
+from typing import Callable, NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Run as `python bench/overhead.py`, sys.path[0] is bench/: the repo root goes
+# first so that this checkout's loss_param_tracker is the one imported.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -27,6 +54,11 @@ import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning  # noqa: E402
+
+BATCH = 128
+BOOTSTRAP_RESAMPLES = 2000
+MB = 1e6
+MEMORY_EPOCHS = 3
 
 
 class GaussianNLL(keras.losses.Loss):
@@ -54,10 +86,25 @@ class TemperatureCE(keras.losses.Loss):
         )
 
 
-def mlp_workload():
+class Workload(NamedTuple):
+    """A training set and a builder of a fresh (model, loss) pair for it."""
+
+    label: str
+    build: Callable[[], tuple[keras.Model, keras.losses.Loss]]
+    x: np.ndarray
+    y: np.ndarray
+
+
+def regression_data():
+    """Returns 20k x 64 standard normal inputs and a noisy linear target."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(20_000, 64)).astype("float32")
     y = (x[:, :1] * 2 + rng.normal(size=(20_000, 1))).astype("float32")
+    return x, y
+
+
+def mlp_workload():
+    """Returns an MLP 2x256 with GaussianNLL on the regression data."""
 
     def build():
         model = keras.Sequential(
@@ -65,10 +112,23 @@ def mlp_workload():
         )
         return model, GaussianNLL()
 
-    return "MLP 2x256, 20k x 64", build, x, y
+    return Workload("MLP 2x256, 20k x 64", build, *regression_data())
+
+
+def deep_workload():
+    """Returns 24 blocks of Dense(64) + LayerNormalization (98 weights) with GaussianNLL on the regression data."""
+
+    def build():
+        layers = [keras.Input((64,))]
+        for _ in range(24):
+            layers += [keras.layers.Dense(64, activation="relu"), keras.layers.LayerNormalization()]
+        return keras.Sequential(layers + [keras.layers.Dense(1)]), GaussianNLL()
+
+    return Workload("deep 24x(Dense 64 + LayerNorm), 98 weights, 20k x 64", build, *regression_data())
 
 
 def convnet_workload():
+    """Returns a small convnet with TemperatureCE on 4k random 28x28 images."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4_096, 28, 28, 1)).astype("float32")
     y = rng.integers(0, 10, size=(4_096, 1)).astype("int32")
@@ -86,8 +146,11 @@ def convnet_workload():
         )
         return model, TemperatureCE()
 
-    return "convnet 28x28, 4k", build, x, y
+    return Workload("convnet 28x28, 4k", build, x, y)
 
+
+WORKLOADS = {"mlp": [mlp_workload], "deep": [deep_workload], "convnet": [convnet_workload]}
+WORKLOADS["all"] = WORKLOADS["mlp"] + WORKLOADS["deep"] + WORKLOADS["convnet"]
 
 VARIANTS = {
     "plain fit": lambda d: [],
@@ -95,17 +158,18 @@ VARIANTS = {
     "keras TensorBoard(histogram_freq=1)": lambda d: [keras.callbacks.TensorBoard(log_dir=d, histogram_freq=1)],
     "LossParamTracker": lambda d: [LossParamTracker(log_dir=d)],
 }
+MEMORY_VARIANTS = ["plain fit", "LossParamTracker", "keras TensorBoard"]
 
 
 class EpochClock(keras.callbacks.Callback):
-    """First in the list: times from epoch 2's start to the end of the last epoch's callbacks."""
+    """First in the list: process CPU and wall time from epoch 2's start to on_train_end."""
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == 1:
-            self.start = time.perf_counter()
+            self.start = (time.process_time(), time.perf_counter())
 
     def on_train_end(self, logs=None):
-        self.end = time.perf_counter()
+        self.end = (time.process_time(), time.perf_counter())
 
 
 class PeakRSS:
@@ -128,55 +192,153 @@ class PeakRSS:
         self._thread.join()
 
 
+def rotated(names, r):
+    """Returns names rotated left by r places, so that each repeat starts with another variant."""
+    r %= len(names)
+    return names[r:] + names[:r]
+
+
+def median_interval(values):
+    """Returns the median of values and the 5th and 95th percentiles of its bootstrap distribution.
+
+    Args:
+        values: 1-D array of paired ratios or differences, one per repeat.
+
+    Returns:
+        (median, low, high): the median and its 90% bootstrap interval from
+        BOOTSTRAP_RESAMPLES resamples with replacement (numpy default_rng(0)).
+    """
+    rng = np.random.default_rng(0)
+    resamples = values[rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))]
+    low, high = np.percentile(np.median(resamples, axis=1), [5, 95])
+    return np.median(values), low, high
+
+
 def run_once(workload, variant, epochs, log_root):
-    _, build, x, y = workload
+    """Fits a fresh model with one variant's callbacks.
+
+    Returns:
+        (cpu, wall): process CPU seconds and wall seconds per epoch over epochs 2..epochs.
+    """
     keras.utils.set_random_seed(0)
-    model, loss = build()
+    model, loss = workload.build()
     model.compile(optimizer="adam", loss=loss)
     clock = EpochClock()
     log_dir = tempfile.mkdtemp(dir=log_root)
-    with PeakRSS() as rss:
-        model.fit(x, y, epochs=epochs, batch_size=128, verbose=0, callbacks=[clock] + VARIANTS[variant](log_dir))
+    model.fit(workload.x, workload.y, epochs=epochs, batch_size=BATCH, verbose=0, callbacks=[clock] + VARIANTS[variant](log_dir))
     keras.backend.clear_session()
-    return (clock.end - clock.start) / (epochs - 1), rss.peak
+    cpu, wall = (end - start for end, start in zip(clock.end, clock.start))
+    return cpu / (epochs - 1), wall / (epochs - 1)
 
 
 def bench(workload, repeats, epochs, log_root):
+    """Times every variant on one workload and prints the paired CPU and wall ratios against plain fit."""
     names = list(VARIANTS)
     for name in names:  # warm-up: imports, first traces, file systems
         run_once(workload, name, 2, log_root)
-    times = {name: [] for name in names}
-    peaks = {name: 0 for name in names}
+    cpu = {name: [] for name in names}
+    wall = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            seconds, peak = run_once(workload, name, epochs, log_root)
-            times[name].append(seconds)
-            peaks[name] = max(peaks[name], peak)
-    print(f"\n{workload[0]}, batch 128, {repeats} repeats, epochs 2..{epochs} timed")
-    print(f"  {'variant':38s} {'epoch s':>8s} {'ratio':>6s}  {'25-75%':>13s}  {'peak RSS':>9s}")
+        for name in rotated(names, r):
+            seconds_cpu, seconds_wall = run_once(workload, name, epochs, log_root)
+            cpu[name].append(seconds_cpu)
+            wall[name].append(seconds_wall)
+    cpu = {name: np.array(seconds) for name, seconds in cpu.items()}
+    wall = {name: np.array(seconds) for name, seconds in wall.items()}
+    steps = math.ceil(len(workload.x) / BATCH)
+
+    def interval(values):
+        return "{:.3f} [{:.3f}, {:.3f}]".format(*median_interval(values))
+
+    print(f"\n{workload.label}, batch {BATCH} ({steps} steps/epoch), {repeats} repeats, epochs 2..{epochs} timed")
+    print(f"  {'variant':36s} {'CPU ms/step':>11s}  {'CPU ratio [90% CI]':>22s}  {'wall ratio [90% CI]':>22s}  {'extra CPU ms/step':>17s}")
     for name in names:
-        ratios = [t / p for t, p in zip(times[name], times["plain fit"])]
-        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
-        print(
-            f"  {name:38s} {statistics.median(times[name]):8.3f} {statistics.median(ratios):6.3f}"
-            f"  {q1:6.3f}-{q3:6.3f}  {peaks[name] / 2**20:7.0f} MB"
-        )
+        row = f"  {name:36s} {np.median(cpu[name]) / steps * 1e3:11.3f}"
+        if name == "plain fit":
+            print(f"{row}  {'(baseline)':>22s}")
+            continue
+        ratio_cpu = interval(cpu[name] / cpu["plain fit"])
+        ratio_wall = interval(wall[name] / wall["plain fit"])
+        extra = np.median(cpu[name] - cpu["plain fit"]) / steps * 1e3
+        print(f"{row}  {ratio_cpu:>22s}  {ratio_wall:>22s}  {extra:17.3f}")
+
+
+def big_model():
+    """Returns an MLP of 58.7M parameters over 1024 inputs."""
+    return keras.Sequential(
+        [keras.Input((1024,))]
+        + [keras.layers.Dense(4096) for _ in range(4)]
+        + [keras.layers.Dense(1024), keras.layers.Dense(1)]
+    )
+
+
+def memory_child(variant):
+    """Trains big_model once with one variant's callbacks and prints its parameter count and peak RSS as JSON."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 1024)).astype("float32")
+    y = rng.normal(size=(512, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = big_model()
+    model.compile(optimizer="adam", loss=GaussianNLL())
+    with tempfile.TemporaryDirectory() as log_dir:
+        callbacks = VARIANTS[variant](log_dir)
+        with PeakRSS() as rss:
+            model.fit(x, y, epochs=MEMORY_EPOCHS, batch_size=BATCH, verbose=0, callbacks=callbacks)
+    print(json.dumps({"params": model.count_params(), "peak_rss": rss.peak}))
+
+
+def memory(repeats, threads):
+    """Runs each memory variant repeats times, each in a fresh subprocess, and prints the median peak RSS."""
+    peaks = {name: [] for name in MEMORY_VARIANTS}
+    for r in range(repeats):
+        for name in rotated(MEMORY_VARIANTS, r):
+            command = [sys.executable, os.path.abspath(__file__), "--threads", str(threads), "--memory-child", name]
+            stdout = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+            result = json.loads(stdout.strip().splitlines()[-1])
+            peaks[name].append(result["peak_rss"])
+    model_bytes = result["params"] * 4
+    print(
+        f"\nMLP 1024-4x4096-1024-1, {result['params']:,} parameters ({model_bytes / MB:.0f} MB float32), "
+        f"512 x 1024, batch {BATCH}, {MEMORY_EPOCHS} epochs, {repeats} repeats, fresh process each"
+    )
+    print(f"  {'variant':36s} {'peak RSS':>11s}  {'vs plain fit':>12s}  {'of model size':>13s}")
+    base = np.median(peaks["plain fit"])
+    for name in MEMORY_VARIANTS:
+        peak = np.median(peaks[name])
+        print(f"  {name:36s} {peak / MB:8.0f} MB  {(peak - base) / MB:+9.1f} MB  {(peak - base) / model_bytes:+13.3f}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--workload", choices=["mlp", "convnet", "all"], default="all")
+    parser.add_argument("--workload", choices=list(WORKLOADS), default="all", help="workload(s) to time (default: all)")
+    parser.add_argument("--repeats", type=int, help="repeats per variant (default: 10, or 3 with --memory)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per timed run, epochs 2..N timed (default: 4)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="TensorFlow intra-op and inter-op threads; 0 for TensorFlow's default (default: 1)"
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help=f"measure the peak RSS of a 58.7M-parameter model's {MEMORY_EPOCHS}-epoch fit instead"
+    )
+    parser.add_argument("--memory-child", choices=MEMORY_VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2: epoch 1 is not timed")
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     # The benchmark's losses hold untrained parameters on purpose.
     warnings.simplefilter("ignore", LossParamWarning)
-    workloads = {"mlp": [mlp_workload], "convnet": [convnet_workload]}.get(args.workload, [mlp_workload, convnet_workload])
-    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPUs")
+    if args.memory_child:
+        memory_child(args.memory_child)
+        return
+    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPUs, TensorFlow threads {args.threads or 'default'}")
+    if args.memory:
+        memory(args.repeats or 3, args.threads)
+        return
     with tempfile.TemporaryDirectory() as log_root:
-        for make in workloads:
-            bench(make(), args.repeats, args.epochs, log_root)
+        for make in WORKLOADS[args.workload]:
+            bench(make(), args.repeats or 10, args.epochs, log_root)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Data flow: `LossParamTracker` (the callback) finds the loss's variables
 (`discovery`), captures their gradients inside the real training step
-(`capture_tf`), diagnoses them (`diagnosis`) and writes TF summaries in the
+(`capture`, one implementation per backend), diagnoses them (`diagnosis`) and writes TF summaries in the
 format of `tensorboard_plugin.loss_params.metadata`, which the TensorBoard
 plugin and `load()` read. `make_trainable` (`fix`) is the fix.
 
@@ -17,7 +17,7 @@ from tensorboard_plugin.loss_params.metadata import STATUSES
 _EXPORTS = {
     "LossParamTracker": "loss_param_tracker.callback",
     "LossParamWarning": "loss_param_tracker.callback",
-    "LossVariableCreatedError": "loss_param_tracker.capture_tf",
+    "LossVariableCreatedError": "loss_param_tracker.capture",
     "make_trainable": "loss_param_tracker.fix",
     "load": "loss_param_tracker.reader",
 }

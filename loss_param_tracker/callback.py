@@ -1,6 +1,6 @@
 """The `LossParamTracker` callback: collects every epoch, and delegates.
 
-Discovery (`discovery`), gradient capture (`capture_tf`), the diagnosis
+Discovery (`discovery`), gradient capture (`capture`), the diagnosis
 (`diagnosis`) and the summary format (`tensorboard_plugin.loss_params`) are
 separate units; this module wires them to Keras's callback hooks.
 """
@@ -14,14 +14,19 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from loss_param_tracker import capture as capture_lib
 from loss_param_tracker import diagnosis as diagnosis_lib
 from loss_param_tracker import discovery
-from loss_param_tracker.capture_tf import GradientStats, StepCapture
+from loss_param_tracker.capture import GradientStats
 from tensorboard_plugin.loss_params import metadata, summary
 
 logger = logging.getLogger("loss_param_tracker")
+
+# A weight of more elements is followed, within an epoch, through a fixed
+# sample of this many of its elements and a fingerprint of the whole, instead
+# of a copy: the tracker's host memory stays small next to a large model's.
+SAMPLE_SIZE = 1 << 16
 
 
 class LossParamWarning(UserWarning):
@@ -47,13 +52,62 @@ class Tracked:
 
 
 @dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What the tracker keeps of a variable's value at the start of an epoch.
+
+    Attributes:
+        sample: The value's flat elements, or a fixed strided sample of
+            `SAMPLE_SIZE` of them for a larger variable.
+        fingerprint: float64 sum and sum of squares of every element: an
+            exact change detector where `sample` is partial.
+    """
+
+    sample: np.ndarray
+    fingerprint: tuple
+
+    @classmethod
+    def of(cls, value):
+        flat = np.ravel(value)
+        stride = max(1, flat.size // SAMPLE_SIZE)
+        sample = flat[::stride][:SAMPLE_SIZE].astype(np.float64)
+        return cls(sample, _fingerprint(flat))
+
+    @property
+    def norm(self):
+        return math.sqrt(self.fingerprint[1])
+
+    def changed(self, later):
+        return self.fingerprint != later.fingerprint or not np.array_equal(
+            self.sample, later.sample, equal_nan=True
+        )
+
+    def update_ratio(self, later):
+        """||later - self|| / ||self|| over the sample (exact up to `SAMPLE_SIZE` elements)."""
+        start_norm = summary.l2_norm(self.sample)
+        if start_norm == 0:
+            return math.nan
+        return summary.l2_norm(later.sample - self.sample) / start_norm
+
+
+@dataclasses.dataclass(frozen=True)
 class Record:
-    """What one epoch showed of a tracked variable, and its status."""
+    """What one epoch showed of a tracked variable, and its diagnosis.
+
+    `value` is kept for loss variables only; a model weight keeps its norm and
+    update ratio, so no copy of the model outlives `_collect`.
+    """
 
     tracked: Tracked
-    value: np.ndarray
     grads: GradientStats
-    status: str
+    diagnosis: diagnosis_lib.Diagnosis
+    value: np.ndarray = None
+    norm: float = math.nan
+    start_norm: float = math.nan
+    update_ratio: float = math.nan
+
+    @property
+    def status(self):
+        return self.diagnosis.status
 
 
 class LossParamTracker(keras.callbacks.Callback):
@@ -73,14 +127,21 @@ class LossParamTracker(keras.callbacks.Callback):
 
     Statuses (`tracker.diagnosis`, `{path: status}` for the last epoch):
     `training`, `not_updated`, `no_gradient`, `zero_gradient`, `non_finite`,
-    `frozen`. A loss variable the optimizer does not update is warned about
-    before the first batch, with the fix; `no_gradient` and `non_finite` at
-    the end of the epoch where they appear, once per variable.
+    `frozen`, from what was observed: a value that moved is never
+    `not_updated`, and each status comes with the fix for its cause. A loss
+    variable the optimizer is not handed is warned about before the first
+    batch, with the fix; the other warnings come at the end of the epoch
+    where they appear, once per variable and fit.
 
-    Gradients are taken inside the traced training step: no second forward
-    pass and no retracing per epoch. Training itself is unchanged. The
-    gradient capture needs the TensorFlow backend and no `tf.distribute`
-    strategy; elsewhere values are still logged and gradients are not.
+    Gradients are taken inside the real training steps (the default
+    `train_step` or a custom one that calls `compute_loss` or the compiled
+    loss object), unscaled under mixed precision, with no second forward pass
+    and no retracing per epoch. Training itself is unchanged, and nothing the
+    tracker fails at stops it: a part that cannot work steps aside and says
+    so. The gradient capture needs the TensorFlow backend and no
+    `tf.distribute` strategy; elsewhere values are still logged and gradients
+    are not. A variable a loss creates on its first call is found after the
+    first step.
 
     Example:
 
@@ -133,24 +194,34 @@ class LossParamTracker(keras.callbacks.Callback):
         self._extra_variables = discovery.check_variables(variables)
         self.diagnosis = {}
         self._writer = None
-        self._warned = set()
         self._last_step = None
         self._batch_step = 0
-        self._failed = set()
+        self._capture = None
+        if update_freq != "epoch":
+            # Only then: a batch hook makes Keras wait for every step and
+            # convert its logs, which costs a plain fit about a third.
+            self.on_train_batch_end = self._on_train_batch_end
 
     # Hooks ---------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        found = discovery.discover(self.model, self._extra_variables)
-        self._loss_tracked = [
-            Tracked(v.path, v.variable, metadata.ROLE_LOSS, _loss_name(v.owner))
-            for v in found.variables
-        ]
+        # Allow instances to be re-used across fit() calls: each fit warns
+        # and reports its failures afresh.
+        self._warned = set()
+        self._failed = set()
+        self._loss_tracked = []
         self._model_tracked = None
-        self._capture = self._attach_capture(found)
         self._epoch_offset = None
         self._batch_sums = None
-        self._start_values = {}
+        self._start = {}
+        found = discovery.discover(self.model, self._extra_variables)
+        self._track_loss_variables(found.variables)
+        self._capture = capture_lib.attach(
+            self.model,
+            [v.variable for v in found.variables],
+            found.losses,
+            lambda: [v.variable for v in discovery.discover(self.model, self._extra_variables).variables],
+        )
         self._make_train_dir()
         if not self._loss_tracked:
             logger.info(
@@ -168,11 +239,9 @@ class LossParamTracker(keras.callbacks.Callback):
         with self._survive("starting the epoch"):
             if self._capture is not None:
                 self._capture.reset()
-            self._start_values = self._snapshot()
+            self._start = {t.key: Snapshot.of(t.variable.numpy()) for t in self._all_tracked()}
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.update_freq == "epoch":
-            return
+    def _on_train_batch_end(self, batch, logs=None):
         self._batch_step += 1
         if self._batch_step % self.update_freq == 0:
             with self._survive("writing batch summaries"):
@@ -181,13 +250,22 @@ class LossParamTracker(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + self._epoch_offset
         self._last_step = step
-        with self._survive("logging the epoch"):
+        records = None
+        with self._survive("diagnosing the epoch"):
+            self._discover_created()
             records = self._collect()
             self.diagnosis = {r.tracked.path: r.status for r in records}
-            self._write_epoch(step, records)
             self._warn(records)
+            self._warn_capture_problems(trained=bool(logs))
+        if records is not None:
+            with self._survive("writing the epoch's summaries"):
+                self._write_epoch(step, records)
 
     def on_train_end(self, logs=None):
+        if self._capture is not None:
+            with self._survive("removing the gradient capture"):
+                self._capture.release()
+            self._capture = None
         if self._writer is not None:
             with self._survive("closing the summary writer"):
                 self._writer.close()
@@ -195,18 +273,23 @@ class LossParamTracker(keras.callbacks.Callback):
 
     # Collection --------------------------------------------------------
 
-    def _attach_capture(self, found):
-        if self.model.distribute_strategy is not tf.distribute.get_strategy() or (
-            tf.distribute.has_strategy()
-        ):
-            logger.warning(
-                "LossParamTracker: gradients are not captured under a tf.distribute "
-                "strategy; values and norms are still logged."
-            )
-            return None
-        return StepCapture.attach(
-            self.model, [v.variable for v in found.variables], found.losses
-        )
+    def _track_loss_variables(self, found):
+        known = {t.key for t in self._loss_tracked}
+        self._loss_tracked += [
+            Tracked(v.path, v.variable, metadata.ROLE_LOSS, _loss_name(v.owner))
+            for v in found
+            if discovery.variable_key(v.variable) not in known
+        ]
+
+    def _discover_created(self):
+        """Tracks the variables a loss created on its first call, from this epoch on."""
+        if self._capture is None or not self._capture.created_variables():
+            return
+        before = len(self._loss_tracked)
+        self._track_loss_variables(discovery.discover(self.model, self._extra_variables).variables)
+        if self._model_tracked is not None:
+            created = {t.key for t in self._loss_tracked[before:]}
+            self._model_tracked = [t for t in self._model_tracked if t.key not in created]
 
     def _all_tracked(self):
         if self._model_tracked is None and self.model.weights:
@@ -217,38 +300,39 @@ class LossParamTracker(keras.callbacks.Callback):
             ]
         return self._loss_tracked + (self._model_tracked or [])
 
-    def _snapshot(self):
-        return {t.key: np.array(t.variable.numpy(), copy=True) for t in self._all_tracked()}
-
     def _gradient_stats(self, tracked):
         if self._capture is None:
             return {t.key: GradientStats(steps=0) for t in tracked}
-        return self._capture.read_all({t.key: t.variable for t in tracked})
+        return self._capture.read([t.key for t in tracked])
 
     def _collect(self):
-        """Returns a `Record` for every tracked variable."""
+        """Returns a `Record` for every tracked variable, reading each value once."""
         tracked = self._all_tracked()
         grads = self._gradient_stats(tracked)
         registered = {discovery.variable_key(v) for v in self.model.trainable_variables}
-        records = []
-        for t in tracked:
-            value = np.asarray(t.variable.numpy())
-            stats = grads[t.key]
-            start = self._start_values.get(t.key)
-            observation = diagnosis_lib.Observation(
-                trainable=t.trainable,
-                seen_by_optimizer=stats.seen_by_optimizer
-                if stats.has_gradient is not None
-                else t.key in registered,
-                value_finite=bool(np.all(np.isfinite(value))),
-                value_changed=None if start is None else not np.array_equal(start, value),
-                steps=stats.steps,
-                has_gradient=stats.has_gradient,
-                grad_norm_mean=stats.mean,
-                grad_norm_max=stats.max,
-            )
-            records.append(Record(t, value, stats, diagnosis_lib.diagnose(observation)))
-        return records
+        return [self._record(t, grads[t.key], t.key in registered) for t in tracked]
+
+    def _record(self, t, stats, registered):
+        value = np.asarray(t.variable.numpy())
+        start, end = self._start.get(t.key), Snapshot.of(value)
+        observation = diagnosis_lib.Observation(
+            trainable=t.trainable,
+            seen_by_optimizer=stats.seen_by_optimizer if stats.steps else registered,
+            value_finite=bool(np.all(np.isfinite(value))),
+            value_changed=None if start is None else start.changed(end),
+            steps=stats.steps,
+            has_gradient=stats.has_gradient,
+            grad_norm_mean=stats.mean,
+            grad_norm_max=stats.max,
+        )
+        diagnosis = diagnosis_lib.diagnose(observation)
+        if t.role == metadata.ROLE_LOSS:
+            return Record(t, stats, diagnosis, value=value)
+        if start is None:
+            return Record(t, stats, diagnosis, norm=end.norm)
+        return Record(
+            t, stats, diagnosis, norm=end.norm, start_norm=start.norm, update_ratio=start.update_ratio(end)
+        )
 
     # Writing -----------------------------------------------------------
 
@@ -259,39 +343,54 @@ class LossParamTracker(keras.callbacks.Callback):
             if r.tracked.role == metadata.ROLE_LOSS:
                 values += _loss_variable_values(r.tracked, r.value, r.grads)
             else:
-                weights.append((self._start_values.get(r.tracked.key), r))
-                values += self._model_weight_values(r)
+                weights.append(r)
+                values += _model_weight_values(r)
         if weights:
             # The whole model's norms, for the dashboard's model panel: one
             # series to read instead of one per weight.
             values += summary.values(
-                metadata.ROLE_RUN, metadata.WEIGHT_NORMS, metadata.RUN_MODEL, _model_norms(weights)
+                metadata.ROLE_RUN, metadata.WEIGHT_NORMS, metadata.RUN_MODEL, self._model_norms(weights)
             )
         if self._capture is not None:
-            _, mean, maximum = self._capture.read_global()
+            counts, mean, maximum = self._capture.read_global()
             values += summary.values(
                 metadata.ROLE_RUN,
                 metadata.GRAD_NORM,
                 metadata.RUN_GRAD_NORM,
                 np.array([mean, maximum], np.float32),
             )
-        rows = np.array([[r.tracked.path, r.status] for r in records], dtype=object)
+            values += summary.values(
+                metadata.ROLE_RUN,
+                metadata.STEPS,
+                metadata.RUN_STEPS,
+                np.array([counts.captured, counts.skipped], np.float32),
+            )
+        rows = np.array(
+            [[r.tracked.path, r.diagnosis.status, r.diagnosis.cause] for r in records], dtype=object
+        )
         values += summary.values(
-            metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows.reshape(-1, 2)
+            metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows.reshape(-1, 3)
         )
         self._write(values, step)
 
-    def _model_weight_values(self, record):
-        t, value = record.tracked, record.value
-        norm = float(np.linalg.norm(value.astype(np.float64)))
-        ratio = _update_ratio(self._start_values.get(t.key), value)
-        return summary.values(
-            metadata.ROLE_MODEL,
-            metadata.WEIGHT_NORMS,
-            t.path,
-            np.array([norm, record.grads.mean, record.grads.max, ratio], np.float32),
-            shape=value.shape,
-            dtype=_dtype_name(t.variable),
+    def _model_norms(self, weights):
+        """float32[4] of all the model's weights as one vector (see `metadata.FIELDS`).
+
+        The norm of all weights; the root-sum-square of the weights' gradient
+        norms (mean, max over the epoch's steps); and ||change|| / ||start||
+        over the weights whose start of the epoch is known.
+        """
+        known = [r for r in weights if not math.isnan(r.update_ratio)]
+        start_norm = _root_sum_square([r.start_norm for r in known])
+        change = _root_sum_square([r.start_norm * r.update_ratio for r in known])
+        return np.array(
+            [
+                _root_sum_square([r.norm for r in weights]),
+                _root_sum_square([r.grads.mean for r in weights]),
+                _root_sum_square([r.grads.max for r in weights]),
+                change / start_norm if start_norm > 0 else math.nan,
+            ],
+            np.float32,
         )
 
     def _write_batch(self, step):
@@ -314,8 +413,21 @@ class LossParamTracker(keras.callbacks.Callback):
         self._write(values, step)
 
     def _write(self, values, step):
+        if self._writer is not None and not self._train_dir_exists():
+            # Removed under a running fit: the open file would swallow every
+            # later epoch. Start a new one where the user looks for it.
+            self._writer.close()
+            self._writer = None
+            logger.warning(
+                "LossParamTracker: %s was removed during training; it is created again, "
+                "and the epochs written before are lost.",
+                self._train_dir(),
+            )
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train"))
+            import tensorflow as tf
+
+            self._make_train_dir()
+            self._writer = tf.summary.create_file_writer(self._train_dir())
         with self._writer.as_default():
             summary.write(values, step)
         self._writer.flush()
@@ -326,24 +438,39 @@ class LossParamTracker(keras.callbacks.Callback):
         registered = {discovery.variable_key(v) for v in self.model.trainable_variables}
         for t in self._loss_tracked:
             if t.trainable and t.key not in registered:
-                self._warn_once(t, metadata.NOT_UPDATED)
+                self._warn_once(
+                    t, diagnosis_lib.Diagnosis(metadata.NOT_UPDATED, metadata.NOT_IN_OPTIMIZER)
+                )
 
     def _warn(self, records):
         for r in records:
             if r.status in diagnosis_lib.WARNED_STATUSES and (
                 r.tracked.role == metadata.ROLE_LOSS or r.status == metadata.NON_FINITE
             ):
-                self._warn_once(r.tracked, r.status)
+                self._warn_once(r.tracked, r.diagnosis)
 
-    def _warn_once(self, t, status):
-        if (t.path, status) in self._warned:
+    def _warn_once(self, t, diagnosis):
+        if (t.path, diagnosis) in self._warned:
             return
-        self._warned.add((t.path, status))
+        self._warned.add((t.path, diagnosis))
         warnings.warn(
-            diagnosis_lib.warning_message(t.path, status, t.loss_name),
+            diagnosis_lib.warning_message(t.path, diagnosis, t.loss_name),
             LossParamWarning,
             stacklevel=2,
         )
+
+    def _warn_capture_problems(self, trained):
+        """Says once per fit why gradients are missing, when the capture saw less than the fit ran."""
+        if self._capture is None or not trained:
+            return
+        counts, _, _ = self._capture.read_global()
+        problems = self._capture.problems()
+        if counts.captured + counts.skipped == 0 and not problems:
+            problems = ["no training step passed through its hooks"]
+        for problem in problems:
+            if problem not in self._warned:
+                self._warned.add(problem)
+                logger.warning("LossParamTracker: gradients are incomplete: %s.", problem)
 
     @contextlib.contextmanager
     def _survive(self, what):
@@ -360,16 +487,21 @@ class LossParamTracker(keras.callbacks.Callback):
                     error,
                 )
 
+    def _train_dir(self):
+        return os.path.join(self.log_dir, "train")
+
+    def _train_dir_exists(self):
+        return "://" in self.log_dir or os.path.isdir(self._train_dir())
+
     def _make_train_dir(self):
-        path = os.path.join(self.log_dir, "train")
-        if "://" in path:
+        if self._train_dir_exists():
             return
         try:
-            os.makedirs(path, exist_ok=True)
+            os.makedirs(self._train_dir(), exist_ok=True)
         except OSError as error:
             raise ValueError(
-                f"LossParamTracker cannot create its log directory {path!r}: {error}. "
-                "Pass a log_dir you can write to."
+                f"LossParamTracker cannot create its log directory {self._train_dir()!r}: "
+                f"{error}. Pass a log_dir you can write to."
             ) from error
 
 
@@ -408,29 +540,26 @@ def _loss_variable_values(t, value, grads, granularity=metadata.EPOCH):
     return values
 
 
-def _model_norms(weights):
-    """float32[4] of all the model's weights as one vector (see `metadata.FIELDS`).
-
-    The norm of all weights; the root-sum-square of the weights' gradient
-    norms (mean, max over the epoch's steps); and ||change|| / ||start|| over
-    the weights whose start of the epoch is known.
-
-    Args:
-        weights: `[(start value or None, Record)]` of the model's weights.
-    """
-    values = [r.value.astype(np.float64) for _, r in weights]
-    known = [(s.astype(np.float64), v) for (s, _), v in zip(weights, values) if s is not None]
-    start_norm = _root_sum_square([np.linalg.norm(s) for s, _ in known])
-    change = _root_sum_square([np.linalg.norm(v - s) for s, v in known])
-    return np.array(
-        [
-            _root_sum_square([np.linalg.norm(v) for v in values]),
-            _root_sum_square([r.grads.mean for _, r in weights]),
-            _root_sum_square([r.grads.max for _, r in weights]),
-            change / start_norm if start_norm > 0 else math.nan,
-        ],
-        np.float32,
+def _model_weight_values(record):
+    t = record.tracked
+    return summary.values(
+        metadata.ROLE_MODEL,
+        metadata.WEIGHT_NORMS,
+        t.path,
+        np.array([record.norm, record.grads.mean, record.grads.max, record.update_ratio], np.float32),
+        shape=tuple(t.variable.shape),
+        dtype=_dtype_name(t.variable),
     )
+
+
+def _fingerprint(flat):
+    """float64 (sum, sum of squares) of `flat`, in chunks: no full-size float64 copy."""
+    total = squares = 0.0
+    for begin in range(0, flat.size, SAMPLE_SIZE * 16):
+        chunk = flat[begin : begin + SAMPLE_SIZE * 16]
+        total += float(chunk.sum(dtype=np.float64))
+        squares += float(np.square(chunk, dtype=np.float64).sum())
+    return total, squares
 
 
 def _root_sum_square(norms):
@@ -440,23 +569,12 @@ def _root_sum_square(norms):
     return float(np.sqrt(np.sum(x**2))) if x.size else math.nan
 
 
-def _update_ratio(start, value):
-    """||value - start|| / ||start||, NaN when unknown or `start` is zero."""
-    if start is None:
-        return math.nan
-    start = start.astype(np.float64)
-    start_norm = float(np.linalg.norm(start))
-    if start_norm == 0:
-        return math.nan
-    return float(np.linalg.norm(value.astype(np.float64) - start)) / start_norm
-
-
 def _loss_name(owner):
     return type(owner).__name__ if owner is not None else None
 
 
 def _dtype_name(variable):
-    return tf.as_dtype(variable.dtype).name
+    return keras.backend.standardize_dtype(variable.dtype)
 
 
 def _loggable(value):

@@ -1,222 +1,410 @@
-"""Gradient capture inside the real training step (TensorFlow backend).
+"""Gradient capture inside the real training step: the TensorFlow backend.
 
-This is the only module that knows how Keras's TensorFlow trainer runs a step.
-It hooks three instance attributes, which the traced `train_step` looks up at
-trace time:
+This is the only module that knows how Keras's TensorFlow trainer runs a
+step. It hooks instance attributes that the traced step looks up at trace
+time, each wrapped with `functools.wraps`:
 
-- `model.compute_loss`: runs under a small extra `GradientTape` that watches
-  only the loss variables the optimizer is not handed, so their gradients come
-  from the same forward pass (the backward of the loss head only, no second
-  forward pass);
+- `model.train_step`: runs under a small extra `GradientTape` that watches
+  only the loss variables the optimizer is not handed, so that their
+  gradient comes from the same forward pass, `add_loss` terms included;
+- `model.compute_loss`: its result is the training objective; the extra
+  tape's gradient of it is taken right there (the backward of the loss
+  variables only, no second forward pass);
+- `model.optimizer.scale_loss`: the factor by which the optimizer's
+  gradients are scaled (mixed precision), to report unscaled norms;
 - `model.optimizer.apply`: sees the exact gradients of the step, and adds a
-  few ops that accumulate each variable's gradient norm (sum and max over the
-  steps) into variables of this module;
-- each `keras.losses.Loss`'s `call`: fails fast when it creates a variable.
+  few ops that accumulate each variable's gradient norm;
+- each `keras.losses.Loss`'s `call`: allows variables created on the first
+  call only, and, when a custom `train_step` calls the loss object itself
+  instead of `compute_loss`, records the gradient that flows into its output.
 
 Nothing of the training computation changes: the hooks call the originals with
-the same arguments and only read their tensors. The hooks stay installed for
-the model's lifetime, because a traced train function keeps them and Keras may
-retrace it (a last partial batch) in a later `fit`.
+the same arguments and only read their tensors. A hook that fails steps aside
+for the rest of the fit (the original runs alone) and says why in
+`problems()`. `release()` removes the hooks and drops the traced train
+function, so a later `fit` runs exactly as without the tracker.
 """
 
+import contextlib
 import dataclasses
+import functools
+import logging
+import warnings
 
 import keras
 import tensorflow as tf
 
+from loss_param_tracker.capture import (
+    Capture,
+    GradientStats,
+    LossVariableCreatedError,
+    StepCounts,
+    Unsupported,
+)
 from loss_param_tracker.discovery import variable_key
+
+logger = logging.getLogger("loss_param_tracker")
 
 _ATTRIBUTE = "_loss_param_tracker_capture"
 
 
-class LossVariableCreatedError(RuntimeError):
-    """A `keras.losses.Loss` created a variable inside `call`."""
+@dataclasses.dataclass(eq=False)
+class _Step:
+    """What the hooks learn of one traced (or eager) training step."""
+
+    graph: object
+    tape: tf.GradientTape = None
+    watched: list = dataclasses.field(default_factory=list)
+    in_compute_loss: bool = False
+    grads: dict = None  # {key: gradient} of the watched variables, once known
+    outputs: list = dataclasses.field(default_factory=list)  # loss outputs called directly
+    upstream: dict = dataclasses.field(default_factory=dict)  # {index in outputs: d objective / d output}
+    scale: object = None  # the optimizer's loss-scale factor of this step
 
 
-@dataclasses.dataclass(frozen=True)
-class GradientStats:
-    """Gradient statistics of one variable over the steps since the last reset.
-
-    Attributes:
-        steps: Number of captured training steps.
-        has_gradient: Whether the loss has a gradient for it; `None` before
-            the first traced step.
-        seen_by_optimizer: Whether the optimizer was handed the variable.
-        mean: Mean L2 norm of the gradient (NaN when none or non-finite).
-        max: Max L2 norm of the gradient.
-    """
-
-    steps: int
-    has_gradient: bool = None
-    seen_by_optimizer: bool = False
-    mean: float = float("nan")
-    max: float = float("nan")
-
-
-class StepCapture:
+class StepCapture(Capture):
     """Accumulates gradient norms of the loss's variables and the model's weights.
 
-    Use `StepCapture.attach(model, loss_variables, losses)`: one capture per
-    model and optimizer, shared by every tracker of that model.
+    Use `StepCapture.attach(model, loss_variables, losses, rediscover)`: one
+    capture per model, shared by every tracker of that model in a fit.
     """
 
-    def __init__(self, model, loss_variables, losses):
+    # The hooks, by the attribute they replace; `problems()` names them so.
+    HOOKS = ("train_step", "compute_loss", "optimizer.scale_loss", "optimizer.apply", "Loss.call")
+
+    def __init__(self, model, loss_variables, losses, rediscover):
         self._model = model
         self._optimizer = model.optimizer
         self._loss_variables = list(loss_variables)
         self._losses = list(losses)
+        self._rediscover = rediscover
+        self._skips_overflow = isinstance(self._optimizer, keras.optimizers.LossScaleOptimizer)
         self._slots = None  # {variable_key: index}, fixed at the first traced step
         self._has_gradient = {}
         self._seen = set()
-        self._pending = None
-        self._sum = self._max = self._steps = None
+        self._sums = self._maxes = self._counts = None
+        self._step = None
+        self._saved = []  # (object, attribute, its own previous value or None)
+        self._off = {}  # {hook: why it stepped aside}
+        self._traced = set()  # hooks that ran at least once
+        self._calls = {}  # {id(loss): [calls, the call that created variables]}
+        self._stale = False  # a loss created variables: discover its variables again
+        self._created = False  # the same, for the callback (`created_variables`)
+        self._blind = False  # a step whose objective no hook saw
+        self._users = 0
 
     @classmethod
-    def attach(cls, model, loss_variables, losses):
-        """Returns the capture of `model`, installing one when needed.
+    def attach(cls, model, loss_variables, losses, rediscover):
+        """Returns the capture of `model`, installing one when it has none.
 
-        A new capture is installed when the model has none, or when its
-        optimizer or loss variables changed since (a recompile); the train
-        function is then rebuilt so that its next trace runs the hooks.
+        Raises:
+            Unsupported: When the model's training cannot be hooked.
         """
         capture = model.__dict__.get(_ATTRIBUTE)
-        keys = [variable_key(v) for v in loss_variables]
-        if (
-            capture is not None
-            and capture._optimizer is model.optimizer
-            and [variable_key(v) for v in capture._loss_variables] == keys
-        ):
-            return capture
-        if capture is not None:
-            capture._uninstall()
-        capture = cls(model, loss_variables, losses)
-        capture._install()
-        object.__setattr__(model, _ATTRIBUTE, capture)
-        if model.train_function is not None:
-            model.make_train_function(force=True)
+        if capture is None:
+            _check_supported(model)
+            capture = cls(model, loss_variables, losses, rediscover)
+            capture._install()
+        capture._users += 1
         return capture
 
-    def reset(self):
-        """Zeroes the accumulators (start of an epoch)."""
-        if self._sum is not None:
-            self._sum.assign(tf.zeros_like(self._sum))
-            self._max.assign(tf.zeros_like(self._max))
-            self._steps.assign(0)
+    def release(self):
+        self._users -= 1
+        if self._users > 0:
+            return
+        for obj, name, previous in reversed(self._saved):
+            if previous is None:
+                obj.__dict__.pop(name, None)
+            else:
+                object.__setattr__(obj, name, previous)
+        self._saved = []
+        self._model.__dict__.pop(_ATTRIBUTE, None)
+        _retrace(self._model)
 
-    def read_all(self, variables):
-        """Returns `{key: GradientStats}` for `{key: variable}`, reading the device once."""
+    # Reading -----------------------------------------------------------
+
+    def reset(self):
+        if self._sums is not None:
+            for accumulator in (self._sums, self._maxes, self._counts):
+                accumulator.assign(tf.zeros_like(accumulator))
+
+    def read(self, keys):
         if self._slots is None:
-            return {key: GradientStats(steps=0) for key in variables}
-        steps = int(self._steps.numpy())
-        sums, maxes = self._sum.numpy(), self._max.numpy()
+            return {key: GradientStats(steps=0) for key in keys}
+        counts = self._read_counts()
+        sums, maxes = self._sums.numpy(), self._maxes.numpy()
         result = {}
-        for key in variables:
+        for key in keys:
             index = self._slots.get(key)
             if index is None:
                 result[key] = GradientStats(steps=0)
                 continue
             has_gradient = self._has_gradient.get(key)
-            captured = steps > 0 and has_gradient
+            known = counts.captured > 0 and has_gradient
             result[key] = GradientStats(
-                steps=steps,
-                has_gradient=has_gradient,
+                steps=counts.captured,
+                has_gradient=has_gradient if counts.captured else None,
                 seen_by_optimizer=key in self._seen,
-                mean=float(sums[index] / steps) if captured else float("nan"),
-                max=float(maxes[index]) if captured else float("nan"),
+                mean=float(sums[index] / counts.captured) if known else float("nan"),
+                max=float(maxes[index]) if known else float("nan"),
             )
         return result
 
     def read_global(self):
-        """Returns (steps, mean, max) of the global norm of the optimizer's gradients."""
         if self._slots is None:
-            return 0, float("nan"), float("nan")
-        steps = int(self._steps.numpy())
-        if steps == 0:
-            return 0, float("nan"), float("nan")
-        return steps, float(self._sum[-1].numpy() / steps), float(self._max[-1].numpy())
+            return StepCounts(), float("nan"), float("nan")
+        counts = self._read_counts()
+        if counts.captured == 0:
+            return counts, float("nan"), float("nan")
+        return (
+            counts,
+            float(self._sums[-1].numpy() / counts.captured),
+            float(self._maxes[-1].numpy()),
+        )
+
+    def _read_counts(self):
+        captured, skipped = self._counts.numpy().tolist()
+        return StepCounts(int(captured), int(skipped))
+
+    def created_variables(self):
+        created, self._created = self._created, False
+        return created
+
+    def problems(self):
+        found = [f"the {hook} hook stepped aside: {why}" for hook, why in self._off.items()]
+        if self._slots is None and "optimizer.apply" not in self._off:
+            found.append(
+                "model.optimizer.apply was never called by the training step, so no "
+                "step's gradients could be seen (a custom train_step that updates the "
+                "weights another way?)"
+            )
+        if self._blind:
+            found.append(
+                "the training step computed its loss without model.compute_loss or the "
+                "compiled loss object, so the gradients of the loss variables the "
+                "optimizer is not handed are unknown"
+            )
+        return found
 
     # Hooks -------------------------------------------------------------
 
     def _install(self):
         model, optimizer = self._model, self._optimizer
-        self._originals = [
-            (model, "compute_loss", model.__dict__.get("compute_loss")),
-            (optimizer, "apply", optimizer.__dict__.get("apply")),
-        ]
-        original_compute_loss = model.compute_loss
-        original_apply = optimizer.apply
-
-        def compute_loss(*args, **kwargs):
-            return self._compute_loss(original_compute_loss, args, kwargs)
-
-        def apply(grads, trainable_variables=None):
-            self._record_step(grads, trainable_variables)
-            return original_apply(grads, trainable_variables)
-
-        object.__setattr__(model, "compute_loss", compute_loss)
-        object.__setattr__(optimizer, "apply", apply)
+        self._hook(model, "train_step", "train_step", self._train_step)
+        self._hook(model, "compute_loss", "compute_loss", self._compute_loss)
+        self._hook(optimizer, "scale_loss", "optimizer.scale_loss", self._scale_loss)
+        self._hook(optimizer, "apply", "optimizer.apply", self._apply)
         for loss in self._losses:
-            self._originals.append((loss, "call", loss.__dict__.get("call")))
-            loss.call = _guard_variable_creation(loss, loss.call)
+            self._hook(loss, "call", "Loss.call", functools.partial(self._loss_call, loss))
+        object.__setattr__(model, _ATTRIBUTE, self)
+        _retrace(model)
 
-    def _uninstall(self):
-        for obj, name, original in self._originals:
-            if original is None:
-                obj.__dict__.pop(name, None)
-            else:
-                object.__setattr__(obj, name, original)
+    def _hook(self, obj, name, hook, body):
+        original = getattr(obj, name)
 
-    def _compute_loss(self, original, args, kwargs):
-        training = kwargs.get("training", args[4] if len(args) > 4 else True)
-        registered = {variable_key(v) for v in self._model.trainable_variables}
-        watched = [
-            v
-            for v in self._loss_variables
-            if v.trainable and variable_key(v) not in registered
-        ]
-        if training is False or not watched:
+        @functools.wraps(original)
+        def hooked(*args, **kwargs):
+            if hook in self._off:
+                return original(*args, **kwargs)
+            self._traced.add(hook)
+            return body(original, *args, **kwargs)
+
+        self._saved.append((obj, name, obj.__dict__.get(name)))
+        object.__setattr__(obj, name, hooked)
+
+    @contextlib.contextmanager
+    def _guard(self, hook):
+        """Runs the tracker's own part of a hook; a failure turns that hook off, never the step."""
+        try:
+            yield
+        except LossVariableCreatedError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the capture never fails a step
+            self._off[hook] = f"{type(error).__name__}: {error}"
+            logger.warning(
+                "LossParamTracker: the %s hook stepped aside for this fit (%s: %s); "
+                "training goes on, values are still logged.",
+                hook,
+                type(error).__name__,
+                error,
+            )
+
+    def _train_step(self, original, *args, **kwargs):
+        step = None
+        with self._guard("train_step"):
+            step = self._begin_step()
+        if step is None:
             return original(*args, **kwargs)
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch([_tf_variable(v) for v in watched])
-            loss = original(*args, **kwargs)
-        self._pending = (tape, loss, watched, _graph_key())
-        return loss
+        self._step = step
+        try:
+            return original(*args, **kwargs)
+        finally:
+            self._step = None
+            if step.tape is not None:
+                step.tape.__exit__(None, None, None)
+
+    def _begin_step(self):
+        """Returns the step's state, its tape recording when some loss variable needs one."""
+        self._refresh_loss_variables()
+        registered = {variable_key(v) for v in self._model.trainable_variables}
+        step = _Step(graph=_graph_key())
+        step.watched = [
+            v for v in self._loss_variables if v.trainable and variable_key(v) not in registered
+        ]
+        if step.watched:
+            tape = tf.GradientTape(watch_accessed_variables=False)
+            tape.__enter__()
+            try:
+                tape.watch([_tf_variable(v) for v in step.watched])
+            except BaseException:
+                tape.__exit__(None, None, None)
+                raise
+            step.tape = tape
+        return step
+
+    def _refresh_loss_variables(self):
+        if self._stale:
+            self._stale = False
+            self._loss_variables = list(self._rediscover())
+
+    def _compute_loss(self, original, *args, **kwargs):
+        step = self._step
+        training = kwargs.get("training", args[4] if len(args) > 4 else True)
+        if step is None or training is False or step.graph != _graph_key():
+            return original(*args, **kwargs)
+        step.in_compute_loss = True
+        try:
+            objective = original(*args, **kwargs)
+        finally:
+            step.in_compute_loss = False
+        if step.tape is not None:
+            with self._guard("compute_loss"):
+                # Inside the tape's context: a non-persistent tape stops
+                # recording here, so the rest of the step is not taped.
+                grads = step.tape.gradient(objective, [_tf_variable(v) for v in step.watched])
+                step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}
+        else:
+            step.grads = {}
+        return objective
+
+    def _scale_loss(self, original, loss):
+        scaled = original(loss)
+        step = self._step
+        if step is not None and scaled is not loss:  # an optimizer that scales
+            with self._guard("optimizer.scale_loss"):
+                # The factor itself: scaling is a multiplication, exact for 1.
+                step.scale = original(tf.constant(1.0, tf.float32))
+        return scaled
+
+    def _loss_call(self, loss, original, *args, **kwargs):
+        with tf.variable_creator_scope(self._creation_guard(loss)):
+            output = original(*args, **kwargs)
+        step = self._step
+        if step is None or step.in_compute_loss or step.tape is None:
+            return output
+        with self._guard("Loss.call"):
+            output = self._observe_output(step, output)
+        return output
+
+    def _creation_guard(self, loss):
+        """A variable creator that lets a loss create variables in its first creating call only."""
+        state = self._calls.setdefault(id(loss), [0, None])
+        state[0] += 1
+        call = state[0]
+
+        def creator(next_creator, **kwargs):
+            if state[1] in (None, call):
+                state[1] = call
+                self._stale = self._created = True
+                return next_creator(**kwargs)
+            message = _created_every_call(loss, kwargs.get("name"))
+            if not tf.executing_eagerly():
+                raise LossVariableCreatedError(message)
+            if call == state[1] + 1:  # eager steps survive it; say it once
+                warnings.warn(message, stacklevel=2)
+            return next_creator(**kwargs)
+
+        return creator
+
+    def _observe_output(self, step, output):
+        """Returns `output` unchanged, through an identity whose gradient is recorded."""
+        if not (tf.is_tensor(output) and output.dtype.is_floating):
+            return output
+        index = len(step.outputs)
+        step.outputs.append(output)
+
+        @tf.custom_gradient
+        def identity(x):
+            def grad(upstream):
+                step.upstream[index] = upstream
+                return upstream
+
+            return tf.identity(x), grad
+
+        return identity(output)
+
+    def _apply(self, original, grads, trainable_variables=None):
+        with self._guard("optimizer.apply"):
+            self._record_step(grads, trainable_variables)
+        return original(grads, trainable_variables)
+
+    # The step's accumulation -------------------------------------------
 
     def _record_step(self, grads, variables):
         if variables is None:
             variables = self._optimizer.trainable_variables
-        grads, variables = list(grads), list(variables)
-        by_key = {variable_key(v): g for v, g in zip(variables, grads)}
-        optimizer_keys = list(by_key)
-        by_key.update(self._pending_gradients())
+        step = self._step if self._step is not None and self._step.graph == _graph_key() else None
+        by_key = {variable_key(v): g for v, g in zip(variables, list(grads))}
+        optimizer_keys = set(by_key)
         if self._slots is None:
-            self._build_slots(optimizer_keys)
+            self._refresh_loss_variables()
+            self._build_slots(list(by_key))
+        loss_grads = self._loss_gradients(step)
+        self._blind = loss_grads is None and any(
+            variable_key(v) not in optimizer_keys for v in self._loss_variables if v.trainable
+        )
+        by_key.update({k: g for k, g in (loss_grads or {}).items() if k not in optimizer_keys})
         self._seen.update(k for k in optimizer_keys if k in self._slots)
 
-        scale = _loss_scale(self._optimizer)
-        squares = [None] * len(self._slots)
+        # The optimizer's gradients carry the loss scale; the tape's do not.
+        # Unscaled before squaring: a scaled square can overflow float32.
+        scale = step.scale if step is not None else None
+        inverse = None if scale is None else 1.0 / tf.cast(scale, tf.float32)
+        squares, in_optimizer = [None] * len(self._slots), [0.0] * len(self._slots)
         for key, index in self._slots.items():
-            # Absent: this step computed no gradients for it at all (a custom
-            # train_step that skips compute_loss), so nothing is known.
-            grad = by_key.get(key)
-            self._has_gradient[key] = (grad is not None) if key in by_key else None
-            squares[index] = (
-                tf.constant(0.0) if grad is None else _squared_norm(grad, scale)
-            )
-        in_optimizer = [squares[self._slots[k]] for k in optimizer_keys if k in self._slots]
-        squares.append(tf.add_n(in_optimizer) if in_optimizer else tf.constant(0.0))
-        norms = tf.sqrt(tf.stack(squares))
-        self._sum.assign_add(norms)
-        self._max.assign(tf.maximum(self._max, norms))
-        self._steps.assign_add(1)
+            # Absent: this step computed no gradient for it that can be seen.
+            self._has_gradient[key] = (by_key[key] is not None) if key in by_key else None
+            scaled = key in optimizer_keys
+            squares[index] = _squared_norm(by_key.get(key), inverse if scaled else None)
+            in_optimizer[index] = float(scaled)
+        squares = tf.stack(squares)
+        global_square = tf.tensordot(squares, tf.constant(in_optimizer), 1)
+        norms = tf.sqrt(tf.concat([squares, [global_square]], 0))
+        if self._skips_overflow:
+            # The optimizer skips a step whose gradients overflowed: so do the norms.
+            finite = _all_finite(grads)
+            applied = tf.cast(finite, tf.float32)
+            self._sums.assign_add(tf.where(finite, norms, 0.0))
+            self._maxes.assign(tf.where(finite, tf.maximum(self._maxes, norms), self._maxes))
+            self._counts.assign_add(tf.stack([applied, 1.0 - applied]))
+        else:
+            self._sums.assign_add(norms)
+            self._maxes.assign(tf.maximum(self._maxes, norms))
+            self._counts.assign_add(tf.constant([1.0, 0.0]))
 
-    def _pending_gradients(self):
-        pending, self._pending = self._pending, None
-        if pending is None or pending[3] != _graph_key():
-            return {}
-        tape, loss, watched, _ = pending
-        grads = tape.gradient(loss, [_tf_variable(v) for v in watched])
-        return {variable_key(v): g for v, g in zip(watched, grads)}
+    def _loss_gradients(self, step):
+        """`{key: grad}` of the watched loss variables, or `None` when the objective was not seen."""
+        if step is None:
+            return None
+        if step.grads is not None:
+            return step.grads
+        pairs = [(o, step.upstream[i]) for i, o in enumerate(step.outputs) if i in step.upstream]
+        if not pairs:
+            return None
+        outputs, upstream = zip(*pairs)
+        variables = [_tf_variable(v) for v in step.watched]
+        grads = step.tape.gradient(list(outputs), variables, output_gradients=list(upstream))
+        return {variable_key(v): g for v, g in zip(step.watched, grads)}
 
     def _build_slots(self, optimizer_keys):
         keys = [variable_key(v) for v in self._loss_variables if v.trainable]
@@ -226,28 +414,36 @@ class StepCapture:
         # traced function, as Keras builds its optimizer.
         with tf.init_scope():
             size = len(keys) + 1
-            self._sum = tf.Variable(tf.zeros([size]), trainable=False, name="lpt_grad_norm_sum")
-            self._max = tf.Variable(tf.zeros([size]), trainable=False, name="lpt_grad_norm_max")
-            self._steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="lpt_steps")
+            self._sums = tf.Variable(tf.zeros([size]), trainable=False, name="lpt_grad_norm_sum")
+            self._maxes = tf.Variable(tf.zeros([size]), trainable=False, name="lpt_grad_norm_max")
+            self._counts = tf.Variable(tf.zeros([2]), trainable=False, name="lpt_steps")
 
 
-def _guard_variable_creation(loss, call):
-    name = type(loss).__name__
+def _retrace(model):
+    """Makes the next step trace anew: the cached train function holds the hooks' ops, or not."""
+    if model.train_function is not None:
+        model.make_train_function(force=True)
 
-    def creator(next_creator, **kwargs):
-        raise LossVariableCreatedError(
-            f"{name}.call created a variable ({kwargs.get('name') or 'unnamed'}) while "
-            "computing the loss. A variable created in Loss.call is a new one at every "
-            "call: it never trains, and tf.function rejects it. Create it once in "
-            f"{name}.__init__ (e.g. self.weight = keras.Variable(1.0)) and call "
-            "loss_param_tracker.make_trainable(model, loss) before fit."
-        )
 
-    def guarded_call(*args, **kwargs):
-        with tf.variable_creator_scope(creator):
-            return call(*args, **kwargs)
+def _check_supported(model):
+    if model.optimizer is None:
+        raise Unsupported("the model has no optimizer")
+    if tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy():
+        raise Unsupported("under a tf.distribute strategy")
+    for obj, name in ((model, "train_step"), (model, "compute_loss"), (model.optimizer, "apply"), (model.optimizer, "scale_loss")):
+        if not callable(getattr(obj, name, None)):
+            raise Unsupported(f"{type(obj).__name__} has no method {name}() to observe")
 
-    return guarded_call
+
+def _created_every_call(loss, name):
+    cls = type(loss).__name__
+    return (
+        f"{cls}.call creates a new variable ({name or 'unnamed'}) at every call: such a "
+        "variable never trains, and tf.function rejects it. Create it once, in "
+        f"{cls}.__init__ (e.g. self.weight = keras.Variable(1.0)) or lazily under "
+        "`if self.weight is None:`, and call loss_param_tracker.make_trainable(model, "
+        "loss) before fit."
+    )
 
 
 def _tf_variable(variable):
@@ -260,17 +456,23 @@ def _graph_key():
     return id(tf.compat.v1.get_default_graph())
 
 
-def _loss_scale(optimizer):
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return optimizer.dynamic_scale
-    return None
-
-
-def _squared_norm(grad, scale):
+def _squared_norm(grad, inverse_scale=None):
+    """The squared L2 norm of `grad` in float32, times `inverse_scale` first when given."""
+    if grad is None:
+        return tf.constant(0.0)
     if isinstance(grad, tf.IndexedSlices):
         grad = grad.values
-    square = tf.reduce_sum(tf.square(tf.cast(grad, tf.float32)))
-    if scale is not None:
-        square = square / tf.square(tf.cast(scale, tf.float32))
-    return square
+    if grad.dtype != tf.float32:
+        grad = tf.cast(grad, tf.float32)
+    if inverse_scale is not None:
+        grad = grad * inverse_scale
+    return 2.0 * tf.nn.l2_loss(grad)
 
+
+def _all_finite(grads):
+    checks = [
+        tf.reduce_all(tf.math.is_finite(g.values if isinstance(g, tf.IndexedSlices) else g))
+        for g in grads
+        if g is not None
+    ]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)

@@ -8,13 +8,17 @@ import dataclasses
 import math
 
 from tensorboard_plugin.loss_params.metadata import (
-    FIXES,
     FROZEN,
+    GRADIENT_UNKNOWN,
     NO_GRADIENT,
     NON_FINITE,
+    NOT_IN_OPTIMIZER,
     NOT_UPDATED,
+    OPTIMIZER_NO_EFFECT,
+    OUTSIDE_OPTIMIZER,
     TRAINING,
     ZERO_GRADIENT,
+    advice,
 )
 
 # Statuses the console warns about, once per variable.
@@ -34,8 +38,9 @@ class Observation:
         value_changed: Whether its value differs from the epoch's start;
             `None` when unknown.
         steps: Training steps whose gradients were captured this epoch.
-        has_gradient: Whether the loss has a gradient for it; `None` when no
-            step was captured.
+        has_gradient: Whether the training objective has a gradient for it;
+            `None` when unknown (no captured step, or a step whose objective
+            could not be observed).
         grad_norm_mean: Mean L2 norm of its gradient over the steps.
         grad_norm_max: Max L2 norm of its gradient over the steps.
     """
@@ -50,39 +55,45 @@ class Observation:
     grad_norm_max: float = math.nan
 
 
+@dataclasses.dataclass(frozen=True)
+class Diagnosis:
+    """A variable's status, and its cause where the status has several (see `metadata.CAUSES`)."""
+
+    status: str
+    cause: str = ""
+
+
 def diagnose(obs):
-    """Returns the status of a variable: the first of the statuses that apply.
+    """Returns the `Diagnosis` of a variable from what was observed of it.
 
     Precedence: frozen, non_finite, no_gradient, not_updated, zero_gradient,
-    training.
+    training; a value that moved without the optimizer is `training` (cause
+    `outside_optimizer`) unless non-finite: what is observed to move is never
+    `not_updated`.
     """
     if not obs.trainable:
-        return FROZEN
-    captured = obs.steps > 0 and obs.has_gradient is not None
-    gradient_finite = not (
-        captured and obs.has_gradient and not math.isfinite(obs.grad_norm_mean)
-    )
-    if not obs.value_finite or not gradient_finite:
-        return NON_FINITE
-    if captured and not obs.has_gradient:
-        return NO_GRADIENT
-    nonzero = captured and obs.grad_norm_max > 0
-    if not obs.seen_by_optimizer or (nonzero and obs.value_changed is False):
-        return NOT_UPDATED
-    if captured and obs.grad_norm_max == 0:
-        return ZERO_GRADIENT
-    return TRAINING
+        return Diagnosis(FROZEN)
+    known = obs.steps > 0 and obs.has_gradient is not None
+    if not obs.value_finite or (known and obs.has_gradient and not math.isfinite(obs.grad_norm_mean)):
+        return Diagnosis(NON_FINITE)
+    if obs.value_changed and not obs.seen_by_optimizer:
+        return Diagnosis(TRAINING, OUTSIDE_OPTIMIZER)
+    if known and not obs.has_gradient:
+        return Diagnosis(NO_GRADIENT)
+    if not obs.seen_by_optimizer:
+        return Diagnosis(NOT_UPDATED, NOT_IN_OPTIMIZER)
+    zero = known and obs.grad_norm_max == 0
+    if obs.value_changed is False and not zero:
+        return Diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
+    if zero:
+        return Diagnosis(ZERO_GRADIENT)
+    return Diagnosis(TRAINING, "" if known else GRADIENT_UNKNOWN)
 
 
-def warning_message(path, status, loss_name=None):
+def warning_message(path, diagnosis, loss_name=None):
     """The console line for a variable whose status is worth a warning."""
     where = f" (on {loss_name})" if loss_name else ""
     what = "Loss variable" if path.startswith("loss/") else "Model weight"
-    reason = {
-        NOT_UPDATED: "is trainable but the optimizer does not update it: model.fit "
-        "only trains model.trainable_variables, and a variable held by a loss is "
-        "not one of them",
-        NO_GRADIENT: "has no gradient: the loss does not depend on it differentiably",
-        NON_FINITE: "has a NaN or Inf value or gradient",
-    }[status]
-    return f"{what} '{path}'{where} {reason} [{status}]. Fix: {FIXES[status]}"
+    explanation, fix = advice(diagnosis.status, diagnosis.cause)
+    fix = f" Fix: {fix}" if fix else ""
+    return f"{what} '{path}'{where} [{diagnosis.status}]: {explanation}{fix}"

@@ -104,9 +104,13 @@ def make_trainable(model, loss=None):
 
 
 def _named(model, loss):
-    items = loss.values() if isinstance(loss, dict) else loss if isinstance(loss, (list, tuple)) else [loss]
+    container = isinstance(loss, (dict, list, tuple))
+    items = loss.values() if isinstance(loss, dict) else loss if container else [loss]
     for item in items:
-        if not isinstance(item, keras.losses.Loss):
+        # Beside a Loss, compile takes names and functions for other outputs:
+        # they hold no variables.
+        other_output = container and (item is None or isinstance(item, str) or callable(item))
+        if not (isinstance(item, keras.losses.Loss) or other_output):
             raise TypeError(
                 "make_trainable(model, loss) takes a keras.losses.Loss, or a list or dict "
                 f"of them, as `loss`; received {type(item).__name__}: {_short(item)}. "

@@ -38,6 +38,8 @@ class Variable:
         norms: float[n, 4], norm, grad_norm_mean, grad_norm_max, update_ratio
             (model weights).
         status: str[n], the diagnosis of each epoch.
+        cause: str[n], the cause of each epoch's status where it has
+            several (see `metadata.CAUSES`), else `""`.
     """
 
     path: str
@@ -50,6 +52,7 @@ class Variable:
     grad_norm: np.ndarray = None
     norms: np.ndarray = None
     status: np.ndarray = None
+    cause: np.ndarray = None
 
     @property
     def last_status(self):
@@ -66,12 +69,16 @@ class Run:
         grad_norm: `(steps, float[n, 2])` of the global gradient norm, or `None`.
         model_norms: `(steps, float[n, 4])` of all the model's weights as one
             vector (norm, grad_norm_mean, grad_norm_max, update_ratio), or `None`.
+        step_counts: `(steps, float[n, 2])` of each epoch's training steps
+            whose gradients were captured, and of those the optimizer skipped
+            for a loss-scale overflow; `None` when not captured.
     """
 
     name: str
     variables: dict
     grad_norm: tuple = None
     model_norms: tuple = None
+    step_counts: tuple = None
 
     @property
     def loss_variables(self):
@@ -133,7 +140,7 @@ def _read_run(run, tags, data):
             continue
         steps, values = data[tag]
         if one.kind == metadata.DIAGNOSIS:
-            statuses = (steps, series.statuses(values))
+            statuses = (steps, series.diagnoses(values))
         elif one.role == "run":
             run_series[one.kind] = (steps, series.stack(values))
         else:
@@ -145,7 +152,11 @@ def _read_run(run, tags, data):
         _set_statuses(variables, *statuses)
     ordered = dict(sorted(variables.items(), key=lambda item: (item[1].role != "loss", item[0])))
     return Run(
-        run, ordered, run_series.get(metadata.GRAD_NORM), run_series.get(metadata.WEIGHT_NORMS)
+        run,
+        ordered,
+        run_series.get(metadata.GRAD_NORM),
+        run_series.get(metadata.WEIGHT_NORMS),
+        run_series.get(metadata.STEPS),
     )
 
 
@@ -174,7 +185,6 @@ def _set_statuses(variables, steps, per_step):
         if variable.steps is None:
             continue
         by_step = dict(zip(steps.tolist(), per_step))
-        variable.status = np.array(
-            [by_step.get(s, {}).get(variable.path, "") for s in variable.steps.tolist()],
-            dtype=object,
-        )
+        rows = [by_step.get(s, {}).get(variable.path, ("", "")) for s in variable.steps.tolist()]
+        variable.status = np.array([status for status, _ in rows], dtype=object)
+        variable.cause = np.array([cause for _, cause in rows], dtype=object)

@@ -36,17 +36,19 @@ def _row(variable):
         l2 = variable.stats[:, metadata.FIELDS[metadata.STATS].index("l2")]
         first, last, measure = l2[0], l2[-1], "l2 norm"
     status = variable.last_status or "unknown"
+    cause = str(variable.cause[-1]) if variable.cause is not None and len(variable.cause) else ""
     grad = variable.grad_norm[-1][0] if variable.grad_norm is not None else math.nan
     return {
         "path": variable.path,
         "shape": list(variable.shape),
         "status": status,
+        "cause": cause,
         "measure": measure,
         "first": _plain(first),
         "last": _plain(last),
         "grad_norm": _plain(grad),
         "epochs": len(variable.steps),
-        "hint": metadata.FIXES.get(status, ""),
+        "hint": metadata.advice(status, cause)[1],
     }
 
 
@@ -68,8 +70,10 @@ def render(summary):
             lines.append(
                 f"  {row['path']:40s} {shape:>10s}  {row['status']:13s} "
                 f"{row['measure']} {_fmt(row['first'])} -> {_fmt(row['last'])}   "
-                f"grad norm {_fmt(row['grad_norm'])}"
+                f"grad norm {_fmt(row['grad_norm'], missing='unknown')}"
             )
+            if row["cause"] in _SAID:
+                lines.append(f"      {metadata.advice(row['status'], row['cause'])[0]}")
             if row["hint"]:
                 lines.append(f"      fix: {row['hint']}")
         if run["model_weights"]:
@@ -105,9 +109,13 @@ def _plain(value):
     return [_plain(v) for v in value]
 
 
-def _fmt(value):
+# Causes of a healthy status that the report spells out all the same.
+_SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN)
+
+
+def _fmt(value, missing="nan"):
     if isinstance(value, list):
         flat = np.ravel(np.array(value, dtype=object))
         shown = ", ".join(_fmt(v) for v in flat[:4])
         return f"[{shown}{', ...' if flat.size > 4 else ''}]"
-    return "nan" if value is None else f"{value:.4g}"
+    return missing if value is None else f"{value:.4g}"

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from loss_param_tracker.diagnosis import Observation, diagnose, warning_message
+from loss_param_tracker.diagnosis import Diagnosis, Observation, diagnose, warning_message
 
 HEALTHY = dict(
     trainable=True,
@@ -22,26 +22,39 @@ def observe(**changes):
     return Observation(**{**HEALTHY, **changes})
 
 
+NOT_MOVED = {"value_changed": False}
+NO_GRADIENT = {"has_gradient": False, "grad_norm_mean": math.nan, "grad_norm_max": math.nan}
+ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
+
+
 @pytest.mark.parametrize(
     "changes, expected",
     [
-        ({}, "training"),
-        ({"trainable": False}, "frozen"),
-        ({"value_finite": False}, "non_finite"),
-        ({"grad_norm_mean": math.nan, "grad_norm_max": math.nan}, "non_finite"),
-        ({"grad_norm_mean": math.inf}, "non_finite"),
-        ({"has_gradient": False, "grad_norm_mean": math.nan, "grad_norm_max": math.nan}, "no_gradient"),
-        ({"seen_by_optimizer": False, "value_changed": False}, "not_updated"),
-        ({"value_changed": False}, "not_updated"),
-        ({"grad_norm_mean": 0.0, "grad_norm_max": 0.0, "value_changed": False}, "zero_gradient"),
-        ({"grad_norm_mean": 0.0, "grad_norm_max": 0.0}, "zero_gradient"),
+        ({}, ("training", "")),
+        ({"trainable": False}, ("frozen", "")),
+        ({"value_finite": False}, ("non_finite", "")),
+        ({"grad_norm_mean": math.nan, "grad_norm_max": math.nan}, ("non_finite", "")),
+        ({"grad_norm_mean": math.inf}, ("non_finite", "")),
+        ({**NO_GRADIENT, **NOT_MOVED}, ("no_gradient", "")),
+        # The Keras trap: a loss variable the optimizer is not handed.
+        ({"seen_by_optimizer": False, **NOT_MOVED}, ("not_updated", "not_in_optimizer")),
+        # The optimizer has it and its gradient, and it did not move (learning rate 0).
+        (NOT_MOVED, ("not_updated", "optimizer_no_effect")),
+        ({**ZERO, **NOT_MOVED}, ("zero_gradient", "")),
+        (ZERO, ("zero_gradient", "")),
+        # It moves, but not through model.optimizer (a second optimizer, an assign).
+        ({"seen_by_optimizer": False}, ("training", "outside_optimizer")),
+        ({"seen_by_optimizer": False, **NO_GRADIENT}, ("training", "outside_optimizer")),
+        # A gradient that could not be observed is unknown, never no_gradient.
+        ({"has_gradient": None, "grad_norm_mean": math.nan, "grad_norm_max": math.nan}, ("training", "gradient_unknown")),
+        ({"has_gradient": None, "seen_by_optimizer": False, **NOT_MOVED}, ("not_updated", "not_in_optimizer")),
         # Before any step: only what is known before training counts.
-        ({"steps": 0, "has_gradient": None, "value_changed": None}, "training"),
-        ({"steps": 0, "has_gradient": None, "seen_by_optimizer": False}, "not_updated"),
+        ({"steps": 0, "has_gradient": None, "value_changed": None}, ("training", "gradient_unknown")),
+        ({"steps": 0, "has_gradient": None, "seen_by_optimizer": False, "value_changed": None}, ("not_updated", "not_in_optimizer")),
     ],
 )
-def test_each_status(changes, expected):
-    assert diagnose(observe(**changes)) == expected
+def test_each_status_and_cause(changes, expected):
+    assert diagnose(observe(**changes)) == Diagnosis(*expected)
 
 
 @pytest.mark.parametrize(
@@ -49,16 +62,26 @@ def test_each_status(changes, expected):
     [
         ({"trainable": False, "value_finite": False}, "frozen"),
         ({"value_finite": False, "has_gradient": False}, "non_finite"),
-        ({"has_gradient": False, "seen_by_optimizer": False}, "no_gradient"),
-        ({"seen_by_optimizer": False, "grad_norm_max": 0.0, "grad_norm_mean": 0.0}, "not_updated"),
+        ({"value_finite": False, "seen_by_optimizer": False}, "non_finite"),
+        ({**NO_GRADIENT, **NOT_MOVED, "seen_by_optimizer": False}, "no_gradient"),
+        ({**ZERO, **NOT_MOVED, "seen_by_optimizer": False}, "not_updated"),
     ],
 )
 def test_precedence(changes, expected):
-    assert diagnose(observe(**changes)) == expected
+    assert diagnose(observe(**changes)).status == expected
 
 
-def test_warning_names_variable_status_and_fix():
-    message = warning_message("loss/ScaledMSE/weight", "not_updated", "ScaledMSE")
+@pytest.mark.parametrize(
+    "cause, fix",
+    [
+        ("not_in_optimizer", "make_trainable(model, loss)"),
+        ("optimizer_no_effect", "learning rate"),
+    ],
+)
+def test_warning_names_variable_status_and_the_fix_of_its_cause(cause, fix):
+    message = warning_message("loss/ScaledMSE/weight", Diagnosis("not_updated", cause), "ScaledMSE")
     assert "loss/ScaledMSE/weight" in message
     assert "[not_updated]" in message
-    assert "make_trainable(model, loss)" in message
+    assert fix in message
+    other = "learning rate" if cause == "not_in_optimizer" else "make_trainable"
+    assert other not in message, message

@@ -24,8 +24,9 @@ from tensorboard_plugin.loss_params import plugin_data_pb2
 PLUGIN_NAME = "loss_params"
 
 # Bump when the meaning of a field or of a kind's tensor changes. Readers skip
-# series written with a newer version than they know.
-PROTO_VERSION = 1
+# series written with a newer version than they know, and read older ones.
+# 2: DIAGNOSIS rows gained a third column, the cause; the STEPS kind.
+PROTO_VERSION = 2
 
 PluginData = plugin_data_pb2.LossParamsPluginData
 
@@ -39,6 +40,7 @@ HISTOGRAM = PluginData.HISTOGRAM
 GRAD_NORM = PluginData.GRAD_NORM
 WEIGHT_NORMS = PluginData.WEIGHT_NORMS
 DIAGNOSIS = PluginData.DIAGNOSIS
+STEPS = PluginData.STEPS
 
 EPOCH = PluginData.EPOCH
 BATCH = PluginData.BATCH
@@ -49,13 +51,14 @@ MAX_WHOLE_ELEMENTS = 64
 HISTOGRAM_BINS = 30
 
 # Kinds written as scalar series, one per element (VALUE) or field.
-SCALAR_KINDS = frozenset({VALUE, STATS, GRAD_NORM, WEIGHT_NORMS})
+SCALAR_KINDS = frozenset({VALUE, STATS, GRAD_NORM, WEIGHT_NORMS, STEPS})
 
 # Names of the entries of the vector-valued kinds, in order.
 FIELDS = {
     STATS: ("mean", "std", "min", "max", "l2"),
     GRAD_NORM: ("mean", "max"),
     WEIGHT_NORMS: ("norm", "grad_norm_mean", "grad_norm_max", "update_ratio"),
+    STEPS: ("captured", "skipped"),
 }
 
 _SUFFIX = {
@@ -65,15 +68,19 @@ _SUFFIX = {
     GRAD_NORM: "grad_norm",
     WEIGHT_NORMS: "norms",
     DIAGNOSIS: "diagnosis",
+    STEPS: "steps",
 }
 
 # Paths of the run-level series.
 RUN_GRAD_NORM = "run/global"
 RUN_MODEL = "run/model"  # WEIGHT_NORMS of all the model's weights as one vector
 RUN_DIAGNOSIS = "run"
+RUN_STEPS = "run"  # STEPS: training steps captured, and skipped for overflow
 
 # The statuses of the diagnosis, in order of precedence: where several apply,
-# the first one wins.
+# the first one wins; except that a trainable variable whose value moved while
+# the optimizer was not handed it is `training` (updated outside the optimizer)
+# unless non_finite.
 FROZEN = "frozen"
 NON_FINITE = "non_finite"
 NO_GRADIENT = "no_gradient"
@@ -84,8 +91,8 @@ STATUSES = (FROZEN, NON_FINITE, NO_GRADIENT, NOT_UPDATED, ZERO_GRADIENT, TRAININ
 
 # One line each: what the status means, and what to do about it.
 EXPLANATIONS = {
-    TRAINING: "The optimizer updates it; its gradient is finite and non-zero.",
-    NOT_UPDATED: "It has a gradient, but the optimizer never updates it.",
+    TRAINING: "Its value moves; its gradient is finite and non-zero.",
+    NOT_UPDATED: "It is trainable and has a gradient, but nothing changed its value.",
     NO_GRADIENT: "The loss does not depend on it differentiably (gradient is None).",
     ZERO_GRADIENT: "Its gradient was exactly zero for the whole epoch.",
     NON_FINITE: "Its value or gradient is NaN or Inf.",
@@ -111,6 +118,41 @@ FIXES = {
     ),
     FROZEN: "",
 }
+
+# Why a variable has its status, where a status has several causes that call
+# for different fixes: the diagnosis's third column.
+NOT_IN_OPTIMIZER = "not_in_optimizer"
+OPTIMIZER_NO_EFFECT = "optimizer_no_effect"
+OUTSIDE_OPTIMIZER = "outside_optimizer"
+GRADIENT_UNKNOWN = "gradient_unknown"
+
+# {cause: (explanation, fix)}; the fix replaces the status's own.
+CAUSES = {
+    NOT_IN_OPTIMIZER: (
+        "The optimizer is not handed it: model.fit only trains model.trainable_variables.",
+        FIXES[NOT_UPDATED],
+    ),
+    OPTIMIZER_NO_EFFECT: (
+        "The optimizer is handed it and its gradient, but its value did not change.",
+        "Check the learning rate (0, or a schedule at 0) and the optimizer's exclusions "
+        "(exclude_from_weight_decay, a gradient mask, a frozen sub-optimizer).",
+    ),
+    OUTSIDE_OPTIMIZER: (
+        "Its value moves, though model.optimizer is not handed it: something else "
+        "updates it (a second optimizer, an assign in the loss or a callback). Healthy.",
+        "",
+    ),
+    GRADIENT_UNKNOWN: (
+        "Its gradient could not be observed: the training step computed its loss "
+        "without model.compute_loss or the compiled loss object.",
+        "",
+    ),
+}
+
+
+def advice(status, cause=""):
+    """Returns `(explanation, fix)` of a status and its cause (`""` when it has none)."""
+    return CAUSES.get(cause) or (EXPLANATIONS.get(status, ""), FIXES.get(status, ""))
 
 
 def tag(path, kind, granularity=EPOCH, field=""):

@@ -176,6 +176,10 @@ class LossParamsPlugin(base_plugin.TBPlugin):
                 s: {"explanation": metadata.EXPLANATIONS[s], "fix": metadata.FIXES[s]}
                 for s in metadata.STATUSES
             },
+            "causes": {
+                c: {"explanation": explanation, "fix": fix}
+                for c, (explanation, fix) in metadata.CAUSES.items()
+            },
         }
 
     def _list_runs(self, ctx, experiment, runs, last):
@@ -186,7 +190,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         entries = {run: entry for run, entry in self._entries.items() if run in last}
         for run, tags in listing.items():
             data = latest.get(run, {}).get(_DIAGNOSIS_TAG)
-            statuses = series_lib.statuses(data[1][-1:])[0] if data else {}
+            statuses = series_lib.diagnoses(data[1][-1:])[0] if data else {}
             step, wall_time = last[run]
             entry = {
                 "name": run,
@@ -359,8 +363,8 @@ def _sampled(steps, samples):
     return bool(samples) and len(steps) >= samples
 
 
-def _variables(tags, status):
-    """The variables of a run's series, loss variables first, with their latest status."""
+def _variables(tags, diagnosis):
+    """The variables of a run's series, loss variables first, with their latest status and cause."""
     variables = {}
     for one in tags:
         if one.role == "run" or one.kind not in _KIND_NAMES or one.kind == metadata.GRAD_NORM:
@@ -371,7 +375,8 @@ def _variables(tags, status):
             "shape": list(one.shape),
             "dtype": one.dtype,
             "kind": _KIND_NAMES[one.kind],
-            "status": status.get(one.path, ""),
+            "status": diagnosis.get(one.path, ("", ""))[0],
+            "cause": diagnosis.get(one.path, ("", ""))[1],
         }
     return sorted(variables.values(), key=lambda v: (v["role"] != "loss", v["path"]))
 

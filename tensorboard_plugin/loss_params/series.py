@@ -141,11 +141,24 @@ def stack(values):
     return np.stack([np.asarray(v, dtype=np.float64) for v in values]) if values else None
 
 
+def diagnoses(values):
+    """Decodes diagnosis tensors: one `{path: (status, cause)}` dict per step.
+
+    Rows are (path, status, cause); the format's version 1 had no cause
+    column, read as `""`.
+    """
+    result = []
+    for v in values:
+        rows = np.asarray(v)
+        rows = rows.reshape(-1, rows.shape[-1] if rows.ndim == 2 else 2)
+        cause = (lambda row: _text(row[2])) if rows.shape[1] > 2 else (lambda row: "")
+        result.append({_text(row[0]): (_text(row[1]), cause(row)) for row in rows})
+    return result
+
+
 def statuses(values):
     """Decodes diagnosis tensors: one `{path: status}` dict per step."""
-    return [
-        {_text(row[0]): _text(row[1]) for row in np.asarray(v).reshape(-1, 2)} for v in values
-    ]
+    return [{path: status for path, (status, _) in d.items()} for d in diagnoses(values)]
 
 
 def _parse(run, tag, content):

@@ -82,9 +82,19 @@ def stats(value):
     if flat.size == 0:
         return np.full(5, np.nan, dtype=np.float32)
     return np.array(
-        [flat.mean(), flat.std(), flat.min(), flat.max(), np.sqrt(np.dot(flat, flat))],
+        [flat.mean(), flat.std(), flat.min(), flat.max(), l2_norm(flat)],
         dtype=np.float32,
     )
+
+
+def l2_norm(value):
+    """The L2 norm of `value` in float64, without BLAS.
+
+    A BLAS call (`np.dot`, `np.linalg.norm`) wakes OpenBLAS's worker
+    threads, which then spin for a while: beside a training loop that cost
+    more CPU time than all the tracker's own work.
+    """
+    return float(np.sqrt(np.square(value, dtype=np.float64).sum()))
 
 
 def histogram(value, bins=metadata.HISTOGRAM_BINS):

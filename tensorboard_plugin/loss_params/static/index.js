@@ -28,8 +28,8 @@ class Page {
     this.store = new Store();
     this.ui = views.frame();
     this.weights = views.weightsPanel(this.ui.weights);
-    /** @type {{runs: Object[], statuses: Object}} */
-    this.listing = {runs: [], statuses: {}};
+    /** @type {{runs: Object[], statuses: Object, causes: Object}} */
+    this.listing = {runs: [], statuses: {}, causes: {}};
     /** Runs seen so far: a new run starts selected, a run the user unticked stays so. */
     this.known = new Set();
     this.selected = new Set();
@@ -180,7 +180,7 @@ class Page {
       run: r.name, color: this.store.colors.get(r.name), status: r.info.status,
       csv: csvUrl(r.name, path),
     })));
-    views.help(card.ui.help, [...new Set(runs.map((r) => r.info.status))], this.listing.statuses);
+    views.help(card.ui.help, runs.map((r) => r.info), this.listing);
   }
 
   /**

@@ -4,10 +4,11 @@
 
 /**
  * @typedef {{path: string, role: string, shape: number[], dtype: string,
- *            kind: string, status: string}} VariableInfo
+ *            kind: string, status: string, cause: string}} VariableInfo
  * @typedef {{name: string, last_step: number, last_wall_time: number,
  *            variables: VariableInfo[]}} RunInfo
- * @typedef {{runs: RunInfo[], statuses: Object<string, {explanation: string, fix: string}>}} Listing
+ * @typedef {{runs: RunInfo[], statuses: Object<string, {explanation: string, fix: string}>,
+ *            causes: Object<string, {explanation: string, fix: string}>}} Listing
  */
 
 const PALETTE = [

@@ -137,18 +137,27 @@ export function legend(host, rows) {
 }
 
 /**
- * One line per status other than `training`: what it means and the fix.
+ * One line per status and cause worth a word (not a plain `training`): what
+ * it means and the fix, the cause's own where it has one.
  * @param {HTMLElement} host
- * @param {string[]} statuses
- * @param {Object<string, {explanation: string, fix: string}>} texts
+ * @param {{status: string, cause: string}[]} diagnoses
+ * @param {{statuses: Object<string, {explanation: string, fix: string}>,
+ *          causes: Object<string, {explanation: string, fix: string}>}} texts
  */
-export function help(host, statuses, texts) {
-  host.replaceChildren(...statuses.filter((s) => texts[s] && s !== 'training').map((s) => {
+export function help(host, diagnoses, texts) {
+  const seen = new Set();
+  const lines = [];
+  for (const {status, cause} of diagnoses) {
+    const text = (texts.causes || {})[cause] || texts.statuses[status];
+    const key = `${status}/${cause}`;
+    if (!text || seen.has(key) || (status === 'training' && !cause)) continue;
+    seen.add(key);
     const line = h('p');
-    line.append(badge(s), ` ${texts[s].explanation}`);
-    if (texts[s].fix) line.append(h('span', 'fix', ` Fix: ${texts[s].fix}`));
-    return line;
-  }));
+    line.append(badge(status), ` ${text.explanation}`);
+    if (text.fix) line.append(h('span', 'fix', ` Fix: ${text.fix}`));
+    lines.push(line);
+  }
+  host.replaceChildren(...lines);
 }
 
 /**

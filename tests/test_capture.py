@@ -1,0 +1,146 @@
+"""The capture's promises on real fits: it never fails a step, says what it could not see, and cleans up."""
+
+import logging
+import shutil
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, make_trainable
+from tests.conftest import GaussianNLL, fit, load_run, make_data, make_model
+
+
+def messages(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == "loss_param_tracker"]
+
+
+def test_overflowed_steps_are_counted_apart_and_left_out_of_the_norms(log_dir, caplog):
+    loss = GaussianNLL()
+    model = make_model()
+    # A scale near float32's limit: the first steps' scaled gradients overflow,
+    # and the optimizer halves the scale and skips them.
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.01), initial_scale=2.0**127)
+    model.compile(optimizer=optimizer, loss=loss)
+    make_trainable(model, loss)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        tracker = fit(model, loss, log_dir, epochs=2)  # 4 steps an epoch
+    assert not [w for w in caught if w.category is LossParamWarning], [str(w.message) for w in caught]
+    run = load_run(log_dir)
+    _, counts = run.step_counts
+    assert counts[:, 0].sum() + counts[:, 1].sum() == 8, counts
+    assert counts[0, 1] > 0, f"no step overflowed: {counts}"
+    assert counts[-1, 0] > 0, f"no step applied: {counts}"
+    _, global_norm = run.grad_norm
+    assert np.isfinite(global_norm[counts[:, 0] > 0]).all(), global_norm
+    assert set(tracker.diagnosis.values()) == {"training"}, tracker.diagnosis
+
+
+def test_a_variable_created_at_every_eager_call_warns_and_training_goes_on(log_dir):
+    class CreatesInCall(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return tf.Variable(1.0) * tf.reduce_mean(tf.square(y_true - y_pred))
+
+    model = make_model()
+    model.compile(optimizer="adam", loss=CreatesInCall(), run_eagerly=True)
+    with pytest.warns(UserWarning, match=r"CreatesInCall\.call creates a new variable .* at every call"):
+        history = fit(model, model.loss, log_dir, epochs=2).model.history
+    assert len(history.history["loss"]) == 2
+
+
+def test_a_failing_write_still_warns_and_is_reported_again_in_the_next_fit(log_dir, monkeypatch, caplog):
+    from tensorboard_plugin.loss_params import summary
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(summary, "write", broken)
+    loss = GaussianNLL()
+    model = make_model()
+    tracker = LossParamTracker(log_dir)
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), pytest.warns(LossParamWarning, match=r"\[not_updated\]"):
+            fit(model, loss, log_dir, epochs=2, tracker=tracker)
+        failures = [m for m in messages(caplog) if "disk full" in m]
+        assert len(failures) == 1, failures
+
+
+def test_a_log_dir_removed_while_training_is_created_again(log_dir, caplog):
+    class RemoveLogDir(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                shutil.rmtree(log_dir)
+
+    loss = GaussianNLL()
+    model = make_model()
+    make_trainable(model, loss)
+    model.compile(optimizer="adam", loss=loss)
+    with caplog.at_level(logging.WARNING):
+        model.fit(*make_data(), epochs=4, verbose=0, callbacks=[RemoveLogDir(), LossParamTracker(log_dir)])
+    removed = [m for m in messages(caplog) if "was removed during training" in m]
+    assert len(removed) == 1, messages(caplog)
+    assert load_run(log_dir).variables["loss/GaussianNLL/log_var"].steps.tolist() == [2, 3]
+
+
+class ManualUpdate(keras.Sequential):
+    """A custom train_step that never calls the optimizer: plain SGD by hand."""
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
+        for variable, grad in zip(self.trainable_variables, tape.gradient(loss, self.trainable_variables)):
+            variable.assign_sub(0.01 * grad)
+        return {"loss": loss}
+
+
+def test_a_step_the_capture_cannot_see_is_said_once_and_gradients_are_unknown(log_dir, caplog):
+    model = ManualUpdate(make_model().layers, name="net")
+    with caplog.at_level(logging.WARNING):
+        tracker = fit(model, "mse", log_dir, epochs=2)
+    unseen = [m for m in messages(caplog) if "optimizer.apply was never called" in m]
+    assert len(unseen) == 1, messages(caplog)
+    kernel = load_run(log_dir).variables["model/net/hidden/kernel"]
+    assert np.isnan(kernel.norms[:, 1]).all(), "no gradient was seen, none may be logged"
+    assert tracker.diagnosis["model/net/hidden/kernel"] == "training", "its value moves"
+
+
+def test_a_failing_hook_steps_aside_and_training_is_unchanged(log_dir, monkeypatch, caplog):
+    def train(callbacks):
+        loss = GaussianNLL()
+        model = make_model(seed=3)
+        make_trainable(model, loss)
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+        model.fit(*make_data(), epochs=2, batch_size=32, shuffle=False, verbose=0, callbacks=callbacks)
+        return [w.numpy() for w in model.weights]
+
+    def broken(*args):
+        raise RuntimeError("capture bug")
+
+    monkeypatch.setattr(capture_tf, "_squared_norm", broken)
+    plain = train([])
+    with caplog.at_level(logging.WARNING):
+        tracked = train([LossParamTracker(log_dir)])
+    for a, b in zip(plain, tracked):
+        np.testing.assert_array_equal(a, b)
+    aside = [m for m in messages(caplog) if "optimizer.apply hook stepped aside" in m and "capture bug" in m]
+    assert len(aside) == 2, messages(caplog)  # once when it happens, once in the epoch's report
+    assert load_run(log_dir).variables["loss/GaussianNLL/log_var"].steps.tolist() == [0, 1]
+
+
+def test_the_hooks_are_removed_after_fit(log_dir):
+    loss = GaussianNLL()
+    model = make_model()
+    model.compile(optimizer="adam", loss=loss)
+    with pytest.warns(LossParamWarning):
+        fit(model, loss, log_dir, epochs=1)
+    assert not {"train_step", "compute_loss", "_loss_param_tracker_capture"} & set(vars(model))
+    assert not {"apply", "scale_loss"} & set(vars(model.optimizer))
+    assert "call" not in vars(loss)
+    before = model.optimizer.iterations.numpy()
+    model.fit(*make_data(), epochs=1, verbose=0)  # traces anew, without the hooks
+    assert model.optimizer.iterations.numpy() > before

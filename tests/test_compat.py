@@ -1,0 +1,288 @@
+"""The compatibility matrix: the ways users run fit, each trained with and without the tracker.
+
+Each row trains a loss with a learned parameter as usually written (the
+optimizer is not handed it) and fixed with `make_trainable`, and asserts:
+`fit` completes; the statuses; the logged gradient norm of the loss variable
+in the first step equals the gradient of the training objective computed
+independently (unscaled); and the final weights are bit-identical with and
+without the tracker.
+"""
+
+import dataclasses
+import logging
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable
+from tests.conftest import GaussianNLL, load_run, make_model
+
+# One batch per epoch: the first epoch's logged gradient is the first step's. Four
+# epochs: gradient accumulation over 2 steps updates in every other epoch.
+N = 32
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, 4)).astype("float32")
+    y = (x @ rng.normal(size=(4, 1)) + 0.1 * rng.normal(size=(N, 1))).astype("float32")
+    return x, y
+
+
+def default_objective(model, loss, x, y, sample_weight=None):
+    return model.compute_loss(x, y, model(x, training=True), sample_weight)
+
+
+def direct_objective(model, loss, x, y, sample_weight=None):
+    return model.loss(y, model(x, training=True))
+
+
+class DirectLossModel(keras.Sequential):
+    """A custom train_step with its own tape that calls the compiled loss object itself."""
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = self.loss(y, self(x, training=True))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return {"loss": loss}
+
+
+class ComputeLossModel(keras.Sequential):
+    """A custom train_step with its own tape that calls self.compute_loss."""
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return {"loss": loss}
+
+
+class SecondOptimizerModel(keras.Sequential):
+    """GradNorm's shape: the loss's parameter is trained by an optimizer of its own."""
+
+    def train_step(self, data):
+        x, y = data
+        weight = self.loss.log_var
+        with tf.GradientTape(persistent=True) as tape:
+            loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        if not hasattr(self, "loss_optimizer"):
+            self.loss_optimizer = keras.optimizers.SGD(0.1)
+        self.loss_optimizer.apply([tape.gradient(loss, weight)], [weight])
+        return {"loss": loss}
+
+
+class Penalty(keras.layers.Layer):
+    """Adds a term on the loss's parameter in the forward pass (add_loss)."""
+
+    def __init__(self, loss, **kwargs):
+        super().__init__(**kwargs)
+        self._loss = loss
+
+    def call(self, x):
+        self.add_loss(0.5 * tf.square(self._loss.log_var.value - 1.0))
+        return x
+
+
+class LazyProjection(keras.losses.Loss):
+    """Holds a Dense that is built on the loss's first call."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.projection = keras.layers.Dense(1, kernel_initializer="ones", name="projection")
+
+    def call(self, y_true, y_pred):
+        return tf.reduce_mean(tf.square(self.projection(y_pred) - y_true))
+
+
+class MemoryBuffer(GaussianNLL):
+    """Creates a non-trainable buffer once, on first use, as cross-batch-memory losses do."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.memory = None
+
+    def call(self, y_true, y_pred):
+        if self.memory is None:
+            self.memory = tf.Variable(tf.zeros([N, 1]), trainable=False, name="memory")
+        self.memory.assign(y_pred)
+        return super().call(y_true, y_pred)
+
+
+class AssignLogVar(keras.callbacks.Callback):
+    """Anneals the loss's parameter from a callback."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.loss.log_var.assign(self.loss.log_var - 0.1)
+
+
+def two_outputs(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    return keras.Model(inputs, {"a": keras.layers.Dense(1, name="a")(hidden), "b": keras.layers.Dense(1, name="b")(hidden)})
+
+
+def with_penalty(loss):
+    model = make_model()
+    return keras.Sequential([Penalty(loss), *model.layers], name="net")
+
+
+@dataclasses.dataclass
+class Row:
+    """One way of running fit, and what the tracker must say of it."""
+
+    compile: dict = dataclasses.field(default_factory=dict)
+    optimizer: object = lambda: keras.optimizers.Adam(0.01)
+    model: object = lambda loss: make_model()
+    loss: object = GaussianNLL
+    path: str = "loss/GaussianNLL/log_var"
+    variable: object = lambda loss: loss.log_var
+    objective: object = default_objective
+    fit: dict = dataclasses.field(default_factory=dict)
+    callbacks: object = lambda loss: []
+    policy: str = None
+    build_optimizer: bool = False
+    broken: tuple = ("not_updated", "not_in_optimizer")
+    fixed: tuple = ("training", "")
+    rtol: float = 1e-4
+
+
+def sequential(cls):
+    return lambda loss: cls(make_model().layers, name="net")
+
+
+ROWS = {
+    "defaults": Row(),
+    "jit_compile": Row(compile={"jit_compile": True}),
+    "run_eagerly": Row(compile={"run_eagerly": True}),
+    "steps_per_execution": Row(compile={"steps_per_execution": 2}),
+    "gradient_accumulation": Row(optimizer=lambda: keras.optimizers.Adam(0.01, gradient_accumulation_steps=2)),
+    "global_clipnorm": Row(optimizer=lambda: keras.optimizers.Adam(0.01, global_clipnorm=1e-3)),
+    "use_ema": Row(optimizer=lambda: keras.optimizers.Adam(0.01, use_ema=True)),
+    "loss_scale_optimizer": Row(optimizer=lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.01))),
+    # Built before fit: its dynamic scale exists from the first trace on.
+    "loss_scale_optimizer_built": Row(
+        optimizer=lambda: keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(0.01)),
+        build_optimizer=True,
+    ),
+    "mixed_float16": Row(policy="mixed_float16", rtol=1e-2),
+    "custom_step_calls_loss": Row(model=sequential(DirectLossModel), objective=direct_objective),
+    "custom_step_calls_compute_loss": Row(model=sequential(ComputeLossModel)),
+    "add_loss": Row(model=with_penalty),
+    "lazy_layer": Row(
+        loss=LazyProjection,
+        path="loss/LazyProjection/projection/kernel",
+        variable=lambda loss: loss.projection.kernel,
+        fixed=None,  # nothing to attach before its first call
+    ),
+    "lazy_buffer": Row(loss=MemoryBuffer, path="loss/MemoryBuffer/log_var"),
+    "second_optimizer": Row(
+        model=sequential(SecondOptimizerModel),
+        broken=("training", "outside_optimizer"),
+        fixed=None,
+    ),
+    "callback_assigns": Row(
+        callbacks=lambda loss: [AssignLogVar(loss)],
+        broken=("training", "outside_optimizer"),
+    ),
+    "learning_rate_zero": Row(optimizer=lambda: keras.optimizers.SGD(0.0), broken=None, fixed=("not_updated", "optimizer_no_effect")),
+    "dict_losses_with_loss_weights": Row(
+        model=lambda loss: two_outputs(),
+        loss=lambda: {"a": GaussianNLL(), "b": "mse"},
+        path="loss/a/GaussianNLL/log_var",
+        variable=lambda loss: loss["a"].log_var,
+        compile={"loss_weights": {"a": 0.3, "b": 2.0}},
+        fit={"y": "two"},
+    ),
+    "sample_weight": Row(fit={"sample_weight": np.linspace(0.1, 2.0, N).astype("float32")}),
+}
+
+
+def train(row, fixed, log_dir=None):
+    """Trains the row once; returns (final weights, loss, model, tracker)."""
+    policy = keras.mixed_precision.dtype_policy()
+    if row.policy:
+        keras.mixed_precision.set_dtype_policy(row.policy)
+    try:
+        keras.utils.set_random_seed(0)
+        loss = row.loss()
+        model = row.model(loss)
+        optimizer = row.optimizer()
+        model.compile(optimizer=optimizer, loss=loss, **row.compile)
+        if fixed:
+            make_trainable(model, loss)
+        if row.build_optimizer:
+            optimizer.build(model.trainable_variables)
+        x, y = data()
+        kwargs = dict(row.fit)
+        if kwargs.pop("y", None) == "two":
+            y = {"a": y, "b": 2 * y}
+        tracker = LossParamTracker(log_dir) if log_dir else None
+        callbacks = row.callbacks(loss) + ([tracker] if tracker else [])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossParamWarning)
+            history = model.fit(x, y, epochs=4, batch_size=N, shuffle=False, verbose=0, callbacks=callbacks, **kwargs)
+        assert len(history.history["loss"]) == 4, "fit must complete"
+        final = [np.array(w.numpy()) for w in model.weights] + [np.array(row.variable(loss).numpy())]
+        return final, loss, model, tracker
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+
+
+def first_step_gradient(row, fixed):
+    """|d objective / d the loss variable| at the initial weights, computed without Keras's fit."""
+    policy = keras.mixed_precision.dtype_policy()
+    if row.policy:
+        keras.mixed_precision.set_dtype_policy(row.policy)
+    try:
+        keras.utils.set_random_seed(0)
+        loss = row.loss()
+        model = row.model(loss)
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss, **row.compile)
+        x, y = data()
+        if row.fit.get("y") == "two":
+            y = {"a": y, "b": 2 * y}
+        sample_weight = row.fit.get("sample_weight")
+        default_objective(model, loss, x, y, sample_weight)  # builds what the loss builds lazily
+        variable = row.variable(loss)
+        with tf.GradientTape() as tape:
+            tape.watch(variable.value if isinstance(variable, keras.Variable) else variable)
+            objective = row.objective(model, loss, x, y, sample_weight)
+        grad = tape.gradient(objective, variable.value if isinstance(variable, keras.Variable) else variable)
+        return float(np.linalg.norm(grad.numpy()))
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_compatibility(name, tmp_path, caplog):
+    row = ROWS[name]
+    for fixed, expected in ((False, row.broken), (True, row.fixed)):
+        if expected is None:
+            continue
+        log_dir = str(tmp_path / ("fixed" if fixed else "broken"))
+        plain, *_ = train(row, fixed)
+        with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
+            tracked, loss, model, tracker = train(row, fixed, log_dir)
+        for a, b in zip(plain, tracked):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: the tracker changed training")
+        variable = load_run(log_dir).variables[row.path]
+        assert (variable.status[-1], variable.cause[-1]) == expected, (name, fixed, tracker.diagnosis)
+        logged = variable.grad_norm[0, 0]
+        np.testing.assert_allclose(logged, first_step_gradient(row, fixed), rtol=row.rtol, err_msg=name)
+    incomplete = [r.getMessage() for r in caplog.records if "LossParamTracker" in r.getMessage()]
+    assert not incomplete, incomplete
