@@ -6,6 +6,7 @@ the whole model (`model.save`, `keras.models.load_model`): see `_install_load_ho
 
 import functools
 import inspect
+import types
 
 import keras
 
@@ -109,7 +110,9 @@ def _named(model, loss):
     for item in items:
         # Beside a Loss, compile takes names and functions for other outputs:
         # they hold no variables.
-        other_output = container and (item is None or isinstance(item, str) or callable(item))
+        other_output = container and (
+            item is None or isinstance(item, (str, types.FunctionType, functools.partial))
+        )
         if not (isinstance(item, keras.losses.Loss) or other_output):
             raise TypeError(
                 "make_trainable(model, loss) takes a keras.losses.Loss, or a list or dict "

@@ -83,8 +83,12 @@ def test_runs_lists_every_run_with_its_variables_and_latest_status(client):
     log_var = runs[FIXED]["variables"][0]
     assert log_var == {
         "path": LOG_VAR, "role": "loss", "shape": [], "dtype": "float32", "kind": "value",
-        "status": "training",
+        "status": "training", "cause": "",
     }
+    broken = runs["broken/train"]["variables"][0]
+    assert (broken["status"], broken["cause"]) == ("not_updated", "not_in_optimizer")
+    assert body["causes"]["not_in_optimizer"]["fix"] == metadata.FIXES["not_updated"]
+    assert list(body["causes"]) == list(metadata.CAUSES)
     centers = runs["centers/train"]["variables"][0]
     assert (centers["kind"], centers["shape"]) == ("stats", [10, 10])
     assert list(body["statuses"]) == list(metadata.STATUSES)
