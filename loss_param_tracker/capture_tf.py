@@ -92,18 +92,28 @@ class StepCapture(Capture):
         self._created = False  # the same, for the callback (`created_variables`)
         self._blind = False  # a step whose objective no hook saw
         self._users = 0
+        self._fit = None
 
     @classmethod
     def attach(cls, model, loss_variables, losses, rediscover):
-        """Returns the capture of `model`, installing one when it has none.
+        """Returns the capture of `model`, installing one when it has none for this fit.
 
         Raises:
             Unsupported: When the model's training cannot be hooked.
         """
+        # Keras gives each fit its own History callback: it tells a capture
+        # shared by the trackers of this fit from one a fit left behind when
+        # it was interrupted (no on_train_end), which is replaced.
+        fit = getattr(model, "history", None)
         capture = model.__dict__.get(_ATTRIBUTE)
+        if capture is not None and (capture._fit is not fit or capture._optimizer is not model.optimizer):
+            capture._users = 1
+            capture.release()
+            capture = None
         if capture is None:
             _check_supported(model)
             capture = cls(model, loss_variables, losses, rediscover)
+            capture._fit = fit
             capture._install()
         capture._users += 1
         return capture

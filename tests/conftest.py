@@ -101,7 +101,8 @@ def fit(model, loss, log_dir, epochs=2, tracker=None, **kwargs):
         model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
     tracker = tracker or LossParamTracker(log_dir=log_dir)
     x, y = kwargs.pop("data", None) or make_data()
-    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[tracker], **kwargs)
+    callbacks = kwargs.pop("callbacks", []) + [tracker]
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=callbacks, **kwargs)
     return tracker
 
 

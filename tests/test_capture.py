@@ -144,3 +144,23 @@ def test_the_hooks_are_removed_after_fit(log_dir):
     before = model.optimizer.iterations.numpy()
     model.fit(*make_data(), epochs=1, verbose=0)  # traces anew, without the hooks
     assert model.optimizer.iterations.numpy() > before
+
+
+def test_hooks_left_by_an_interrupted_fit_are_replaced_and_removed(log_dir):
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    loss = GaussianNLL()
+    model = make_model()
+    make_trainable(model, loss)
+    model.compile(optimizer="adam", loss=loss)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(*make_data(), epochs=3, verbose=0, callbacks=[LossParamTracker(log_dir), Interrupt()])
+    assert "_loss_param_tracker_capture" in vars(model), "no on_train_end: the hooks are still there"
+    tracker = LossParamTracker(log_dir)
+    model.fit(*make_data(), epochs=1, verbose=0, callbacks=[tracker])
+    assert tracker.diagnosis["loss/GaussianNLL/log_var"] == "training"
+    assert not {"train_step", "compute_loss", "_loss_param_tracker_capture"} & set(vars(model))
+    assert "apply" not in vars(model.optimizer)

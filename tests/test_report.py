@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 import tensorflow as tf
 
@@ -92,3 +93,34 @@ def test_bad_log_dir_is_exit_2_with_a_message(case, tmp_path):
     assert ("does not exist" if case == "missing" else "No loss_params summaries") in result.stderr
     with pytest.raises(FileNotFoundError if case == "missing" else NoSummariesError):
         load(path)
+
+
+class Anneal(keras.callbacks.Callback):
+    """Moves the loss's parameter from a callback: updated outside the optimizer."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.loss.log_var.assign(self.loss.log_var - 0.1)
+
+
+def test_report_gives_the_fix_of_each_cause(tmp_path):
+    loss, model = GaussianNLL(), make_model()
+    with pytest.warns(match=r"\[not_updated\]"):  # before the first batch, from registration
+        fit(model, loss, str(tmp_path / "annealed"), epochs=2, callbacks=[Anneal(loss)])
+    annealed = report(str(tmp_path / "annealed"))
+    assert annealed.returncode == 0, annealed.stdout + annealed.stderr
+    assert "training" in annealed.stdout and "something else updates it" in annealed.stdout
+
+    loss, model = GaussianNLL(), make_model()
+    compile_fixed(model, loss)
+    model.optimizer.learning_rate = 0.0
+    with pytest.warns(match=r"\[not_updated\].*learning rate"):
+        fit(model, loss, str(tmp_path / "frozen_lr"), epochs=2)
+    frozen = report(str(tmp_path / "frozen_lr"), "--json")
+    assert frozen.returncode == 1, frozen.stdout + frozen.stderr
+    (row,) = json.loads(frozen.stdout)["runs"]["train"]["variables"]
+    assert (row["status"], row["cause"]) == ("not_updated", "optimizer_no_effect")
+    assert "learning rate" in row["hint"] and "make_trainable" not in row["hint"]
