@@ -82,7 +82,7 @@ class StepCapture(Capture):
         self._slots = None  # {variable_key: index}, fixed at the first traced step
         self._has_gradient = {}
         self._seen = set()
-        self._sums = self._maxes = self._counts = None
+        self._accumulator = None  # float32[2, slots + 3]: see `_build_slots`
         self._step = None
         self._saved = []  # (object, attribute, its own previous value or None)
         self._off = {}  # {hook: why it stepped aside}
@@ -134,15 +134,13 @@ class StepCapture(Capture):
     # Reading -----------------------------------------------------------
 
     def reset(self):
-        if self._sums is not None:
-            for accumulator in (self._sums, self._maxes, self._counts):
-                accumulator.assign(tf.zeros_like(accumulator))
+        if self._accumulator is not None:
+            self._accumulator.assign(tf.zeros_like(self._accumulator))
 
     def read(self, keys):
         if self._slots is None:
             return {key: GradientStats(steps=0) for key in keys}
-        counts = self._read_counts()
-        sums, maxes = self._sums.numpy(), self._maxes.numpy()
+        sums, maxes, counts = self._read()
         result = {}
         for key in keys:
             index = self._slots.get(key)
@@ -163,18 +161,16 @@ class StepCapture(Capture):
     def read_global(self):
         if self._slots is None:
             return StepCounts(), float("nan"), float("nan")
-        counts = self._read_counts()
+        sums, maxes, counts = self._read()
         if counts.captured == 0:
             return counts, float("nan"), float("nan")
-        return (
-            counts,
-            float(self._sums[-1].numpy() / counts.captured),
-            float(self._maxes[-1].numpy()),
-        )
+        return counts, float(sums[-1] / counts.captured), float(maxes[-1])
 
-    def _read_counts(self):
-        captured, skipped = self._counts.numpy().tolist()
-        return StepCounts(int(captured), int(skipped))
+    def _read(self):
+        """(sums, maxes) of the norms, the global one last, and the `StepCounts`: one device read."""
+        sums, maxes = self._accumulator.numpy()
+        captured, skipped = sums[-2:]
+        return sums[:-2], maxes[:-2], StepCounts(int(captured), int(skipped))
 
     def created_variables(self):
         created, self._created = self._created, False
@@ -385,22 +381,20 @@ class StepCapture(Capture):
             # Absent: this step computed no gradient for it that can be seen.
             self._has_gradient[key] = (by_key[key] is not None) if key in by_key else None
             scaled = key in optimizer_keys
-            squares[index] = _squared_norm(by_key.get(key), inverse if scaled else None)
+            squares[index] = _half_squared_norm(by_key.get(key), inverse if scaled else None)
             in_optimizer[index] = float(scaled)
         squares = tf.stack(squares)
         global_square = tf.tensordot(squares, tf.constant(in_optimizer), 1)
-        norms = tf.sqrt(tf.concat([squares, [global_square]], 0))
+        norms = tf.sqrt(2.0 * tf.concat([squares, [global_square]], 0))
+        row = tf.concat([norms, [1.0, 0.0]], 0)  # and one more captured step
         if self._skips_overflow:
-            # The optimizer skips a step whose gradients overflowed: so do the norms.
-            finite = _all_finite(grads)
-            applied = tf.cast(finite, tf.float32)
-            self._sums.assign_add(tf.where(finite, norms, 0.0))
-            self._maxes.assign(tf.where(finite, tf.maximum(self._maxes, norms), self._maxes))
-            self._counts.assign_add(tf.stack([applied, 1.0 - applied]))
-        else:
-            self._sums.assign_add(norms)
-            self._maxes.assign(tf.maximum(self._maxes, norms))
-            self._counts.assign_add(tf.constant([1.0, 0.0]))
+            # The optimizer skips a step whose gradients overflowed: so do the
+            # norms, and the step counts as skipped.
+            skipped = tf.one_hot(len(self._slots) + 2, len(self._slots) + 3)
+            row = tf.where(_all_finite(grads), row, skipped)
+        # One read and one write of one variable a step: sums, and maxes.
+        before = self._accumulator.read_value()
+        self._accumulator.assign(tf.stack([before[0] + row, tf.maximum(before[1], row)]))
 
     def _loss_gradients(self, step):
         """`{key: grad}` of the watched loss variables, or `None` when the objective was not seen."""
@@ -420,13 +414,13 @@ class StepCapture(Capture):
         keys = [variable_key(v) for v in self._loss_variables if v.trainable]
         keys += [k for k in optimizer_keys if k not in keys]
         self._slots = {key: index for index, key in enumerate(keys)}
-        # One more entry at the end for the global norm. Created outside the
-        # traced function, as Keras builds its optimizer.
+        # Rows: sums and maxes over the steps. Columns: the slots' gradient
+        # norms, the global norm, then captured and skipped steps (sums row).
+        # Created outside the traced function, as Keras builds its optimizer.
         with tf.init_scope():
-            size = len(keys) + 1
-            self._sums = tf.Variable(tf.zeros([size]), trainable=False, name="lpt_grad_norm_sum")
-            self._maxes = tf.Variable(tf.zeros([size]), trainable=False, name="lpt_grad_norm_max")
-            self._counts = tf.Variable(tf.zeros([2]), trainable=False, name="lpt_steps")
+            self._accumulator = tf.Variable(
+                tf.zeros([2, len(keys) + 3]), trainable=False, name="lpt_grad_norms"
+            )
 
 
 def _retrace(model):
@@ -466,8 +460,8 @@ def _graph_key():
     return id(tf.compat.v1.get_default_graph())
 
 
-def _squared_norm(grad, inverse_scale=None):
-    """The squared L2 norm of `grad` in float32, times `inverse_scale` first when given."""
+def _half_squared_norm(grad, inverse_scale=None):
+    """Half the squared L2 norm of `grad` in float32 (one op), times `inverse_scale` first when given."""
     if grad is None:
         return tf.constant(0.0)
     if isinstance(grad, tf.IndexedSlices):
@@ -476,7 +470,7 @@ def _squared_norm(grad, inverse_scale=None):
         grad = tf.cast(grad, tf.float32)
     if inverse_scale is not None:
         grad = grad * inverse_scale
-    return 2.0 * tf.nn.l2_loss(grad)
+    return tf.nn.l2_loss(grad)
 
 
 def _all_finite(grads):

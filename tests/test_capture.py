@@ -121,7 +121,7 @@ def test_a_failing_hook_steps_aside_and_training_is_unchanged(log_dir, monkeypat
     def broken(*args):
         raise RuntimeError("capture bug")
 
-    monkeypatch.setattr(capture_tf, "_squared_norm", broken)
+    monkeypatch.setattr(capture_tf, "_half_squared_norm", broken)
     plain = train([])
     with caplog.at_level(logging.WARNING):
         tracked = train([LossParamTracker(log_dir)])
