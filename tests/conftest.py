@@ -61,6 +61,29 @@ class ClampedWeight(keras.losses.Loss):
         return tf.maximum(self.weight, 1.0) * tf.reduce_mean(tf.square(y_true - y_pred))
 
 
+class AnnealLogVar(keras.callbacks.Callback):
+    """Moves a loss's `log_var` from a callback, as annealing schedules do: outside the optimizer."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.loss.log_var.assign(self.loss.log_var - 0.1)
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Interrupts fit (as Ctrl-C does) at the start of an epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
 def make_data(n=256, features=4, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, features)).astype("float32")

@@ -15,6 +15,7 @@ from loss_param_tracker.reader import load
 from tests.conftest import (
     ClampedWeight,
     GaussianNLL,
+    InterruptAt,
     ScaledMSE,
     StoppedGradient,
     fit,
@@ -296,17 +297,12 @@ def test_uncompiled_model_is_a_clear_error(log_dir):
 
 
 def test_keyboard_interrupt_keeps_what_was_logged(log_dir):
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 2:
-                raise KeyboardInterrupt
-
     loss = GaussianNLL()
     model = make_model()
     register(model, loss)
     model.compile(optimizer="adam", loss=loss)
     with pytest.raises(KeyboardInterrupt):
-        model.fit(*make_data(), epochs=5, verbose=0, callbacks=[LossParamTracker(log_dir), Interrupt()])
+        model.fit(*make_data(), epochs=5, verbose=0, callbacks=[LossParamTracker(log_dir), InterruptAt(2)])
     assert load_run(log_dir).variables["loss/GaussianNLL/log_var"].steps.tolist() == [0, 1]
 
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, make_trainable
-from tests.conftest import GaussianNLL, fit, load_run, make_data, make_model
+from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
 
 
 def messages(caplog):
@@ -147,17 +147,12 @@ def test_the_hooks_are_removed_after_fit(log_dir):
 
 
 def test_hooks_left_by_an_interrupted_fit_are_replaced_and_removed(log_dir):
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
     loss = GaussianNLL()
     model = make_model()
     make_trainable(model, loss)
     model.compile(optimizer="adam", loss=loss)
     with pytest.raises(KeyboardInterrupt):
-        model.fit(*make_data(), epochs=3, verbose=0, callbacks=[LossParamTracker(log_dir), Interrupt()])
+        model.fit(*make_data(), epochs=3, verbose=0, callbacks=[LossParamTracker(log_dir), InterruptAt(1)])
     assert "_loss_param_tracker_capture" in vars(model), "no on_train_end: the hooks are still there"
     tracker = LossParamTracker(log_dir)
     model.fit(*make_data(), epochs=1, verbose=0, callbacks=[tracker])

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable
-from tests.conftest import GaussianNLL, load_run, make_model
+from tests.conftest import AnnealLogVar, GaussianNLL, load_run, make_model
 
 # One batch per epoch: the first epoch's logged gradient is the first step's. Four
 # epochs: gradient accumulation over 2 steps updates in every other epoch.
@@ -40,29 +40,30 @@ def direct_objective(model, loss, x, y, sample_weight=None):
     return model.loss(y, model(x, training=True))
 
 
-class DirectLossModel(keras.Sequential):
-    """A custom train_step with its own tape that calls the compiled loss object itself."""
+class CustomStep(keras.Sequential):
+    """A custom train_step with its own tape; `objective` is how it computes its loss."""
 
     def train_step(self, data):
         x, y = data
         with tf.GradientTape() as tape:
-            loss = self.loss(y, self(x, training=True))
+            loss = self.objective(x, y, self(x, training=True))
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         return {"loss": loss}
 
 
-class ComputeLossModel(keras.Sequential):
-    """A custom train_step with its own tape that calls self.compute_loss."""
+class DirectLossModel(CustomStep):
+    """Calls the compiled loss object itself."""
 
-    def train_step(self, data):
-        x, y = data
-        with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred)
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return {"loss": loss}
+    def objective(self, x, y, y_pred):
+        return self.loss(y, y_pred)
+
+
+class ComputeLossModel(CustomStep):
+    """Calls self.compute_loss."""
+
+    def objective(self, x, y, y_pred):
+        return self.compute_loss(x=x, y=y, y_pred=y_pred)
 
 
 class SecondOptimizerModel(keras.Sequential):
@@ -116,17 +117,6 @@ class MemoryBuffer(GaussianNLL):
             self.memory = tf.Variable(tf.zeros([N, 1]), trainable=False, name="memory")
         self.memory.assign(y_pred)
         return super().call(y_true, y_pred)
-
-
-class AssignLogVar(keras.callbacks.Callback):
-    """Anneals the loss's parameter from a callback."""
-
-    def __init__(self, loss):
-        super().__init__()
-        self.loss = loss
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.loss.log_var.assign(self.loss.log_var - 0.1)
 
 
 def two_outputs(seed=0):
@@ -196,7 +186,7 @@ ROWS = {
         fixed=None,
     ),
     "callback_assigns": Row(
-        callbacks=lambda loss: [AssignLogVar(loss)],
+        callbacks=lambda loss: [AnnealLogVar(loss)],
         broken=("training", "outside_optimizer"),
     ),
     "learning_rate_zero": Row(optimizer=lambda: keras.optimizers.SGD(0.0), broken=None, fixed=("not_updated", "optimizer_no_effect")),

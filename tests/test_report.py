@@ -5,13 +5,12 @@ import os
 import subprocess
 import sys
 
-import keras
 import pytest
 import tensorflow as tf
 
 from loss_param_tracker import load
 from loss_param_tracker.reader import NoSummariesError
-from tests.conftest import GaussianNLL, compile_fixed, fit, make_model
+from tests.conftest import AnnealLogVar, GaussianNLL, compile_fixed, fit, make_model
 
 
 def report(*args):
@@ -95,21 +94,10 @@ def test_bad_log_dir_is_exit_2_with_a_message(case, tmp_path):
         load(path)
 
 
-class Anneal(keras.callbacks.Callback):
-    """Moves the loss's parameter from a callback: updated outside the optimizer."""
-
-    def __init__(self, loss):
-        super().__init__()
-        self.loss = loss
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.loss.log_var.assign(self.loss.log_var - 0.1)
-
-
 def test_report_gives_the_fix_of_each_cause(tmp_path):
     loss, model = GaussianNLL(), make_model()
     with pytest.warns(match=r"\[not_updated\]"):  # before the first batch, from registration
-        fit(model, loss, str(tmp_path / "annealed"), epochs=2, callbacks=[Anneal(loss)])
+        fit(model, loss, str(tmp_path / "annealed"), epochs=2, callbacks=[AnnealLogVar(loss)])
     annealed = report(str(tmp_path / "annealed"))
     assert annealed.returncode == 0, annealed.stdout + annealed.stderr
     assert "training" in annealed.stdout and "something else updates it" in annealed.stdout
