@@ -8,6 +8,7 @@ independently (unscaled); and the final weights are bit-identical with and
 without the tracker.
 """
 
+import contextlib
 import dataclasses
 import logging
 import warnings
@@ -202,25 +203,34 @@ ROWS = {
 }
 
 
-def train(row, fixed, log_dir=None):
-    """Trains the row once; returns (final weights, loss, model, tracker)."""
-    policy = keras.mixed_precision.dtype_policy()
+@contextlib.contextmanager
+def built(row, optimizer):
+    """Yields the row's loss, model (compiled with `optimizer`) and data, seeded, under its dtype policy."""
+    previous = keras.mixed_precision.dtype_policy()
     if row.policy:
         keras.mixed_precision.set_dtype_policy(row.policy)
     try:
         keras.utils.set_random_seed(0)
         loss = row.loss()
         model = row.model(loss)
-        optimizer = row.optimizer()
         model.compile(optimizer=optimizer, loss=loss, **row.compile)
+        x, y = data()
+        if row.fit.get("y") == "two":
+            y = {"a": y, "b": 2 * y}
+        yield loss, model, x, y
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def train(row, fixed, log_dir=None):
+    """Trains the row once; returns (final weights, tracker)."""
+    optimizer = row.optimizer()
+    with built(row, optimizer) as (loss, model, x, y):
         if fixed:
             make_trainable(model, loss)
         if row.build_optimizer:
             optimizer.build(model.trainable_variables)
-        x, y = data()
-        kwargs = dict(row.fit)
-        if kwargs.pop("y", None) == "two":
-            y = {"a": y, "b": 2 * y}
+        kwargs = {k: v for k, v in row.fit.items() if k != "y"}
         tracker = LossParamTracker(log_dir) if log_dir else None
         callbacks = row.callbacks(loss) + ([tracker] if tracker else [])
         with warnings.catch_warnings():
@@ -228,34 +238,20 @@ def train(row, fixed, log_dir=None):
             history = model.fit(x, y, epochs=4, batch_size=N, shuffle=False, verbose=0, callbacks=callbacks, **kwargs)
         assert len(history.history["loss"]) == 4, "fit must complete"
         final = [np.array(w.numpy()) for w in model.weights] + [np.array(row.variable(loss).numpy())]
-        return final, loss, model, tracker
-    finally:
-        keras.mixed_precision.set_dtype_policy(policy)
+        return final, tracker
 
 
-def first_step_gradient(row, fixed):
+def first_step_gradient(row):
     """|d objective / d the loss variable| at the initial weights, computed without Keras's fit."""
-    policy = keras.mixed_precision.dtype_policy()
-    if row.policy:
-        keras.mixed_precision.set_dtype_policy(row.policy)
-    try:
-        keras.utils.set_random_seed(0)
-        loss = row.loss()
-        model = row.model(loss)
-        model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss, **row.compile)
-        x, y = data()
-        if row.fit.get("y") == "two":
-            y = {"a": y, "b": 2 * y}
+    with built(row, keras.optimizers.SGD(0.0)) as (loss, model, x, y):
         sample_weight = row.fit.get("sample_weight")
         default_objective(model, loss, x, y, sample_weight)  # builds what the loss builds lazily
         variable = row.variable(loss)
+        watched = variable.value if isinstance(variable, keras.Variable) else variable
         with tf.GradientTape() as tape:
-            tape.watch(variable.value if isinstance(variable, keras.Variable) else variable)
+            tape.watch(watched)
             objective = row.objective(model, loss, x, y, sample_weight)
-        grad = tape.gradient(objective, variable.value if isinstance(variable, keras.Variable) else variable)
-        return float(np.linalg.norm(grad.numpy()))
-    finally:
-        keras.mixed_precision.set_dtype_policy(policy)
+        return float(np.linalg.norm(tape.gradient(objective, watched).numpy()))
 
 
 @pytest.mark.parametrize("name", list(ROWS))
@@ -265,14 +261,14 @@ def test_compatibility(name, tmp_path, caplog):
         if expected is None:
             continue
         log_dir = str(tmp_path / ("fixed" if fixed else "broken"))
-        plain, *_ = train(row, fixed)
+        plain, _ = train(row, fixed)
         with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
-            tracked, loss, model, tracker = train(row, fixed, log_dir)
+            tracked, tracker = train(row, fixed, log_dir)
         for a, b in zip(plain, tracked):
             np.testing.assert_array_equal(a, b, err_msg=f"{name}: the tracker changed training")
         variable = load_run(log_dir).variables[row.path]
         assert (variable.status[-1], variable.cause[-1]) == expected, (name, fixed, tracker.diagnosis)
         logged = variable.grad_norm[0, 0]
-        np.testing.assert_allclose(logged, first_step_gradient(row, fixed), rtol=row.rtol, err_msg=name)
+        np.testing.assert_allclose(logged, first_step_gradient(row), rtol=row.rtol, err_msg=name)
     incomplete = [r.getMessage() for r in caplog.records if "LossParamTracker" in r.getMessage()]
     assert not incomplete, incomplete
