@@ -41,10 +41,10 @@ class Tracked:
     variable: object
     role: int
     loss_name: str = None
+    key: int = dataclasses.field(init=False)
 
-    @property
-    def key(self):
-        return discovery.variable_key(self.variable)
+    def __post_init__(self):
+        self.key = discovery.variable_key(self.variable)
 
     @property
     def trainable(self):
@@ -214,13 +214,13 @@ class LossParamTracker(keras.callbacks.Callback):
         self._epoch_offset = None
         self._batch_sums = None
         self._start = {}
-        found = discovery.discover(self.model, self._extra_variables)
+        found = self._discover()
         self._track_loss_variables(found.variables)
         self._capture = capture_lib.attach(
             self.model,
             [v.variable for v in found.variables],
             found.losses,
-            lambda: [v.variable for v in discovery.discover(self.model, self._extra_variables).variables],
+            lambda: [v.variable for v in self._discover().variables],
         )
         self._make_train_dir()
         if not self._loss_tracked:
@@ -273,6 +273,9 @@ class LossParamTracker(keras.callbacks.Callback):
 
     # Collection --------------------------------------------------------
 
+    def _discover(self):
+        return discovery.discover(self.model, self._extra_variables)
+
     def _track_loss_variables(self, found):
         known = {t.key for t in self._loss_tracked}
         self._loss_tracked += [
@@ -286,7 +289,7 @@ class LossParamTracker(keras.callbacks.Callback):
         if self._capture is None or not self._capture.created_variables():
             return
         before = len(self._loss_tracked)
-        self._track_loss_variables(discovery.discover(self.model, self._extra_variables).variables)
+        self._track_loss_variables(self._discover().variables)
         if self._model_tracked is not None:
             created = {t.key for t in self._loss_tracked[before:]}
             self._model_tracked = [t for t in self._model_tracked if t.key not in created]

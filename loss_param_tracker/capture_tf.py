@@ -69,9 +69,6 @@ class StepCapture(Capture):
     capture per model, shared by every tracker of that model in a fit.
     """
 
-    # The hooks, by the attribute they replace; `problems()` names them so.
-    HOOKS = ("train_step", "compute_loss", "optimizer.scale_loss", "optimizer.apply", "Loss.call")
-
     def __init__(self, model, loss_variables, losses, rediscover):
         self._model = model
         self._optimizer = model.optimizer
@@ -86,7 +83,6 @@ class StepCapture(Capture):
         self._step = None
         self._saved = []  # (object, attribute, its own previous value or None)
         self._off = {}  # {hook: why it stepped aside}
-        self._traced = set()  # hooks that ran at least once
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
         self._stale = False  # a loss created variables: discover its variables again
         self._created = False  # the same, for the callback (`created_variables`)
@@ -212,7 +208,6 @@ class StepCapture(Capture):
         def hooked(*args, **kwargs):
             if hook in self._off:
                 return original(*args, **kwargs)
-            self._traced.add(hook)
             return body(original, *args, **kwargs)
 
         self._saved.append((obj, name, obj.__dict__.get(name)))
@@ -276,7 +271,8 @@ class StepCapture(Capture):
     def _compute_loss(self, original, *args, **kwargs):
         step = self._step
         training = kwargs.get("training", args[4] if len(args) > 4 else True)
-        if step is None or training is False or step.graph != _graph_key():
+        # The first objective of a step is the one its tape differentiates.
+        if step is None or step.grads is not None or training is False or step.graph != _graph_key():
             return original(*args, **kwargs)
         step.in_compute_loss = True
         try:

@@ -8,7 +8,7 @@ TensorBoard's own pure-Python helpers.
 import functools
 
 import numpy as np
-from tensorboard.compat.proto import summary_pb2
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, types_pb2
 from tensorboard.util import tensor_util
 
 from tensorboard_plugin.loss_params import metadata
@@ -38,10 +38,10 @@ def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.E
     """
     shape = tuple(int(d) for d in shape)
     if kind not in metadata.SCALAR_KINDS:
-        return [_value(role, kind, path, shape, dtype, granularity, "", data)]
+        tensor = tensor_util.make_tensor_proto(data)
+        return [_value(role, kind, path, shape, dtype, granularity, "", tensor)]
     flat = np.asarray(data).ravel()
-    if flat.dtype != np.float64:
-        flat = flat.astype(np.float32)
+    scalar = _double if flat.dtype == np.float64 else _float
     names = metadata.fields(kind, shape)
     if len(names) != flat.size:
         raise ValueError(
@@ -49,16 +49,27 @@ def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.E
             f"numbers; received {flat.size}."
         )
     return [
-        _value(role, kind, path, shape, dtype, granularity, name, x) for name, x in zip(names, flat)
+        _value(role, kind, path, shape, dtype, granularity, name, scalar(x))
+        for name, x in zip(names, flat.tolist())
     ]
 
 
-def _value(role, kind, path, shape, dtype, granularity, field, data):
+def _value(role, kind, path, shape, dtype, granularity, field, tensor):
     return summary_pb2.Summary.Value(
         tag=metadata.tag(path, kind, granularity, field),
         metadata=_metadata(role, kind, path, shape, dtype, granularity, field),
-        tensor=tensor_util.make_tensor_proto(data),
+        tensor=tensor,
     )
+
+
+# Scalar `TensorProto`s as `make_tensor_proto` makes them, at a tenth of its
+# cost: a model of 100 weights writes 400 a epoch.
+def _float(x):
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[x])
+
+
+def _double(x):
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE, double_val=[x])
 
 
 def write(values, step):
