@@ -23,7 +23,9 @@ batch 128, with plain fit, LossParamTracker and keras TensorBoard, each run in
 a fresh subprocess so that allocator state does not carry over from one to the
 next; a thread samples the RSS every 20 ms from the start of fit to its end.
 Printed per variant: the median peak RSS and its difference from plain fit's,
-in MB and as a fraction of the model's float32 size.
+in MB and as a fraction of the model's float32 size; and, since whole-fit peaks
+of fresh processes scatter by about 100 MB here, the most that one call of the
+variant's own epoch hooks raised the RSS above where it was just before.
 
     python bench/overhead.py [--workload mlp|deep|convnet|all] [--repeats 10] [--epochs 4] [--threads 1]
     python bench/overhead.py --memory [--repeats 3]
@@ -280,32 +282,61 @@ def memory_child(variant):
     keras.utils.set_random_seed(0)
     model = big_model()
     model.compile(optimizer="adam", loss=GaussianNLL())
+    hooks = []  # per epoch hook call: its peak RSS over the RSS just before it
     with tempfile.TemporaryDirectory() as log_dir:
         callbacks = VARIANTS[variant](log_dir)
+        for callback in callbacks:
+            for name in ("on_epoch_begin", "on_epoch_end"):
+                setattr(callback, name, measured(getattr(callback, name), hooks))
         with PeakRSS() as rss:
             model.fit(x, y, epochs=MEMORY_EPOCHS, batch_size=BATCH, verbose=0, callbacks=callbacks)
-    print(json.dumps({"params": model.count_params(), "peak_rss": rss.peak}))
+    print(json.dumps({"params": model.count_params(), "peak_rss": rss.peak, "hooks": max(hooks, default=0)}))
+
+
+def measured(hook, extras):
+    """Wraps a callback's hook so that each call appends its peak RSS above the RSS before it."""
+
+    def wrapper(*args, **kwargs):
+        before = psutil.Process().memory_info().rss
+        with PeakRSS() as rss:
+            result = hook(*args, **kwargs)
+        extras.append(max(rss.peak, psutil.Process().memory_info().rss) - before)
+        return result
+
+    return wrapper
 
 
 def memory(repeats, threads):
     """Runs each memory variant repeats times, each in a fresh subprocess, and prints the median peak RSS."""
     peaks = {name: [] for name in MEMORY_VARIANTS}
+    hooks = {name: [] for name in MEMORY_VARIANTS}
     for r in range(repeats):
         for name in rotated(MEMORY_VARIANTS, r):
             command = [sys.executable, os.path.abspath(__file__), "--threads", str(threads), "--memory-child", name]
             stdout = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
             result = json.loads(stdout.strip().splitlines()[-1])
             peaks[name].append(result["peak_rss"])
+            hooks[name].append(result["hooks"])
     model_bytes = result["params"] * 4
     print(
         f"\nMLP 1024-4x4096-1024-1, {result['params']:,} parameters ({model_bytes / MB:.0f} MB float32), "
         f"512 x 1024, batch {BATCH}, {MEMORY_EPOCHS} epochs, {repeats} repeats, fresh process each"
     )
-    print(f"  {'variant':36s} {'peak RSS':>11s}  {'vs plain fit':>12s}  {'of model size':>13s}")
+    print(
+        f"  {'variant':36s} {'peak RSS':>11s}  {'vs plain fit':>12s}  {'of model size':>13s}"
+        f"  {'epoch hooks':>11s}  {'of model size':>13s}"
+    )
     base = np.median(peaks["plain fit"])
     for name in MEMORY_VARIANTS:
-        peak = np.median(peaks[name])
-        print(f"  {name:36s} {peak / MB:8.0f} MB  {(peak - base) / MB:+9.1f} MB  {(peak - base) / model_bytes:+13.3f}")
+        peak, hook = np.median(peaks[name]), np.median(hooks[name])
+        print(
+            f"  {name:36s} {peak / MB:8.0f} MB  {(peak - base) / MB:+9.1f} MB  {(peak - base) / model_bytes:+13.3f}"
+            f"  {hook / MB:8.1f} MB  {hook / model_bytes:13.3f}"
+        )
+    print(
+        "  (epoch hooks: the most a variant's on_epoch_begin or on_epoch_end raised the RSS above where it was "
+        "just before, median over the fits; whole-fit peaks of fresh processes scatter by about 100 MB here)"
+    )
 
 
 def main():

@@ -27,6 +27,9 @@ logger = logging.getLogger("loss_param_tracker")
 # sample of this many of its elements and a fingerprint of the whole, instead
 # of a copy: the tracker's host memory stays small next to a large model's.
 SAMPLE_SIZE = 1 << 16
+# A model weight is read in chunks of this many elements (4 MB of float32),
+# never whole: the host holds one chunk of it at a time.
+CHUNK_SIZE = 1 << 20
 
 
 class LossParamWarning(UserWarning):
@@ -60,17 +63,28 @@ class Snapshot:
             `SAMPLE_SIZE` of them for a larger variable.
         fingerprint: float64 sum and sum of squares of every element: an
             exact change detector where `sample` is partial.
+        finite: Whether every element is finite.
     """
 
     sample: np.ndarray
     fingerprint: tuple
+    finite: bool
 
     @classmethod
-    def of(cls, value):
-        flat = np.ravel(value)
-        stride = max(1, flat.size // SAMPLE_SIZE)
-        sample = flat[::stride][:SAMPLE_SIZE].astype(np.float64)
-        return cls(sample, _fingerprint(flat))
+    def of(cls, variable):
+        """Reads `variable` chunk by chunk, keeping only what the snapshot holds."""
+        size = math.prod(variable.shape)
+        stride = max(1, size // SAMPLE_SIZE)
+        total = squares = 0.0
+        finite = True
+        samples = []
+        for begin, chunk in _chunks(variable, size):
+            total += float(chunk.sum(dtype=np.float64))
+            squares += float(np.square(chunk, dtype=np.float64).sum())
+            finite = finite and bool(np.isfinite(chunk).all())
+            samples.append(chunk[(-begin) % stride :: stride].copy())  # a view would keep the chunk
+        sample = np.concatenate(samples)[:SAMPLE_SIZE].astype(np.float64) if samples else np.zeros(0)
+        return cls(sample, (total, squares), finite)
 
     @property
     def norm(self):
@@ -239,7 +253,7 @@ class LossParamTracker(keras.callbacks.Callback):
         with self._survive("starting the epoch"):
             if self._capture is not None:
                 self._capture.reset()
-            self._start = {t.key: Snapshot.of(t.variable.numpy()) for t in self._all_tracked()}
+            self._start = {t.key: Snapshot.of(t.variable) for t in self._all_tracked()}
 
     def _on_train_batch_end(self, batch, logs=None):
         self._batch_step += 1
@@ -316,12 +330,11 @@ class LossParamTracker(keras.callbacks.Callback):
         return [self._record(t, grads[t.key], t.key in registered) for t in tracked]
 
     def _record(self, t, stats, registered):
-        value = np.asarray(t.variable.numpy())
-        start, end = self._start.get(t.key), Snapshot.of(value)
+        start, end = self._start.get(t.key), Snapshot.of(t.variable)
         observation = diagnosis_lib.Observation(
             trainable=t.trainable,
             seen_by_optimizer=stats.seen_by_optimizer if stats.steps else registered,
-            value_finite=bool(np.all(np.isfinite(value))),
+            value_finite=end.finite,
             value_changed=None if start is None else start.changed(end),
             steps=stats.steps,
             has_gradient=stats.has_gradient,
@@ -330,7 +343,7 @@ class LossParamTracker(keras.callbacks.Callback):
         )
         diagnosis = diagnosis_lib.diagnose(observation)
         if t.role == metadata.ROLE_LOSS:
-            return Record(t, stats, diagnosis, value=value)
+            return Record(t, stats, diagnosis, value=np.asarray(t.variable.numpy()))
         if start is None:
             return Record(t, stats, diagnosis, norm=end.norm)
         return Record(
@@ -555,14 +568,14 @@ def _model_weight_values(record):
     )
 
 
-def _fingerprint(flat):
-    """float64 (sum, sum of squares) of `flat`, in chunks: no full-size float64 copy."""
-    total = squares = 0.0
-    for begin in range(0, flat.size, SAMPLE_SIZE * 16):
-        chunk = flat[begin : begin + SAMPLE_SIZE * 16]
-        total += float(chunk.sum(dtype=np.float64))
-        squares += float(np.square(chunk, dtype=np.float64).sum())
-    return total, squares
+def _chunks(variable, size):
+    """Yields `(offset, flat numpy chunk)` of `variable`'s value, `CHUNK_SIZE` elements at a time."""
+    if size <= CHUNK_SIZE:
+        yield 0, np.ravel(variable.numpy())
+        return
+    flat = keras.ops.reshape(variable, [-1])
+    for begin in range(0, size, CHUNK_SIZE):
+        yield begin, keras.ops.convert_to_numpy(flat[begin : begin + CHUNK_SIZE])
 
 
 def _root_sum_square(norms):
