@@ -324,3 +324,29 @@ def test_a_logging_failure_never_kills_training(log_dir, monkeypatch, caplog):
 def test_bad_variables_argument_fails_at_construction(log_dir):
     with pytest.raises(TypeError, match="received str: 'log_var'"):
         LossParamTracker(log_dir=log_dir, variables=["log_var"])
+
+
+def test_a_large_weight_is_followed_through_chunks_and_a_sample(monkeypatch):
+    from loss_param_tracker import callback
+
+    monkeypatch.setattr(callback, "CHUNK_SIZE", 1000)
+    monkeypatch.setattr(callback, "SAMPLE_SIZE", 64)
+    value = np.random.default_rng(0).normal(size=(300, 7)).astype("float32")  # 3 chunks
+    variable = keras.Variable(value)
+    start = callback.Snapshot.of(variable)
+    flat = value.ravel().astype(np.float64)
+    np.testing.assert_array_equal(start.sample, flat[:: 2100 // 64][:64])
+    np.testing.assert_allclose(start.fingerprint, (flat.sum(), flat @ flat), rtol=1e-12)
+    assert start.finite and not start.changed(callback.Snapshot.of(variable))
+
+    variable.assign(value * 1.1)
+    later = callback.Snapshot.of(variable)
+    assert start.changed(later)
+    np.testing.assert_allclose(start.update_ratio(later), 0.1, rtol=1e-5)
+    one = value.copy()
+    one[150, 3] += 1.0  # an element the sample does not hold: the fingerprint sees it
+    variable.assign(one)
+    assert start.changed(callback.Snapshot.of(variable))
+    one[299, 6] = np.nan
+    variable.assign(one)
+    assert not callback.Snapshot.of(variable).finite
