@@ -353,6 +353,7 @@ class StepCapture(Capture):
     # The step's accumulation -------------------------------------------
 
     def _record_step(self, grads, variables):
+        """Adds this step's gradient norms to the accumulator (ops in the step's graph)."""
         if variables is None:
             variables = self._optimizer.trainable_variables
         step = self._step if self._step is not None and self._step.graph == _graph_key() else None
@@ -404,7 +405,8 @@ class StepCapture(Capture):
         outputs, upstream = zip(*pairs)
         variables = [_tf_variable(v) for v in step.watched]
         grads = step.tape.gradient(list(outputs), variables, output_gradients=list(upstream))
-        return {variable_key(v): g for v, g in zip(step.watched, grads)}
+        step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}  # the tape is spent
+        return step.grads
 
     def _build_slots(self, optimizer_keys):
         keys = [variable_key(v) for v in self._loss_variables if v.trainable]
