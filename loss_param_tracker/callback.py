@@ -62,7 +62,8 @@ class Snapshot:
         sample: The value's flat elements, or a fixed strided sample of
             `SAMPLE_SIZE` of them for a larger variable.
         fingerprint: float64 sum and sum of squares of every element: an
-            exact change detector where `sample` is partial.
+            exact change detector where `sample` is partial (the sum is
+            `None` where `sample` is whole).
         finite: Whether every element is finite.
     """
 
@@ -74,6 +75,10 @@ class Snapshot:
     def of(cls, variable):
         """Reads `variable` chunk by chunk, keeping only what the snapshot holds."""
         size = math.prod(variable.shape)
+        if size <= SAMPLE_SIZE:  # the common case, in few numpy calls
+            sample = np.ravel(variable.numpy()).astype(np.float64)
+            squares = np.square(sample)
+            return cls(sample, (None, float(squares.sum())), bool(np.isfinite(sample).all()))
         stride = max(1, size // SAMPLE_SIZE)
         total = squares = 0.0
         finite = True
