@@ -110,14 +110,20 @@ class StepCapture(Capture):
             _check_supported(model)
             capture = cls(model, loss_variables, losses, rediscover)
             capture._fit = fit
-            capture._install()
+            try:
+                capture._install()
+            except BaseException:
+                capture._restore()  # no half-hooked model
+                raise
         capture._users += 1
         return capture
 
     def release(self):
         self._users -= 1
-        if self._users > 0:
-            return
+        if self._users <= 0:
+            self._restore()
+
+    def _restore(self):
         for obj, name, previous in reversed(self._saved):
             if previous is None:
                 obj.__dict__.pop(name, None)

@@ -159,3 +159,23 @@ def test_hooks_left_by_an_interrupted_fit_are_replaced_and_removed(log_dir):
     assert tracker.diagnosis["loss/GaussianNLL/log_var"] == "training"
     assert not {"train_step", "compute_loss", "_loss_param_tracker_capture"} & set(vars(model))
     assert "apply" not in vars(model.optimizer)
+
+
+def test_hooks_that_cannot_all_be_attached_leave_none_behind(log_dir, monkeypatch, caplog):
+    hook = capture_tf.StepCapture._hook
+
+    def failing(self, obj, name, label, body):
+        if label == "Loss.call":
+            raise AttributeError("read-only call")
+        return hook(self, obj, name, label, body)
+
+    monkeypatch.setattr(capture_tf.StepCapture, "_hook", failing)
+    loss = GaussianNLL()
+    model = make_model()
+    make_trainable(model, loss)
+    with caplog.at_level(logging.WARNING):
+        tracker = fit(model, loss, log_dir, epochs=2)
+    assert any("could not be attached" in m and "read-only call" in m for m in messages(caplog)), messages(caplog)
+    assert not {"train_step", "compute_loss", "_loss_param_tracker_capture"} & set(vars(model))
+    assert not {"apply", "scale_loss"} & set(vars(model.optimizer))
+    assert tracker.diagnosis["loss/GaussianNLL/log_var"] == "training", "values are still logged and diagnosed"
