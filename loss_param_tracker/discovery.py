@@ -116,7 +116,8 @@ def discover(model, extra_variables=(), losses=None):
 
     Variables reachable along several paths are reported once, under the first.
     `extra_variables` (those discovery cannot see, such as closure variables
-    of a plain-function loss) are added as `loss/extra/<name>`.
+    of a plain-function loss) are added as `loss/extra/<name>`. Paths are
+    unique: a second variable of the same name gets `<name>_2`, and so on.
     Non-float variables (step counters) are skipped, with the reason in the
     debug log.
 
@@ -135,6 +136,7 @@ def discover(model, extra_variables=(), losses=None):
     found, walked = [], []
     seen_variables = set()
     visited = set()
+    paths = set()
 
     def add(path, variable, owner, container=None, key=None):
         identity = variable_key(variable)
@@ -148,7 +150,7 @@ def discover(model, extra_variables=(), losses=None):
                 tf.as_dtype(variable.dtype).name,
             )
             return
-        found.append(LossVariable(path, variable, owner, container, key))
+        found.append(LossVariable(_unique(path, paths), variable, owner, container, key))
 
     def walk(obj, path, owner, container=None, key=None):
         if is_variable(obj):
@@ -194,14 +196,19 @@ def model_weight_paths(model, exclude=()):
     for weight in model.weights:
         if variable_key(weight) in exclude:
             continue
-        base = f"{MODEL_PREFIX}/{getattr(weight, 'path', None) or _weight_name(weight)}"
-        path, n = base, 1
-        while path in used:
-            n += 1
-            path = f"{base}_{n}"
-        used.add(path)
-        result.append((path, weight))
+        path = f"{MODEL_PREFIX}/{getattr(weight, 'path', None) or _weight_name(weight)}"
+        result.append((_unique(path, used), weight))
     return result
+
+
+def _unique(path, used):
+    """`path`, or `path_2`, `path_3`, ... when taken; adds the result to `used`."""
+    unique, n = path, 1
+    while unique in used:
+        n += 1
+        unique = f"{path}_{n}"
+    used.add(unique)
+    return unique
 
 
 def _weight_name(variable):

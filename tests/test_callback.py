@@ -254,6 +254,20 @@ def test_closure_variables_via_variables_argument(log_dir):
     assert tracker.diagnosis["loss/extra/closure_scale"] == "not_updated"
 
 
+def test_extra_variables_of_one_name_keep_a_path_each(log_dir):
+    # tf.Variable names are not unique: two closures can hold "Variable" each.
+    shift, scale = tf.Variable(0.5), tf.Variable(2.0)
+
+    def loss_fn(y_true, y_pred):
+        return scale * tf.reduce_mean(tf.square(y_true - y_pred - shift))
+
+    with pytest.warns(LossParamWarning):
+        fit(make_model(), loss_fn, log_dir, tracker=LossParamTracker(log_dir, variables=[shift, scale]))
+    variables = load_run(log_dir).loss_variables
+    assert sorted(variables) == ["loss/extra/Variable", "loss/extra/Variable_2"], sorted(variables)
+    assert [float(variables[p].value[0]) for p in sorted(variables)] == [0.5, 2.0]
+
+
 def test_large_variable_is_summarised_under_100kb_per_epoch(log_dir):
     class Centers(keras.losses.Loss):
         def __init__(self):
