@@ -328,7 +328,7 @@ class LossParamTracker(keras.callbacks.Callback):
         return self._capture.read([t.key for t in tracked])
 
     def _collect(self):
-        """Returns a `Record` for every tracked variable, reading each value once."""
+        """Returns a `Record` for every tracked variable; a model weight is read once, in chunks."""
         tracked = self._all_tracked()
         grads = self._gradient_stats(tracked)
         registered = {discovery.variable_key(v) for v in self.model.trainable_variables}
