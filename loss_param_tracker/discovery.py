@@ -1,65 +1,184 @@
-"""Finds the variables that belong to a compiled loss, and names them.
+"""Finds the variables that `model.fit` will not hand the optimizer, and names them.
 
-A loss's parameters can live in many places: a `tf.Variable` or
-`keras.Variable` attribute, the weights of a `keras.layers.Layer` the loss
-holds, a nested `keras.losses.Loss`, or lists, tuples and dicts of these. For a
-model compiled with a list or dict of losses, each loss is named by its
-output. The path of each variable is stable and readable, e.g.
-`loss/GaussianNLL/log_var` or `loss/y2/Uncertainty/log_vars/0`, and serves as
-its tag prefix.
+One principle: every variable reachable from the compiled loss, or from the
+model's layers, that is not one of the model's weights. On the loss side that
+means its attributes, the weights of the layers it holds, nested losses,
+`tf.Module`s (their variables and submodules), plain objects of the user's
+own classes, and for a function loss (or `functools.partial`, a bound method,
+a built-in loss wrapping a function) its closure cells, the globals its code
+names, its default and keyword arguments; lists, tuples and dicts of all of
+these; and `compile(loss_weights=...)` given as variables. On the model side,
+a raw `tf.Variable` (or a `tf.Module` of them) held by a layer: Keras 3 tracks
+`keras.Variable`s and `add_weight` only, so such a variable never trains.
+
+A Keras model (or a layer of more than `NETWORK_MIN_WEIGHTS` weights) held by
+a loss, such as the feature extractor of a perceptual loss, is a `Network`:
+one entry for all its weights, so that it does not flood the console.
+
+Each variable gets a stable, readable, unique path, which serves as its tag
+prefix: `loss/GaussianNLL/log_var`, `loss/y2/Uncertainty/log_vars/0`,
+`loss/adaptive_loss/robust/latent_alpha` (a closure), `loss/loss_weights/y1`,
+`model/net/dense/temperature` (a raw variable on a layer).
 """
 
 import dataclasses
+import functools
 import logging
+import sys
+import types
 
 import keras
-import tensorflow as tf
 
 logger = logging.getLogger("loss_param_tracker")
 
 LOSS_PREFIX = "loss"
 MODEL_PREFIX = "model"
 
+# A layer held by a loss with more weights than this is logged as one
+# network, not weight by weight.
+NETWORK_MIN_WEIGHTS = 16
+
+# How deep the walk goes into objects of the user's own classes, and how many
+# objects it visits at most: what is reachable from a loss is usually small,
+# but a global a loss names may hold anything.
+MAX_DEPTH = 12
+MAX_OBJECTS = 20_000
+
+# Objects of these packages are walked only where they hold variables by
+# design (losses, layers, modules): not their internals.
+_LIBRARIES = frozenset(
+    {"builtins", "keras", "tensorflow", "tf_keras", "numpy", "jax", "jaxlib", "torch",
+     "tensorboard", "loss_param_tracker", "functools", "typing", "abc", "collections"}
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """Where a variable sits: an attribute, a list index, a dict key or a closure cell.
+
+    `make_trainable` uses it to replace a raw `tf.Variable` with a
+    `keras.Variable` where the code that uses it will find it.
+    """
+
+    container: object
+    key: object
+
+    def set(self, value):
+        """Puts `value` in the slot, without letting a Keras layer track it there.
+
+        Raises:
+            TypeError: When the slot is in a tuple, which cannot be changed.
+        """
+        container = self.container
+        if isinstance(container, types.CellType):
+            container.cell_contents = value
+        elif isinstance(container, (list, dict)):
+            container[self.key] = value
+        elif isinstance(container, tuple):
+            raise TypeError("it sits in a tuple, which cannot be changed")
+        elif isinstance(container, keras.layers.Layer):
+            # The variable is attached to the model by make_trainable; tracked
+            # by the layer as well, it would change the layer's saved weights.
+            object.__setattr__(container, self.key, value)
+        else:
+            setattr(container, self.key, value)
+
 
 @dataclasses.dataclass(frozen=True)
 class LossVariable:
-    """A variable of the compiled loss.
+    """A variable the optimizer will not be handed, found on the loss or the model.
 
     Attributes:
         path: Stable tag prefix, e.g. `loss/GaussianNLL/log_var`.
         variable: The `tf.Variable` or `keras.Variable` itself.
-        owner: The `keras.losses.Loss` (or other object) it was found on,
-            `None` for variables passed by the user.
-        container: The object, list or dict that holds the variable directly
-            (`None` inside a layer or for variables passed by the user).
-        key: Its attribute name, index or key in `container`.
+        owner: The loss, function or layer it was found on; `None` for
+            variables passed by the user.
+        slot: Where it sits (`None` inside a layer's weights or for
+            variables passed by the user).
     """
 
     path: str
     variable: object
     owner: object = None
-    container: object = None
-    key: object = None
+    slot: Slot = None
+
+    @property
+    def owner_name(self):
+        return describe(self.owner)
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A network held by a loss (a perceptual loss's feature extractor).
+
+    Attributes:
+        path: Its path, e.g. `loss/Perceptual/features`.
+        layer: The `keras.Model` or layer.
+        owner: The loss it was found on.
+        weights: `[(path, variable)]` of its float weights,
+            `<path>/<weight path>`.
+    """
+
+    path: str
+    layer: object
+    owner: object
+    weights: list
+
+    @property
+    def owner_name(self):
+        return describe(self.owner)
+
+
+@dataclasses.dataclass(frozen=True)
+class Discovered:
+    """What discovery found on a compiled model.
+
+    Attributes:
+        variables: The float variables the optimizer will not be handed, as
+            `LossVariable`s, in the order found: the loss's, the
+            `loss_weights`', the model's raw ones, then the extras.
+        losses: Every `keras.losses.Loss` instance walked, nested ones
+            included.
+        networks: The `Network`s held by the loss.
+    """
+
+    variables: list
+    losses: list
+    networks: list = dataclasses.field(default_factory=list)
+
+    def all_variables(self):
+        """Every variable found: the `variables`' and the networks' weights."""
+        return [v.variable for v in self.variables] + [
+            w for n in self.networks for _, w in n.weights
+        ]
 
 
 def is_variable(obj):
-    return isinstance(obj, (tf.Variable, keras.Variable))
+    if isinstance(obj, keras.Variable):
+        return True
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(obj, tf.Variable)
 
 
-def check_variables(variables):
+def check_variables(variables, what="LossParamTracker(variables=...)"):
     """Returns `variables` as a list, or raises a TypeError naming what is not a variable."""
+    if variables is not None and (is_variable(variables) or not _iterable(variables)):
+        raise TypeError(
+            f"{what} takes a list of tf.Variable or keras.Variable objects; received "
+            f"{type(variables).__name__}: {variables!r}. Wrap a single variable in a list."
+        )
     variables = list(variables or [])
     for variable in variables:
         if not is_variable(variable):
             raise TypeError(
-                "LossParamTracker(variables=...) takes tf.Variable or keras.Variable "
-                f"objects; received {type(variable).__name__}: {variable!r}."
+                f"{what} takes tf.Variable or keras.Variable objects; "
+                f"received {type(variable).__name__}: {variable!r}."
             )
     return variables
 
 
 def is_float_variable(variable):
-    return tf.as_dtype(variable.dtype).is_floating
+    return "float" in keras.backend.standardize_dtype(variable.dtype)
 
 
 def variable_key(variable):
@@ -67,6 +186,17 @@ def variable_key(variable):
     if isinstance(variable, keras.Variable):
         variable = variable.value
     return id(variable)
+
+
+def describe(owner):
+    """A short name for where a variable was found: a class or function name."""
+    if owner is None:
+        return None
+    if isinstance(owner, functools.partial):
+        return describe(owner.func)
+    if isinstance(owner, (types.FunctionType, types.MethodType)):
+        return owner.__name__
+    return type(owner).__name__
 
 
 def compiled_losses(model):
@@ -84,21 +214,6 @@ def compiled_losses(model):
     return named_losses(model, model.loss)
 
 
-@dataclasses.dataclass(frozen=True)
-class Discovered:
-    """What discovery found on a compiled model.
-
-    Attributes:
-        variables: The loss's float variables, as `LossVariable`s, in the
-            order found.
-        losses: Every `keras.losses.Loss` instance walked, nested ones
-            included.
-    """
-
-    variables: list
-    losses: list
-
-
 def named_losses(model, loss):
     """Returns `[(output_name or None, loss)]` for a loss given as `compile` takes it."""
     names = list(getattr(model, "output_names", None) or [])
@@ -111,78 +226,58 @@ def named_losses(model, loss):
     return [(None, loss)]
 
 
-def discover(model, extra_variables=(), losses=None):
-    """Finds the float variables of `model`'s compiled loss, each with its path.
+def compiled_loss_weights(model):
+    """The `loss_weights` given to `compile`, or `None`."""
+    compile_loss = getattr(model, "_compile_loss", None)
+    return getattr(compile_loss, "_user_loss_weights", None)
 
-    Variables reachable along several paths are reported once, under the first.
-    `extra_variables` (those discovery cannot see, such as closure variables
-    of a plain-function loss) are added as `loss/extra/<name>`. Paths are
-    unique: a second variable of the same name gets `<name>_2`, and so on.
-    Non-float variables (step counters) are skipped, with the reason in the
-    debug log.
+
+def discover(model, extra_variables=(), losses=None, loss_weights=None, model_side=True):
+    """Finds the float variables the optimizer of `model` will not be handed, each with its path.
+
+    Variables reachable along several paths are reported once, under the
+    first. The layers the model is built of are not walked: their weights are
+    the model's. A loss variable attached to the model (by `make_trainable`
+    or by hand) is still found, as a loss variable. `extra_variables` that the walk does not reach are added as
+    `loss/extra/<name>`. Paths are unique: a second variable of the same name
+    gets `<name>_2`, and so on. Non-float variables (step counters) are
+    skipped, with the reason in the debug log.
 
     Args:
         model: The Keras model.
-        extra_variables: Variables to add as `loss/extra/<name>`.
+        extra_variables: Variables to add as `loss/extra/<name>` where the
+            walk does not find them.
         losses: `[(output_name, loss)]` to walk instead of the compiled loss
             (see `named_losses`), for a model not compiled yet.
+        loss_weights: The `loss_weights` to walk with `losses`; by default
+            those of `compile`.
+        model_side: Whether to look for raw variables on the model's layers.
 
     Raises:
         ValueError: When the model has not been compiled and `losses` is not given.
         TypeError: When `extra_variables` holds something that is not a variable.
     """
+    extra_variables = check_variables(extra_variables)
     if losses is None:
         losses = compiled_losses(model)
-    found, walked = [], []
-    seen_variables = set()
-    visited = set()
-    paths = set()
-
-    def add(path, variable, owner, container=None, key=None):
-        identity = variable_key(variable)
-        if identity in seen_variables:
-            return
-        seen_variables.add(identity)
-        if not is_float_variable(variable):
-            logger.debug(
-                "Skipping %s: dtype %s is not a float, it has no gradient.",
-                path,
-                tf.as_dtype(variable.dtype).name,
-            )
-            return
-        found.append(LossVariable(_unique(path, paths), variable, owner, container, key))
-
-    def walk(obj, path, owner, container=None, key=None):
-        if is_variable(obj):
-            add(path, obj, owner, container, key)
-            return
-        if id(obj) in visited:
-            return
-        if isinstance(obj, keras.layers.Layer):
-            visited.add(id(obj))
-            for weight in obj.weights:
-                add(f"{path}/{_weight_name(weight)}", weight, owner)
-        elif isinstance(obj, keras.losses.Loss):
-            visited.add(id(obj))
-            walked.append(obj)
-            for name, value in vars(obj).items():
-                walk(value, f"{path}/{name.lstrip('_') or name}", obj, obj, name)
-        elif isinstance(obj, dict):
-            visited.add(id(obj))
-            for name, value in obj.items():
-                walk(value, f"{path}/{name}", owner, obj, name)
-        elif isinstance(obj, (list, tuple)):
-            visited.add(id(obj))
-            for index, value in enumerate(obj):
-                walk(value, f"{path}/{index}", owner, obj, index)
-
+        loss_weights = compiled_loss_weights(model)
+    walk = _Walk(model)
     for output, loss in losses:
-        if isinstance(loss, keras.losses.Loss):
-            prefix = "/".join(p for p in (LOSS_PREFIX, output, type(loss).__name__) if p)
-            walk(loss, prefix, loss)
-    for variable in check_variables(extra_variables):
-        add(f"{LOSS_PREFIX}/extra/{_weight_name(variable)}", variable, None)
-    return Discovered(found, walked)
+        if loss is not None and not isinstance(loss, str):
+            prefix = "/".join(p for p in (LOSS_PREFIX, output, _label(loss)) if p)
+            walk.visit(loss, prefix, loss)
+    if loss_weights is not None:
+        named = named_losses(model, loss_weights)
+        for output, weight in named:
+            path = "/".join(p for p in (LOSS_PREFIX, "loss_weights", output) if p)
+            walk.visit(weight, path, None, Slot(loss_weights, output) if len(named) > 1 else None)
+    if model_side:
+        for layer in _model_layers(model):
+            prefix = f"{MODEL_PREFIX}/{getattr(layer, 'path', None) or layer.name}"
+            walk.visit_raw(layer, prefix)
+    for variable in extra_variables:
+        walk.add(f"{LOSS_PREFIX}/extra/{_weight_name(variable)}", variable, None)
+    return Discovered(walk.found, walk.losses, walk.networks)
 
 
 def model_weight_paths(model, exclude=()):
@@ -199,6 +294,220 @@ def model_weight_paths(model, exclude=()):
         path = f"{MODEL_PREFIX}/{getattr(weight, 'path', None) or _weight_name(weight)}"
         result.append((_unique(path, used), weight))
     return result
+
+
+class _Walk:
+    """One walk over the objects reachable from a model's loss and layers."""
+
+    def __init__(self, model):
+        self.found, self.losses, self.networks = [], [], []
+        self._seen_variables = set()
+        self._visited = set()
+        self._paths = set()
+        self._objects = 0
+        # The model's own layers and weights are the optimizer's already.
+        layers = _model_layers(model)
+        self._model_layers = {id(layer) for layer in layers}
+        self._model_weights = {variable_key(w) for w in model.weights}
+        # Those of the layers the model is built of, not the ones attached to it.
+        self._layer_weights = {variable_key(w) for layer in layers[1:] for w in layer.weights}
+
+    def add(self, path, variable, owner, slot=None, raw=False):
+        identity = variable_key(variable)
+        if identity in self._seen_variables or (raw and identity in self._model_weights):
+            return
+        self._seen_variables.add(identity)
+        if not is_float_variable(variable):
+            logger.debug(
+                "Skipping %s: dtype %s is not a float, it has no gradient.",
+                path,
+                keras.backend.standardize_dtype(variable.dtype),
+            )
+            return
+        self.found.append(LossVariable(_unique(path, self._paths), variable, owner, slot))
+
+    def visit(self, obj, path, owner, slot=None, depth=0):
+        """Walks everything reachable from `obj`, a part of the loss."""
+        if is_variable(obj):
+            self.add(path, obj, owner, slot)
+            return
+        walkable = isinstance(
+            obj,
+            (keras.layers.Layer, keras.losses.Loss, functools.partial, types.MethodType,
+             types.FunctionType, dict, list, tuple),
+        ) or _is_module(obj) or _is_users_object(obj)
+        if not walkable or not self._enter(obj, depth):
+            return
+        if isinstance(obj, keras.layers.Layer):
+            self._visit_layer(obj, path, owner, depth)
+        elif isinstance(obj, keras.losses.Loss):
+            self.losses.append(obj)
+            self._visit_attributes(obj, path, obj, depth)
+        elif isinstance(obj, functools.partial):
+            self.visit(obj.func, path, owner, None, depth + 1)
+            for index, value in enumerate(obj.args):
+                self.visit(value, f"{path}/{index}", owner, Slot(obj.args, index), depth + 1)
+            for name, value in obj.keywords.items():
+                self.visit(value, f"{path}/{name}", owner, Slot(obj.keywords, name), depth + 1)
+        elif isinstance(obj, types.MethodType):
+            self.visit(obj.__self__, path, owner, None, depth + 1)
+        elif isinstance(obj, types.FunctionType):
+            self._visit_function(obj, path, owner, depth)
+        elif isinstance(obj, (dict, list, tuple)):
+            self._visit_container(obj, path, owner, depth, self.visit)
+        else:  # a tf.Module, or an object of the user's own class
+            self._visit_attributes(obj, path, owner, depth)
+
+    def visit_raw(self, layer, path):
+        """Walks a model layer's attributes for raw variables that Keras does not track."""
+        if self._enter(layer, 0):
+            self._raw_attributes(layer, path)
+
+    def _raw_attributes(self, layer, path):
+        for name, value in list(vars(layer).items()):
+            if name != ATTACHED_ATTRIBUTE:
+                self._visit_raw(value, f"{path}/{_attribute(name)}", layer, Slot(layer, name), 1)
+
+    def _visit_raw(self, obj, path, owner, slot, depth):
+        if is_variable(obj):
+            self.add(path, obj, owner, slot, raw=True)
+        elif _is_module(obj) and self._enter(obj, depth):
+            for name, value in vars(obj).items():
+                self._visit_raw(value, f"{path}/{_attribute(name)}", owner, Slot(obj, name), depth + 1)
+        elif isinstance(obj, (dict, list, tuple)) and self._enter(obj, depth):
+            self._visit_container(obj, path, owner, depth, self._visit_raw)
+
+    def _enter(self, obj, depth):
+        """Whether to walk into `obj`: not seen yet, not too deep, budget left."""
+        if id(obj) in self._visited or depth > MAX_DEPTH or self._objects >= MAX_OBJECTS:
+            return False
+        self._visited.add(id(obj))
+        self._objects += 1
+        if self._objects == MAX_OBJECTS:
+            logger.warning(
+                "LossParamTracker: stopped looking for loss variables after %d objects; "
+                "pass the ones it missed with variables=[...].",
+                MAX_OBJECTS,
+            )
+        return True
+
+    def _visit_layer(self, layer, path, owner, depth):
+        if id(layer) in self._model_layers:
+            return  # One of the model's own layers: its weights are the model's.
+        weights = [w for w in layer.weights if variable_key(w) not in self._layer_weights]
+        if isinstance(layer, keras.Model) or len(weights) > NETWORK_MIN_WEIGHTS:
+            self._add_network(layer, path, owner, weights)
+            return
+        for weight in weights:
+            self.add(f"{path}/{_weight_name(weight)}", weight, owner)
+        self._raw_attributes(layer, path)
+
+    def _add_network(self, layer, path, owner, weights):
+        path = _unique(path, self._paths)
+        members, used = [], set()
+        for weight in weights:
+            identity = variable_key(weight)
+            if identity in self._seen_variables or not is_float_variable(weight):
+                continue
+            self._seen_variables.add(identity)
+            name = getattr(weight, "path", None) or _weight_name(weight)
+            members.append((_unique(f"{path}/{name}", used), weight))
+        if members:
+            self.networks.append(Network(path, layer, owner, members))
+
+    def _visit_attributes(self, obj, path, owner, depth):
+        for name, value in list(vars(obj).items()):
+            self.visit(value, f"{path}/{_attribute(name)}", owner, Slot(obj, name), depth + 1)
+
+    def _visit_container(self, obj, path, owner, depth, visit):
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for key, value in list(items):
+            if self._objects >= MAX_OBJECTS:
+                return
+            visit(value, f"{path}/{key}", owner, Slot(obj, key), depth + 1)
+
+    def _visit_function(self, function, path, owner, depth):
+        """Closure cells, the globals its code names, and its default arguments."""
+        if not _is_users(function):
+            return
+        code = function.__code__
+        for name, cell in zip(code.co_freevars, function.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+            except ValueError:  # not assigned yet
+                continue
+            self.visit(value, f"{path}/{name}", owner, Slot(cell, None), depth + 1)
+        names = function.__globals__
+        for name in _global_names(code):
+            if name in names and not isinstance(names[name], (type, types.ModuleType)):
+                self.visit(names[name], f"{path}/{name}", owner, Slot(names, name), depth + 1)
+        parameters = code.co_varnames[: code.co_argcount]
+        defaults = function.__defaults__ or ()
+        for name, value in zip(parameters[len(parameters) - len(defaults) :], defaults):
+            self.visit(value, f"{path}/{name}", owner, None, depth + 1)
+        for name, value in (function.__kwdefaults__ or {}).items():
+            self.visit(value, f"{path}/{name}", owner, Slot(function.__kwdefaults__, name), depth + 1)
+        wrapped = getattr(function, "__wrapped__", None)
+        if wrapped is not None:
+            self.visit(wrapped, path, owner, None, depth + 1)
+
+
+# The attribute of a model that holds what make_trainable attached (see fix.py).
+ATTACHED_ATTRIBUTE = "_loss_param_tracker_attached"
+
+
+def _model_layers(model):
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is not None:
+        return list(flatten(include_self=True))
+    return [model, *getattr(model, "layers", [])]
+
+
+def _global_names(code):
+    """Names a code object (and the functions nested in it) reads as globals."""
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names += [n for n in _global_names(const) if n not in names]
+    return names
+
+
+def _is_module(obj):
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(obj, tf.Module) and not isinstance(obj, keras.layers.Layer)
+
+
+def _is_users(obj):
+    module = getattr(obj, "__module__", None) or ""
+    return module.split(".")[0] not in _LIBRARIES
+
+
+def _is_users_object(obj):
+    """An instance of a class of the user's own code, with attributes to walk."""
+    return (
+        hasattr(obj, "__dict__")
+        and not isinstance(obj, (type, types.ModuleType))
+        and _is_users(type(obj))
+    )
+
+
+def _iterable(obj):
+    return isinstance(obj, (list, tuple, set, frozenset)) or (
+        hasattr(obj, "__iter__") and not isinstance(obj, (str, bytes, dict))
+    )
+
+
+def _label(loss):
+    """The path component of a compiled loss: its class or function name."""
+    if isinstance(loss, (types.FunctionType, functools.partial)):
+        return describe(loss)
+    if isinstance(loss, types.MethodType):
+        return describe(loss.__self__)
+    return type(loss).__name__
+
+
+def _attribute(name):
+    return name.lstrip("_") or name
 
 
 def _unique(path, used):

@@ -1,147 +1,211 @@
-"""`make_trainable(model, loss)`: the fix for loss variables that `fit` does not train.
+"""`make_trainable(model)`: the fix for variables that `fit` does not train.
 
-Importing this module also teaches `keras.Model` to save and load them with
-the whole model (`model.save`, `keras.models.load_model`): see `_install_load_hook`.
+Importing this module changes nothing in Keras. `make_trainable` touches only
+the model it is given, and a `.keras` file saved from such a model names this
+module where Keras looks for the classes it needs (see `TrainedLossParameters`).
 """
 
 import functools
-import inspect
+import threading
 import types
 
 import keras
 
 from loss_param_tracker import discovery
 
-# The model attribute that holds the loss's variables. Keras tracks the
+# The model attribute that holds the attached variables. Keras tracks the
 # keras.Variables of a list assigned to a model attribute: `fit` trains them
-# and weight files save them.
-ATTRIBUTE = "loss_parameters"
-
-# The key of the model's compile config that lists the attached variables, by
-# discovery path, in the order of `model.loss_parameters`. It names what the
-# loading process must import: without this module's hook, Keras's `compile()`
-# rejects the key with a TypeError that says so, rather than dropping the values.
-CONFIG_KEY = "loss_param_tracker.make_trainable"
+# and weight files save them. A name no user or library picks.
+ATTRIBUTE = discovery.ATTACHED_ATTRIBUTE
 
 
-def make_trainable(model, loss=None):
-    """Registers the loss's trainable variables with the model, so `model.fit` trains them.
+def make_trainable(model, loss=None, variables=None):
+    """Hands the optimizer the variables `model.fit` would not train.
 
-    In Keras 3, `fit` only optimizes `model.trainable_variables`; a variable
-    held by a `keras.losses.Loss` is not one of them. This finds the loss's
-    variables with the same discovery as `LossParamTracker`, and attaches
-    them to the model (a list in the attribute `loss_parameters`). A raw `tf.Variable` held
-    by the loss is replaced, on the loss, by a `keras.Variable` with the same
-    value, name and `trainable` flag, since Keras trains and saves only those.
-    Afterwards `model.save_weights`/`load_weights` and
-    `keras.callbacks.BackupAndRestore` keep the loss's parameters, and so do
+    In Keras 3, `fit` only optimizes `model.trainable_variables`. A variable
+    held by a `keras.losses.Loss` (directly, in a layer, a `tf.Module` or a
+    container it holds), in the closure or arguments of a function loss,
+    given to `compile(loss_weights=...)` as a variable, or held by a layer as
+    a raw `tf.Variable` is not one of them. This finds them with the same
+    discovery as `LossParamTracker` and attaches their trainable ones to the
+    model, so `fit` trains them with the model's optimizer. A raw
+    `tf.Variable` is replaced, where the code that uses it finds it (the
+    attribute, list, dict, closure cell or global), by a `keras.Variable` of
+    the same value, name and `trainable` flag, since Keras trains and saves
+    only those. A trainable network held by a loss has its weights attached.
+
+    Afterwards `save_weights`/`load_weights` and
+    `keras.callbacks.BackupAndRestore` keep the attached variables (call
+    `make_trainable` on the fresh model too, before loading), and so do
     `model.save("m.keras")` and `keras.models.load_model(path,
-    custom_objects=...)`, in a process that has imported `make_trainable`:
+    custom_objects=...)` in a process that has imported `loss_param_tracker`:
     the loaded model's loss holds the learned values, they are attached to the
-    loaded model (no second call needed) and the optimizer's state for them
-    is restored, so `fit` goes on training them. Such a file cannot be loaded
-    with `compile=False`.
+    loaded model and the optimizer's state for them is restored. Such a file
+    cannot be loaded with `compile=False`.
 
-    Call it before the first `fit`: before or after `compile`. Once `fit` has
-    run, the optimizer is built for the variables it had; this raises rather
-    than leave new variables untrained (recompile with a new optimizer).
-    Calling it again attaches nothing twice.
+    Call it before the first `fit`. Once `fit` has run, the optimizer is built
+    for the variables it had: this raises rather than leave new variables
+    untrained (recompile with a new optimizer). Calling it again attaches
+    nothing twice.
 
     Example:
 
     ```python
     loss = GaussianNLL()
     model.compile(optimizer="adam", loss=loss)
-    loss_param_tracker.make_trainable(model, loss)
+    loss_param_tracker.make_trainable(model)  # or make_trainable(model, loss) before compile
     model.fit(x, y, epochs=20)  # loss.log_var trains
-    model.save("m.keras")
-    loaded = keras.models.load_model("m.keras", custom_objects={"GaussianNLL": GaussianNLL})
-    loaded.loss.log_var  # the learned value; loaded.fit trains it further
     ```
 
     Args:
         model: The `keras.Model` to train.
-        loss: The loss as given to `compile`: a `keras.losses.Loss`, or a
-            list or dict of them. Defaults to `None`: the model's compiled
-            loss.
+        loss: The loss as given to `compile`: a `keras.losses.Loss`, a
+            function, a `functools.partial`, or a list or dict of them.
+            Defaults to `None`: the model's compiled loss (none when the
+            model is not compiled yet).
+        variables: Variables to attach. With `loss=None`, exactly these are
+            attached; with a `loss`, these and the loss's. Defaults to
+            `None`: what discovery finds.
 
     Returns:
-        The list of the loss's variables attached to the model, all
+        The list of the variables attached to the model, all
         `keras.Variable`s (earlier calls' included).
 
     Raises:
-        TypeError: When `model` is not a `keras.Model` or `loss` is not a
-            loss, a list or a dict of losses; or when a raw `tf.Variable` sits
-            in a tuple, where it cannot be replaced.
-        ValueError: When `loss` is `None` and the model is not compiled.
+        TypeError: When `model` is not a `keras.Model`, `loss` is not a loss
+            or `variables` not a list of variables; or when a raw
+            `tf.Variable` cannot be replaced where it sits (a tuple, or out
+            of reach of the loss and the model).
+        ValueError: When there is nothing to look in: no `loss`, no
+            `variables`, and the model is neither compiled nor holds
+            untracked variables.
         RuntimeError: When the model's optimizer is already built without
             these variables (fit has run).
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
-            "make_trainable(model, loss) takes a keras.Model as `model`; received "
+            "make_trainable(model, ...) takes a keras.Model as `model`; received "
             f"{type(model).__name__}: {_short(model)}."
         )
-    named = discovery.compiled_losses(model) if loss is None else _named(model, loss)
-    found = discovery.discover(model, losses=named)
-    attached = list(getattr(model, ATTRIBUTE, None) or [])
-    known = {discovery.variable_key(v) for v in attached}
-    registered = {discovery.variable_key(v) for v in model.trainable_variables}
+    given = discovery.check_variables(variables, "make_trainable(variables=...)")
+    found = _discover(model, loss, exact=loss is None and variables is not None)
+    wanted = _wanted(found, given, exact=loss is None and variables is not None)
+    attached = attached_variables(model)
+    known = {discovery.variable_key(v) for v in attached + list(model.trainable_variables)}
     new = []
-    for found_variable in found.variables:
-        variable = found_variable.variable
-        if not variable.trainable or discovery.variable_key(variable) in known | registered:
+    for item in wanted:
+        variable = item.variable
+        if not variable.trainable or discovery.variable_key(variable) in known:
             continue
-        new.append(_as_keras_variable(found_variable))
-    if not new:
-        return attached
-    _check_optimizer(model, new)
-    if attached:
-        getattr(model, ATTRIBUTE).extend(new)
-    else:
-        setattr(model, ATTRIBUTE, list(new))
-    model.train_function = None  # the next fit traces a step that trains them
+        known.add(discovery.variable_key(variable))
+        new.append(_as_keras_variable(item))
+    if new:
+        _check_optimizer(model, new)
+        _attach(model, attached + new)
     return attached + new
+
+
+def attached_variables(model):
+    """The variables `make_trainable` attached to `model`, in order (a new list)."""
+    return list(getattr(model, ATTRIBUTE, None) or [])
+
+
+def _discover(model, loss, exact):
+    compiled = getattr(model, "compiled", False)
+    if loss is not None:
+        named = _named(model, loss)
+        weights = discovery.compiled_loss_weights(model) if compiled else None
+        return discovery.discover(model, losses=named, loss_weights=weights)
+    if compiled:
+        return discovery.discover(model)
+    found = discovery.discover(model, losses=[])
+    if not exact and not found.variables:
+        raise ValueError(
+            f"make_trainable(model) found nothing to attach: {type(model).__name__} is not "
+            "compiled, so it has no loss to look in. Call it after model.compile(...), or "
+            "pass the loss: make_trainable(model, loss)."
+        )
+    return found
+
+
+def _wanted(found, given, exact):
+    """The `LossVariable`s to attach: what was found, or exactly the `given` variables."""
+    items = list(found.variables) + [
+        discovery.LossVariable(path, weight, network.owner)
+        for network in found.networks
+        for path, weight in network.weights
+    ]
+    if not given:
+        return [] if exact else items
+    by_key = {discovery.variable_key(item.variable): item for item in items}
+    extra = [
+        by_key.get(discovery.variable_key(v)) or discovery.LossVariable(discovery._weight_name(v), v)
+        for v in given
+    ]
+    if exact:
+        return extra
+    keys = set(by_key)
+    return items + [item for item in extra if discovery.variable_key(item.variable) not in keys]
+
+
+def _attach(model, variables):
+    """Sets the model's attached list; the first time, also teaches the model to save it."""
+    first = getattr(model, ATTRIBUTE, None) is None
+    setattr(model, ATTRIBUTE, variables)
+    if first:
+        _keep_in_saved_model(model)
+    model.train_function = None  # the next fit traces a step that trains them
 
 
 def _named(model, loss):
     container = isinstance(loss, (dict, list, tuple))
     items = loss.values() if isinstance(loss, dict) else loss if container else [loss]
     for item in items:
-        # Beside a Loss, compile takes names and functions for other outputs:
+        # Beside a loss, compile takes names (and None) for other outputs:
         # they hold no variables.
-        other_output = container and (
-            item is None or isinstance(item, (str, types.FunctionType, functools.partial))
-        )
-        if not (isinstance(item, keras.losses.Loss) or other_output):
+        other_output = container and (item is None or isinstance(item, str))
+        if not (_is_loss(item) or other_output):
             raise TypeError(
-                "make_trainable(model, loss) takes a keras.losses.Loss, or a list or dict "
-                f"of them, as `loss`; received {type(item).__name__}: {_short(item)}. "
-                "Pass the loss object you gave to model.compile."
+                "make_trainable(model, loss) takes a keras.losses.Loss, a loss function or "
+                f"functools.partial, or a list or dict of them, as `loss`; received "
+                f"{type(item).__name__}: {_short(item)}. Pass the loss you gave to "
+                "model.compile, or leave it out to use the compiled one."
             )
     return discovery.named_losses(model, loss)
+
+
+def _is_loss(obj):
+    if isinstance(obj, (keras.losses.Loss, types.FunctionType, types.MethodType, functools.partial)):
+        return True
+    # A callable object of the user's own class (a loss that is not a Loss).
+    return callable(obj) and discovery._is_users_object(obj)
 
 
 def _as_keras_variable(found):
     variable = found.variable
     if isinstance(variable, keras.Variable):
         return variable
-    if isinstance(found.container, tuple) or found.container is None:
-        raise TypeError(
-            f"{found.path} is a tf.Variable that make_trainable cannot replace with a "
-            "keras.Variable where it sits (a tuple). Hold it in a list or an attribute, "
-            "or create it as keras.Variable(...) in the loss's __init__."
-        )
     replacement = keras.Variable(
         variable.numpy(),
-        dtype=variable.dtype.name,
+        dtype=keras.backend.standardize_dtype(variable.dtype),
         trainable=variable.trainable,
         name=variable.name.split(":")[0],
     )
-    if isinstance(found.container, (list, dict)):
-        found.container[found.key] = replacement
-    else:
-        setattr(found.container, found.key, replacement)
+    if found.slot is None:
+        raise TypeError(
+            f"{found.path} is a raw tf.Variable that make_trainable cannot replace with a "
+            "keras.Variable: it is out of reach of the loss and the model (or a default "
+            "argument). Create it as keras.Variable(...) instead, then pass it: "
+            "make_trainable(model, variables=[...])."
+        )
+    try:
+        found.slot.set(replacement)
+    except TypeError as error:
+        raise TypeError(
+            f"{found.path} is a raw tf.Variable that make_trainable cannot replace with a "
+            f"keras.Variable where it sits: {error}. Hold it in a list or an attribute, "
+            "or create it as keras.Variable(...)."
+        ) from None
     return replacement
 
 
@@ -151,8 +215,8 @@ def _check_optimizer(model, new):
         return
     raise RuntimeError(
         f"model.optimizer is already built (model.fit has run), so it cannot train the "
-        f"{len(new)} new variable(s) of the loss. Call make_trainable(model, loss) before "
-        "the first fit, or recompile with a fresh optimizer after it: "
+        f"{len(new)} new variable(s). Call make_trainable(model) before the first fit, or "
+        "recompile with a fresh optimizer after it: "
         "model.compile(optimizer=keras.optimizers.Adam(...), loss=loss)."
     )
 
@@ -162,89 +226,165 @@ def _short(obj):
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# Saving and loading ------------------------------------------------------
+#
+# `load_model` rebuilds the model, compiles it (deserializing the compile
+# config) and builds the optimizer for `model.trainable_variables` in one
+# Keras method, `compile_from_config`, then loads the saved values. The
+# attached variables must be attached between compiling and that build, or
+# the model's and the optimizer's variables no longer match the file.
+#
+# So a fixed model saves its loss in the compile config wrapped in a
+# registered `TrainedLossParameters` (the paths of the attached variables
+# beside the loss's own config). Loading it deserializes the loss and marks
+# it pending; the loaded model, recognised by `model.loss is` that loss,
+# attaches the variables the first time its trainable variables are read,
+# which is that build. A process that has not imported this module gets
+# Keras's "Could not locate class 'TrainedLossParameters' ... make sure they
+# are all imported", with this module's name in the config it shows.
+
+
+def _keep_in_saved_model(model):
+    """Makes `model.get_compile_config()` (on this model only) record the attached variables."""
+    keras_get_compile_config = model.get_compile_config
+
+    @functools.wraps(keras_get_compile_config)
+    def get_compile_config():
+        config = keras_get_compile_config()
+        attached = attached_variables(model)
+        if config and attached and "loss" in config:
+            config = dict(config)
+            wrapped = TrainedLossParameters(config["loss"], _saved_paths(model, attached))
+            config["loss"] = keras.saving.serialize_keras_object(wrapped)
+        return config
+
+    # A plain function attribute: not tracked by Keras, not saved.
+    object.__setattr__(model, "get_compile_config", get_compile_config)
+
+
+@keras.saving.register_keras_serializable(package="loss_param_tracker")
+class TrainedLossParameters:
+    """The compile config's loss of a model fixed by `make_trainable`, as saved.
+
+    Holds the loss's own serialized config and the discovery paths of the
+    attached variables, in order. Deserialized, it is the loss itself.
+    """
+
+    def __init__(self, loss, paths):
+        self.loss = loss
+        self.paths = list(paths)
+
+    def get_config(self):
+        return {
+            "loss": self.loss,
+            "paths": self.paths,
+            "note": "saved by loss_param_tracker.make_trainable: import loss_param_tracker "
+            "before keras.models.load_model",
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        loss = keras.saving.deserialize_keras_object(config["loss"])
+        _Pending.add(loss, config["paths"])
+        return loss
+
+
+class _Pending:
+    """Losses deserialized by `load_model` whose model must attach their variables.
+
+    While one is pending, `keras.Model.trainable_variables` is a property
+    that attaches them on the model whose `loss` it is, then removes itself.
+    """
+
+    _lock = threading.Lock()
+    _losses = []  # [(loss, paths)]
+    _previous = None
+
+    @classmethod
+    def add(cls, loss, paths):
+        with cls._lock:
+            if not cls._losses:
+                cls._previous = keras.Model.__dict__.get("trainable_variables")
+                keras.Model.trainable_variables = property(cls._trainable_variables)
+            cls._losses.append((loss, paths))
+
+    @classmethod
+    def _take(cls, model):
+        with cls._lock:
+            losses = _leaves(getattr(model, "loss", None))
+            match = next((entry for entry in cls._losses if losses and _leaves(entry[0]) == losses), None)
+            if match is None:
+                return None
+            cls._losses.remove(match)
+            if not cls._losses:
+                if cls._previous is None:
+                    del keras.Model.trainable_variables
+                else:
+                    keras.Model.trainable_variables = cls._previous
+            return match[1]
+
+    @staticmethod
+    def _trainable_variables(model):
+        paths = _Pending._take(model)
+        if paths is not None:
+            _reattach(model, paths)
+        previous = _Pending._previous
+        if previous is not None and "trainable_variables" in keras.Model.__dict__:
+            return previous.__get__(model)
+        return super(keras.Model, model).trainable_variables
+
+
+def _leaves(loss):
+    """The identities of the loss objects in `loss`, a loss or a list or dict of them.
+
+    Keras keeps a list or dict given to `compile` as a tracked copy: the
+    losses in it are the same objects.
+    """
+    if isinstance(loss, dict):
+        return [id(v) for v in loss.values() if v is not None and not isinstance(v, str)]
+    if isinstance(loss, (list, tuple)):
+        return [id(v) for v in loss if v is not None and not isinstance(v, str)]
+    return [] if loss is None or isinstance(loss, str) else [id(loss)]
+
+
 def _saved_paths(model, attached):
     """Returns the discovery path of each attached variable, for the compile config.
 
     Raises:
-        ValueError: When a variable is not on the compiled loss, so that
-            `load_model` could not find it again.
+        ValueError: When a variable is not on the compiled loss or the model,
+            so that `load_model` could not find it again.
     """
-    paths = {discovery.variable_key(f.variable): f.path for f in discovery.discover(model).variables}
+    found = discovery.discover(model)
+    items = list(found.variables) + [
+        discovery.LossVariable(path, w) for n in found.networks for path, w in n.weights
+    ]
+    paths = {discovery.variable_key(f.variable): f.path for f in items}
     lost = [v.name for v in attached if discovery.variable_key(v) not in paths]
     if lost:
         raise ValueError(
-            f"model.{ATTRIBUTE} holds variable(s) {lost} that the compiled loss does not "
-            "hold, so keras.models.load_model could not restore them. Attach the "
-            "variables of the loss the model is compiled with: make_trainable(model)."
+            f"make_trainable attached variable(s) {lost} that neither the compiled loss nor "
+            "the model holds, so keras.models.load_model could not restore them. Attach "
+            "the variables of the loss the model is compiled with: make_trainable(model)."
         )
     return [paths[discovery.variable_key(v)] for v in attached]
 
 
 def _reattach(model, paths):
-    """Attaches the loaded model's loss variables found at `paths`, in that order.
+    """Attaches the loaded model's variables found at `paths`, in that order.
 
     Raises:
         ValueError: When the loss has no variable at one of the paths.
     """
-    found = list(discovery.discover(model).variables)
-    variables, missing = [], []
-    for path in paths:
-        match = next((f for f in found if f.path == path), None)
-        if match is None:
-            missing.append(path)
-            continue
-        found.remove(match)  # a path met twice names two variables, in order
-        variables.append(_as_keras_variable(match))
+    found = discovery.discover(model)
+    items = list(found.variables) + [
+        discovery.LossVariable(path, w, n.owner) for n in found.networks for path, w in n.weights
+    ]
+    by_path = {item.path: item for item in items}
+    missing = [path for path in paths if path not in by_path]
     if missing:
         raise ValueError(
-            f"The saved model trained loss variable(s) {missing}, which the loss "
-            f"re-created by load_model does not have (its variables: "
-            f"{[f.path for f in discovery.discover(model).variables]}). Load it with "
-            "the loss class it was saved with."
+            f"The saved model trained variable(s) {missing}, which the loss and model "
+            f"re-created by load_model do not have (found: {sorted(by_path)}). Load it "
+            "with the loss class it was saved with."
         )
-    setattr(model, ATTRIBUTE, variables)
-
-
-def _install_load_hook():
-    """Makes `model.save` and `keras.models.load_model` keep the attached loss variables.
-
-    The variables attached by `make_trainable` are saved as the model's own
-    variables, and the optimizer's state covers them. `load_model` rebuilds the
-    model and its loss from their configs, compiles it, builds the optimizer
-    for `model.trainable_variables` and only then loads the saved values: so
-    the loss variables must be attached between compiling and building the
-    optimizer, or the model's and the optimizer's variables no longer match
-    the file. No Keras hook runs there, hence these two wrappers of
-    `keras.Model` methods. They act only on models that `make_trainable`
-    touched: the first writes the variables' paths into the compile config,
-    the second finds them again on the re-created loss and attaches them.
-    """
-    keras_get_compile_config = inspect.unwrap(keras.Model.get_compile_config)
-    keras_compile_from_config = inspect.unwrap(keras.Model.compile_from_config)
-
-    @functools.wraps(keras_get_compile_config)
-    def get_compile_config(self):
-        config = keras_get_compile_config(self)
-        attached = getattr(self, ATTRIBUTE, None)
-        if config and attached:
-            config[CONFIG_KEY] = _saved_paths(self, attached)
-        return config
-
-    @functools.wraps(keras_compile_from_config)
-    def compile_from_config(self, config):
-        config = dict(config)
-        paths = config.pop(CONFIG_KEY, None)
-        if not paths or type(self).compile is not keras.Model.compile:
-            # Unmarked, or a custom `compile` that Keras does not call: Keras's own way.
-            return keras_compile_from_config(self, config)
-        # Keras's compile_from_config, with the attachment before the optimizer's build.
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        _reattach(self, paths)
-        if getattr(self, "optimizer", None) is not None and self.built:
-            self.optimizer.build(self.trainable_variables)
-
-    keras.Model.get_compile_config = get_compile_config
-    keras.Model.compile_from_config = compile_from_config
-
-
-_install_load_hook()
+    _attach(model, [_as_keras_variable(by_path[path]) for path in paths])

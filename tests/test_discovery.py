@@ -87,14 +87,15 @@ def test_string_and_function_losses_have_no_variables():
     assert discover(compiled(keras.losses.mean_squared_error)).variables == []
 
 
-def test_extra_variables_for_closures():
+def test_extra_variables_found_by_the_walk_keep_its_path_others_go_under_extra():
     scale = tf.Variable(1.0, name="closure_scale")
+    elsewhere = keras.Variable(2.0, name="elsewhere")
 
     def loss_fn(y_true, y_pred):
         return scale * tf.reduce_mean(tf.square(y_true - y_pred))
 
-    found = discover(compiled(loss_fn), extra_variables=[scale])
-    assert [v.path for v in found.variables] == ["loss/extra/closure_scale"]
+    found = discover(compiled(loss_fn), extra_variables=[scale, elsewhere])
+    assert [v.path for v in found.variables] == ["loss/loss_fn/scale", "loss/extra/elsewhere"]
     with pytest.raises(TypeError, match="received float"):
         discover(compiled(loss_fn), extra_variables=[1.0])
 

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable
+from loss_param_tracker.fix import attached_variables
 from tests.conftest import GaussianNLL, ScaledMSE, compile_fixed, fit, load_run, make_data, make_model
 from loss_param_tracker import discovery
 
@@ -179,11 +180,11 @@ def test_save_and_load_model_restore_the_parameters_and_training_goes_on(make_lo
     variable = parameter(loaded.loss)
     assert isinstance(variable, keras.Variable)
     np.testing.assert_array_equal(variable.numpy(), learned)
-    keys = [discovery.variable_key(v) for v in loaded.loss_parameters]
+    keys = [discovery.variable_key(v) for v in attached_variables(loaded)]
     assert keys == [discovery.variable_key(variable)], "attached to the loaded model"
     assert discovery.variable_key(variable) in {discovery.variable_key(v) for v in loaded.trainable_variables}
     assert_same_optimizer_state(loaded, model)  # the optimizer's moments for it included
-    assert make_trainable(loaded) == loaded.loss_parameters, "calling it again is harmless"
+    assert make_trainable(loaded) == attached_variables(loaded), "calling it again is harmless"
 
     resumed_dir = str(tmp_path / "resumed")
     tracker = fit(loaded, loaded.loss, resumed_dir, epochs=2)
@@ -210,11 +211,11 @@ def test_save_and_load_model_with_dict_and_list_losses(tmp_path):
     for model in dict_model, list_model:
         model.save(tmp_path / "m.keras")
         loaded = keras.models.load_model(tmp_path / "m.keras", custom_objects=CUSTOM_OBJECTS)
-        assert [v.name for v in loaded.loss_parameters] == [v.name for v in model.loss_parameters]
-        for restored, learned in zip(loaded.loss_parameters, model.loss_parameters):
+        assert [v.name for v in attached_variables(loaded)] == [v.name for v in attached_variables(model)]
+        for restored, learned in zip(attached_variables(loaded), attached_variables(model)):
             np.testing.assert_array_equal(restored.numpy(), learned.numpy())
         assert_same_optimizer_state(loaded, model)
-    assert parameter(loaded.loss[1]) is loaded.loss_parameters[0]
+    assert parameter(loaded.loss[1]) is attached_variables(loaded)[0]
 
 
 def test_load_model_in_a_fresh_process(tmp_path, log_dir):
@@ -237,7 +238,8 @@ def test_load_model_in_a_fresh_process(tmp_path, log_dir):
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "without the import:" in done.stdout and "'loss_param_tracker.make_trainable'" in done.stdout
+    assert "without the import:" in done.stdout
+    assert "TrainedLossParameters" in done.stdout and "import loss_param_tracker" in done.stdout
     np.testing.assert_array_equal(np.load(tmp_path / "weight.npy"), loss.weight.numpy())
 
 
@@ -250,8 +252,8 @@ def test_save_and_load_say_what_cannot_be_restored(tmp_path):
     model = make_model()
     compile_fixed(model, loss)
     model.save(tmp_path / "m.keras")
-    with pytest.raises(ValueError, match="loss/GaussianNLL/log_var.*does not have.*loss class it was saved with"):
+    with pytest.raises(ValueError, match="loss/GaussianNLL/log_var.*do not have.*loss class it was saved with"):
         keras.models.load_model(tmp_path / "m.keras", custom_objects={"GaussianNLL": Plain})
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss=GaussianNLL())  # the attached log_var is stale
-    with pytest.raises(ValueError, match="compiled loss does not hold"):
+    with pytest.raises(ValueError, match="neither the compiled loss nor the model holds"):
         model.save(tmp_path / "stale.keras")
