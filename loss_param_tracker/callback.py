@@ -38,12 +38,24 @@ class LossParamWarning(UserWarning):
 
 @dataclasses.dataclass
 class Tracked:
-    """A variable the tracker logs: a loss variable or a model weight."""
+    """A variable the tracker logs: a loss variable, a model weight, or a network's weight.
+
+    Attributes:
+        path: Its path, the tag prefix of its series.
+        variable: The variable.
+        role: `metadata.ROLE_LOSS` or `ROLE_MODEL`.
+        owner: What it was found on (a loss class or function name), for warnings.
+        fix: The call that fixes it when the optimizer is not handed it,
+            where the generic fix does not apply.
+        network: For a weight of a network held by the loss, the network's path.
+    """
 
     path: str
     variable: object
     role: int
-    loss_name: str = None
+    owner: str = None
+    fix: str = None
+    network: str = None
     key: int = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -119,6 +131,7 @@ class Record:
     tracked: Tracked
     grads: GradientStats
     diagnosis: diagnosis_lib.Diagnosis
+    observation: diagnosis_lib.Observation = None
     value: np.ndarray = None
     norm: float = math.nan
     start_norm: float = math.nan
@@ -229,19 +242,24 @@ class LossParamTracker(keras.callbacks.Callback):
         self._warned = set()
         self._failed = set()
         self._loss_tracked = []
+        self._networks = {}  # path -> Network; their weights are in _network_tracked
+        self._network_tracked = []
         self._model_tracked = None
         self._epoch_offset = None
         self._batch_sums = None
         self._start = {}
         found = self._discover()
         self._track_loss_variables(found.variables)
+        self._track_networks(found.networks)
         self._capture = capture_lib.attach(
             self.model,
-            [v.variable for v in found.variables],
+            found.all_variables(),
             found.losses,
-            lambda: [v.variable for v in self._discover().variables],
+            lambda: self._discover().all_variables(),
         )
         self._make_train_dir()
+        with self._survive("writing summaries"):
+            self._write_initial()
         if not self._loss_tracked:
             logger.info(
                 "LossParamTracker: the compiled loss has no variables; logging the "
@@ -273,11 +291,14 @@ class LossParamTracker(keras.callbacks.Callback):
         with self._survive("diagnosing the epoch"):
             self._discover_created()
             records = self._collect()
-            self.diagnosis = {r.tracked.path: r.status for r in records}
-            self._warn(records)
+            # A network's weights are logged one by one, and diagnosed as one.
+            records += self._network_records(records)
+            diagnosed = [r for r in records if r.tracked.network is None]
+            self.diagnosis = {r.tracked.path: r.status for r in diagnosed}
+            self._warn(diagnosed)
             self._warn_capture_problems(trained=bool(logs))
         if records is not None:
-            with self._survive("writing the epoch's summaries"):
+            with self._survive("writing summaries"):
                 self._write_epoch(step, records)
 
     def on_train_end(self, logs=None):
@@ -298,10 +319,20 @@ class LossParamTracker(keras.callbacks.Callback):
     def _track_loss_variables(self, found):
         known = {t.key for t in self._loss_tracked}
         self._loss_tracked += [
-            Tracked(v.path, v.variable, metadata.ROLE_LOSS, _loss_name(v.owner))
+            Tracked(v.path, v.variable, metadata.ROLE_LOSS, v.owner_name, _fix(v))
             for v in found
             if discovery.variable_key(v.variable) not in known
         ]
+
+    def _track_networks(self, networks):
+        for network in networks:
+            if network.path in self._networks:
+                continue
+            self._networks[network.path] = network
+            self._network_tracked += [
+                Tracked(path, weight, metadata.ROLE_MODEL, network.owner_name, network=network.path)
+                for path, weight in network.weights
+            ]
 
     def _discover_created(self):
         """Tracks the variables a loss created on its first call, from this epoch on."""
@@ -315,12 +346,12 @@ class LossParamTracker(keras.callbacks.Callback):
 
     def _all_tracked(self):
         if self._model_tracked is None and self.model.weights:
-            exclude = {t.key for t in self._loss_tracked}
+            exclude = {t.key for t in self._loss_tracked + self._network_tracked}
             self._model_tracked = [
                 Tracked(path, variable, metadata.ROLE_MODEL)
                 for path, variable in discovery.model_weight_paths(self.model, exclude)
             ]
-        return self._loss_tracked + (self._model_tracked or [])
+        return self._loss_tracked + self._network_tracked + (self._model_tracked or [])
 
     def _gradient_stats(self, tracked):
         if self._capture is None:
@@ -348,12 +379,42 @@ class LossParamTracker(keras.callbacks.Callback):
         )
         diagnosis = diagnosis_lib.diagnose(observation)
         if t.role == metadata.ROLE_LOSS:
-            return Record(t, stats, diagnosis, value=np.asarray(t.variable.numpy()))
+            return Record(t, stats, diagnosis, observation, value=np.asarray(t.variable.numpy()))
         if start is None:
-            return Record(t, stats, diagnosis, norm=end.norm)
+            return Record(t, stats, diagnosis, observation, norm=end.norm)
         return Record(
-            t, stats, diagnosis, norm=end.norm, start_norm=start.norm, update_ratio=start.update_ratio(end)
+            t,
+            stats,
+            diagnosis,
+            observation,
+            norm=end.norm,
+            start_norm=start.norm,
+            update_ratio=start.update_ratio(end),
         )
+
+    def _network_records(self, records):
+        """One `Record` per network, from its weights' records: one status, norms of all."""
+        members = {}
+        for r in records:
+            if r.tracked.network is not None:
+                members.setdefault(r.tracked.network, []).append(r)
+        result = []
+        for path, network in self._networks.items():
+            rs = members.get(path, [])
+            if not rs:
+                continue
+            observation = diagnosis_lib.combine([r.observation for r in rs])
+            tracked = Tracked(path, network.layer, metadata.ROLE_LOSS, network.owner_name)
+            stats = GradientStats(
+                steps=observation.steps,
+                mean=observation.grad_norm_mean,
+                max=observation.grad_norm_max,
+            )
+            norms = _combined_norms(rs)
+            result.append(
+                Record(tracked, stats, diagnosis_lib.diagnose(observation), observation, value=norms)
+            )
+        return result
 
     # Writing -----------------------------------------------------------
 
@@ -361,16 +422,21 @@ class LossParamTracker(keras.callbacks.Callback):
         values = []
         weights = []
         for r in records:
-            if r.tracked.role == metadata.ROLE_LOSS:
+            if r.tracked.path in self._networks:
+                values += summary.values(
+                    metadata.ROLE_LOSS, metadata.WEIGHT_NORMS, r.tracked.path, r.value, dtype="float32"
+                )
+            elif r.tracked.role == metadata.ROLE_LOSS:
                 values += _loss_variable_values(r.tracked, r.value, r.grads)
             else:
-                weights.append(r)
+                if r.tracked.network is None:
+                    weights.append(r)
                 values += _model_weight_values(r)
         if weights:
             # The whole model's norms, for the dashboard's model panel: one
             # series to read instead of one per weight.
             values += summary.values(
-                metadata.ROLE_RUN, metadata.WEIGHT_NORMS, metadata.RUN_MODEL, self._model_norms(weights)
+                metadata.ROLE_RUN, metadata.WEIGHT_NORMS, metadata.RUN_MODEL, _combined_norms(weights)
             )
         if self._capture is not None:
             counts, mean, maximum = self._capture.read_global()
@@ -387,32 +453,33 @@ class LossParamTracker(keras.callbacks.Callback):
                 np.array([counts.captured, counts.skipped], np.float32),
             )
         rows = np.array(
-            [[r.tracked.path, r.diagnosis.status, r.diagnosis.cause] for r in records], dtype=object
+            [
+                [r.tracked.path, r.diagnosis.status, r.diagnosis.cause]
+                for r in records
+                if r.tracked.network is None
+            ],
+            dtype=object,
         )
         values += summary.values(
             metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows.reshape(-1, 3)
         )
         self._write(values, step)
 
-    def _model_norms(self, weights):
-        """float32[4] of all the model's weights as one vector (see `metadata.FIELDS`).
+    def _write_initial(self):
+        """Writes the loss variables' values before this fit trains them, as a batch step.
 
-        The norm of all weights; the root-sum-square of the weights' gradient
-        norms (mean, max over the epoch's steps); and ||change|| / ||start||
-        over the weights whose start of the epoch is known.
+        The step is the global batch index where the fit starts (0 for the
+        first), so `load()` and the report can show the value before training.
         """
-        known = [r for r in weights if not math.isnan(r.update_ratio)]
-        start_norm = _root_sum_square([r.start_norm for r in known])
-        change = _root_sum_square([r.start_norm * r.update_ratio for r in known])
-        return np.array(
-            [
-                _root_sum_square([r.norm for r in weights]),
-                _root_sum_square([r.grads.mean for r in weights]),
-                _root_sum_square([r.grads.max for r in weights]),
-                change / start_norm if start_norm > 0 else math.nan,
-            ],
-            np.float32,
-        )
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            self._batch_step = max(self._batch_step, int(optimizer.iterations.numpy()))
+        values = []
+        for t in self._loss_tracked:
+            values += _loss_variable_values(t, np.asarray(t.variable.numpy()), None, metadata.BATCH)
+        if values:
+            self._write(values, self._batch_step)
+
 
     def _write_batch(self, step):
         """Writes loss variables' values and the gradient norms since the last batch write."""
@@ -462,6 +529,13 @@ class LossParamTracker(keras.callbacks.Callback):
                 self._warn_once(
                     t, diagnosis_lib.Diagnosis(metadata.NOT_UPDATED, metadata.NOT_IN_OPTIMIZER)
                 )
+        for path, network in self._networks.items():
+            missed = [w for _, w in network.weights if w.trainable and discovery.variable_key(w) not in registered]
+            if missed:
+                self._warn_once(
+                    Tracked(path, network.layer, metadata.ROLE_LOSS, network.owner_name),
+                    diagnosis_lib.Diagnosis(metadata.NOT_UPDATED, metadata.NOT_IN_OPTIMIZER),
+                )
 
     def _warn(self, records):
         for r in records:
@@ -475,7 +549,7 @@ class LossParamTracker(keras.callbacks.Callback):
             return
         self._warned.add((t.path, diagnosis))
         warnings.warn(
-            diagnosis_lib.warning_message(t.path, diagnosis, t.loss_name),
+            diagnosis_lib.warning_message(t.path, diagnosis, t.owner, t.fix),
             LossParamWarning,
             stacklevel=2,
         )
@@ -546,7 +620,10 @@ def _check_writable(log_dir):
 
 
 def _loss_variable_values(t, value, grads, granularity=metadata.EPOCH):
-    """The `Summary.Value`s of a loss variable: its value (or stats and histogram) and gradient norm."""
+    """The `Summary.Value`s of a loss variable: its value (or stats and histogram) and gradient norm.
+
+    `grads` is `None` for the value before training, which has no gradient.
+    """
     common = dict(shape=value.shape, dtype=_dtype_name(t.variable), granularity=granularity)
     if value.size <= metadata.MAX_WHOLE_ELEMENTS:
         values = summary.values(metadata.ROLE_LOSS, metadata.VALUE, t.path, _loggable(value), **common)
@@ -556,8 +633,9 @@ def _loss_variable_values(t, value, grads, granularity=metadata.EPOCH):
             values += summary.values(
                 metadata.ROLE_LOSS, metadata.HISTOGRAM, t.path, summary.histogram(value), **common
             )
-    grad_norm = np.array([grads.mean, grads.max], np.float32)
-    values += summary.values(metadata.ROLE_LOSS, metadata.GRAD_NORM, t.path, grad_norm, **common)
+    if grads is not None:
+        grad_norm = np.array([grads.mean, grads.max], np.float32)
+        values += summary.values(metadata.ROLE_LOSS, metadata.GRAD_NORM, t.path, grad_norm, **common)
     return values
 
 
@@ -583,6 +661,27 @@ def _chunks(variable, size):
         yield begin, keras.ops.convert_to_numpy(flat[begin : begin + CHUNK_SIZE])
 
 
+def _combined_norms(weights):
+    """float32[4] of weights' `Record`s as one vector (see `metadata.FIELDS[WEIGHT_NORMS]`).
+
+    The norm of all weights; the root-sum-square of the weights' gradient
+    norms (mean, max over the epoch's steps); and ||change|| / ||start||
+    over the weights whose start of the epoch is known.
+    """
+    known = [r for r in weights if not math.isnan(r.update_ratio)]
+    start_norm = _root_sum_square([r.start_norm for r in known])
+    change = _root_sum_square([r.start_norm * r.update_ratio for r in known])
+    return np.array(
+        [
+            _root_sum_square([r.norm for r in weights]),
+            _root_sum_square([r.grads.mean for r in weights]),
+            _root_sum_square([r.grads.max for r in weights]),
+            change / start_norm if start_norm > 0 else math.nan,
+        ],
+        np.float32,
+    )
+
+
 def _root_sum_square(norms):
     """sqrt(sum of squares) of the norms, NaN ones (no gradient) left out; NaN if all are."""
     x = np.asarray(norms, np.float64)
@@ -590,8 +689,16 @@ def _root_sum_square(norms):
     return float(np.sqrt(np.sum(x**2))) if x.size else math.nan
 
 
-def _loss_name(owner):
-    return type(owner).__name__ if owner is not None else None
+def _fix(found):
+    """The call that fixes a loss variable's case, where the generic fix does not name it."""
+    if found.owner is None:  # passed by the user with variables=[...]
+        name = found.path.rsplit("/", 1)[-1]
+        return (
+            f"Call loss_param_tracker.make_trainable(model, variables=[{name}]) before fit, "
+            "so that the optimizer trains it (a raw tf.Variable out of reach of the loss "
+            "must be created as keras.Variable)."
+        )
+    return None
 
 
 def _dtype_name(variable):

@@ -63,6 +63,34 @@ class Diagnosis:
     cause: str = ""
 
 
+def combine(observations):
+    """One `Observation` of several variables taken as one (a network's weights).
+
+    Trainable when any is, and then seen by the optimizer when every trainable
+    one is; finite when all are; changed when any changed; a gradient when
+    any has one; gradient norms as the norm of all the gradients together.
+    """
+    trainable = [o for o in observations if o.trainable] or list(observations)
+    changed = [o.value_changed for o in observations]
+    gradients = [o.has_gradient for o in trainable]
+    return Observation(
+        trainable=any(o.trainable for o in observations),
+        seen_by_optimizer=all(o.seen_by_optimizer for o in trainable),
+        value_finite=all(o.value_finite for o in observations),
+        value_changed=True if any(changed) else (None if None in changed else False),
+        steps=max((o.steps for o in observations), default=0),
+        has_gradient=True if any(gradients) else (None if None in gradients else False),
+        grad_norm_mean=_root_sum_square([o.grad_norm_mean for o in trainable]),
+        grad_norm_max=_root_sum_square([o.grad_norm_max for o in trainable]),
+    )
+
+
+def _root_sum_square(norms):
+    """sqrt(sum of squares) of the norms, NaN ones left out; NaN when all are."""
+    known = [n * n for n in norms if not math.isnan(n)]
+    return math.sqrt(sum(known)) if known else math.nan
+
+
 def diagnose(obs):
     """Returns the `Diagnosis` of a variable from what was observed of it.
 
@@ -90,10 +118,19 @@ def diagnose(obs):
     return Diagnosis(TRAINING, "" if known else GRADIENT_UNKNOWN)
 
 
-def warning_message(path, diagnosis, loss_name=None):
-    """The console line for a variable whose status is worth a warning."""
-    where = f" (on {loss_name})" if loss_name else ""
-    what = "Loss variable" if path.startswith("loss/") else "Model weight"
-    explanation, fix = advice(diagnosis.status, diagnosis.cause)
+def warning_message(path, diagnosis, owner=None, fix=None):
+    """The console line for a variable whose status is worth a warning.
+
+    Args:
+        path: The variable's path.
+        diagnosis: Its `Diagnosis`.
+        owner: What it was found on (a loss class, a function, a layer).
+        fix: The call that fixes this variable's case, in place of the
+            status's generic fix.
+    """
+    where = f" (on {owner})" if owner else ""
+    what = "Model weight" if path.startswith("model/") else "Loss variable"
+    explanation, generic = advice(diagnosis.status, diagnosis.cause)
+    fix = fix or generic
     fix = f" Fix: {fix}" if fix else ""
     return f"{what} '{path}'{where} [{diagnosis.status}]: {explanation}{fix}"

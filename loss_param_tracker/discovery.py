@@ -46,9 +46,10 @@ MAX_OBJECTS = 20_000
 
 # Objects of these packages are walked only where they hold variables by
 # design (losses, layers, modules): not their internals.
+# (The standard library's, `sys.stdlib_module_names`, neither.)
 _LIBRARIES = frozenset(
-    {"builtins", "keras", "tensorflow", "tf_keras", "numpy", "jax", "jaxlib", "torch",
-     "tensorboard", "loss_param_tracker", "functools", "typing", "abc", "collections"}
+    {"keras", "tensorflow", "tf_keras", "numpy", "jax", "jaxlib", "torch", "tensorboard",
+     "loss_param_tracker"}
 )
 
 
@@ -478,8 +479,9 @@ def _is_module(obj):
 
 
 def _is_users(obj):
-    module = getattr(obj, "__module__", None) or ""
-    return module.split(".")[0] not in _LIBRARIES
+    """Whether `obj` (a class or function) comes from the user's code, not a library's."""
+    package = (getattr(obj, "__module__", None) or "").split(".")[0]
+    return package not in _LIBRARIES and package not in sys.stdlib_module_names
 
 
 def _is_users_object(obj):

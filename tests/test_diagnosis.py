@@ -74,7 +74,7 @@ def test_precedence(changes, expected):
 @pytest.mark.parametrize(
     "cause, fix",
     [
-        ("not_in_optimizer", "make_trainable(model, loss)"),
+        ("not_in_optimizer", "make_trainable(model)"),
         ("optimizer_no_effect", "learning rate"),
     ],
 )

@@ -101,8 +101,8 @@ EXPLANATIONS = {
 FIXES = {
     TRAINING: "",
     NOT_UPDATED: (
-        "Call loss_param_tracker.make_trainable(model, loss) before fit so the "
-        "optimizer trains the loss's variables."
+        "Call loss_param_tracker.make_trainable(model) after compile and before fit, "
+        "so that the optimizer trains it."
     ),
     NO_GRADIENT: (
         "Compute the loss with TensorFlow/keras.ops only: no numpy, Python "
