@@ -691,7 +691,7 @@ def _root_sum_square(norms):
 
 def _fix(found):
     """The call that fixes a loss variable's case, where the generic fix does not name it."""
-    if found.owner is None:  # passed by the user with variables=[...]
+    if found.path.startswith(f"{discovery.LOSS_PREFIX}/extra/"):  # given as variables=[...]
         name = found.path.rsplit("/", 1)[-1]
         return (
             f"Call loss_param_tracker.make_trainable(model, variables=[{name}]) before fit, "

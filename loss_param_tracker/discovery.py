@@ -309,7 +309,11 @@ class _Walk:
         # The model's own layers and weights are the optimizer's already.
         layers = _model_layers(model)
         self._model_layers = {id(layer) for layer in layers}
-        self._model_weights = {variable_key(w) for w in model.weights}
+        # Tracked by Keras, so not raw; what make_trainable attached stays found.
+        attached = getattr(model, ATTACHED_ATTRIBUTE, None) or ()
+        self._model_weights = {variable_key(w) for w in model.weights} - {
+            variable_key(v) for v in attached
+        }
         # Those of the layers the model is built of, not the ones attached to it.
         self._layer_weights = {variable_key(w) for layer in layers[1:] for w in layer.weights}
 
@@ -365,15 +369,15 @@ class _Walk:
             self._raw_attributes(layer, path)
 
     def _raw_attributes(self, layer, path):
-        for name, value in list(vars(layer).items()):
-            if name != ATTACHED_ATTRIBUTE:
+        for name, value in _attributes(layer):
+            if name not in _KERAS_TRACKING:
                 self._visit_raw(value, f"{path}/{_attribute(name)}", layer, Slot(layer, name), 1)
 
     def _visit_raw(self, obj, path, owner, slot, depth):
         if is_variable(obj):
             self.add(path, obj, owner, slot, raw=True)
         elif _is_module(obj) and self._enter(obj, depth):
-            for name, value in vars(obj).items():
+            for name, value in _attributes(obj):
                 self._visit_raw(value, f"{path}/{_attribute(name)}", owner, Slot(obj, name), depth + 1)
         elif isinstance(obj, (dict, list, tuple)) and self._enter(obj, depth):
             self._visit_container(obj, path, owner, depth, self._visit_raw)
@@ -417,7 +421,7 @@ class _Walk:
             self.networks.append(Network(path, layer, owner, members))
 
     def _visit_attributes(self, obj, path, owner, depth):
-        for name, value in list(vars(obj).items()):
+        for name, value in _attributes(obj):
             self.visit(value, f"{path}/{_attribute(name)}", owner, Slot(obj, name), depth + 1)
 
     def _visit_container(self, obj, path, owner, depth, visit):
@@ -455,6 +459,13 @@ class _Walk:
 
 # The attribute of a model that holds what make_trainable attached (see fix.py).
 ATTACHED_ATTRIBUTE = "_loss_param_tracker_attached"
+
+
+# A layer's own lists of what Keras tracks, and make_trainable's: not raw.
+_KERAS_TRACKING = frozenset(
+    {"_trainable_variables", "_non_trainable_variables", "_layers", "_metrics",
+     "_seed_generators", ATTACHED_ATTRIBUTE}
+)
 
 
 def _model_layers(model):
@@ -506,6 +517,16 @@ def _label(loss):
     if isinstance(loss, types.MethodType):
         return describe(loss.__self__)
     return type(loss).__name__
+
+
+def _attributes(obj):
+    """`(name, value)` of an object's attributes, less TensorFlow's tracking bookkeeping.
+
+    (A `tf.Module` or a layer on TensorFlow keeps a dict of its tracked
+    attributes under `_self_...` names: the same variables again, named by
+    the bookkeeping, not by the user.)
+    """
+    return [(n, v) for n, v in list(vars(obj).items()) if not n.startswith("_self_")]
 
 
 def _attribute(name):
