@@ -204,3 +204,71 @@ def damaged_copy(source, target):
     data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64  # breaks a record's checksum
     event.write_bytes(bytes(data))
     return target
+
+
+# A perceptual loss that holds a network (VGG16's 13 convolutions) and a learned
+# weight: the network is logged as a group, its weights one by one beside it.
+NETWORK = "loss/Perceptual/features"
+NETWORK_LAYERS = [
+    f"block{block}_conv{i}" for block, convs in enumerate((2, 2, 3, 3, 3), 1) for i in range(1, convs + 1)
+]
+# Runs of the network's log directory: epochs, and the latest status of each loss variable.
+NETWORK_RUNS = {
+    "vgg_frozen/train": (8, {NETWORK: "frozen", "loss/Perceptual/weight": "training"}),
+    "vgg_tuned/train": (8, {NETWORK: "training", "loss/Perceptual/weight": "training"}),
+}
+
+
+@pytest.fixture(scope="session")
+def network_logdir(tmp_path_factory):
+    """A log directory of two runs whose loss holds a network, frozen in one, trained in the other.
+
+    Written with the summary API, as the callback writes a network: one loss
+    series of all its weights' norms, a model series per weight under its
+    path, one diagnosis row for the whole network.
+    """
+    from tensorboard_plugin.loss_params import metadata, summary
+
+    root = tmp_path_factory.mktemp("network")
+    channels = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    shapes = {}
+    for layer, inputs, outputs in zip(NETWORK_LAYERS, [3] + channels[:-1], channels):
+        shapes[f"{NETWORK}/{layer}/kernel"] = (3, 3, inputs, outputs)
+        shapes[f"{NETWORK}/{layer}/bias"] = (outputs,)
+    model = [f"model/net/{layer}/{w}" for layer in ("hidden", "out") for w in ("kernel", "bias")]
+    for run, (epochs, statuses) in NETWORK_RUNS.items():
+        tuned = statuses[NETWORK] == "training"
+        rng = np.random.default_rng(0)  # the same pretrained network in both runs
+        start = {path: rng.uniform(5, 20) for path in shapes}
+        with tf.summary.create_file_writer(str(root / run)).as_default():
+            for epoch in range(epochs):
+                decay = np.exp(-epoch / 4)
+                growth = epoch / (5 if tuned else 10)
+                values = summary.values(metadata.ROLE_LOSS, metadata.VALUE, "loss/Perceptual/weight",
+                                        np.float32(1 + growth), dtype="float32")
+                values += summary.values(metadata.ROLE_LOSS, metadata.GRAD_NORM, "loss/Perceptual/weight",
+                                         np.float32([decay, 2 * decay]) / (2 if tuned else 1))
+                norms = []
+                for path, shape in shapes.items():
+                    norm = start[path] * (1 + 0.02 * epoch) if tuned else start[path]
+                    grad = decay * start[path] / 10 if tuned else np.nan  # frozen: no gradient
+                    norms.append([norm, grad, 2 * grad, 0.02 if tuned else 0.0])
+                    values += summary.values(metadata.ROLE_MODEL, metadata.WEIGHT_NORMS, path,
+                                             np.float32(norms[-1]), shape=shape, dtype="float32")
+                rss = np.sqrt(np.sum(np.square(norms), axis=0))
+                values += summary.values(metadata.ROLE_LOSS, metadata.WEIGHT_NORMS, NETWORK,
+                                         np.float32([*rss[:3], 0.02 if tuned else 0.0]), dtype="float32")
+                for path in model:
+                    values += summary.values(metadata.ROLE_MODEL, metadata.WEIGHT_NORMS, path,
+                                             np.float32([2 + growth / 2, decay, 2 * decay, 0.05 * decay]),
+                                             shape=(4, 8), dtype="float32")
+                values += summary.values(metadata.ROLE_RUN, metadata.WEIGHT_NORMS, metadata.RUN_MODEL,
+                                         np.float32([4 + growth, decay, 2 * decay, 0.05 * decay]))
+                values += summary.values(metadata.ROLE_RUN, metadata.GRAD_NORM, metadata.RUN_GRAD_NORM,
+                                         np.float32([decay, 2 * decay]))
+                rows = [[path, status, ""] for path, status in statuses.items()]
+                rows += [[path, "training", ""] for path in model]
+                values += summary.values(metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS,
+                                         np.array(rows, dtype=object))
+                summary.write(values, epoch)
+    return str(root)

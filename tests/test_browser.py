@@ -7,7 +7,9 @@ import shutil
 
 import pytest
 
-from tests.conftest import DASHBOARD_RUNS, XSS_RUN, fit, make_data, make_model, GaussianNLL
+from tests.conftest import (
+    DASHBOARD_RUNS, NETWORK, NETWORK_LAYERS, NETWORK_RUNS, XSS_RUN, fit, make_data, make_model, GaussianNLL,
+)
 from tests.servers import tensorboard
 
 pytestmark = pytest.mark.browser
@@ -102,7 +104,7 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
             badge = log_var.locator(f'.legend li[data-run="{run}"] .badge')
             assert badge.text_content() == DASHBOARD_RUNS[run][1][LOG_VAR]
         help_text = log_var.locator(".help").text_content()
-        assert "make_trainable(model, loss)" in help_text, help_text
+        assert "make_trainable(model)" in help_text, help_text
 
         # The large variable: a mean line and a band; its status.
         centers = card(frame, "loss/CenterLoss/centers")
@@ -225,6 +227,66 @@ def test_tab_refreshes_while_training_writes_and_keeps_the_selection(browser, li
         assert log_var.locator('.legend li[data-run="broken/train"]').count() == 0
         assert points(log_var, '[data-chart="value"]', "fixed/train") == [150]
         assert errors == []
+
+
+def test_a_network_is_one_card_and_its_weights_one_click_away(browser, network_logdir):
+    with tensorboard(network_logdir) as board:
+        page, frame, dialogs, errors = open_tab(browser, board)
+        loss_paths = sorted({p for _, s in NETWORK_RUNS.values() for p in s})
+        frame.locator("article.card").nth(len(loss_paths) - 1).wait_for()
+        drawn_whole(frame, f'article.card[data-path="{NETWORK}"]')
+        shown = frame.locator("article.card").evaluate_all("cards => cards.map(c => c.dataset.path)")
+        assert shown == loss_paths, "one card for the network, none per weight"
+
+        # The network's card: its size, a status per run, its weight norm and gradient norm.
+        network = card(frame, NETWORK)
+        assert network.locator(".meta").text_content() == "network · 26 weights"
+        assert network.locator("h4").first.text_content() == "weight norm"
+        for run, (epochs, statuses) in NETWORK_RUNS.items():
+            assert network.locator(f'.legend li[data-run="{run}"] .badge').text_content() == statuses[NETWORK]
+            assert points(network, '[data-chart="value"]', run, series="norm") == [epochs]
+        assert points(network, '[data-chart="grad_norm"]', "vgg_tuned/train") == [8]
+        assert points(network, '[data-chart="grad_norm"]', "vgg_frozen/train") == [0], "frozen: no gradient"
+        assert "trainable=False" in network.locator(".help").text_content()
+        chart = network.locator('[data-chart="value"] svg')
+        box = chart.bounding_box()
+        page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
+        tooltip = frame.locator("body > .tooltip")
+        tooltip.wait_for()
+        assert "epoch 7" in tooltip.text_content() and "vgg_frozen/train" in tooltip.text_content()
+        page.mouse.move(0, 0)
+
+        # The model panel shows the model's own weights, the network one entry after its layers.
+        weights = frame.locator("aside.weights")
+        drawn_whole(frame, 'aside.weights[data-layer=""]')
+        assert weights.locator("h2").text_content() == "Model weights"
+        menu = weights.locator("select option")
+        model_menu = ["", "model/net/hidden", "model/net/out", NETWORK]
+        assert menu.evaluate_all("os => os.map(o => o.value)") == model_menu
+        norm_axes = weights.locator('[data-chart="norm"] .axes')  # both norms are straight lines: the ticks differ
+        whole_model = norm_axes.text_content()
+
+        # One click on the card: the panel shows the network, and its layers are in the menu.
+        network.locator("button.show-weights").click()
+        drawn_whole(frame, f'aside.weights[data-layer="{NETWORK}"]')
+        assert weights.locator("select").input_value() == NETWORK
+        assert weights.locator("h2").text_content() == "Network weights"
+        network_layers = [f"{NETWORK}/{layer}" for layer in sorted(NETWORK_LAYERS)]
+        assert menu.evaluate_all("os => os.map(o => o.value)") == model_menu + network_layers
+        assert points(weights, '[data-chart="norm"]', "vgg_tuned/train") == [8]
+        assert norm_axes.text_content() != whole_model, "the network's norms, not the model's"
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "loss_params_network.png"))
+
+        layer = f"{NETWORK}/block1_conv1"
+        weights.locator("select").select_option(layer)
+        drawn_whole(frame, f'aside.weights[data-layer="{layer}"]')
+        assert points(weights, '[data-chart="update_ratio"]', "vgg_tuned/train") == [8]
+        weights.locator("select").select_option("")
+        drawn_whole(frame, 'aside.weights[data-layer=""]')
+        assert menu.evaluate_all("os => os.map(o => o.value)") == model_menu, "its layers fold away"
+        assert norm_axes.text_content() == whole_model
+        assert errors == [] and dialogs == []
 
 
 def test_tab_with_no_runs_says_what_to_do(browser, tmp_path):

@@ -18,7 +18,7 @@ from werkzeug import test as werkzeug_test
 
 from loss_param_tracker import load
 from tensorboard_plugin.loss_params import loader, metadata, plugin
-from tests.conftest import DASHBOARD_RUNS, XSS_RUN, damaged_copy
+from tests.conftest import DASHBOARD_RUNS, NETWORK, NETWORK_LAYERS, NETWORK_RUNS, XSS_RUN, damaged_copy
 
 PREFIX = "/data/plugin/loss_params"
 FIXED = "fixed/train"
@@ -273,6 +273,104 @@ def test_non_finite_values_are_valid_json(tmp_path):
     assert body["value"] == [["Infinity", "Infinity"]]
     status = get_json(client, "runs")["runs"][0]["variables"][0]["status"]
     assert status == "non_finite"
+
+
+@pytest.fixture(scope="module")
+def network_client(network_logdir):
+    return make_client(network_logdir)
+
+
+NETWORK_WEIGHTS = sorted(f"{NETWORK}/{layer}/{w}" for layer in NETWORK_LAYERS for w in ("kernel", "bias"))
+TUNED = "vgg_tuned/train"
+
+
+def test_runs_list_a_network_as_one_loss_variable_with_its_weights_after_the_models(network_client):
+    runs = {run["name"]: run for run in get_json(network_client, "runs")["runs"]}
+    assert set(runs) == set(NETWORK_RUNS)
+    for name, (epochs, statuses) in NETWORK_RUNS.items():
+        variables = runs[name]["variables"]
+        assert runs[name]["last_step"] == epochs - 1
+        assert {v["path"]: v["status"] for v in variables if v["role"] == "loss"} == statuses
+        assert variables[0] == {
+            "path": NETWORK, "role": "loss", "shape": [], "dtype": "float32", "kind": "network",
+            "status": statuses[NETWORK], "cause": "", "weights": len(NETWORK_WEIGHTS),
+        }
+        assert variables[1]["kind"] == "value", "a loss variable beside the network is as ever"
+        model = [v for v in variables if v["role"] == "model"]
+        assert [v["path"] for v in model[:4]] == [
+            f"model/net/{layer}/{w}" for layer in ("hidden", "out") for w in ("bias", "kernel")
+        ]
+        assert all("network" not in v and v["status"] == "training" for v in model[:4])
+        assert [v["path"] for v in model[4:]] == NETWORK_WEIGHTS, "the network's weights come last"
+        assert all(
+            (v["kind"], v["network"], v["status"], v["cause"]) == ("norms", NETWORK, "", "")
+            for v in model[4:]
+        )
+        kernel = next(v for v in model if v["path"] == f"{NETWORK}/block5_conv3/kernel")
+        assert kernel["shape"] == [3, 3, 512, 512]
+
+
+def test_series_of_a_network_holds_the_norms_of_all_its_weights(network_client):
+    body = get_json(network_client, "series", run=TUNED, variable=NETWORK)
+    assert (body["role"], body["shape"], body["steps"]) == ("loss", [], list(range(8)))
+    assert list(body["norms"]) == list(metadata.FIELDS[metadata.WEIGHT_NORMS])
+    assert "value" not in body and "grad_norm" not in body
+    weights = [
+        get_json(network_client, "series", run=TUNED, variable=path)["norms"] for path in NETWORK_WEIGHTS
+    ]
+    for field in ("norm", "grad_norm_mean", "grad_norm_max"):
+        np.testing.assert_allclose(
+            body["norms"][field], np.sqrt(sum(np.square(w[field]) for w in weights)), rtol=1e-6
+        )
+    frozen = get_json(network_client, "series", run="vgg_frozen/train", variable=NETWORK)["norms"]
+    assert frozen["grad_norm_mean"] == ["NaN"] * 8, "a frozen network has no gradient"
+    assert len(set(frozen["norm"])) == 1 and frozen["update_ratio"] == [0.0] * 8
+
+    response = network_client.get(f"{PREFIX}/series", query_string={"run": TUNED, "variable": NETWORK,
+                                                                    "format": "csv"})
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows[0] == ["step"] + [f"norms.{f}" for f in metadata.FIELDS[metadata.WEIGHT_NORMS]]
+    assert len(rows) == 1 + 8
+
+
+def test_weights_keep_a_networks_layers_apart_from_the_models(network_client, network_logdir):
+    whole = get_json(network_client, "weights", run=TUNED)
+    assert whole["layers"] == ["model/net/hidden", "model/net/out"], "no network layer among the model's"
+    assert whole["networks"] == {NETWORK: [f"{NETWORK}/{layer}" for layer in sorted(NETWORK_LAYERS)]}
+    model_norms = load(network_logdir)[TUNED].model_norms[1]
+    for i, field in enumerate(metadata.FIELDS[metadata.WEIGHT_NORMS]):
+        assert_float32_equal(whole[field], model_norms[:, i])
+
+    # The network as a whole: its own series, as logged.
+    network = get_json(network_client, "weights", run=TUNED, layer=NETWORK)
+    series = get_json(network_client, "series", run=TUNED, variable=NETWORK)
+    assert (network["layer"], network["weights"], network["layers"]) == (NETWORK, [], whole["layers"])
+    assert {f: network[f] for f in series["norms"]} == series["norms"]
+    assert network["global_grad_norm"] == whole["global_grad_norm"]
+
+    # Its layers, combined as a model's are; all together, the network again.
+    norms = []
+    for layer in whole["networks"][NETWORK]:
+        body = get_json(network_client, "weights", run=TUNED, layer=layer)
+        assert body["weights"] == [f"{layer}/bias", f"{layer}/kernel"]
+        norms.append(body["norm"])
+    np.testing.assert_allclose(np.sqrt(np.sum(np.square(norms), axis=0)), network["norm"], rtol=1e-6)
+
+    both = get_json(network_client, "weights_multirun", run=list(NETWORK_RUNS), layer=NETWORK)
+    assert sorted(both["runs"]) == sorted(NETWORK_RUNS)
+    assert both["runs"][TUNED] == network
+
+    query = {"run": TUNED, "layer": "loss/Perceptual"}
+    response = network_client.get(f"{PREFIX}/weights", query_string=query)
+    assert response.status_code == 404
+    assert f"its networks ['{NETWORK}']" in response.get_data(as_text=True)
+    assert get_json(network_client, "weights", run=TUNED) == whole
+
+
+def test_diagnosis_of_a_network_is_one_row_for_all_its_weights(network_client):
+    body = get_json(network_client, "diagnosis", run="vgg_frozen/train")
+    assert body["statuses"][NETWORK] == ["frozen"] * 8
+    assert not any(path.startswith(f"{NETWORK}/") for path in body["statuses"])
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import threading
+import typing
 
 import numpy as np
 from tensorboard import context as tb_context
@@ -252,30 +253,40 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         return {"layer": layer, "runs": self._weights_bodies(ctx, experiment, members, layer, samples)}
 
     def _weights_of(self, ctx, experiment, run, layer):
-        """`(layers, members, extra)`: a run's layers, the series that make up `layer`
-        ('' for the whole model), and the global gradient norm's series."""
+        """The series `/weights` reads of one run for `layer` ('' for the whole model)."""
         tags = self._tags_of(ctx, experiment, run)
+        networks = _networks(tags.values())
+        held = {s.tag for weights in networks.values() for s in weights}
         weights = [s for s in tags.values() if s.role == "model" and s.kind == metadata.WEIGHT_NORMS]
-        layers = sorted({_layer(s.path) for s in weights})
-        if layer:
+        layers = sorted({_layer(s.path) for s in weights if s.tag not in held})
+        # A weight right under a network's path has no layer apart from the network's own.
+        network_layers = {
+            network: sorted({_layer(s.path) for s in members} - {network})
+            for network, members in networks.items()
+        }
+        if not layer:
+            members = [tags[_MODEL_TAG]] if _MODEL_TAG in tags else []
+        elif layer in networks:
+            members = [tags[metadata.tag(layer, metadata.WEIGHT_NORMS)]]
+        else:
             members = [s for s in weights if _layer(s.path) == layer]
             if not members:
+                also = f", its networks {list(networks)} (and their layers)" if networks else ""
                 raise errors.NotFoundError(
-                    f"Run {run!r} has no layer {layer!r}; its layers are {layers}."
+                    f"Run {run!r} has no layer {layer!r}; its layers are {layers}{also}."
                 )
-        else:
-            members = [tags[_MODEL_TAG]] if _MODEL_TAG in tags else []
         extra = [tags[_GLOBAL_GRAD_NORM_TAG]] if _GLOBAL_GRAD_NORM_TAG in tags else []
-        return layers, members, extra
+        whole = not layer or layer in networks
+        return _Weights(layers, network_layers, members, whole, extra)
 
     def _weights_bodies(self, ctx, experiment, members, layer, samples):
-        wanted = {run: series + extra for run, (_, series, extra) in members.items()}
+        wanted = {run: weights.members + weights.extra for run, weights in members.items()}
         data = series_lib.read(
             self._data_provider, ctx, experiment, wanted, downsample=samples or series_lib.ALL_POINTS
         )
         return {
-            run: _weights_body(run, layer, layers, series, data.get(run, {}), samples)
-            for run, (layers, series, _) in members.items()
+            run: _weights_body(run, layer, weights, data.get(run, {}), samples)
+            for run, weights in members.items()
         }
 
     def diagnosis_impl(self, ctx, experiment, run):
@@ -285,7 +296,8 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         data = series_lib.read(self._data_provider, ctx, experiment, wanted)
         steps, values = data.get(run, {}).get(_DIAGNOSIS_TAG, (np.zeros(0, np.int64), []))
         per_step = series_lib.statuses(values)
-        paths = [v["path"] for v in _variables(tags.values(), {})]
+        # A network's weights have no status of their own: the network's row is theirs.
+        paths = [v["path"] for v in _variables(tags.values(), {}) if "network" not in v]
         return {
             "run": run,
             "steps": steps.tolist(),
@@ -303,6 +315,25 @@ class LossParamsPlugin(base_plugin.TBPlugin):
     def _series_of(self, ctx, experiment, run, path):
         tags = self._tags_of(ctx, experiment, run)
         return {s.tag: s for s in tags.values() if s.path == path and s.kind in _KIND_NAMES}
+
+
+class _Weights(typing.NamedTuple):
+    """What `/weights` reads of one run for one layer.
+
+    Attributes:
+        layers: The model's layers, sorted (not those of the networks its loss holds).
+        networks: `{network: its layers}` of the networks its loss holds.
+        members: The series that make up the layer.
+        whole: Whether `members` is one series of many weights as one vector
+            (the model's or a network's), rather than weights to combine.
+        extra: The global gradient norm's series, where there is one.
+    """
+
+    layers: list
+    networks: dict
+    members: list
+    whole: bool
+    extra: list
 
 
 def _found(runs, lookup):
@@ -339,15 +370,19 @@ def _series_body(run, path, mine, data, samples):
     return body
 
 
-def _weights_body(run, layer, layers, members, data, samples):
+def _weights_body(run, layer, weights, data, samples):
     steps = _union_steps(data.values())
-    norms = [_align(steps, *data[s.tag]) for s in members if s.tag in data]
-    combined = _combine(norms) if layer else (norms[0] if norms else np.zeros((len(steps), 4)))
+    norms = [_align(steps, *data[s.tag]) for s in weights.members if s.tag in data]
+    if weights.whole:
+        combined = norms[0] if norms else np.zeros((len(steps), 4))
+    else:
+        combined = _combine(norms)
     body = {
         "run": run,
         "layer": layer,
-        "layers": layers,
-        "weights": [s.path for s in members if s.role == "model"],
+        "layers": weights.layers,
+        "networks": weights.networks,
+        "weights": [s.path for s in weights.members if s.role == "model"],
         "sampled": _sampled(steps, samples),
         "steps": steps.tolist(),
         **_fields(metadata.WEIGHT_NORMS, combined),
@@ -364,7 +399,15 @@ def _sampled(steps, samples):
 
 
 def _variables(tags, diagnosis):
-    """The variables of a run's series, loss variables first, with their latest status and cause."""
+    """The variables of a run's series, loss variables first, with their latest status and cause.
+
+    A network the loss holds is one loss variable of kind `network`, with the
+    count of its weights; those follow the model's own weights, each naming
+    its network.
+    """
+    tags = list(tags)
+    networks = _networks(tags)
+    member_of = {s.path: network for network, weights in networks.items() for s in weights}
     variables = {}
     for one in tags:
         if one.role == "run" or one.kind not in _KIND_NAMES or one.kind == metadata.GRAD_NORM:
@@ -378,7 +421,37 @@ def _variables(tags, diagnosis):
             "status": diagnosis.get(one.path, ("", ""))[0],
             "cause": diagnosis.get(one.path, ("", ""))[1],
         }
-    return sorted(variables.values(), key=lambda v: (v["role"] != "loss", v["path"]))
+        if one.path in networks:
+            variables[one.path].update(kind="network", weights=len(networks[one.path]))
+        elif one.path in member_of:
+            variables[one.path]["network"] = member_of[one.path]
+    return sorted(
+        variables.values(), key=lambda v: (v["role"] != "loss", "network" in v, v["path"])
+    )
+
+
+def _networks(tags):
+    """`{path: [its weights' Series]}` of the networks a run's loss holds, by path.
+
+    A network is logged as a whole (a loss series of kind WEIGHT_NORMS at its
+    path, e.g. `loss/Perceptual/features`) and weight by weight (model series
+    of that kind under its path). A weight under two networks' paths belongs
+    to the nearer one.
+    """
+    networks = {
+        s.path: [] for s in tags if s.role == "loss" and s.kind == metadata.WEIGHT_NORMS
+    }
+    if not networks:
+        return networks
+    for one in tags:
+        if one.role == "model" and one.kind == metadata.WEIGHT_NORMS:
+            parts = one.path.split("/")
+            for end in range(len(parts) - 1, 0, -1):
+                network = "/".join(parts[:end])
+                if network in networks:
+                    networks[network].append(one)
+                    break
+    return dict(sorted(networks.items()))
 
 
 def _layer(path):

@@ -36,6 +36,8 @@ class Page {
     /** @type {Map<string, {ui: Object, visible: boolean, token: number}>} */
     this.cards = new Map();
     this.weightsToken = 0;
+    /** The layer the model panel shows: a layer's or a network's path, or ALL_WEIGHTS. */
+    this.layer = ALL_WEIGHTS;
     /** Whether the model panel has been drawn once (it needs no scroll to load). */
     this.weightsDrawn = false;
     this.runNames = '';
@@ -49,7 +51,7 @@ class Page {
       }
     });
     this.ui.smoothing.addEventListener('input', () => this.redraw());
-    this.weights.layer.addEventListener('change', () => this.drawWeights({preview: true}));
+    this.weights.layer.addEventListener('change', () => this.showLayer(this.weights.layer.value));
     for (const control of [this.weights.logGradient, this.weights.logRatio]) {
       control.addEventListener('change', () => this.drawWeights());
     }
@@ -108,6 +110,10 @@ class Page {
       if (!card) {
         card = {ui: views.card(path), visible: false, token: 0};
         card.ui.logY.addEventListener('change', () => this.drawCard(path));
+        card.ui.showWeights.addEventListener('click', () => {
+          this.showLayer(path);
+          this.ui.weights.scrollIntoView({block: 'nearest'});
+        });
         this.cards.set(path, card);
         this.observer.observe(card.ui.root);
       }
@@ -174,8 +180,16 @@ class Page {
     const card = this.cards.get(path);
     const runs = this.runsWith(path);
     const info = runs[0].info;
-    card.ui.meta.textContent = `shape [${info.shape.join(', ')}] · ${info.dtype}` +
-        (info.kind === 'stats' ? ' · large: mean ± std' : '');
+    const network = info.kind === 'network';
+    if (network) {
+      card.ui.meta.textContent = 'network · ';
+      card.ui.showWeights.textContent = `${info.weights} weights`;
+    } else {
+      card.ui.meta.textContent = `shape [${info.shape.join(', ')}] · ${info.dtype}` +
+          (info.kind === 'stats' ? ' · large: mean ± std' : '');
+    }
+    card.ui.showWeights.hidden = !network;
+    card.ui.valueTitle.textContent = network ? 'weight norm' : 'value';
     views.legend(card.ui.legend, runs.map((r) => ({
       run: r.name, color: this.store.colors.get(r.name), status: r.info.status,
       csv: csvUrl(r.name, path),
@@ -204,6 +218,7 @@ class Page {
     if (token !== card.token) return;
     const runs = wanted.filter((r, i) => bodies[i]);
     const data = bodies.filter((body) => body);
+    const network = wanted.some((r) => r.info.kind === 'network');
     const weight = Number(this.ui.smoothing.value);
     const value = [];
     const gradient = [];
@@ -222,9 +237,12 @@ class Page {
         bands.push({x: series.steps, lo: mean.map((m, k) => m - std[k]),
           hi: mean.map((m, k) => m + std[k]), color});
         value.push(...lines(series.steps, mean, weight, {color, run, series: 'mean'}));
+      } else if (series.norms) {
+        value.push(...lines(series.steps, numbers(series.norms.norm), weight, {color, run, series: 'norm'}));
       }
-      if (series.grad_norm) {
-        gradient.push(...lines(series.steps, numbers(series.grad_norm.mean), weight,
+      const gradNorm = gradientOf(series);
+      if (gradNorm) {
+        gradient.push(...lines(series.steps, numbers(gradNorm.mean), weight,
             {color, run, series: 'grad_norm'}));
       }
     });
@@ -233,10 +251,12 @@ class Page {
       label: runs[i].name,
       value: describe(series, key, series.steps.indexOf(step)),
     }));
-    drawChart(card.ui.value, {lines: value, bands, label: `${path} value`, tooltip: tooltip('value')});
+    drawChart(card.ui.value, {
+      lines: value, bands, label: `${path} ${network ? 'weight norm' : 'value'}`, tooltip: tooltip('value'),
+    });
     drawChart(card.ui.gradient, {
       lines: gradient, logY: card.ui.logY.checked, label: `${path} gradient norm`,
-      empty: 'No gradient reached this variable', tooltip: tooltip('grad_norm'),
+      empty: `No gradient reached this ${network ? 'network' : 'variable'}`, tooltip: tooltip('grad_norm'),
     });
     const young = runs.filter((r, i) => data[i].steps.length === 1).map((r) => r.name);
     card.ui.note.textContent = young.length ?
@@ -244,11 +264,21 @@ class Page {
     if (markSampled(card.ui.root, card.ui.note, data)) this.drawCard(path);
   }
 
+  /**
+   * Shows `layer` in the model panel: a layer of the model, a network's
+   * path (its weights as one vector) or one of its layers, or ALL_WEIGHTS.
+   * @param {string} layer
+   */
+  showLayer(layer) {
+    this.layer = layer;
+    this.drawWeights({preview: true});
+  }
+
   /** Draws the model panel; `preview` as for drawCard. */
   async drawWeights({preview = false} = {}) {
     this.weightsDrawn = true;
     const token = ++this.weightsToken;
-    const layer = this.weights.layer.value;
+    const layer = this.layer;
     const runs = this.selectedRuns();
     let data;
     try {
@@ -261,11 +291,15 @@ class Page {
     if (token !== this.weightsToken) return;
     // A run without the chosen layer (another model) is left out of the charts.
     const shown = runs.map((run, i) => ({run: run.name, data: data[i]})).filter((r) => r.data);
-    const layers = [...new Set(shown.flatMap((r) => r.data.layers))].sort();
-    views.options(this.weights.layer, [
-      {value: ALL_WEIGHTS, label: 'all layers'},
-      ...layers.map((name) => ({value: name, label: name})),
-    ]);
+    if (layer !== ALL_WEIGHTS && runs.length && !shown.length) {
+      // No selected run has it any more (its runs were unticked): the whole model instead.
+      this.showLayer(ALL_WEIGHTS);
+      return;
+    }
+    const networks = networksOf(shown.map((r) => r.data));
+    const inNetwork = [...networks.keys()].some((network) => within(layer, network));
+    views.options(this.weights.layer, layerMenu(shown.map((r) => r.data), networks, layer), layer);
+    this.weights.title.textContent = inNetwork ? 'Network weights' : 'Model weights';
     const weight = Number(this.ui.smoothing.value);
     const chart = (host, field, logY) => {
       const color = (r) => this.store.colors.get(r.run);
@@ -289,6 +323,51 @@ class Page {
     this.ui.weights.dataset.layer = layer;
     if (markSampled(this.ui.weights, this.weights.note, shown.map((r) => r.data))) this.drawWeights();
   }
+}
+
+/**
+ * The networks the runs' losses hold, with their layers: `{network: layers}`
+ * of the /weights bodies, merged.
+ * @param {Object[]} bodies
+ * @return {Map<string, string[]>} sorted by network
+ */
+function networksOf(bodies) {
+  const networks = new Map();
+  for (const body of bodies) {
+    for (const [network, layers] of Object.entries(body.networks)) {
+      networks.set(network, [...new Set([...(networks.get(network) || []), ...layers])].sort());
+    }
+  }
+  return new Map([...networks].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/**
+ * The model panel's layer menu: the model as a whole and its layers, then a
+ * group per network the loss holds: the network as a whole, and its layers
+ * while it or one of them is shown (a network may have dozens).
+ * @param {Object[]} bodies the /weights bodies of the runs shown
+ * @param {Map<string, string[]>} networks
+ * @param {string} layer the layer shown
+ * @return {Array<Object>} options for views.options
+ */
+function layerMenu(bodies, networks, layer) {
+  const option = (name) => ({value: name, label: name});
+  return [
+    {value: ALL_WEIGHTS, label: 'all layers'},
+    ...[...new Set(bodies.flatMap((body) => body.layers))].sort().map(option),
+    ...[...networks].map(([network, layers]) => ({
+      group: `network ${network}`,
+      options: [
+        {value: network, label: `${network} (all weights)`},
+        ...(within(layer, network) ? layers.map(option) : []),
+      ],
+    })),
+  ];
+}
+
+/** Whether `layer` is the network at `path` or one of its layers. */
+function within(layer, path) {
+  return layer === path || layer.startsWith(`${path}/`);
 }
 
 /**
@@ -333,16 +412,28 @@ function lines(steps, values, weight, attrs) {
   ];
 }
 
+/**
+ * The gradient norm of a series, mean and max: a loss variable's own, or the
+ * one of a network's norms (all its weights' gradients as one vector).
+ * @return {{mean: Array<number|string>, max: Array<number|string>}|undefined}
+ */
+function gradientOf(series) {
+  if (series.grad_norm || !series.norms) return series.grad_norm;
+  return {mean: series.norms.grad_norm_mean, max: series.norms.grad_norm_max};
+}
+
 /** The tooltip text of one run's series at step index `k`. */
 function describe(series, key, k) {
   if (k < 0) return '–';
   if (key === 'grad_norm') {
-    if (!series.grad_norm) return 'no gradient';
-    return `${formatNumber(Number(series.grad_norm.mean[k]))} (max ${formatNumber(Number(series.grad_norm.max[k]))})`;
+    const gradNorm = gradientOf(series);
+    if (!gradNorm) return 'no gradient';
+    return `${formatNumber(Number(gradNorm.mean[k]))} (max ${formatNumber(Number(gradNorm.max[k]))})`;
   }
   if (series.value) {
     const elements = series.value.map((e) => formatNumber(Number(e[k])));
     return elements.length > 4 ? `${elements.slice(0, 4).join(', ')}, …` : elements.join(', ');
   }
+  if (series.norms) return formatNumber(Number(series.norms.norm[k]));
   return `${formatNumber(Number(series.stats.mean[k]))} ± ${formatNumber(Number(series.stats.std[k]))}`;
 }

@@ -92,30 +92,40 @@ export function badge(status) {
 }
 
 /**
- * The skeleton of a loss variable's card; `update` fills its parts.
+ * The skeleton of a loss variable's card, or of a network's the loss holds;
+ * the page fills its parts. `showWeights`, hidden but on a network's card,
+ * sends its weights to the model panel.
  * @param {string} path
- * @return {{root: HTMLElement, meta: HTMLElement, legend: HTMLElement, help: HTMLElement,
- *           note: HTMLElement, value: HTMLElement, gradient: HTMLElement, logY: HTMLInputElement}}
+ * @return {{root: HTMLElement, meta: HTMLElement, showWeights: HTMLButtonElement,
+ *           legend: HTMLElement, help: HTMLElement, note: HTMLElement, valueTitle: HTMLElement,
+ *           value: HTMLElement, gradient: HTMLElement, logY: HTMLInputElement}}
  */
 export function card(path) {
   const root = h('article', 'card');
   root.dataset.path = path;
   const title = h('h3', '', path);
-  const meta = h('div', 'meta');
+  const meta = h('span');
+  const showWeights = /** @type {HTMLButtonElement} */ (h('button', 'show-weights'));
+  showWeights.type = 'button';
+  showWeights.hidden = true;
+  showWeights.title = 'Show its weights, layer by layer, in the model panel';
+  const metaLine = h('div', 'meta');
+  metaLine.append(meta, showWeights);
   const legend = h('ul', 'legend');
   const help = h('div', 'help');
   const note = h('div', 'note');
+  const valueTitle = h('h4', '', 'value');
   const value = h('div', 'chart-host');
   value.dataset.chart = 'value';
   const gradient = h('div', 'chart-host');
   gradient.dataset.chart = 'grad_norm';
   const logY = checkbox('log y');
   root.append(
-    title, meta, legend, help, note,
-    h('h4', '', 'value'), value,
+    title, metaLine, legend, help, note,
+    valueTitle, value,
     chartTitle('gradient norm (mean over the epoch\'s steps)', logY.label), gradient,
   );
-  return {root, meta, legend, help, note, value, gradient, logY: logY.input};
+  return {root, meta, showWeights, legend, help, note, valueTitle, value, gradient, logY: logY.input};
 }
 
 /**
@@ -163,7 +173,7 @@ export function help(host, diagnoses, texts) {
 /**
  * The model-weights panel: a layer picker and three charts.
  * @param {HTMLElement} host
- * @return {{layer: HTMLSelectElement, norm: HTMLElement, gradient: HTMLElement,
+ * @return {{title: HTMLElement, layer: HTMLSelectElement, norm: HTMLElement, gradient: HTMLElement,
  *           ratio: HTMLElement, logGradient: HTMLInputElement, logRatio: HTMLInputElement, note: HTMLElement}}
  */
 export function weightsPanel(host) {
@@ -177,31 +187,41 @@ export function weightsPanel(host) {
   const logGradient = checkbox('log y');
   const logRatio = checkbox('log y', true);
   const note = h('div', 'note');
+  const title = h('h2', '', 'Model weights');
   host.replaceChildren(
-    h('h2', '', 'Model weights'), layer, note,
+    title, layer, note,
     h('h4', '', 'weight norm'), hosts[0],
     chartTitle('gradient norm', logGradient.label), hosts[1],
     chartTitle('update / weight ratio', logRatio.label), hosts[2],
   );
   return {
-    layer, norm: hosts[0], gradient: hosts[1], ratio: hosts[2],
+    title, layer, norm: hosts[0], gradient: hosts[1], ratio: hosts[2],
     logGradient: logGradient.input, logRatio: logRatio.input, note,
   };
 }
 
 /**
- * Sets the options of a <select>, keeping the current choice when it remains.
+ * Sets the options of a <select>, some of them in groups, and chooses `value`
+ * where it is among them (by default, keeps the current choice when it remains).
+ * @typedef {{value: string, label: string}} Option
  * @param {HTMLSelectElement} select
- * @param {{value: string, label: string}[]} options
+ * @param {Array<Option|{group: string, options: Option[]}>} options
+ * @param {string=} value
  */
-export function options(select, options) {
-  const current = select.value;
+export function options(select, options, value = select.value) {
+  const option = (o) => {
+    const node = /** @type {HTMLOptionElement} */ (h('option', '', o.label));
+    node.value = o.value;
+    return node;
+  };
   select.replaceChildren(...options.map((o) => {
-    const option = h('option', '', o.label);
-    option.value = o.value;
-    return option;
+    if (!o.group) return option(o);
+    const group = /** @type {HTMLOptGroupElement} */ (h('optgroup'));
+    group.label = o.group;
+    group.append(...o.options.map(option));
+    return group;
   }));
-  if (options.some((o) => o.value === current)) select.value = current;
+  if (options.flatMap((o) => o.options || [o]).some((o) => o.value === value)) select.value = value;
 }
 
 function chartTitle(text, control) {
