@@ -449,8 +449,8 @@ def _created_every_call(loss, name):
         f"{cls}.call creates a new variable ({name or 'unnamed'}) at every call: such a "
         "variable never trains, and tf.function rejects it. Create it once, in "
         f"{cls}.__init__ (e.g. self.weight = keras.Variable(1.0)) or lazily under "
-        "`if self.weight is None:`, and call loss_param_tracker.make_trainable(model, "
-        "loss) before fit."
+        "`if self.weight is None:`, and call loss_param_tracker.make_trainable(model) "
+        "before fit."
     )
 
 
