@@ -273,9 +273,8 @@ def discover(model, extra_variables=(), losses=None, loss_weights=None, model_si
             path = "/".join(p for p in (LOSS_PREFIX, "loss_weights", output) if p)
             walk.visit(weight, path, None, Slot(loss_weights, output) if len(named) > 1 else None)
     if model_side:
-        for layer in _model_layers(model):
-            prefix = f"{MODEL_PREFIX}/{getattr(layer, 'path', None) or layer.name}"
-            walk.visit_raw(layer, prefix)
+        for layer, path in _layer_paths(model):
+            walk.visit_raw(layer, f"{MODEL_PREFIX}/{path}")
     for variable in extra_variables:
         walk.add(f"{LOSS_PREFIX}/extra/{_weight_name(variable)}", variable, None)
     return Discovered(walk.found, walk.losses, walk.networks)
@@ -466,6 +465,22 @@ _KERAS_TRACKING = frozenset(
     {"_trainable_variables", "_non_trainable_variables", "_layers", "_metrics",
      "_seed_generators", ATTACHED_ATTRIBUTE}
 )
+
+
+def _layer_paths(model, prefix=""):
+    """`[(layer, path)]` of the model and the layers it is built of, depth first.
+
+    The path is the chain of layer names from the model (`net/block/dense`):
+    stable where `Layer.path` is not (it depends on the name scope the layer
+    was built in, which differs in a model rebuilt by `load_model`).
+    """
+    path = f"{prefix}/{model.name}" if prefix else model.name
+    result = [(model, path)]
+    flatten = getattr(model, "_flatten_layers", None)
+    children = flatten(include_self=False, recursive=False) if flatten else []
+    for child in children:
+        result += _layer_paths(child, path)
+    return result
 
 
 def _model_layers(model):

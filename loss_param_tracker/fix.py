@@ -297,7 +297,7 @@ class _Pending:
     """
 
     _lock = threading.Lock()
-    _losses = []  # [(loss, paths)]
+    _losses = []  # [(loss, paths, thread)]
     _previous = None
 
     @classmethod
@@ -306,13 +306,12 @@ class _Pending:
             if not cls._losses:
                 cls._previous = keras.Model.__dict__.get("trainable_variables")
                 keras.Model.trainable_variables = property(cls._trainable_variables)
-            cls._losses.append((loss, paths))
+            cls._losses.append((loss, paths, threading.get_ident()))
 
     @classmethod
     def _take(cls, model):
         with cls._lock:
-            losses = _leaves(getattr(model, "loss", None))
-            match = next((entry for entry in cls._losses if losses and _leaves(entry[0]) == losses), None)
+            match = next((entry for entry in cls._losses if _is_loss_of(model, *entry)), None)
             if match is None:
                 return None
             cls._losses.remove(match)
@@ -334,6 +333,19 @@ class _Pending:
         return super(keras.Model, model).trainable_variables
 
 
+def _is_loss_of(model, loss, paths, thread):
+    """Whether `model` is the one being loaded with `loss`: compiled with it, in this thread.
+
+    A loss given by name (`"mse"`) or none at all (`add_loss` terms only) has
+    no identity: the model compiled with it in the thread that deserialized it,
+    between that and building its optimizer, is the one.
+    """
+    if thread != threading.get_ident() or not getattr(model, "compiled", False):
+        return False
+    leaves = _leaves(loss)
+    return _leaves(model.loss) == leaves if leaves else model.loss == loss
+
+
 def _leaves(loss):
     """The identities of the loss objects in `loss`, a loss or a list or dict of them.
 
@@ -352,7 +364,8 @@ def _saved_paths(model, attached):
 
     Raises:
         ValueError: When a variable is not on the compiled loss or the model,
-            so that `load_model` could not find it again.
+            or is a loss weight (saved as a number), so that `load_model`
+            could not restore it.
     """
     found = discovery.discover(model)
     items = list(found.variables) + [
@@ -366,7 +379,17 @@ def _saved_paths(model, attached):
             "the model holds, so keras.models.load_model could not restore them. Attach "
             "the variables of the loss the model is compiled with: make_trainable(model)."
         )
-    return [paths[discovery.variable_key(v)] for v in attached]
+    saved = [paths[discovery.variable_key(v)] for v in attached]
+    weights = [p for p in saved if p.startswith(f"{discovery.LOSS_PREFIX}/loss_weights")]
+    if weights:
+        raise ValueError(
+            f"make_trainable attached compile(loss_weights=...) variable(s) {weights}, and "
+            "Keras saves loss_weights as numbers, so keras.models.load_model could not "
+            "restore them. Save the weights instead: model.save_weights(path), then on a "
+            "fresh model make_trainable(model) and model.load_weights(path); or keep the "
+            "learned weight in the loss."
+        )
+    return saved
 
 
 def _reattach(model, paths):

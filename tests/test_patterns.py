@@ -334,3 +334,28 @@ def test_make_trainable_with_exact_variables_and_clear_errors():
     loss_fn = closure_loss()
     early = make_model()
     assert len(make_trainable(early, loss_fn)) == 2
+
+
+def test_save_and_load_model_of_the_new_patterns(tmp_path):
+    x, y = make_data()
+    # A raw variable on a layer, and a tf.Module in a loss: restored, attached, trained on.
+    for model, custom in (
+        (scaled_model(), {"Scaled": Scaled}),
+        (make_model(), {"Adaptive": Adaptive}),
+    ):
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss=Adaptive() if "Adaptive" in custom else "mse")
+        make_trainable(model)
+        model.fit(x, y, epochs=2, verbose=0)
+        model.save(tmp_path / "m.keras")
+        loaded = keras.models.load_model(tmp_path / "m.keras", custom_objects=custom)
+        learned, restored = attached_variables(model), attached_variables(loaded)
+        assert [v.name for v in restored] == [v.name for v in learned] and learned
+        for a, b in zip(restored, learned):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
+    # Keras saves loss_weights as numbers: saving says so rather than lose the learned weight.
+    model = two_outputs()
+    model.compile(optimizer="adam", loss={"a": "mse", "b": "mse"}, loss_weights={"a": keras.Variable(1.0), "b": 1.0})
+    make_trainable(model)
+    with pytest.raises(ValueError, match="loss/loss_weights/a.*saves loss_weights as numbers.*save_weights"):
+        model.save(tmp_path / "lw.keras")
