@@ -147,11 +147,17 @@ class Discovered:
     losses: list
     networks: list = dataclasses.field(default_factory=list)
 
+    def everything(self):
+        """Every `LossVariable` found: the `variables`, then the networks' weights."""
+        return list(self.variables) + [
+            LossVariable(path, weight, network.owner)
+            for network in self.networks
+            for path, weight in network.weights
+        ]
+
     def all_variables(self):
         """Every variable found: the `variables`' and the networks' weights."""
-        return [v.variable for v in self.variables] + [
-            w for n in self.networks for _, w in n.weights
-        ]
+        return [found.variable for found in self.everything()]
 
 
 def is_variable(obj):

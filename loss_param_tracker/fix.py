@@ -130,11 +130,7 @@ def _discover(model, loss, exact):
 
 def _wanted(found, given, exact):
     """The `LossVariable`s to attach: what was found, or exactly the `given` variables."""
-    items = list(found.variables) + [
-        discovery.LossVariable(path, weight, network.owner)
-        for network in found.networks
-        for path, weight in network.weights
-    ]
+    items = found.everything()
     if not given:
         return [] if exact else items
     by_key = {discovery.variable_key(item.variable): item for item in items}
@@ -367,11 +363,7 @@ def _saved_paths(model, attached):
             or is a loss weight (saved as a number), so that `load_model`
             could not restore it.
     """
-    found = discovery.discover(model)
-    items = list(found.variables) + [
-        discovery.LossVariable(path, w) for n in found.networks for path, w in n.weights
-    ]
-    paths = {discovery.variable_key(f.variable): f.path for f in items}
+    paths = {discovery.variable_key(f.variable): f.path for f in discovery.discover(model).everything()}
     lost = [v.name for v in attached if discovery.variable_key(v) not in paths]
     if lost:
         raise ValueError(
@@ -398,11 +390,7 @@ def _reattach(model, paths):
     Raises:
         ValueError: When the loss has no variable at one of the paths.
     """
-    found = discovery.discover(model)
-    items = list(found.variables) + [
-        discovery.LossVariable(path, w, n.owner) for n in found.networks for path, w in n.weights
-    ]
-    by_path = {item.path: item for item in items}
+    by_path = {item.path: item for item in discovery.discover(model).everything()}
     missing = [path for path in paths if path not in by_path]
     if missing:
         raise ValueError(
