@@ -2,14 +2,34 @@
 
 Reads the event files through TensorBoard's own loading code (the event
 multiplexer), the same summaries the plugin reads. Needs no TensorFlow.
+
+The dashboard shows whatever part of a run it can read; `load` hands over a
+run only when all of it could be read as the format defines it. A run is
+skipped, named in `Runs.skipped` with the reason and warned about
+(`SkippedRunWarning`), when one of its event files fails a checksum, when a summary's metadata names a role, kind or granularity this
+version does not know, when a diagnosis or a vector has an unexpected shape,
+when a variable's logged values disagree with the shape its metadata gives,
+when a variable changed shape during the run (its epochs could not be
+aligned in one array), and on any unexpected error while reading it. An
+event file whose last record is cut short (a crash, a full disk, a file still
+being written) is read up to that record: the run is kept, and named in
+`Runs.incomplete` (`IncompleteRunWarning`).
 """
 
 import dataclasses
 import os
+import struct
+import warnings
 
 import numpy as np
 from tensorboard import context
-from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.backend.event_processing import (
+    data_provider,
+    event_file_loader,
+    io_wrapper,
+    plugin_event_multiplexer,
+)
+from tensorboard.compat import tf as tb_tf  # TensorFlow when installed, else TensorBoard's stub
 
 from tensorboard_plugin.loss_params import metadata, series
 
@@ -18,12 +38,42 @@ class NoSummariesError(ValueError):
     """The log directory holds no loss_params summaries."""
 
 
+class DamagedRunError(ValueError):
+    """A run's event files or summaries cannot be read as the format defines them."""
+
+
+class SkippedRunWarning(UserWarning):
+    """`load` skipped a run it could not read (the message says which and why)."""
+
+
+class IncompleteRunWarning(UserWarning):
+    """`load` read a run whose event file ends in a record cut short, up to that record."""
+
+
+class Runs(dict):
+    """`{run name: Run}` of a log directory, sorted by run name, as `load` returns it.
+
+    Attributes:
+        skipped: `{run name: reason}` of the runs that could not be read and
+            are left out, sorted by run name; empty when every run was read.
+        incomplete: `{run name: note}` of the runs read up to an event file's
+            last record, which was cut short (a crash, a full disk, a file
+            still being written).
+    """
+
+    def __init__(self, runs=(), skipped=None, incomplete=None):
+        super().__init__(runs)
+        self.skipped = dict(skipped or {})
+        self.incomplete = dict(incomplete or {})
+
+
 @dataclasses.dataclass
 class Variable:
     """The epoch series of one tracked variable.
 
-    Every array has one row per logged epoch, aligned with `steps`; a field
-    the variable does not have is `None`.
+    Every array has one row per logged epoch, aligned with `steps` (a row is
+    NaN where one of the variable's series lacks that epoch); a field the
+    variable does not have is `None`.
 
     Attributes:
         path: The variable's path, e.g. `loss/GaussianNLL/log_var`.
@@ -40,6 +90,11 @@ class Variable:
         status: str[n], the diagnosis of each epoch.
         cause: str[n], the cause of each epoch's status where it has
             several (see `metadata.CAUSES`), else `""`.
+        initial: The loss variable before training: float[*shape] (a
+            `value`) or float[5] (a `stats` row), from its batch series at
+            the smallest batch step (the callback writes it when `fit`
+            begins, and every N batches with `update_freq`); `None` where
+            there is no batch series, as in logs of older versions.
     """
 
     path: str
@@ -53,6 +108,7 @@ class Variable:
     norms: np.ndarray = None
     status: np.ndarray = None
     cause: np.ndarray = None
+    initial: np.ndarray = None
 
     @property
     def last_status(self):
@@ -88,12 +144,17 @@ class Run:
 def load(log_dir):
     """Loads every run under `log_dir` that holds loss_params summaries.
 
+    A run that cannot be read whole (see the module's docstring) is left out,
+    named with the reason in the result's `skipped`, and warned about with a
+    `SkippedRunWarning`; the other runs are read all the same.
+
     Example:
 
     ```python
     runs = loss_param_tracker.load("logs")
     var = runs["run1/train"].variables["loss/GaussianNLL/log_var"]
     var.steps, var.value[:, ...], var.status
+    runs.skipped          # {run: reason} of the runs that could not be read
     ```
 
     Args:
@@ -101,53 +162,115 @@ def load(log_dir):
             parent of several.
 
     Returns:
-        `{run name: Run}`, sorted by run name.
+        `Runs`: `{run name: Run}`, sorted by run name, with `skipped`.
 
     Raises:
         FileNotFoundError: When `log_dir` does not exist.
+        NotADirectoryError: When it is a file.
         NoSummariesError: When it holds no loss_params summaries (an empty
-            directory, or event files of other tools only).
+            directory, or event files of other tools only) and no run was
+            skipped.
     """
     log_dir = os.fspath(log_dir)
-    if not os.path.isdir(log_dir):
+    if not os.path.exists(log_dir):
         raise FileNotFoundError(
             f"Log directory {log_dir!r} does not exist. Pass the log_dir given to "
             "LossParamTracker(log_dir=...)."
+        )
+    if not os.path.isdir(log_dir):
+        raise NotADirectoryError(
+            f"Log directory {log_dir!r} is a file, not a directory. Pass the log_dir given "
+            "to LossParamTracker(log_dir=...), which holds the event files in train/."
         )
     multiplexer = plugin_event_multiplexer.EventMultiplexer(
         tensor_size_guidance={metadata.PLUGIN_NAME: 0}
     )
     multiplexer.AddRunsFromDirectory(log_dir)
-    multiplexer.Reload()
+    skipped, incomplete = {}, {}
+    for run, path in sorted(multiplexer.RunPaths().items()):
+        try:
+            note = _check_event_files(path)
+            if note:
+                incomplete[run] = note
+            multiplexer.GetAccumulator(run).Reload()
+        except Exception as error:  # noqa: BLE001 - one run must not hide the rest
+            skipped[run] = _reason(error)
     provider = data_provider.MultiplexerDataProvider(multiplexer, log_dir)
     ctx = context.RequestContext()
+    invalid = {}
+    listing = series.list_series(provider, ctx, "", batch=True, invalid=invalid)
     runs = {}
-    for run, tags in series.list_series(provider, ctx, "").items():
-        data = series.read(provider, ctx, "", {run: tags.values()}).get(run, {})
-        runs[run] = _read_run(run, tags, data)
-    if not runs:
+    for run in sorted((listing.keys() | invalid.keys()) - skipped.keys()):
+        try:
+            if run in invalid:
+                tag, reason = min(invalid[run].items())
+                raise DamagedRunError(f"tag {tag!r}: {reason}")
+            if any(s.granularity == metadata.EPOCH for s in listing[run].values()):
+                runs[run] = _read_run(provider, ctx, run, listing[run], run in incomplete)
+        except Exception as error:  # noqa: BLE001 - one run must not hide the rest
+            skipped[run] = _reason(error)
+    if not runs and not skipped:
         raise NoSummariesError(
             f"No loss_params summaries under {log_dir!r}. Train with "
             "callbacks=[LossParamTracker(log_dir=...)] and pass that directory."
         )
-    return runs
+    skipped = dict(sorted(skipped.items()))
+    for run, reason in skipped.items():
+        warnings.warn(f"Run {run!r} skipped: {reason}", SkippedRunWarning, stacklevel=2)
+    incomplete = {run: note for run, note in sorted(incomplete.items()) if run in runs}
+    for run, note in incomplete.items():
+        warnings.warn(f"Run {run!r} is incomplete: {note}", IncompleteRunWarning, stacklevel=2)
+    return Runs(sorted(runs.items()), skipped, incomplete)
 
 
-def _read_run(run, tags, data):
+# Reading a run -----------------------------------------------------------
+
+_FIELD_OF_KIND = {
+    metadata.VALUE: "value",
+    metadata.STATS: "stats",
+    metadata.GRAD_NORM: "grad_norm",
+    metadata.WEIGHT_NORMS: "norms",
+}
+
+# The kinds that hold a variable's value, whose fields follow its shape.
+_VALUE_KINDS = (metadata.VALUE, metadata.STATS)
+
+
+def _read_run(provider, ctx, run, tags, incomplete=False):
+    """Reads one run's epoch series, and each loss variable's first batch write, into a `Run`.
+
+    In an `incomplete` run (an event file cut short) the last epoch may be
+    partly written: epochs after the last diagnosis, which the callback
+    writes last, are left out.
+    """
+    epoch = [
+        s for s in tags.values() if s.granularity == metadata.EPOCH and s.kind != metadata.HISTOGRAM
+    ]
+    batch = [
+        s
+        for s in tags.values()
+        if s.granularity == metadata.BATCH and s.role == "loss" and s.kind in _VALUE_KINDS
+    ]
+    try:
+        data = series.read(provider, ctx, "", {run: epoch + batch}, by_field=True).get(run, {})
+    except ValueError as error:  # a scalar series that holds a vector
+        raise DamagedRunError(f"its scalar series cannot be read ({error})") from error
+    if incomplete:
+        data = _up_to_last_diagnosis(data, epoch)
     variables, statuses, run_series = {}, None, {}
-    for tag, one in tags.items():
-        if tag not in data:
+    for one in epoch:
+        if one.tag not in data:
             continue
-        steps, values = data[tag]
         if one.kind == metadata.DIAGNOSIS:
-            statuses = (steps, series.diagnoses(values))
+            statuses = _diagnoses(*data[one.tag])
         elif one.role == "run":
-            run_series[one.kind] = (steps, series.stack(values))
+            run_series[one.kind] = _vector(one, data[one.tag])
         else:
-            variable = variables.setdefault(
-                one.path, Variable(one.path, one.role, one.shape, one.dtype)
-            )
-            _set_field(variable, one.kind, steps, values)
+            variables.setdefault(one.path, []).append(one)
+    initial = _initial_writes((s, data[s.tag]) for s in batch if s.tag in data and s.path in variables)
+    variables = {
+        path: _variable(path, mine, data, initial.get(path)) for path, mine in variables.items()
+    }
     if statuses is not None:
         _set_statuses(variables, *statuses)
     ordered = dict(sorted(variables.items(), key=lambda item: (item[1].role != "loss", item[0])))
@@ -160,31 +283,299 @@ def _read_run(run, tags, data):
     )
 
 
-_FIELD_OF_KIND = {
-    metadata.VALUE: "value",
-    metadata.STATS: "stats",
-    metadata.GRAD_NORM: "grad_norm",
-    metadata.WEIGHT_NORMS: "norms",
-}
+def _up_to_last_diagnosis(data, epoch):
+    """`data` with the epoch series cut after the last step that has a diagnosis."""
+    diagnosis = [s.tag for s in epoch if s.kind == metadata.DIAGNOSIS and s.tag in data]
+    if not diagnosis:
+        return data
+    last = data[diagnosis[0]][0][-1]
+
+    def cut(steps, values):
+        keep = steps <= last
+        return steps[keep], (values[keep] if isinstance(values, np.ndarray) else
+                             [v for v, k in zip(values, keep) if k])
+
+    tags = {s.tag for s in epoch}
+    result = dict(data)
+    for tag in tags & data.keys():
+        columns = data[tag]
+        if isinstance(columns, dict):
+            result[tag] = {field: cut(*pair) for field, pair in columns.items()}
+        else:
+            result[tag] = cut(*columns)
+    return result
 
 
-def _set_field(variable, kind, steps, values):
-    field = _FIELD_OF_KIND.get(kind)
-    if field is None:
-        return  # Histograms are for the dashboard.
-    if variable.steps is None or len(steps) > len(variable.steps):
-        variable.steps = steps
-    stacked = series.stack(values)
-    if kind == metadata.VALUE:
-        stacked = stacked.reshape((len(steps),) + variable.shape)
-    setattr(variable, field, stacked)
+def _initial_writes(batch):
+    """Cuts each variable's batch series, given as `(Series, columns)` pairs, to its smallest step.
+
+    Returns `{path: (Series, columns)}`. Where a variable has two batch
+    series (it changed between `value` and `stats`), the one written first.
+    """
+    first = {}
+    for one, columns in batch:
+        step = min(steps[0] for steps, _ in columns.values() if len(steps))
+        cut = {
+            field: (steps[:1], values[:1])
+            for field, (steps, values) in columns.items()
+            if len(steps) and steps[0] == step
+        }
+        if one.path not in first or step < first[one.path][2]:
+            first[one.path] = (one, cut, step)
+    return {path: (one, cut) for path, (one, cut, _) in first.items()}
+
+
+def _variable(path, mine, data, initial):
+    """A `Variable` of its epoch series (`mine`) and its first batch write, checked and aligned."""
+    _check_shape(path, mine, data, initial)
+    first = mine[0]
+    variable = Variable(path, first.role, first.shape, first.dtype)
+    assembled = {}
+    for one in mine:
+        field = _FIELD_OF_KIND.get(one.kind)
+        if field is not None:  # histograms are for the dashboard
+            assembled[field] = (one, _vector(one, data[one.tag]))
+    variable.steps = np.unique(
+        np.concatenate([steps for _, (steps, _) in assembled.values()] or [np.zeros(0, np.int64)])
+    )
+    for field, (one, (steps, values)) in assembled.items():
+        aligned = np.full((len(variable.steps), values.shape[1]), np.nan)
+        aligned[np.searchsorted(variable.steps, steps)] = values
+        if one.kind == metadata.VALUE:
+            aligned = aligned.reshape((len(variable.steps),) + one.shape)
+        setattr(variable, field, aligned)
+    if initial is not None:
+        one, cut = initial
+        row = series.assemble(one, cut)[1][0]
+        variable.initial = row.reshape(one.shape) if one.kind == metadata.VALUE else row
+    return variable
+
+
+def _vector(one, columns):
+    """Assembles a vector series after checking each step holds its kind's fields, and only those."""
+    for fields, steps in _layouts(columns):
+        _check_fields(one, fields, _when(steps))
+    return series.assemble(one, columns)
+
+
+def _check_fields(one, fields, where):
+    """Raises `DamagedRunError` unless `fields` are a whole vector of the series' kind.
+
+    For VALUE, the elements of some shape: `_check_shape` compares it with
+    the shape the metadata gives.
+    """
+    if one.kind == metadata.VALUE:
+        if fields not in ({""}, {str(i) for i in range(len(fields))}):
+            present = ", ".join(sorted(fields, key=_element))
+            raise DamagedRunError(f"series {one.tag!r} lacks elements {where}: it has {present}")
+        return
+    expected = frozenset(metadata.fields(one.kind, one.shape))
+    if fields != expected:
+        missing, unknown = sorted(expected - fields), sorted(fields - expected)
+        said = " and ".join(
+            text
+            for text in (
+                missing and f"lacks {', '.join(missing)}",
+                unknown and f"has the unknown field(s) {', '.join(unknown)}",
+            )
+            if text
+        )
+        raise DamagedRunError(f"series {one.tag!r} {said} {where}")
+
+
+def _check_shape(path, mine, data, initial):
+    """Raises `DamagedRunError` unless every value of the variable has the one shape its metadata gives.
+
+    The values are its `value` (one scalar series per element) or `stats`
+    series: a variable re-created with another shape during the run writes
+    other elements (or statistics in place of elements) from then on, which
+    no single array of epochs can hold.
+    """
+    layouts = []  # (Series, fields, where), in the order they were written
+    if initial is not None:
+        one, cut = initial
+        step = next(iter(cut.values()))[0][0]
+        layouts += [(one, fields, f"at batch step {step}") for fields, _ in _layouts(cut)]
+    by_epoch = [
+        (steps[0], one, fields, _when(steps))
+        for one in mine
+        if one.kind in _VALUE_KINDS
+        for fields, steps in _layouts(data[one.tag])
+    ]
+    layouts += [(one, fields, where) for _, one, fields, where in sorted(by_epoch, key=lambda x: x[0])]
+    for one, fields, where in layouts:
+        _check_fields(one, fields, where)
+    if len({(one.kind, fields) for one, fields, _ in layouts}) > 1:
+        described = ", ".join(f"{_describe(one, fields)} {where}" for one, fields, where in layouts)
+        raise DamagedRunError(
+            f"variable {path!r} changed shape during the run: {described}; its values "
+            "cannot be aligned in one array (log the re-created variable to another log_dir)"
+        )
+    for one, fields, _ in layouts:
+        shapes = {one.shape, *(shape for _, shape in one.shapes)}
+        expected = {frozenset(metadata.fields(one.kind, shape)) for shape in shapes}
+        if expected != {fields}:
+            raise DamagedRunError(
+                f"variable {path!r} has shape {_shapes(shapes)} in its metadata, but "
+                f"{len(fields)} {'elements' if one.kind == metadata.VALUE else 'statistics'} "
+                "are logged each epoch"
+            )
+
+
+def _layouts(columns):
+    """`[(fields, steps)]`: the steps at which each set of a vector's fields was written, by first step."""
+    fields = list(columns)
+    steps = np.unique(np.concatenate([s for s, _ in columns.values()] or [np.zeros(0, np.int64)]))
+    present = np.zeros((len(steps), len(fields)), bool)
+    for i, (own, _) in enumerate(columns.values()):
+        present[np.searchsorted(steps, own), i] = True
+    rows, inverse = np.unique(present, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    layouts = [
+        (frozenset(f for f, here in zip(fields, row) if here), steps[inverse == k])
+        for k, row in enumerate(rows)
+    ]
+    return sorted(layouts, key=lambda layout: layout[1][0])
+
+
+def _describe(one, fields):
+    """How a layout of a variable's value reads: its shape, where the metadata knows it."""
+    for _, shape in one.shapes:
+        if frozenset(metadata.fields(one.kind, shape)) == fields:
+            text = f"shape {shape}"
+            return f"{text} (logged as statistics)" if one.kind == metadata.STATS else text
+    return f"{len(fields)} elements"
+
+
+def _diagnoses(steps, values):
+    """`(steps, [{path: (status, cause)}])` of the diagnosis series, checked."""
+    for step, value in zip(steps.tolist(), values):
+        rows = np.asarray(value)
+        if rows.ndim != 2 or rows.shape[1] not in (2, 3):  # version 1 had no cause column
+            raise DamagedRunError(
+                f"its diagnosis at epoch {step} has shape {rows.shape}; expected (variables, 3)"
+            )
+    per_step = series.diagnoses(values)
+    for step, rows in zip(steps.tolist(), per_step):
+        for path, (status, cause) in rows.items():
+            if status not in metadata.STATUSES or (cause and cause not in metadata.CAUSES):
+                unknown = f"status {status!r}" if status not in metadata.STATUSES else f"cause {cause!r}"
+                raise DamagedRunError(
+                    f"its diagnosis at epoch {step} gives {path!r} the unknown {unknown}"
+                )
+    return steps, per_step
 
 
 def _set_statuses(variables, steps, per_step):
+    by_step = dict(zip(steps.tolist(), per_step))
     for variable in variables.values():
         if variable.steps is None:
             continue
-        by_step = dict(zip(steps.tolist(), per_step))
         rows = [by_step.get(s, {}).get(variable.path, ("", "")) for s in variable.steps.tolist()]
         variable.status = np.array([status for status, _ in rows], dtype=object)
         variable.cause = np.array([cause for _, cause in rows], dtype=object)
+
+
+# Event files -------------------------------------------------------------
+
+
+def _check_event_files(run_dir):
+    """Returns what is missing from the end of the run's event files (`None` if nothing).
+
+    TensorBoard's loader stops quietly at the first record it cannot read,
+    as it must for a file still being written; the epochs after it would be
+    missing without a word. A last record cut short (a crash, a full disk, a
+    file being written) leaves the records before it readable: they are read,
+    and the returned note says what was left out.
+
+    Raises:
+        DamagedRunError: When a record fails its checksum or a file cannot be opened.
+    """
+    notes = []
+    for name in sorted(os.listdir(run_dir)):
+        path = os.path.join(run_dir, name)
+        if io_wrapper.IsSummaryEventsFile(path):
+            notes.append(_check_event_file(path))
+    return "; ".join(n for n in notes if n) or None
+
+
+# A TFRecord: length (uint64), its masked CRC (uint32), data, the data's masked CRC (uint32).
+_HEADER = struct.Struct("<Q")
+_FRAMING = _HEADER.size + 4 + 4
+
+
+def _check_event_file(path):
+    """Checks every whole record of an event file; returns a note when its end is cut short.
+
+    Raises:
+        DamagedRunError: When a record fails its checksum or the file cannot be opened.
+    """
+    name = os.path.basename(path)
+    note = None
+    try:
+        # The records' lengths must lead exactly to the end of the file: the
+        # record reader takes a file cut inside a record's header for one
+        # that ends there.
+        size = os.path.getsize(path)
+        offset = records = 0
+        with open(path, "rb") as file:
+            while offset < size:
+                file.seek(offset)
+                header = file.read(_HEADER.size)
+                whole = len(header) == _HEADER.size
+                end = offset + _FRAMING + _HEADER.unpack(header)[0] if whole else size + 1
+                if end > size:
+                    note = (
+                        f"event file {name} ends inside a record (at byte {offset} of {size}): cut "
+                        "short by a crash or a full disk, or still being written; the records "
+                        "before it are read"
+                    )
+                    break
+                offset = end
+                records += 1
+        # Each whole record's checksums, with the reader TensorBoard's loader uses.
+        iterator = event_file_loader._make_tf_record_iterator(path)  # noqa: SLF001
+        for _ in zip(range(records), iterator):
+            pass
+    except tb_tf.errors.DataLossError as error:
+        raise DamagedRunError(
+            f"event file {name} has a damaged record (its checksum does not match)"
+        ) from error
+    except OSError as error:
+        raise DamagedRunError(f"event file {name} cannot be read ({error.strerror or error})") from error
+    except tb_tf.errors.OpError as error:
+        raise DamagedRunError(f"event file {name} cannot be read ({error.message})") from error
+    return note
+
+
+# Text --------------------------------------------------------------------
+
+
+def _reason(error):
+    """One line that says why a run could not be read."""
+    if isinstance(error, DamagedRunError):
+        text = str(error)
+    else:
+        text = f"unexpected error while reading it: {type(error).__name__}: {error}"
+    return " ".join(text.split())
+
+
+def _when(steps):
+    """`"at epochs 0-4, 7"`, the ranges of sorted steps (the first ones, where there are many)."""
+    steps = [int(s) for s in steps]
+    ranges, start = [], 0
+    for i in range(1, len(steps) + 1):
+        if i == len(steps) or steps[i] != steps[i - 1] + 1:
+            first, last = steps[start], steps[i - 1]
+            ranges.append(f"{first}" if first == last else f"{first}-{last}")
+            start = i
+    shown = ", ".join(ranges[:6]) + (", ..." if len(ranges) > 6 else "")
+    return f"at epoch{'s' if len(steps) > 1 else ''} {shown}"
+
+
+def _element(field):
+    return int(field) if field.isdigit() else -1
+
+
+def _shapes(shapes):
+    return " and ".join(str(shape) for shape in sorted(shapes))

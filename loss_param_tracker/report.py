@@ -1,19 +1,52 @@
 """`loss-param-tracker report LOG_DIR`: the diagnosis of every run, in a terminal.
 
-Exit codes: 0 when every loss variable is fine, 1 when any is `not_updated`,
-`no_gradient` or `non_finite` (so it can gate a CI job), 2 on bad input.
+Prints, per run, each loss variable's path, shape, status, first -> last
+value (the L2 norm for large tensors; "first" is the value before training
+where the log holds it, else the first epoch's), last gradient norm and the
+fix for anything broken. A run that cannot be read whole (a damaged event
+file, summaries that break the format, a variable whose shape changed during
+the run, an unexpected error) is never half-reported: it is left out and
+named on stderr, "run NAME skipped: REASON", and the other runs are reported.
+A run whose event file ends in a record cut short (a crash, a full disk, a
+file still being written) is reported up to that record, and named on stderr,
+"run NAME incomplete: NOTE"; that alone does not change the exit code.
+`--json` prints `{"runs": {run: report}, "skipped": {run: reason},
+"incomplete": {run: note}}`.
+
+Exit codes, so that it can gate a CI job:
+
+- 0: every run was read and no loss variable is broken.
+- 1: a loss variable is `not_updated`, `no_gradient` or `non_finite` in a run
+  that was read. Wins over 3: it is a finding, whatever else could not be read.
+- 2: nothing to report: LOG_DIR does not exist, is a file, or holds no
+  loss_params summaries (and no run that could not be read).
+- 3: a run could not be read, or reading failed unexpectedly, and no run that
+  was read shows a broken loss variable. Never 0 when something was not read.
 """
 
 import argparse
 import json
 import math
 import sys
+import warnings
 
 import numpy as np
 
 from loss_param_tracker.diagnosis import WARNED_STATUSES
-from loss_param_tracker.reader import NoSummariesError, load
+from loss_param_tracker.reader import IncompleteRunWarning, NoSummariesError, SkippedRunWarning, load
 from tensorboard_plugin.loss_params import metadata
+
+EXIT_OK = 0
+EXIT_BROKEN = 1
+EXIT_NOTHING = 2
+EXIT_UNREADABLE = 3
+
+_EXIT_CODES = """\
+exit codes:
+  0  every run was read and no loss variable is broken
+  1  a loss variable is not_updated, no_gradient or non_finite (wins over 3)
+  2  nothing to report: LOG_DIR is missing, a file, or holds no loss_params summaries
+  3  a run could not be read (named on stderr) and none read shows a broken variable"""
 
 
 def summarize(runs):
@@ -29,15 +62,31 @@ def summarize(runs):
     return result
 
 
+_L2 = metadata.FIELDS[metadata.STATS].index("l2")
+
+
 def _row(variable):
+    """The report's row of a loss variable: its first value is the one before training, if logged."""
+    initial = variable.initial
     if variable.value is not None:
-        first, last, measure = variable.value[0], variable.value[-1], "value"
+        measure, epochs = "value", variable.value
+    elif variable.stats is not None:
+        measure, epochs = "l2 norm", variable.stats[:, _L2]
+        initial = None if initial is None else initial[_L2]
+    elif variable.norms is not None:  # a network the loss holds: the norm of all its weights
+        measure, epochs, initial = "norm", variable.norms[:, 0], None
     else:
-        l2 = variable.stats[:, metadata.FIELDS[metadata.STATS].index("l2")]
-        first, last, measure = l2[0], l2[-1], "l2 norm"
+        measure, epochs = "value", np.zeros(0)
+    first = initial if initial is not None else (epochs[0] if len(epochs) else math.nan)
+    last = epochs[-1] if len(epochs) else math.nan
     status = variable.last_status or "unknown"
     cause = str(variable.cause[-1]) if variable.cause is not None and len(variable.cause) else ""
-    grad = variable.grad_norm[-1][0] if variable.grad_norm is not None else math.nan
+    if variable.grad_norm is not None:
+        grad = variable.grad_norm[-1][0]
+    elif variable.norms is not None:  # a network: the norm of all its weights' gradients
+        grad = variable.norms[-1][1]
+    else:
+        grad = math.nan
     return {
         "path": variable.path,
         "shape": list(variable.shape),
@@ -52,25 +101,35 @@ def _row(variable):
     }
 
 
-def exit_code(summary):
+def exit_code(summary, skipped=None):
+    """The exit code of a report (see the module's docstring).
+
+    Args:
+        summary: What `summarize` returns, of the runs that were read.
+        skipped: `{run: reason}` of the runs that could not be read.
+    """
     failing = [
         row for run in summary.values() for row in run["variables"] if row["status"] in WARNED_STATUSES
     ]
-    return 1 if failing else 0
+    if failing:
+        return EXIT_BROKEN
+    return EXIT_UNREADABLE if skipped else EXIT_OK
 
 
 def render(summary):
+    """The report as text: a block per run, its columns aligned across all runs."""
+    cells = {name: [_cells(row) for row in run["variables"]] for name, run in summary.items()}
+    every = [row for rows in cells.values() for row in rows]
+    widths = [max((len(row[i]) for row in every), default=0) for i in range(4)]
     lines = []
     for name, run in summary.items():
         lines.append(f"run {name}")
         if not run["variables"]:
             lines.append("  (no loss variables)")
-        for row in run["variables"]:
-            shape = "x".join(str(d) for d in row["shape"]) or "scalar"
+        for row, (path, shape, status, change) in zip(run["variables"], cells[name]):
             lines.append(
-                f"  {row['path']:40s} {shape:>10s}  {row['status']:13s} "
-                f"{row['measure']} {_fmt(row['first'])} -> {_fmt(row['last'])}   "
-                f"grad norm {_fmt(row['grad_norm'], missing='unknown')}"
+                f"  {path:<{widths[0]}}  {shape:>{widths[1]}}  {status:<{widths[2]}}  "
+                f"{change:<{widths[3]}}   grad norm {_fmt(row['grad_norm'], missing='unknown')}"
             )
             if row["cause"] in _SAID:
                 lines.append(f"      {metadata.advice(row['status'], row['cause'])[0]}")
@@ -83,22 +142,58 @@ def render(summary):
 
 
 def main(argv=None):
+    """Runs the command line; returns the exit code (see the module's docstring)."""
     parser = argparse.ArgumentParser(
         prog="loss-param-tracker",
         description="Reads the summaries of LossParamTracker and reports each loss variable.",
+        epilog=(
+            "report exits 0 when healthy, 1 on a broken loss variable, 2 when there is "
+            "nothing to report, 3 when a run could not be read: see 'report --help'."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    report = commands.add_parser("report", help="the diagnosis of every run under LOG_DIR")
+    report = commands.add_parser(
+        "report",
+        help="the diagnosis of every run under LOG_DIR",
+        description=(
+            "Reports each loss variable of every run under LOG_DIR: status, first (before "
+            "training, where logged) -> last value, last gradient norm, and the fix. A run "
+            "that cannot be read is skipped and named on stderr; the others are reported."
+        ),
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     report.add_argument("log_dir", metavar="LOG_DIR")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:
-        summary = summarize(load(args.log_dir))
-    except (FileNotFoundError, NoSummariesError) as error:
+        with warnings.catch_warnings():
+            # Said below, one line each.
+            warnings.simplefilter("ignore", SkippedRunWarning)
+            warnings.simplefilter("ignore", IncompleteRunWarning)
+            runs = load(args.log_dir)
+    except (FileNotFoundError, NotADirectoryError, NoSummariesError) as error:
         print(f"loss-param-tracker: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps({"runs": summary}, indent=2) if args.json else render(summary))
-    return exit_code(summary)
+        return EXIT_NOTHING
+    except Exception as error:  # noqa: BLE001 - one line that says why, never a traceback
+        print(f"loss-param-tracker: could not read {args.log_dir!r}: {_one_line(error)}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    summary, skipped = {}, dict(runs.skipped)
+    for name, run in runs.items():
+        try:
+            summary.update(summarize({name: run}))
+        except Exception as error:  # noqa: BLE001 - one run must not hide the rest
+            skipped[name] = f"unexpected error while reporting it: {_one_line(error)}"
+    skipped = dict(sorted(skipped.items()))
+    for name, reason in skipped.items():
+        print(f"run {name} skipped: {reason}", file=sys.stderr)
+    for name, note in runs.incomplete.items():
+        print(f"run {name} incomplete: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"runs": summary, "skipped": skipped, "incomplete": runs.incomplete}, indent=2))
+    elif summary:
+        print(render(summary))
+    return exit_code(summary, skipped)
 
 
 def _plain(value):
@@ -113,9 +208,20 @@ def _plain(value):
 _SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN)
 
 
+def _cells(row):
+    """The aligned columns of a row: path, shape, status, and "value first -> last"."""
+    shape = "x".join(str(d) for d in row["shape"]) or "scalar"
+    change = f"{row['measure']} {_fmt(row['first'])} -> {_fmt(row['last'])}"
+    return row["path"], shape, row["status"], change
+
+
 def _fmt(value, missing="nan"):
     if isinstance(value, list):
         flat = np.ravel(np.array(value, dtype=object))
         shown = ", ".join(_fmt(v) for v in flat[:4])
         return f"[{shown}{', ...' if flat.size > 4 else ''}]"
     return missing if value is None else f"{value:.4g}"
+
+
+def _one_line(error):
+    return " ".join(f"{type(error).__name__}: {error}".split())

@@ -39,6 +39,12 @@ class Series:
         dtype: The variable's dtype name.
         max_step: The last step written.
         parts: `((field, tag), ...)`: the stored tags, in the kind's field order.
+        granularity: `metadata.EPOCH`, or `metadata.BATCH` for a batch series
+            (listed only on request, see `list_series`).
+        shapes: `((field, shape), ...)`: the variable's shape each stored tag
+            names, in the order of `parts`. TensorBoard keeps a tag's metadata
+            from its first write, so they differ from `shape` where the
+            variable changed shape during the run.
     """
 
     tag: str
@@ -49,24 +55,33 @@ class Series:
     dtype: str
     max_step: int
     parts: tuple
+    granularity: int = metadata.EPOCH
+    shapes: tuple = ()
 
     @property
     def scalar(self):
         return self.kind in metadata.SCALAR_KINDS
 
 
-def list_series(data_provider, ctx, experiment_id, runs=None):
-    """Lists the epoch series of every run, from metadata only (no data read).
+def list_series(data_provider, ctx, experiment_id, runs=None, *, batch=False, invalid=None):
+    """Lists the epoch series of every run (batch series on request), from metadata only.
 
-    A tag whose metadata cannot be parsed is logged and skipped, so one bad
-    tag never hides the rest; so are batch series and series written by a
-    newer version of the format.
+    No data is read. A tag whose metadata cannot be parsed, or names a role, kind or
+    granularity this version does not know, is logged and skipped, so one bad
+    tag never hides the rest. Series written by a newer version of the format
+    are skipped silently, and batch series unless asked for.
 
     Args:
         data_provider: A `tensorboard.data.provider.DataProvider`.
         ctx: The request context.
         experiment_id: The experiment id (empty for a local logdir).
         runs: Run names to list, or `None` for all runs.
+        batch: Also list the batch series (`update_freq`, and the values the
+            callback writes before training), under their own tags
+            (`.../batch_value`). Defaults to `False`: the plugin shows epochs.
+        invalid: A dict that, when given, receives `{run: {tag: reason}}` for
+            each tag skipped for its metadata, in place of the log line (for
+            readers that refuse a run with such a tag).
 
     Returns:
         `{run: {tag: Series}}`, runs and tags sorted.
@@ -80,7 +95,7 @@ def list_series(data_provider, ctx, experiment_id, runs=None):
     for listing in (data_provider.list_scalars(ctx, **kwargs), data_provider.list_tensors(ctx, **kwargs)):
         for run, tags in listing.items():
             for tag, time_series in tags.items():
-                data = _parse(run, tag, time_series.plugin_content)
+                data = _parse(run, tag, time_series.plugin_content, batch, invalid)
                 if data is not None:
                     key = metadata.tag(data.path, data.kind, data.granularity)
                     parsed.setdefault(run, {}).setdefault(key, []).append(
@@ -92,7 +107,7 @@ def list_series(data_provider, ctx, experiment_id, runs=None):
     }
 
 
-def read(data_provider, ctx, experiment_id, wanted, downsample=ALL_POINTS):
+def read(data_provider, ctx, experiment_id, wanted, downsample=ALL_POINTS, *, by_field=False):
     """Reads series of some runs: one provider call for the scalar series, one for the tensors.
 
     Args:
@@ -100,14 +115,18 @@ def read(data_provider, ctx, experiment_id, wanted, downsample=ALL_POINTS):
         wanted: `{run: [Series]}`, the series to read, as `list_series` gave them.
         downsample: How many points per tag at most; the last point is always
             among them. Defaults to all.
+        by_field: Give each vector kind as stored, `{field: (steps, values)}`
+            with one entry per stored tag (`values` float64[n]), in place of
+            the assembled array: for readers that check the fields agree
+            before they `assemble` them. Defaults to `False`.
 
     Returns:
         `{run: {tag: (steps, values)}}`, `tag` being `Series.tag`. `steps` is
         int64[n], sorted. For a vector kind `values` is float64[n, fields]
-        (NaN where a field lacks a step); for a tensor kind, a list of numpy
-        arrays, one per step. Where a step was written twice (after a resume
-        from a checkpoint), the later write wins. A series without data is
-        left out.
+        (NaN where a field lacks a step, see `assemble`); for a tensor kind, a
+        list of numpy arrays, one per step. Where a step was written twice
+        (after a resume from a checkpoint), the later write wins. A series
+        without data is left out.
     """
     wanted = {run: list(series) for run, series in wanted.items() if series}
     result = {}
@@ -128,10 +147,39 @@ def read(data_provider, ctx, experiment_id, wanted, downsample=ALL_POINTS):
             for s in series:
                 if s.scalar != scalar:
                     continue
-                assembled = _assemble(s, points) if scalar else _by_step(points.get(s.tag, ()))
-                if len(assembled[0]):
-                    result.setdefault(run, {})[s.tag] = assembled
+                if scalar:
+                    columns = {field: _by_step(points.get(tag, ()), scalar=True) for field, tag in s.parts}
+                    found = any(len(steps) for steps, _ in columns.values())
+                    one = columns if by_field else assemble(s, columns)
+                else:
+                    one = _by_step(points.get(s.tag, ()))
+                    found = len(one[0]) > 0
+                if found:
+                    result.setdefault(run, {})[s.tag] = one
     return result
+
+
+def assemble(series, columns):
+    """Stacks the scalar series of a vector's fields into `(steps, float64[steps, fields])`.
+
+    Args:
+        series: The `Series`.
+        columns: `{field: (steps, values)}`, as `read(..., by_field=True)` gives it.
+
+    Returns:
+        `steps`, the union of the fields' steps, and the values in the order
+        of `metadata.fields(series.kind, series.shape)`: NaN where a field
+        lacks a step; a column whose field is not among these (the element
+        of another shape) is left out.
+    """
+    steps = np.unique(np.concatenate([s for s, _ in columns.values()] or [np.zeros(0, np.int64)]))
+    fields = metadata.fields(series.kind, series.shape)
+    values = np.full((len(steps), len(fields)), np.nan)
+    for i, field in enumerate(fields):
+        if field in columns:
+            own_steps, own_values = columns[field]
+            values[np.searchsorted(steps, own_steps), i] = own_values
+    return steps, values
 
 
 def stack(values):
@@ -161,15 +209,35 @@ def statuses(values):
     return [{path: status for path, (status, _) in d.items()} for d in diagnoses(values)]
 
 
-def _parse(run, tag, content):
+_KINDS = frozenset(metadata.PluginData.Kind.values()) - {metadata.PluginData.KIND_UNSPECIFIED}
+_GRANULARITIES = frozenset(metadata.PluginData.Granularity.values())
+
+
+def _parse(run, tag, content, batch, invalid):
+    """The tag's metadata, or `None` for a tag to skip (see `list_series`)."""
     try:
         data = metadata.parse_plugin_metadata(content)
     except Exception as error:  # noqa: BLE001 - one bad tag must not hide the rest
-        logger.warning("Skipping tag %r of run %r: %s", tag, run, error)
-        return None
-    if data is None or data.granularity != metadata.EPOCH or data.role not in ROLE_NAMES:
+        return _skip(run, tag, f"its metadata cannot be parsed: {error}", invalid)
+    if data is None:
+        return None  # a newer version of the format
+    if data.role not in ROLE_NAMES:
+        return _skip(run, tag, f"its metadata names an unknown role, {data.role}", invalid)
+    if data.kind not in _KINDS:
+        return _skip(run, tag, f"its metadata names an unknown kind, {data.kind}", invalid)
+    if data.granularity not in _GRANULARITIES:
+        return _skip(run, tag, f"its metadata names an unknown granularity, {data.granularity}", invalid)
+    if data.granularity != metadata.EPOCH and not batch:
         return None
     return data
+
+
+def _skip(run, tag, reason, invalid):
+    if invalid is None:
+        logger.warning("Skipping tag %r of run %r: %s", tag, run, reason)
+    else:
+        invalid.setdefault(run, {})[tag] = reason
+    return None
 
 
 def _series(key, parts):
@@ -177,6 +245,7 @@ def _series(key, parts):
     shape = tuple(data.shape)
     order = {field: i for i, field in enumerate(metadata.fields(data.kind, shape))}
     stored = sorted((order.get(field, len(order)), field, tag) for field, tag, _, _ in parts)
+    shapes = {field: tuple(one.shape) for field, _, one, _ in parts}
     return Series(
         tag=key,
         path=data.path,
@@ -186,20 +255,9 @@ def _series(key, parts):
         dtype=data.dtype,
         max_step=max(step for _, _, _, step in parts),
         parts=tuple((field, tag) for _, field, tag in stored),
+        granularity=data.granularity,
+        shapes=tuple((field, shapes[field]) for _, field, _ in stored),
     )
-
-
-def _assemble(series, points):
-    """Stacks the scalar series of a vector's fields into float64[steps, fields]."""
-    columns = {field: _by_step(points.get(tag, ()), scalar=True) for field, tag in series.parts}
-    steps = np.unique(np.concatenate([s for s, _ in columns.values()] or [np.zeros(0, np.int64)]))
-    fields = metadata.fields(series.kind, series.shape)
-    values = np.full((len(steps), len(fields)), np.nan)
-    for i, field in enumerate(fields):
-        if field in columns:
-            own_steps, own_values = columns[field]
-            values[np.searchsorted(steps, own_steps), i] = own_values
-    return steps, values
 
 
 def _by_step(points, scalar=False):
