@@ -27,7 +27,7 @@ in MB and as a fraction of the model's float32 size; and, since whole-fit peaks
 of fresh processes scatter by about 100 MB here, the most that one call of the
 variant's own epoch hooks raised the RSS above where it was just before.
 
-    python bench/overhead.py [--workload mlp|deep|convnet|all] [--repeats 10] [--epochs 4] [--threads 1]
+    python bench/overhead.py [--workload mlp|deep|convnet|perceptual|all] [--repeats 10] [--epochs 4] [--threads 1]
     python bench/overhead.py --memory [--repeats 3]
 """
 
@@ -151,8 +151,43 @@ def convnet_workload():
     return Workload("convnet 28x28, 4k", build, x, y)
 
 
-WORKLOADS = {"mlp": [mlp_workload], "deep": [deep_workload], "convnet": [convnet_workload]}
-WORKLOADS["all"] = WORKLOADS["mlp"] + WORKLOADS["deep"] + WORKLOADS["convnet"]
+class Perceptual(keras.losses.Loss):
+    """A perceptual loss: distances in a frozen feature network (40 weights), and a learned weight."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        layers = [keras.Input((64,))]
+        for _ in range(20):
+            layers.append(keras.layers.Dense(64, activation="tanh"))
+        self.features = keras.Sequential(layers, name="features")
+        self.features.trainable = False
+        self.log_weight = keras.Variable(0.0, name="log_weight")
+
+    def call(self, y_true, y_pred):
+        gap = tf.reduce_mean(tf.square(self.features(y_true) - self.features(y_pred)))
+        return tf.exp(self.log_weight) * gap + tf.square(self.log_weight)
+
+
+def perceptual_workload():
+    """Returns an MLP 2x256 reconstructing its 64 inputs, with a loss that holds a frozen network."""
+    x, _ = regression_data()
+
+    def build():
+        model = keras.Sequential(
+            [keras.Input((64,)), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(64)]
+        )
+        return model, Perceptual()
+
+    return Workload("perceptual: MLP 2x256, its loss holds a frozen 20-layer network", build, x, x)
+
+
+WORKLOADS = {
+    "mlp": [mlp_workload],
+    "deep": [deep_workload],
+    "convnet": [convnet_workload],
+    "perceptual": [perceptual_workload],
+}
+WORKLOADS["all"] = WORKLOADS["mlp"] + WORKLOADS["deep"] + WORKLOADS["convnet"] + WORKLOADS["perceptual"]
 
 VARIANTS = {
     "plain fit": lambda d: [],
