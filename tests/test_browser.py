@@ -82,6 +82,15 @@ def css_string(text):
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def hover_last_epoch(page, frame, card_locator):
+    """Moves the mouse over the last epoch of a card's value chart; returns the tooltip's text."""
+    box = card_locator.locator('[data-chart="value"] svg').bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
+    tooltip = frame.locator("body > .tooltip")
+    tooltip.wait_for()
+    return tooltip.text_content()
+
+
 def card(frame, path):
     return frame.locator(f'article.card[data-path="{path}"]')
 
@@ -141,12 +150,8 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
         # Hover: a tooltip with the epoch and each run's value.
         page.mouse.move(0, 0)
         log_var.scroll_into_view_if_needed()
-        chart = log_var.locator('[data-chart="value"] svg')
-        box = chart.bounding_box()
-        page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
-        tooltip = frame.locator("body > .tooltip")
-        tooltip.wait_for()
-        assert "epoch" in tooltip.text_content() and "fixed/train" in tooltip.text_content()
+        tooltip = hover_last_epoch(page, frame, log_var)
+        assert "epoch" in tooltip and "fixed/train" in tooltip
 
         # Smoothing adds a smoothed line over a faint raw one.
         frame.locator('input[aria-label="Smoothing"]').evaluate(
@@ -248,12 +253,8 @@ def test_a_network_is_one_card_and_its_weights_one_click_away(browser, network_l
         assert points(network, '[data-chart="grad_norm"]', "vgg_tuned/train") == [8]
         assert points(network, '[data-chart="grad_norm"]', "vgg_frozen/train") == [0], "frozen: no gradient"
         assert "trainable=False" in network.locator(".help").text_content()
-        chart = network.locator('[data-chart="value"] svg')
-        box = chart.bounding_box()
-        page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
-        tooltip = frame.locator("body > .tooltip")
-        tooltip.wait_for()
-        assert "epoch 7" in tooltip.text_content() and "vgg_frozen/train" in tooltip.text_content()
+        tooltip = hover_last_epoch(page, frame, network)
+        assert "epoch 7" in tooltip and "vgg_frozen/train" in tooltip
         page.mouse.move(0, 0)
 
         # The model panel shows the model's own weights, the network one entry after its layers.
