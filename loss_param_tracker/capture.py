@@ -8,18 +8,28 @@ it at each epoch's start and reads it at the end.
 
 `attach(model, ...)` returns the capture of the model's backend, or `None`
 with the reason logged once: values are then still logged, gradients are not.
-Each backend's implementation (`capture_tf`) is the only code that knows how
-Keras runs a step on that backend; it implements `Capture`.
+Each backend's implementation (`capture_tf`, `capture_jax`, `capture_torch`)
+is the only code that knows how Keras runs a step on that backend; each
+subclasses `HookedCapture`.
 """
 
 import abc
+import contextlib
 import dataclasses
+import functools
+import importlib
 import logging
 import math
 
 import keras
 
+from loss_param_tracker.discovery import variable_key
+
 logger = logging.getLogger("loss_param_tracker")
+
+ATTRIBUTE = "_loss_param_tracker_capture"  # the model's capture during a fit
+
+_BACKENDS = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}  # module capture_<name>
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +108,250 @@ class Capture(abc.ABC):
         """Removes the hooks; the next `fit` traces the step afresh, as without the tracker."""
 
 
+class HookedCapture(Capture):
+    """What every backend's capture shares: its hooks, its slots and the reading of its sums.
+
+    A backend's subclass installs hooks (`_install`, with `_hook`) on instance
+    attributes of the model, its optimizer and its losses, and accumulates,
+    every step, one row per slot: each tracked variable's gradient norm, the
+    global norm of the optimizer's gradients, then 1 for a captured step and
+    0 for a skipped one, or the reverse (see `_row_layout`). `_accumulated()`
+    returns the sums and maxes of those rows since the last `reset()`.
+
+    Use `attach(model, loss_variables, losses, rediscover)`: one capture per
+    model, shared by every tracker of that model in a fit.
+    """
+
+    def __init__(self, model, loss_variables, losses, rediscover):
+        self._model = model
+        self._optimizer = model.optimizer
+        self._loss_variables = list(loss_variables)
+        self._losses = list(losses)
+        self._rediscover = rediscover
+        self._skips_overflow = isinstance(self._optimizer, keras.optimizers.LossScaleOptimizer)
+        self._slots = None  # {variable_key: index}, fixed at the first captured step
+        self._has_gradient = {}
+        self._seen = set()
+        self._saved = []  # (object, attribute, its own previous value or None)
+        self._off = {}  # {hook: why it stepped aside}
+        self._stale = False  # a loss created variables: discover its variables again
+        self._created = False  # the same, for the callback (`created_variables`)
+        self._blind = False  # a step whose objective no hook saw
+        self._users = 0
+        self._fit = None
+
+    @classmethod
+    def attach(cls, model, loss_variables, losses, rediscover):
+        """Returns the capture of `model`, installing one when it has none for this fit.
+
+        Raises:
+            Unsupported: When the model's training cannot be hooked.
+        """
+        # Keras gives each fit its own History callback: it tells a capture
+        # shared by the trackers of this fit from one a fit left behind when
+        # it was interrupted (no on_train_end), which is replaced.
+        fit = getattr(model, "history", None)
+        capture = model.__dict__.get(ATTRIBUTE)
+        if capture is not None and (capture._fit is not fit or capture._optimizer is not model.optimizer):
+            capture._users = 1
+            capture.release()
+            capture = None
+        if capture is None:
+            cls._check_supported(model)
+            capture = cls(model, loss_variables, losses, rediscover)
+            capture._fit = fit
+            try:
+                capture._install()
+                object.__setattr__(model, ATTRIBUTE, capture)
+                _retrace(model)
+            except BaseException:
+                capture._restore()  # no half-hooked model
+                raise
+        capture._users += 1
+        return capture
+
+    @classmethod
+    def _check_supported(cls, model):
+        """Raises `Unsupported` when the model's training cannot be hooked."""
+        if model.optimizer is None:
+            raise Unsupported("the model has no optimizer")
+        for obj, name in cls._HOOKED:
+            target = model.optimizer if obj == "optimizer" else model
+            if not callable(getattr(target, name, None)):
+                raise Unsupported(f"{type(target).__name__} has no method {name}() to observe")
+
+    _HOOKED = ()  # ("model" | "optimizer", method name) pairs each backend hooks
+
+    def release(self):
+        self._users -= 1
+        if self._users <= 0:
+            self._restore()
+
+    def _restore(self):
+        for obj, name, previous in reversed(self._saved):
+            if previous is None:
+                obj.__dict__.pop(name, None)
+            else:
+                object.__setattr__(obj, name, previous)
+        self._saved = []
+        self._model.__dict__.pop(ATTRIBUTE, None)
+        _retrace(self._model)
+
+    @abc.abstractmethod
+    def _install(self):
+        """Installs the backend's hooks with `_hook`."""
+
+    def _hook(self, obj, name, hook, body):
+        """Replaces `obj.name` by `body(original, *args, **kwargs)`, or the original once `hook` is off."""
+        original = getattr(obj, name)
+
+        @functools.wraps(original)
+        def hooked(*args, **kwargs):
+            if hook in self._off:
+                return original(*args, **kwargs)
+            return body(original, *args, **kwargs)
+
+        self._saved.append((obj, name, obj.__dict__.get(name)))
+        object.__setattr__(obj, name, hooked)
+
+    @contextlib.contextmanager
+    def _guard(self, hook):
+        """Runs the tracker's own part of a hook; a failure turns that hook off, never the step."""
+        try:
+            yield
+        except LossVariableCreatedError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the capture never fails a step
+            self._off[hook] = f"{type(error).__name__}: {error}"
+            logger.warning(
+                "LossParamTracker: the %s hook stepped aside for this fit (%s: %s); "
+                "training goes on, values are still logged.",
+                hook,
+                type(error).__name__,
+                error,
+            )
+
+    # Slots -------------------------------------------------------------
+
+    def _refresh_loss_variables(self):
+        if self._stale:
+            self._stale = False
+            self._loss_variables = list(self._rediscover())
+
+    def _unregistered_loss_variables(self):
+        """The trainable loss variables the optimizer is not handed, whose gradient needs a hook."""
+        registered = {variable_key(v) for v in self._model.trainable_variables}
+        return [v for v in self._loss_variables if v.trainable and variable_key(v) not in registered]
+
+    def _build_slots(self, optimizer_keys):
+        """Fixes the slots: the trainable loss variables, then the optimizer's; returns their number."""
+        self._refresh_loss_variables()
+        keys = [variable_key(v) for v in self._loss_variables if v.trainable]
+        keys += [k for k in optimizer_keys if k not in keys]
+        self._slots = {key: index for index, key in enumerate(keys)}
+        return len(keys)
+
+    def _note_step(self, optimizer_keys, loss_keys):
+        """Records which slots the optimizer was handed and which had a gradient this step.
+
+        Args:
+            optimizer_keys: `{key: whether its gradient exists}` of the
+                optimizer's variables.
+            loss_keys: The same for the loss variables the optimizer is not
+                handed, or `None` when the step's objective was not seen.
+        """
+        self._blind = loss_keys is None and any(
+            variable_key(v) not in optimizer_keys for v in self._loss_variables if v.trainable
+        )
+        known = dict(loss_keys or {})
+        known.update(optimizer_keys)
+        self._seen.update(k for k in optimizer_keys if k in self._slots)
+        for key in self._slots:
+            # Absent: this step computed no gradient for it that can be seen.
+            self._has_gradient[key] = known.get(key)
+
+    # Reading -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def _accumulated(self):
+        """Returns float numpy `[2, slots + 3]`: the sums and the maxes of the rows since `reset`."""
+
+    def read(self, keys):
+        if self._slots is None:
+            return {key: GradientStats(steps=0) for key in keys}
+        sums, maxes, counts = self._read()
+        result = {}
+        for key in keys:
+            index = self._slots.get(key)
+            if index is None:
+                result[key] = GradientStats(steps=0)
+                continue
+            has_gradient = self._has_gradient.get(key)
+            known = counts.captured > 0 and has_gradient
+            result[key] = GradientStats(
+                steps=counts.captured,
+                has_gradient=has_gradient if counts.captured else None,
+                seen_by_optimizer=key in self._seen,
+                mean=float(sums[index] / counts.captured) if known else float("nan"),
+                max=float(maxes[index]) if known else float("nan"),
+            )
+        return result
+
+    def read_global(self):
+        if self._slots is None:
+            return StepCounts(), float("nan"), float("nan")
+        sums, maxes, counts = self._read()
+        if counts.captured == 0:
+            return counts, float("nan"), float("nan")
+        return counts, float(sums[-1] / counts.captured), float(maxes[-1])
+
+    def _read(self):
+        """(sums, maxes) of the norms, the global one last, and the `StepCounts`: one device read."""
+        sums, maxes = self._accumulated()
+        captured, skipped = sums[-2:]
+        return sums[:-2], maxes[:-2], StepCounts(int(captured), int(skipped))
+
+    def created_variables(self):
+        created, self._created = self._created, False
+        return created
+
+    def problems(self):
+        found = [f"the {hook} hook stepped aside: {why}" for hook, why in self._off.items()]
+        if self._slots is None and self._APPLY not in self._off:
+            found.append(
+                f"{self._APPLY} was never called by the training step, so no "
+                "step's gradients could be seen (a custom train_step that updates the "
+                "weights another way?)"
+            )
+        if self._blind:
+            found.append(
+                "the training step computed its loss without model.compute_loss or the "
+                "compiled loss object, so the gradients of the loss variables the "
+                "optimizer is not handed are unknown"
+            )
+        return found
+
+    _APPLY = "model.optimizer.apply"  # the hook that sees every step's gradients
+
+
+def created_every_call(loss, name):
+    """The message for a loss that creates a new variable at every call."""
+    cls = type(loss).__name__
+    return (
+        f"{cls}.call creates a new variable ({name or 'unnamed'}) at every call: such a "
+        "variable never trains, and a compiled step rejects it. Create it once, in "
+        f"{cls}.__init__ (e.g. self.weight = keras.Variable(1.0)) or lazily under "
+        "`if self.weight is None:`, and call loss_param_tracker.make_trainable(model) "
+        "before fit."
+    )
+
+
+def _retrace(model):
+    """Makes the next step trace anew: the cached train function holds the hooks, or not."""
+    if model.train_function is not None:
+        model.make_train_function(force=True)
+
+
 def attach(model, loss_variables, losses, rediscover):
     """Returns the capture of `model` for its backend, or `None` with the reason logged.
 
@@ -110,11 +364,11 @@ def attach(model, loss_variables, losses, rediscover):
             variables a loss creates on its first call.
     """
     try:
-        if keras.backend.backend() != "tensorflow":
-            raise Unsupported(f"not yet on the {keras.backend.backend()} backend")
-        from loss_param_tracker import capture_tf
-
-        return capture_tf.StepCapture.attach(model, loss_variables, losses, rediscover)
+        backend = keras.backend.backend()
+        if backend not in _BACKENDS:
+            raise Unsupported(f"not on the {backend} backend")
+        module = importlib.import_module(f"loss_param_tracker.capture_{_BACKENDS[backend]}")
+        return module.StepCapture.attach(model, loss_variables, losses, rediscover)
     except Unsupported as reason:
         logger.warning(
             "LossParamTracker: gradients are not captured (%s); values and weight norms "

@@ -25,27 +25,20 @@ for the rest of the fit (the original runs alone) and says why in
 function, so a later `fit` runs exactly as without the tracker.
 """
 
-import contextlib
 import dataclasses
 import functools
-import logging
 import warnings
 
 import keras
 import tensorflow as tf
 
 from loss_param_tracker.capture import (
-    Capture,
-    GradientStats,
+    HookedCapture,
     LossVariableCreatedError,
-    StepCounts,
     Unsupported,
+    created_every_call,
 )
 from loss_param_tracker.discovery import variable_key
-
-logger = logging.getLogger("loss_param_tracker")
-
-_ATTRIBUTE = "_loss_param_tracker_capture"
 
 
 @dataclasses.dataclass(eq=False)
@@ -62,137 +55,29 @@ class _Step:
     scale: object = None  # the optimizer's loss-scale factor of this step
 
 
-class StepCapture(Capture):
-    """Accumulates gradient norms of the loss's variables and the model's weights.
+class StepCapture(HookedCapture):
+    """Accumulates gradient norms of the loss's variables and the model's weights (TensorFlow)."""
 
-    Use `StepCapture.attach(model, loss_variables, losses, rediscover)`: one
-    capture per model, shared by every tracker of that model in a fit.
-    """
+    _HOOKED = (("model", "train_step"), ("model", "compute_loss"), ("optimizer", "apply"), ("optimizer", "scale_loss"))
 
     def __init__(self, model, loss_variables, losses, rediscover):
-        self._model = model
-        self._optimizer = model.optimizer
-        self._loss_variables = list(loss_variables)
-        self._losses = list(losses)
-        self._rediscover = rediscover
-        self._skips_overflow = isinstance(self._optimizer, keras.optimizers.LossScaleOptimizer)
-        self._slots = None  # {variable_key: index}, fixed at the first traced step
-        self._has_gradient = {}
-        self._seen = set()
+        super().__init__(model, loss_variables, losses, rediscover)
         self._accumulator = None  # float32[2, slots + 3]: see `_build_slots`
         self._step = None
-        self._saved = []  # (object, attribute, its own previous value or None)
-        self._off = {}  # {hook: why it stepped aside}
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
-        self._stale = False  # a loss created variables: discover its variables again
-        self._created = False  # the same, for the callback (`created_variables`)
-        self._blind = False  # a step whose objective no hook saw
-        self._users = 0
-        self._fit = None
 
     @classmethod
-    def attach(cls, model, loss_variables, losses, rediscover):
-        """Returns the capture of `model`, installing one when it has none for this fit.
-
-        Raises:
-            Unsupported: When the model's training cannot be hooked.
-        """
-        # Keras gives each fit its own History callback: it tells a capture
-        # shared by the trackers of this fit from one a fit left behind when
-        # it was interrupted (no on_train_end), which is replaced.
-        fit = getattr(model, "history", None)
-        capture = model.__dict__.get(_ATTRIBUTE)
-        if capture is not None and (capture._fit is not fit or capture._optimizer is not model.optimizer):
-            capture._users = 1
-            capture.release()
-            capture = None
-        if capture is None:
-            _check_supported(model)
-            capture = cls(model, loss_variables, losses, rediscover)
-            capture._fit = fit
-            try:
-                capture._install()
-            except BaseException:
-                capture._restore()  # no half-hooked model
-                raise
-        capture._users += 1
-        return capture
-
-    def release(self):
-        self._users -= 1
-        if self._users <= 0:
-            self._restore()
-
-    def _restore(self):
-        for obj, name, previous in reversed(self._saved):
-            if previous is None:
-                obj.__dict__.pop(name, None)
-            else:
-                object.__setattr__(obj, name, previous)
-        self._saved = []
-        self._model.__dict__.pop(_ATTRIBUTE, None)
-        _retrace(self._model)
-
-    # Reading -----------------------------------------------------------
+    def _check_supported(cls, model):
+        super()._check_supported(model)
+        if tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy():
+            raise Unsupported("under a tf.distribute strategy")
 
     def reset(self):
         if self._accumulator is not None:
             self._accumulator.assign(tf.zeros_like(self._accumulator))
 
-    def read(self, keys):
-        if self._slots is None:
-            return {key: GradientStats(steps=0) for key in keys}
-        sums, maxes, counts = self._read()
-        result = {}
-        for key in keys:
-            index = self._slots.get(key)
-            if index is None:
-                result[key] = GradientStats(steps=0)
-                continue
-            has_gradient = self._has_gradient.get(key)
-            known = counts.captured > 0 and has_gradient
-            result[key] = GradientStats(
-                steps=counts.captured,
-                has_gradient=has_gradient if counts.captured else None,
-                seen_by_optimizer=key in self._seen,
-                mean=float(sums[index] / counts.captured) if known else float("nan"),
-                max=float(maxes[index]) if known else float("nan"),
-            )
-        return result
-
-    def read_global(self):
-        if self._slots is None:
-            return StepCounts(), float("nan"), float("nan")
-        sums, maxes, counts = self._read()
-        if counts.captured == 0:
-            return counts, float("nan"), float("nan")
-        return counts, float(sums[-1] / counts.captured), float(maxes[-1])
-
-    def _read(self):
-        """(sums, maxes) of the norms, the global one last, and the `StepCounts`: one device read."""
-        sums, maxes = self._accumulator.numpy()
-        captured, skipped = sums[-2:]
-        return sums[:-2], maxes[:-2], StepCounts(int(captured), int(skipped))
-
-    def created_variables(self):
-        created, self._created = self._created, False
-        return created
-
-    def problems(self):
-        found = [f"the {hook} hook stepped aside: {why}" for hook, why in self._off.items()]
-        if self._slots is None and "optimizer.apply" not in self._off:
-            found.append(
-                "model.optimizer.apply was never called by the training step, so no "
-                "step's gradients could be seen (a custom train_step that updates the "
-                "weights another way?)"
-            )
-        if self._blind:
-            found.append(
-                "the training step computed its loss without model.compute_loss or the "
-                "compiled loss object, so the gradients of the loss variables the "
-                "optimizer is not handed are unknown"
-            )
-        return found
+    def _accumulated(self):
+        return self._accumulator.numpy()
 
     # Hooks -------------------------------------------------------------
 
@@ -204,37 +89,6 @@ class StepCapture(Capture):
         self._hook(optimizer, "apply", "optimizer.apply", self._apply)
         for loss in self._losses:
             self._hook(loss, "call", "Loss.call", functools.partial(self._loss_call, loss))
-        object.__setattr__(model, _ATTRIBUTE, self)
-        _retrace(model)
-
-    def _hook(self, obj, name, hook, body):
-        original = getattr(obj, name)
-
-        @functools.wraps(original)
-        def hooked(*args, **kwargs):
-            if hook in self._off:
-                return original(*args, **kwargs)
-            return body(original, *args, **kwargs)
-
-        self._saved.append((obj, name, obj.__dict__.get(name)))
-        object.__setattr__(obj, name, hooked)
-
-    @contextlib.contextmanager
-    def _guard(self, hook):
-        """Runs the tracker's own part of a hook; a failure turns that hook off, never the step."""
-        try:
-            yield
-        except LossVariableCreatedError:
-            raise
-        except Exception as error:  # noqa: BLE001 - the capture never fails a step
-            self._off[hook] = f"{type(error).__name__}: {error}"
-            logger.warning(
-                "LossParamTracker: the %s hook stepped aside for this fit (%s: %s); "
-                "training goes on, values are still logged.",
-                hook,
-                type(error).__name__,
-                error,
-            )
 
     def _train_step(self, original, *args, **kwargs):
         step = None
@@ -253,11 +107,8 @@ class StepCapture(Capture):
     def _begin_step(self):
         """Returns the step's state, its tape recording when some loss variable needs one."""
         self._refresh_loss_variables()
-        registered = {variable_key(v) for v in self._model.trainable_variables}
         step = _Step(graph=_graph_key())
-        step.watched = [
-            v for v in self._loss_variables if v.trainable and variable_key(v) not in registered
-        ]
+        step.watched = self._unregistered_loss_variables()
         if step.watched:
             tape = tf.GradientTape(watch_accessed_variables=False)
             tape.__enter__()
@@ -268,11 +119,6 @@ class StepCapture(Capture):
                 raise
             step.tape = tape
         return step
-
-    def _refresh_loss_variables(self):
-        if self._stale:
-            self._stale = False
-            self._loss_variables = list(self._rediscover())
 
     def _compute_loss(self, original, *args, **kwargs):
         step = self._step
@@ -325,7 +171,7 @@ class StepCapture(Capture):
                 state[1] = call
                 self._stale = self._created = True
                 return next_creator(**kwargs)
-            message = _created_every_call(loss, kwargs.get("name"))
+            message = created_every_call(loss, kwargs.get("name"))
             if not tf.executing_eagerly():
                 raise LossVariableCreatedError(message)
             if call == state[1] + 1:  # eager steps survive it; say it once
@@ -364,16 +210,15 @@ class StepCapture(Capture):
             variables = self._optimizer.trainable_variables
         step = self._step if self._step is not None and self._step.graph == _graph_key() else None
         by_key = {variable_key(v): g for v, g in zip(variables, list(grads))}
-        optimizer_keys = set(by_key)
+        optimizer_keys = {k: g is not None for k, g in by_key.items()}
         if self._slots is None:
-            self._refresh_loss_variables()
             self._build_slots(list(by_key))
+            self._build_accumulator()
         loss_grads = self._loss_gradients(step)
-        self._blind = loss_grads is None and any(
-            variable_key(v) not in optimizer_keys for v in self._loss_variables if v.trainable
+        self._note_step(
+            optimizer_keys, None if loss_grads is None else {k: g is not None for k, g in loss_grads.items()}
         )
         by_key.update({k: g for k, g in (loss_grads or {}).items() if k not in optimizer_keys})
-        self._seen.update(k for k in optimizer_keys if k in self._slots)
 
         # The optimizer's gradients carry the loss scale; the tape's do not.
         # Unscaled before squaring: a scaled square can overflow float32.
@@ -381,8 +226,6 @@ class StepCapture(Capture):
         inverse = None if scale is None else 1.0 / tf.cast(scale, tf.float32)
         squares, in_optimizer = [None] * len(self._slots), [0.0] * len(self._slots)
         for key, index in self._slots.items():
-            # Absent: this step computed no gradient for it that can be seen.
-            self._has_gradient[key] = (by_key[key] is not None) if key in by_key else None
             scaled = key in optimizer_keys
             squares[index] = _half_squared_norm(by_key.get(key), inverse if scaled else None)
             in_optimizer[index] = float(scaled)
@@ -414,44 +257,14 @@ class StepCapture(Capture):
         step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}  # the tape is spent
         return step.grads
 
-    def _build_slots(self, optimizer_keys):
-        keys = [variable_key(v) for v in self._loss_variables if v.trainable]
-        keys += [k for k in optimizer_keys if k not in keys]
-        self._slots = {key: index for index, key in enumerate(keys)}
+    def _build_accumulator(self):
         # Rows: sums and maxes over the steps. Columns: the slots' gradient
         # norms, the global norm, then captured and skipped steps (sums row).
         # Created outside the traced function, as Keras builds its optimizer.
         with tf.init_scope():
             self._accumulator = tf.Variable(
-                tf.zeros([2, len(keys) + 3]), trainable=False, name="lpt_grad_norms"
+                tf.zeros([2, len(self._slots) + 3]), trainable=False, name="lpt_grad_norms"
             )
-
-
-def _retrace(model):
-    """Makes the next step trace anew: the cached train function holds the hooks' ops, or not."""
-    if model.train_function is not None:
-        model.make_train_function(force=True)
-
-
-def _check_supported(model):
-    if model.optimizer is None:
-        raise Unsupported("the model has no optimizer")
-    if tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy():
-        raise Unsupported("under a tf.distribute strategy")
-    for obj, name in ((model, "train_step"), (model, "compute_loss"), (model.optimizer, "apply"), (model.optimizer, "scale_loss")):
-        if not callable(getattr(obj, name, None)):
-            raise Unsupported(f"{type(obj).__name__} has no method {name}() to observe")
-
-
-def _created_every_call(loss, name):
-    cls = type(loss).__name__
-    return (
-        f"{cls}.call creates a new variable ({name or 'unnamed'}) at every call: such a "
-        "variable never trains, and tf.function rejects it. Create it once, in "
-        f"{cls}.__init__ (e.g. self.weight = keras.Variable(1.0)) or lazily under "
-        "`if self.weight is None:`, and call loss_param_tracker.make_trainable(model) "
-        "before fit."
-    )
 
 
 def _tf_variable(variable):
