@@ -18,6 +18,7 @@ import numpy as np
 from loss_param_tracker import capture as capture_lib
 from loss_param_tracker import diagnosis as diagnosis_lib
 from loss_param_tracker import discovery
+from loss_param_tracker import writer as writer_lib
 from loss_param_tracker.capture import GradientStats
 from tensorboard_plugin.loss_params import metadata, summary
 
@@ -170,10 +171,11 @@ class LossParamTracker(keras.callbacks.Callback):
     loss object), unscaled under mixed precision, with no second forward pass
     and no retracing per epoch. Training itself is unchanged, and nothing the
     tracker fails at stops it: a part that cannot work steps aside and says
-    so. The gradient capture needs the TensorFlow backend and no
-    `tf.distribute` strategy; elsewhere values are still logged and gradients
-    are not. A variable a loss creates on its first call is found after the
-    first step.
+    so. It works on every Keras 3 backend (TensorFlow, JAX, PyTorch), and
+    writes its event files without TensorFlow where TensorFlow is not
+    installed. Under a `tf.distribute` strategy values are logged and
+    gradients are not. A variable a loss creates on its first call is found
+    after the first step.
 
     Example:
 
@@ -235,6 +237,11 @@ class LossParamTracker(keras.callbacks.Callback):
             self.on_train_batch_end = self._on_train_batch_end
 
     # Hooks ---------------------------------------------------------------
+
+    def set_model(self, model):
+        # Keras 3 only: a tf_keras (Keras 2) fit is told so before it starts.
+        discovery.check_model(model, "LossParamTracker")
+        super().set_model(model)
 
     def on_train_begin(self, logs=None):
         # Allow instances to be re-used across fit() calls: each fit warns
@@ -483,6 +490,10 @@ class LossParamTracker(keras.callbacks.Callback):
 
     def _write_batch(self, step):
         """Writes loss variables' values and the gradient norms since the last batch write."""
+        if hasattr(self.model, "jax_state_sync"):
+            # JAX keeps the trained values in the step's state until the end
+            # of the epoch; Keras lets a callback bring them back.
+            self.model.jax_state_sync()
         grads = self._gradient_stats(self._loss_tracked)
         previous, self._batch_sums = self._batch_sums or {}, {
             key: (s.steps, 0.0 if math.isnan(s.mean) else s.mean * s.steps) for key, s in grads.items()
@@ -512,13 +523,9 @@ class LossParamTracker(keras.callbacks.Callback):
                 self._train_dir(),
             )
         if self._writer is None:
-            import tensorflow as tf
-
             self._make_train_dir()
-            self._writer = tf.summary.create_file_writer(self._train_dir())
-        with self._writer.as_default():
-            summary.write(values, step)
-        self._writer.flush()
+            self._writer = writer_lib.create(self._train_dir())
+        self._writer.write(values, step)
 
     # Console -----------------------------------------------------------
 

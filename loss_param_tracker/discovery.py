@@ -188,9 +188,34 @@ def is_float_variable(variable):
     return "float" in keras.backend.standardize_dtype(variable.dtype)
 
 
+def check_model(model, what):
+    """Raises a TypeError saying what `what` takes when `model` is not a Keras 3 `keras.Model`.
+
+    A tf_keras (Keras 2) model, which `tf.keras` gives under
+    `TF_USE_LEGACY_KERAS=1`, is named as such: its training has none of the
+    hooks the tracker reads.
+    """
+    if isinstance(model, keras.Model):
+        return
+    module = type(model).__module__ or ""
+    if module.split(".")[0] in ("tf_keras", "keras") or module.startswith("tensorflow.python.keras"):
+        raise TypeError(
+            f"{what} takes a Keras 3 model; received {type(model).__name__} from {module}, a "
+            "tf_keras (Keras 2) model, as tf.keras gives when TF_USE_LEGACY_KERAS=1. "
+            "loss-param-tracker needs Keras 3: build the model with `import keras` "
+            "(keras>=3) and leave TF_USE_LEGACY_KERAS unset."
+        )
+    raise TypeError(f"{what} takes a keras.Model; received {type(model).__name__}: {model!r:.80}.")
+
+
 def variable_key(variable):
-    """Identity of a variable, shared by a `keras.Variable` and its backing `tf.Variable`."""
-    if isinstance(variable, keras.Variable):
+    """Identity of a variable, shared by a `keras.Variable` and its backing `tf.Variable`.
+
+    On TensorFlow a `keras.Variable` wraps a `tf.Variable` that the training
+    step handles; elsewhere its value is an array (JAX: a new one at every
+    assignment), so the `keras.Variable` itself is the identity.
+    """
+    if isinstance(variable, keras.Variable) and keras.backend.backend() == "tensorflow":
         variable = variable.value
     return id(variable)
 

@@ -82,11 +82,7 @@ def make_trainable(model, loss=None, variables=None):
         RuntimeError: When the model's optimizer is already built without
             these variables (fit has run).
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            "make_trainable(model, ...) takes a keras.Model as `model`; received "
-            f"{type(model).__name__}: {_short(model)}."
-        )
+    discovery.check_model(model, "make_trainable(model, ...)")
     given = discovery.check_variables(variables, "make_trainable(variables=...)")
     found = _discover(model, loss, exact=loss is None and variables is not None)
     wanted = _wanted(found, given, exact=loss is None and variables is not None)

@@ -1,0 +1,244 @@
+"""Gradient capture inside the real training step: the JAX backend.
+
+Keras's JAX `train_step(state, data)` is a pure function, compiled once per
+fit: `jax.value_and_grad` of the model's forward pass and loss over the
+trainable variables' values, then `optimizer.stateless_apply`. Every other
+variable, a loss's included, is a constant inside it, and all state comes in
+and goes out explicitly. So the capture:
+
+- keeps its sums and maxes in the variable of a metric it adds to the model
+  for the fit (`_GradientNorms`): Keras threads metric variables through the
+  compiled step and back, so the norms accumulate on the device, step after
+  step, with no host round-trip, and are read once at the end of the epoch.
+  The metric reports nothing (its `result()` is empty), is never reset by
+  Keras, and is removed after the fit;
+- wraps `model.train_step`, whose traced body adds the step's norms to it;
+- reads the gradients the optimizer is handed in `optimizer.stateless_apply`
+  (unscaled under mixed precision, with the optimizer's own scale);
+- reads `x`, `y`, `y_pred` and `sample_weight` where the step hands them to
+  `model.compute_metrics`, and differentiates the loss head alone
+  (`model.compute_loss` on that `y_pred`) with respect to the loss variables
+  the optimizer is not handed: no second forward pass of the model. A
+  gradient that is structurally zero (no differentiable path, e.g. through
+  `stop_gradient` or an integer cast) is `no_gradient`, as `None` is on the
+  other backends.
+
+`add_loss` terms are not part of that loss head: a loss variable used only
+in one is seen with no gradient. Nothing of the training computation
+changes: the added operations only read the step's values, and their result
+goes only into the metric's variable.
+"""
+
+import dataclasses
+import inspect
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from jax.extend.core import Literal
+
+from loss_param_tracker.capture import HookedCapture
+from loss_param_tracker.discovery import variable_key
+
+
+class _GradientNorms(keras.metrics.Metric):
+    """Carries the capture's sums and maxes through the compiled step; reports nothing."""
+
+    def __init__(self, columns):
+        super().__init__(name="loss_param_tracker_gradient_norms", dtype="float32")
+        self.sums_and_maxes = self.add_variable(
+            shape=(2, columns), initializer="zeros", dtype="float32", name="sums_and_maxes"
+        )
+
+    def update_state(self, *args, **kwargs):
+        pass  # written by the capture only
+
+    def reset_state(self):
+        pass  # Keras resets metrics before validation too: the capture resets it at epoch start
+
+    def result(self):
+        return {}  # nothing in the logs
+
+
+@dataclasses.dataclass(eq=False)
+class _Step:
+    """What the hooks see of one traced training step."""
+
+    grads: list = None
+    optimizer_variables: list = None
+    head: tuple = None  # (x, y, y_pred, sample_weight) as handed to compute_metrics
+
+
+class StepCapture(HookedCapture):
+    """Accumulates gradient norms of the loss's variables and the model's weights (JAX)."""
+
+    _HOOKED = (("model", "train_step"), ("model", "compute_metrics"), ("optimizer", "stateless_apply"))
+    _APPLY = "model.optimizer.stateless_apply"
+
+    def __init__(self, model, loss_variables, losses, rediscover):
+        super().__init__(model, loss_variables, losses, rediscover)
+        self._metric = None
+        self._step = None
+        self._optimizer_keys = []
+
+    def _install(self):
+        model = self._model
+        self._optimizer_keys = [variable_key(v) for v in model.trainable_variables]
+        self._build_slots(self._optimizer_keys)
+        self._metric = _GradientNorms(len(self._slots) + 3)
+        model._metrics.append(self._metric)
+        self._hook(model, "train_step", "train_step", self._train_step)
+        self._hook(model, "compute_metrics", "compute_metrics", self._compute_metrics)
+        self._hook(self._optimizer, "stateless_apply", "optimizer.stateless_apply", self._stateless_apply)
+
+    def _restore(self):
+        if self._metric is not None and self._metric in self._model._metrics:
+            self._model._metrics.remove(self._metric)
+        super()._restore()
+
+    def reset(self):
+        if self._metric is not None:
+            self._metric.sums_and_maxes.assign(jnp.zeros(self._metric.sums_and_maxes.shape))
+
+    def _accumulated(self):
+        return keras.ops.convert_to_numpy(self._metric.sums_and_maxes.value)
+
+    # Hooks -------------------------------------------------------------
+
+    def _train_step(self, original, state, data):
+        step = self._step = _Step()
+        try:
+            logs, new_state = original(state, data)
+        finally:
+            self._step = None
+        with self._guard("train_step"):
+            new_state = self._accumulate(step, state, new_state)
+        return logs, new_state
+
+    def _compute_metrics(self, original, x, y, y_pred, sample_weight=None):
+        if self._step is not None and self._step.head is None:
+            self._step.head = (x, y, y_pred, sample_weight)
+        return original(x, y, y_pred, sample_weight)
+
+    def _stateless_apply(self, original, optimizer_variables, grads, trainable_variables):
+        if self._step is not None and self._step.grads is None:
+            self._step.grads = list(grads)
+            self._step.optimizer_variables = optimizer_variables
+        return original(optimizer_variables, grads, trainable_variables)
+
+    # The step's accumulation -------------------------------------------
+
+    def _accumulate(self, step, state, new_state):
+        """Returns `new_state` with this step's norms added to the metric's variable (traced ops)."""
+        if step.grads is None or len(step.grads) != len(self._optimizer_keys):
+            return new_state
+        optimizer_keys = dict.fromkeys(self._optimizer_keys, True)
+        loss = self._loss_gradients(step, state)
+        if loss is not None:
+            # A loss variable the optimizer is handed gets an array, zeros
+            # where it has no gradient: the loss head's structure tells.
+            optimizer_keys.update({k: g is not None for k, g in loss.items() if k in optimizer_keys})
+            loss = {k: g for k, g in loss.items() if k not in optimizer_keys}
+        self._note_step(optimizer_keys, None if loss is None else {k: g is not None for k, g in loss.items()})
+
+        inverse = self._inverse_scale(step.optimizer_variables)
+        norms = [jnp.zeros((), jnp.float32)] * len(self._slots)
+        for key, grad in zip(self._optimizer_keys, step.grads):
+            norms[self._slots[key]] = _norm(grad, inverse)
+        for key, grad in (loss or {}).items():
+            if grad is not None:
+                norms[self._slots[key]] = _norm(grad)
+        norms = jnp.stack(norms)
+        in_optimizer = jnp.array([key in optimizer_keys for key in self._slots])
+        global_norm = jnp.sqrt(jnp.sum(jnp.where(in_optimizer, jnp.square(norms), 0.0)))
+        row = jnp.concatenate([norms, jnp.stack([global_norm, 1.0, 0.0])])
+        if self._skips_overflow:
+            # The optimizer skips a step whose gradients overflowed: so do the
+            # norms, and the step counts as skipped.
+            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in step.grads]))
+            row = jnp.where(finite, row, jnp.zeros_like(row).at[-1].set(1.0))
+
+        trainable, non_trainable, optimizer_variables, metrics = new_state
+        index = [id(v) for v in self._model.metrics_variables].index(id(self._metric.sums_and_maxes))
+        before = metrics[index]
+        metrics = list(metrics)
+        metrics[index] = jnp.stack([before[0] + row, jnp.maximum(before[1], row)])
+        return trainable, non_trainable, optimizer_variables, metrics
+
+    def _inverse_scale(self, optimizer_variables):
+        """1 / the optimizer's loss scale in this step, or `None` for an optimizer that does not scale."""
+        one = jnp.ones((), jnp.float32)
+        mapping = list(zip(self._optimizer.variables, optimizer_variables))
+        with keras.StatelessScope(state_mapping=mapping):
+            scale = self._optimizer.scale_loss(one)
+        return None if scale is one else 1.0 / jnp.asarray(scale, jnp.float32)
+
+    def _loss_gradients(self, step, state):
+        """`{key: gradient or None}` of the trainable loss variables, `None` if the loss head was not seen.
+
+        `None` for a variable whose gradient is structurally zero.
+        """
+        variables = [v for v in self._loss_variables if v.trainable]
+        if not variables:
+            return {}
+        if step.head is None:
+            return None
+        model = self._model
+        x, y, y_pred, sample_weight = step.head
+        trainable, non_trainable, _, metrics = state
+        mapping = [
+            *zip(model.trainable_variables, trainable),
+            *zip(model.non_trainable_variables, non_trainable),
+            *zip(model.metrics_variables, metrics),
+        ]
+        keys = {variable_key(v) for v in variables}
+        mapping = [(v, value) for v, value in mapping if variable_key(v) not in keys]
+        kwargs = {"training": True} if "training" in inspect.signature(model.compute_loss).parameters else {}
+
+        def head(values):
+            with keras.StatelessScope(state_mapping=mapping + list(zip(variables, values))):
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kwargs)
+            return jnp.asarray(loss, jnp.float32)
+
+        # A variable the optimizer is handed takes its value from the state.
+        current = dict(zip(map(variable_key, model.trainable_variables), trainable))
+        values = [current[variable_key(v)] if variable_key(v) in current else v.value for v in variables]
+        grad = jax.grad(head)
+        grads = grad(values)  # those the optimizer has are left unused, and compiled away
+        # Traced once more, to see which gradients have no path to the loss.
+        graph = jax.make_jaxpr(grad)(values).jaxpr
+        return {
+            variable_key(v): None if _symbolic_zero(graph, out) else g
+            for v, g, out in zip(variables, grads, graph.outvars)
+        }
+
+
+def _norm(grad, inverse_scale=None):
+    """The L2 norm of `grad` in float32, times `inverse_scale` first when given."""
+    grad = jnp.asarray(grad, jnp.float32)
+    if inverse_scale is not None:
+        grad = grad * inverse_scale
+    return jnp.sqrt(jnp.sum(jnp.square(grad)))
+
+
+def _symbolic_zero(graph, out):
+    """Whether `out`, an output of a gradient's jaxpr, is JAX's zero for "no dependence".
+
+    JAX gives an input the loss does not depend on differentiably a zero
+    that is a literal, or a literal broadcast to its shape, rather than a
+    computed value: that is what this looks for.
+    """
+    if _zero_literal(out):
+        return True
+    for eqn in graph.eqns:
+        if out in eqn.outvars:
+            return eqn.primitive.name == "broadcast_in_dim" and all(_zero_literal(v) for v in eqn.invars)
+    return False
+
+
+def _zero_literal(var):
+    """Whether a jaxpr variable is a literal zero (a constant of the trace, not a traced value)."""
+    if not isinstance(var, Literal) or isinstance(var.val, jax.core.Tracer):
+        return False
+    return not np.any(np.asarray(var.val))
