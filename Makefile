@@ -15,6 +15,7 @@ $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps tf_keras==2.21.0  # beside tensorflow-cpu: see setup.cfg
 	touch $@
 
 $(CHROMIUM):

@@ -5,6 +5,8 @@ import shutil
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The suite runs on TensorFlow; tests/test_backends.py runs JAX and PyTorch in their own processes.
+os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

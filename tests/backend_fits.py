@@ -1,0 +1,217 @@
+"""Real fits on one Keras backend, without TensorFlow: `python tests/backend_fits.py OUT_DIR`.
+
+Keras picks its backend at import, so `tests/test_backends.py` runs this once
+per backend (`KERAS_BACKEND=jax|torch`) in a fresh process, and asserts on
+what it writes: `OUT_DIR/results.json` and the runs under `OUT_DIR/logs`.
+TensorFlow is made unimportable first, as on a machine without it.
+"""
+
+import json
+import os
+import sys
+import warnings
+
+sys.modules["tensorflow"] = None  # `import tensorflow` raises ImportError, find_spec gives None
+sys.modules["tf_keras"] = None
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+from loss_param_tracker import LossParamTracker, LossParamWarning, load, make_trainable  # noqa: E402
+
+
+class GaussianNLL(keras.losses.Loss):
+    """Gaussian negative log-likelihood with a learned log-variance."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.log_var = keras.Variable(0.0, name="log_var")
+
+    def call(self, y_true, y_pred):
+        return ops.mean(0.5 * ops.exp(-self.log_var) * ops.square(y_true - y_pred) + 0.5 * self.log_var)
+
+
+class StoppedGradient(keras.losses.Loss):
+    """Reads its parameter through stop_gradient: no gradient."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(2.0, name="weight")
+
+    def call(self, y_true, y_pred):
+        return ops.stop_gradient(self.weight) * ops.mean(ops.square(y_true - y_pred))
+
+
+class ClampedWeight(keras.losses.Loss):
+    """Clamps its parameter from below, far from its value: a zero gradient."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(-1.0, name="weight")
+
+    def call(self, y_true, y_pred):
+        return ops.maximum(self.weight, 1.0) * ops.mean(ops.square(y_true - y_pred))
+
+
+class FrozenWeight(keras.losses.Loss):
+    """A weight that is not trainable on purpose."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(0.5, name="weight", trainable=False)
+
+    def call(self, y_true, y_pred):
+        return self.weight * ops.mean(ops.square(y_true - y_pred))
+
+
+def make_data(n=256, features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = (x @ rng.normal(size=(features, 1)) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
+    return x, y
+
+
+def make_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="hidden"), keras.layers.Dense(1, name="out")],
+        name="net",
+    )
+
+
+def fit(model, loss, log_dir=None, fix=False, epochs=3, batch_size=32, optimizer=None):
+    """Compiles and fits; returns `(tracker or None, warnings' texts, history)`."""
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(0.01), loss=loss)
+    if fix:
+        make_trainable(model, loss)
+    tracker = LossParamTracker(log_dir) if log_dir else None
+    x, y = make_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(
+            x, y, epochs=epochs, batch_size=batch_size, shuffle=False, verbose=0,
+            callbacks=[tracker] if tracker else [],
+        )
+    said = [str(w.message) for w in caught if w.category is LossParamWarning]
+    return tracker, said, history.history
+
+
+def statuses(logs):
+    """Each loss's status, and what the warning advises."""
+    cases = {
+        "broken": (GaussianNLL, False),
+        "fixed": (GaussianNLL, True),
+        "stopped": (StoppedGradient, True),
+        "clamped": (ClampedWeight, True),
+        "frozen": (FrozenWeight, False),
+    }
+    result = {}
+    for name, (cls, fix) in cases.items():
+        tracker, said, _ = fit(make_model(), cls(), os.path.join(logs, name), fix=fix)
+        result[name] = {"diagnosis": tracker.diagnosis, "warnings": said}
+    return result
+
+
+def analytic(logs, policy="float32"):
+    """One full-batch step of a linear model: the captured norms, and the analytic ones."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        x, y = make_data()
+        w0 = np.linspace(-1.0, 1.0, 4, dtype="float32").reshape(4, 1)
+        model = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(1, use_bias=False, kernel_initializer=keras.initializers.Constant(w0), name="linear")],
+            name="linear_model",
+        )
+        optimizer = keras.optimizers.SGD(0.01)
+        if policy != "float32":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0**10)
+        log_dir = os.path.join(logs, f"linear_{policy}")
+        tracker, _, _ = fit(model, GaussianNLL(), log_dir, epochs=1, batch_size=len(x), optimizer=optimizer)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    run = load(log_dir)["train"]
+    residual = x.astype(np.float64) @ w0 - y
+    return {
+        "diagnosis": tracker.diagnosis,
+        "kernel": float(run.variables["model/linear_model/linear/kernel"].norms[0, 1]),
+        "kernel_expected": float(np.linalg.norm(x.T @ residual / len(x))),
+        "log_var": float(run.variables["loss/GaussianNLL/log_var"].grad_norm[0, 0]),
+        "log_var_expected": float(abs(np.mean(-0.5 * residual**2 + 0.5))),
+    }
+
+
+class CountsTraces(keras.Sequential):
+    """Counts how often its train_step body runs in Python: once per trace when compiled."""
+
+    traces = 0
+
+    def train_step(self, *args, **kwargs):
+        type(self).traces += 1
+        return super().train_step(*args, **kwargs)
+
+
+def identical(logs):
+    """The same seeded fit with and without the tracker: every weight, loss value and trace."""
+    runs = []
+    for log_dir in (None, os.path.join(logs, "identical")):
+        loss = GaussianNLL()
+        model = CountsTraces(make_model(seed=3).layers, name="net")
+        CountsTraces.traces = 0
+        _, _, history = fit(model, loss, log_dir, fix=True, epochs=4)
+        weights = [np.asarray(w.numpy()) for w in model.weights]
+        runs.append((weights, float(loss.log_var.numpy()), history["loss"], CountsTraces.traces))
+    (plain, plain_var, plain_loss, plain_traces), (tracked, tracked_var, tracked_loss, tracked_traces) = runs
+    return {
+        "max_difference": max(float(np.max(np.abs(a - b))) for a, b in zip(plain, tracked)),
+        "log_var": [plain_var, tracked_var],
+        "loss": [plain_loss, tracked_loss],
+        "traces": [plain_traces, tracked_traces],
+    }
+
+
+def batch_writes(logs):
+    """update_freq=2 on a fixed loss (8 batches an epoch): the values it wrote, by step."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    log_dir = os.path.join(logs, "batches")
+    loss = GaussianNLL()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    make_trainable(model, loss)
+    model.fit(*make_data(), epochs=2, batch_size=32, verbose=0, callbacks=[LossParamTracker(log_dir, update_freq=2)])
+    acc = event_accumulator.EventAccumulator(os.path.join(log_dir, "train"), size_guidance={"tensors": 0})
+    acc.Reload()
+    series = {}
+    for tag in ("loss/GaussianNLL/log_var/batch_value", "loss/GaussianNLL/log_var/batch_grad_norm/mean"):
+        series[tag] = {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors(tag)}
+    return series
+
+
+def reports(logs):
+    """The report's exit code on a broken run and on a fixed one."""
+    from loss_param_tracker import report
+
+    return {case: report.main(["report", os.path.join(logs, case)]) for case in ("broken", "fixed")}
+
+
+def main(out_dir):
+    logs = os.path.join(out_dir, "logs")
+    results = {
+        "backend": keras.backend.backend(),
+        "tensorflow_imported": sys.modules.get("tensorflow") is not None,
+        "statuses": statuses(logs),
+        "analytic": analytic(logs),
+        "mixed_float16": analytic(logs, "mixed_float16"),
+        "identical": identical(logs),
+        "batches": batch_writes(logs),
+    }
+    results["report"] = reports(logs)
+    results["tensorflow_imported"] |= sys.modules.get("tensorflow") is not None
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

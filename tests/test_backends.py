@@ -1,0 +1,199 @@
+"""The tracker on Keras's JAX and PyTorch backends, without TensorFlow, and its two event writers.
+
+Keras picks its backend at import: `tests/backend_fits.py` runs real fits in
+one fresh process per backend, with TensorFlow made unimportable, and this
+module asserts on what they wrote.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_file_loader
+
+from loss_param_tracker import load, writer
+from tensorboard_plugin.loss_params import metadata, summary
+from tests.servers import tensorboard
+
+BACKENDS = ("jax", "torch")
+SCRIPT = os.path.join(os.path.dirname(__file__), "backend_fits.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def fits(tmp_path_factory):
+    """Runs `backend_fits.py` once per backend, side by side; returns `{backend: (out_dir, results)}`."""
+    out = tmp_path_factory.mktemp("backends")
+    processes = {}
+    for backend in BACKENDS:
+        (out / backend).mkdir()
+        env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+        processes[backend] = subprocess.Popen(
+            [sys.executable, SCRIPT, str(out / backend)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    results = {}
+    for backend, process in processes.items():
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{backend}:\n{output[-5000:]}"
+        with open(out / backend / "results.json") as f:
+            results[backend] = (out / backend, json.load(f))
+    return results
+
+
+def loss_statuses(diagnosis):
+    return {path: status for path, status in diagnosis.items() if path.startswith("loss/")}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_statuses_and_advice_are_those_of_tensorflow(fits, backend):
+    _, results = fits[backend]
+    assert results["backend"] == backend
+    assert results["tensorflow_imported"] is False
+    expected = {
+        "broken": ("loss/GaussianNLL/log_var", "not_updated"),
+        "fixed": ("loss/GaussianNLL/log_var", "training"),
+        "stopped": ("loss/StoppedGradient/weight", "no_gradient"),
+        "clamped": ("loss/ClampedWeight/weight", "zero_gradient"),
+        "frozen": ("loss/FrozenWeight/weight", "frozen"),
+    }
+    for case, (path, status) in expected.items():
+        diagnosis = results["statuses"][case]["diagnosis"]
+        assert loss_statuses(diagnosis) == {path: status}, f"{backend} {case}: {diagnosis}"
+        model = {p: s for p, s in diagnosis.items() if p.startswith("model/")}
+        assert set(model.values()) == {"training"}, f"{backend} {case}: {model}"
+    (broken,) = results["statuses"]["broken"]["warnings"]
+    assert "[not_updated]" in broken and "make_trainable(model)" in broken
+    assert results["statuses"]["fixed"]["warnings"] == []
+    assert any("[no_gradient]" in w for w in results["statuses"]["stopped"]["warnings"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("policy", ["analytic", "mixed_float16"])
+def test_gradient_norms_are_the_analytic_ones_of_a_linear_model(fits, backend, policy):
+    """One full-batch step: ||dL/dW|| = exp(-s) ||X^T r|| / n, and |dL/ds| = |mean(-r^2/2 + 1/2)| at s = 0."""
+    _, results = fits[backend]
+    one = results[policy]
+    assert loss_statuses(one["diagnosis"]) == {"loss/GaussianNLL/log_var": "not_updated"}
+    # float16 forward and backward, unscaled from a loss scale of 2^10
+    rtol = 1e-5 if policy == "analytic" else 1e-3
+    np.testing.assert_allclose(one["kernel"], one["kernel_expected"], rtol=rtol)
+    np.testing.assert_allclose(one["log_var"], one["log_var_expected"], rtol=rtol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_training_is_bit_identical_and_not_traced_again(fits, backend):
+    _, results = fits[backend]
+    same = results["identical"]
+    assert same["max_difference"] == 0.0
+    assert same["log_var"][0] == same["log_var"][1] != 0.0, "the fixed variable trains, identically"
+    assert same["loss"][0] == same["loss"][1]
+    assert same["traces"][0] == same["traces"][1], "the tracker traces the step no more often"
+
+
+def test_the_plugin_serves_what_each_backend_wrote(fits):
+    logdir = next(iter(fits.values()))[0].parent
+    expected = {}
+    for backend, (_, results) in fits.items():
+        for case, one in results["statuses"].items():
+            expected[f"{backend}/logs/{case}/train"] = loss_statuses(one["diagnosis"])
+    with tensorboard(logdir, "--load_fast=false") as board:
+        def runs():
+            return {r["name"]: r for r in board.get_json("/data/plugin/loss_params/runs")["runs"]}
+
+        board.wait_for(lambda: set(expected) <= set(runs()))
+        served = runs()
+        for name, statuses in expected.items():
+            loss = {v["path"]: v["status"] for v in served[name]["variables"] if v["role"] == "loss"}
+            assert loss == statuses, name
+            assert served[name]["last_step"] == 2, name
+    for backend, (out, _) in fits.items():
+        run = load(out / "logs" / "fixed")["train"]
+        log_var = run.variables["loss/GaussianNLL/log_var"]
+        assert log_var.steps.tolist() == [0, 1, 2], backend
+        assert np.isfinite(log_var.grad_norm).all(), backend
+        assert log_var.initial == 0.0, "the value before training"
+
+
+def events(log_dir):
+    """`[(step, {tag: (metadata bytes, tensor)})]` of the summaries in a run directory."""
+    (name,) = [n for n in os.listdir(log_dir) if "tfevents" in n]
+    found = []
+    for event in event_file_loader.EventFileLoader(os.path.join(log_dir, name)).Load():
+        if event.HasField("summary"):
+            found.append(
+                (event.step, {v.tag: (v.metadata.SerializeToString(), v.tensor) for v in event.summary.value})
+            )
+    return found
+
+
+def test_the_python_writer_writes_what_the_tensorflow_writer_writes(tmp_path):
+    steps = {
+        0: summary.values(metadata.ROLE_LOSS, metadata.VALUE, "loss/L/w", np.array([0.5, -1.0], np.float32), shape=(2,), dtype="float32"),
+        1: summary.values(metadata.ROLE_LOSS, metadata.HISTOGRAM, "loss/L/big", summary.histogram(np.arange(100.0)), shape=(100,), dtype="float32")
+        + summary.values(
+            metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS,
+            np.array([["loss/L/w", "training", "ok"]], dtype=object),
+        ),
+    }
+    written = {}
+    for cls in (writer.TensorFlowWriter, writer.PythonWriter):
+        log_dir = str(tmp_path / cls.__name__)
+        w = cls(log_dir)
+        for step, values in steps.items():
+            w.write(values, step)
+        w.close()
+        written[cls] = events(log_dir)
+    tf_events, python_events = written[writer.TensorFlowWriter], written[writer.PythonWriter]
+    assert [step for step, _ in tf_events] == [step for step, _ in python_events] == [0, 1]
+    for (_, ours), (_, theirs) in zip(python_events, tf_events):
+        assert ours.keys() == theirs.keys()
+        for tag in ours:
+            assert ours[tag][0] == theirs[tag][0], f"{tag}: metadata"
+            assert ours[tag][1] == theirs[tag][1], f"{tag}: tensor"
+    assert len(python_events[0][1]) == 2 and len(python_events[1][1]) == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_writes_and_the_report(fits, backend):
+    _, results = fits[backend]
+    values = results["batches"]["loss/GaussianNLL/log_var/batch_value"]
+    grads = results["batches"]["loss/GaussianNLL/log_var/batch_grad_norm/mean"]
+    assert sorted(map(int, values)) == [0, 2, 4, 6, 8, 10, 12, 14, 16], "step 0: the value before training"
+    assert len(set(values.values())) == len(values), "the trained value, read back every 2 batches"
+    assert sorted(map(int, grads)) == [2, 4, 6, 8, 10, 12, 14, 16] and all(g > 0 for g in grads.values())
+    assert results["report"] == {"broken": 1, "fixed": 0}
+
+
+def test_a_tf_keras_model_is_told_that_keras_3_is_required(tmp_path):
+    """tf_keras (Keras 2): a clear error from fit and from make_trainable, in a fresh process."""
+    code = """
+import numpy as np
+import tensorflow as tf
+from loss_param_tracker import LossParamTracker, make_trainable
+model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(3,))])
+model.compile("sgd", "mse")
+for attempt in (lambda: make_trainable(model),
+                lambda: model.fit(np.ones((4, 3)), np.ones((4, 1)), verbose=0, callbacks=[LossParamTracker("{log_dir}")])):
+    try:
+        attempt()
+    except TypeError as error:
+        print("TypeError:", error)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code.format(log_dir=tmp_path)],
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    errors = [line for line in result.stdout.splitlines() if line.startswith("TypeError:")]
+    assert len(errors) == 2, result.stdout + result.stderr[-3000:]
+    for error in errors:
+        assert "tf_keras (Keras 2) model" in error and "needs Keras 3" in error, error
