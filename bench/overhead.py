@@ -27,7 +27,14 @@ in MB and as a fraction of the model's float32 size; and, since whole-fit peaks
 of fresh processes scatter by about 100 MB here, the most that one call of the
 variant's own epoch hooks raised the RSS above where it was just before.
 
-    python bench/overhead.py [--workload mlp|deep|convnet|perceptual|all] [--repeats 10] [--epochs 4] [--threads 1]
+Backends (`--backend jax|torch`). The same workloads and pairing on Keras's
+JAX or PyTorch backend, in a process where TensorFlow cannot be imported (as
+on a machine without it: the tracker writes through TensorBoard's writer),
+against plain fit only (keras TensorBoard needs TensorFlow). XLA's CPU client
+or torch runs on `--threads` threads.
+
+    python bench/overhead.py [--backend tensorflow|jax|torch] [--workload mlp|deep|convnet|perceptual|all]
+                             [--repeats 10] [--epochs 4] [--threads 1]
     python bench/overhead.py --memory [--repeats 3]
 """
 
@@ -50,10 +57,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+
+def _early_arguments():
+    """`--backend` and `--threads`, which must be known before Keras and its backend are imported."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"], default="tensorflow")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser.parse_known_args()[0]
+
+
+EARLY = _early_arguments()
+os.environ["KERAS_BACKEND"] = EARLY.backend
+if EARLY.backend != "tensorflow":
+    sys.modules["tensorflow"] = None  # as without TensorFlow: `import tensorflow` fails
+if EARLY.backend == "jax" and EARLY.threads:
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={EARLY.threads}"
+    )
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning  # noqa: E402
 
@@ -71,7 +96,7 @@ class GaussianNLL(keras.losses.Loss):
         self.log_var = keras.Variable(0.0, name="log_var")
 
     def call(self, y_true, y_pred):
-        return tf.reduce_mean(0.5 * tf.exp(-self.log_var) * tf.square(y_true - y_pred) + 0.5 * self.log_var)
+        return ops.mean(0.5 * ops.exp(-self.log_var) * ops.square(y_true - y_pred) + 0.5 * self.log_var)
 
 
 class TemperatureCE(keras.losses.Loss):
@@ -82,10 +107,8 @@ class TemperatureCE(keras.losses.Loss):
         self.log_temperature = keras.Variable(0.0, name="log_temperature")
 
     def call(self, y_true, y_pred):
-        logits = y_pred / tf.exp(self.log_temperature)
-        return tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(tf.reshape(y_true, [-1]), tf.int32), logits)
-        )
+        logits = y_pred / ops.exp(self.log_temperature)
+        return ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True))
 
 
 class Workload(NamedTuple):
@@ -164,8 +187,8 @@ class Perceptual(keras.losses.Loss):
         self.log_weight = keras.Variable(0.0, name="log_weight")
 
     def call(self, y_true, y_pred):
-        gap = tf.reduce_mean(tf.square(self.features(y_true) - self.features(y_pred)))
-        return tf.exp(self.log_weight) * gap + tf.square(self.log_weight)
+        gap = ops.mean(ops.square(self.features(y_true) - self.features(y_pred)))
+        return ops.exp(self.log_weight) * gap + ops.square(self.log_weight)
 
 
 def perceptual_workload():
@@ -196,6 +219,8 @@ VARIANTS = {
     "LossParamTracker": lambda d: [LossParamTracker(log_dir=d)],
 }
 MEMORY_VARIANTS = ["plain fit", "LossParamTracker", "keras TensorBoard"]
+if EARLY.backend != "tensorflow":  # keras TensorBoard writes through TensorFlow
+    VARIANTS = {name: make for name, make in VARIANTS.items() if "TensorBoard" not in name}
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -374,13 +399,37 @@ def memory(repeats, threads):
     )
 
 
+def set_threads(backend, threads):
+    """Pins the backend to `threads` threads (0: its default); returns its name and version."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        return f"tensorflow {tf.__version__}"
+    if backend == "torch":
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+            torch.set_num_interop_threads(threads)
+        return f"torch {torch.__version__}"
+    import jax  # its threads are set by XLA_FLAGS, before it is imported
+
+    return f"jax {jax.__version__}"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workload", choices=list(WORKLOADS), default="all", help="workload(s) to time (default: all)")
     parser.add_argument("--repeats", type=int, help="repeats per variant (default: 10, or 3 with --memory)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per timed run, epochs 2..N timed (default: 4)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="TensorFlow intra-op and inter-op threads; 0 for TensorFlow's default (default: 1)"
+        "--backend", choices=["tensorflow", "jax", "torch"], default="tensorflow", help="Keras backend (default: tensorflow)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="the backend's intra-op and inter-op threads; 0 for its default (default: 1)"
     )
     parser.add_argument(
         "--memory", action="store_true", help=f"measure the peak RSS of a 58.7M-parameter model's {MEMORY_EPOCHS}-epoch fit instead"
@@ -391,14 +440,15 @@ def main():
         parser.error("--epochs must be at least 2: epoch 1 is not timed")
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.memory and args.backend != "tensorflow":
+        parser.error("--memory measures the TensorFlow backend")
+    version = set_threads(args.backend, args.threads)
     # The benchmark's losses hold untrained parameters on purpose.
     warnings.simplefilter("ignore", LossParamWarning)
     if args.memory_child:
         memory_child(args.memory_child)
         return
-    print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPUs, TensorFlow threads {args.threads or 'default'}")
+    print(f"{version}, keras {keras.__version__}, {os.cpu_count()} CPUs, {args.backend} threads {args.threads or 'default'}")
     if args.memory:
         memory(args.repeats or 3, args.threads)
         return
