@@ -27,6 +27,7 @@ function, so a later `fit` runs exactly as without the tracker.
 
 import dataclasses
 import functools
+import threading
 import warnings
 
 import keras
@@ -63,14 +64,34 @@ class StepCapture(HookedCapture):
     def __init__(self, model, loss_variables, losses, rediscover):
         super().__init__(model, loss_variables, losses, rediscover)
         self._accumulator = None  # float32[2, slots + 3]: see `_build_slots`
-        self._step = None
+        self._local = threading.local()  # a strategy traces its replicas in threads
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
+        strategy = model.distribute_strategy
+        self._strategy = None if strategy is tf.distribute.get_strategy() else strategy
+
+    @property
+    def _step(self):
+        """The state of the step this thread traces or runs (one per replica under a strategy)."""
+        return getattr(self._local, "step", None)
+
+    @_step.setter
+    def _step(self, step):
+        self._local.step = step
 
     @classmethod
     def _check_supported(cls, model):
         super()._check_supported(model)
-        if tf.distribute.has_strategy() or model.distribute_strategy is not tf.distribute.get_strategy():
-            raise Unsupported("under a tf.distribute strategy")
+        strategy = model.distribute_strategy
+        if strategy is tf.distribute.get_strategy():
+            return
+        if not isinstance(strategy, _STRATEGIES):
+            raise Unsupported(f"under {type(strategy).__name__}")
+        optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+        if not callable(getattr(optimizer, "_all_reduce_sum_gradients", None)):
+            raise Unsupported(
+                f"{type(optimizer).__name__} reduces its gradients across replicas where the "
+                "capture cannot see them"
+            )
 
     def reset(self):
         if self._accumulator is not None:
@@ -89,6 +110,14 @@ class StepCapture(HookedCapture):
         self._hook(optimizer, "apply", "optimizer.apply", self._apply)
         for loss in self._losses:
             self._hook(loss, "call", "Loss.call", functools.partial(self._loss_call, loss))
+        if self._strategy is not None:
+            # Under a strategy the optimizer sums the replicas' gradients in its
+            # update step: the norms are those of the sums, which it applies.
+            # Replicas trace in parallel threads: the slots are fixed first.
+            inner = getattr(optimizer, "inner_optimizer", optimizer)
+            self._hook(inner, "_all_reduce_sum_gradients", "optimizer all-reduce", self._all_reduced)
+            self._build_slots([variable_key(v) for v in model.trainable_variables])
+            self._build_accumulator()
 
     def _train_step(self, original, *args, **kwargs):
         step = None
@@ -198,14 +227,27 @@ class StepCapture(HookedCapture):
         return identity(output)
 
     def _apply(self, original, grads, trainable_variables=None):
-        with self._guard("optimizer.apply"):
-            self._record_step(grads, trainable_variables)
+        if self._strategy is None:
+            with self._guard("optimizer.apply"):
+                self._record_step(grads, trainable_variables)
         return original(grads, trainable_variables)
+
+    def _all_reduced(self, original, grads_and_vars):
+        reduced = original(grads_and_vars)
+        with self._guard("optimizer all-reduce"):
+            pairs = list(reduced)
+            self._record_step([g for g, _ in pairs], [v for _, v in pairs], reduced=True)
+        return reduced
 
     # The step's accumulation -------------------------------------------
 
-    def _record_step(self, grads, variables):
-        """Adds this step's gradient norms to the accumulator (ops in the step's graph)."""
+    def _record_step(self, grads, variables, reduced=False):
+        """Adds this step's gradient norms to the accumulator (ops in the step's graph).
+
+        `reduced`: the gradients are the replicas' sum, as the optimizer
+        applies them under a strategy: unscaled already, and only finite ones
+        get there under a loss-scaling optimizer.
+        """
         if variables is None:
             variables = self._optimizer.trainable_variables
         step = self._step if self._step is not None and self._step.graph == _graph_key() else None
@@ -215,6 +257,8 @@ class StepCapture(HookedCapture):
             self._build_slots(list(by_key))
             self._build_accumulator()
         loss_grads = self._loss_gradients(step)
+        if reduced and loss_grads:
+            loss_grads = _all_reduce(loss_grads)
         self._note_step(
             optimizer_keys, None if loss_grads is None else {k: g is not None for k, g in loss_grads.items()}
         )
@@ -222,7 +266,7 @@ class StepCapture(HookedCapture):
 
         # The optimizer's gradients carry the loss scale; the tape's do not.
         # Unscaled before squaring: a scaled square can overflow float32.
-        scale = step.scale if step is not None else None
+        scale = step.scale if step is not None and not reduced else None
         inverse = None if scale is None else 1.0 / tf.cast(scale, tf.float32)
         squares, in_optimizer = [None] * len(self._slots), [0.0] * len(self._slots)
         for key, index in self._slots.items():
@@ -233,7 +277,7 @@ class StepCapture(HookedCapture):
         global_square = tf.tensordot(squares, tf.constant(in_optimizer), 1)
         norms = tf.sqrt(2.0 * tf.concat([squares, [global_square]], 0))
         row = tf.concat([norms, [1.0, 0.0]], 0)  # and one more captured step
-        if self._skips_overflow:
+        if self._skips_overflow and not reduced:
             # The optimizer skips a step whose gradients overflowed: so do the
             # norms, and the step counts as skipped.
             skipped = tf.one_hot(len(self._slots) + 2, len(self._slots) + 3)
@@ -261,10 +305,35 @@ class StepCapture(HookedCapture):
         # Rows: sums and maxes over the steps. Columns: the slots' gradient
         # norms, the global norm, then captured and skipped steps (sums row).
         # Created outside the traced function, as Keras builds its optimizer.
-        with tf.init_scope():
+        # Under a strategy each replica adds to its own copy, without any
+        # communication, and a read takes the first replica's: every replica
+        # sums the same reduced gradients.
+        with tf.init_scope(), (self._strategy or tf.distribute.get_strategy()).scope():
             self._accumulator = tf.Variable(
-                tf.zeros([2, len(self._slots) + 3]), trainable=False, name="lpt_grad_norms"
+                tf.zeros([2, len(self._slots) + 3]),
+                trainable=False,
+                name="lpt_grad_norms",
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
+
+
+_STRATEGIES = (
+    tf.distribute.MirroredStrategy,
+    tf.distribute.MultiWorkerMirroredStrategy,
+    tf.distribute.OneDeviceStrategy,
+)
+
+
+def _all_reduce(grads):
+    """`{key: grad}` summed over the replicas, in one fused all-reduce (those that are `None` stay)."""
+    present = [(k, g) for k, g in grads.items() if g is not None]
+    if not present:
+        return grads
+    summed = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, [g for _, g in present]
+    )
+    return {**grads, **dict(zip([k for k, _ in present], summed))}
 
 
 def _tf_variable(variable):
