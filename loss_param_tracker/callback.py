@@ -255,6 +255,9 @@ class LossParamTracker(keras.callbacks.Callback):
         self._epoch_offset = None
         self._batch_sums = None
         self._start = {}
+        # One writer per run, as keras.callbacks.TensorBoard: under several
+        # workers the chief; the others diagnose alike and write nothing.
+        self._writes = _writes_summaries(self.model)
         found = self._discover()
         self._track_loss_variables(found.variables)
         self._track_networks(found.networks)
@@ -264,7 +267,8 @@ class LossParamTracker(keras.callbacks.Callback):
             found.losses,
             lambda: self._discover().all_variables(),
         )
-        self._make_train_dir()
+        if self._writes:
+            self._make_train_dir()
         with self._survive("writing summaries"):
             self._write_initial()
         if not self._loss_tracked:
@@ -512,6 +516,8 @@ class LossParamTracker(keras.callbacks.Callback):
         self._write(values, step)
 
     def _write(self, values, step):
+        if not self._writes:
+            return
         if self._writer is not None and not self._train_dir_exists():
             # Removed under a running fit: the open file would swallow every
             # later epoch. Start a new one where the user looks for it.
@@ -605,6 +611,18 @@ class LossParamTracker(keras.callbacks.Callback):
                 f"LossParamTracker cannot create its log directory {self._train_dir()!r}: "
                 f"{error}. Pass a log_dir you can write to."
             ) from error
+
+
+def _writes_summaries(model):
+    """Whether this process writes the run's summaries: not a worker other than the chief."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return bool(model.distribute_strategy.extended.should_save_summary)
+    if backend == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    return True
 
 
 def _check_writable(log_dir):

@@ -5,6 +5,7 @@ the model it is given, and a `.keras` file saved from such a model names this
 module where Keras looks for the classes it needs (see `TrainedLossParameters`).
 """
 
+import contextlib
 import functools
 import threading
 import types
@@ -94,7 +95,7 @@ def make_trainable(model, loss=None, variables=None):
         if not variable.trainable or discovery.variable_key(variable) in known:
             continue
         known.add(discovery.variable_key(variable))
-        new.append(_as_keras_variable(item))
+        new.append(_as_keras_variable(model, item))
     if new:
         _check_optimizer(model, new)
         _attach(model, attached + new)
@@ -166,6 +167,12 @@ def _named(model, loss):
     return discovery.named_losses(model, loss)
 
 
+def _distribution_scope(model):
+    """The scope of the model's `tf.distribute` strategy (TensorFlow), else one that does nothing."""
+    strategy = getattr(model, "distribute_strategy", None) if keras.backend.backend() == "tensorflow" else None
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
 def _is_loss(obj):
     if isinstance(obj, (keras.losses.Loss, types.FunctionType, types.MethodType, functools.partial)):
         return True
@@ -173,22 +180,25 @@ def _is_loss(obj):
     return callable(obj) and discovery._is_users_object(obj)
 
 
-def _as_keras_variable(found):
+def _as_keras_variable(model, found):
     variable = found.variable
     if isinstance(variable, keras.Variable):
         return variable
-    replacement = keras.Variable(
-        variable.numpy(),
-        dtype=keras.backend.standardize_dtype(variable.dtype),
-        trainable=variable.trainable,
-        name=variable.name.split(":")[0],
-    )
     if found.slot is None:
         raise TypeError(
             f"{found.path} is a raw tf.Variable that make_trainable cannot replace with a "
             "keras.Variable: it is out of reach of the loss and the model (or a default "
             "argument). Create it as keras.Variable(...) instead, then pass it: "
             "make_trainable(model, variables=[...])."
+        )
+    # Created where the model's variables are: under its tf.distribute
+    # strategy, a mirrored variable the optimizer can update.
+    with _distribution_scope(model):
+        replacement = keras.Variable(
+            variable.numpy(),
+            dtype=keras.backend.standardize_dtype(variable.dtype),
+            trainable=variable.trainable,
+            name=variable.name.split(":")[0],
         )
     try:
         found.slot.set(replacement)
@@ -394,4 +404,4 @@ def _reattach(model, paths):
             f"re-created by load_model do not have (found: {sorted(by_path)}). Load it "
             "with the loss class it was saved with."
         )
-    _attach(model, [_as_keras_variable(by_path[path]) for path in paths])
+    _attach(model, [_as_keras_variable(model, by_path[path]) for path in paths])
