@@ -33,12 +33,17 @@ on a machine without it: the tracker writes through TensorBoard's writer),
 against plain fit only (keras TensorBoard needs TensorFlow). XLA's CPU client
 or torch runs on `--threads` threads.
 
+Strategy (`--strategy mirrored`). The TensorFlow variants, each built and
+compiled under a `tf.distribute.MirroredStrategy` over 2 logical CPU devices,
+against plain fit under the same strategy.
+
     python bench/overhead.py [--backend tensorflow|jax|torch] [--workload mlp|deep|convnet|perceptual|all]
-                             [--repeats 10] [--epochs 4] [--threads 1]
+                             [--repeats 10] [--epochs 4] [--threads 1] [--strategy mirrored]
     python bench/overhead.py --memory [--repeats 3]
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -283,8 +288,9 @@ def run_once(workload, variant, epochs, log_root):
         (cpu, wall): process CPU seconds and wall seconds per epoch over epochs 2..epochs.
     """
     keras.utils.set_random_seed(0)
-    model, loss = workload.build()
-    model.compile(optimizer="adam", loss=loss)
+    with STRATEGY.scope() if STRATEGY is not None else contextlib.nullcontext():
+        model, loss = workload.build()
+        model.compile(optimizer="adam", loss=loss)
     clock = EpochClock()
     log_dir = tempfile.mkdtemp(dir=log_root)
     model.fit(workload.x, workload.y, epochs=epochs, batch_size=BATCH, verbose=0, callbacks=[clock] + VARIANTS[variant](log_dir))
@@ -399,14 +405,27 @@ def memory(repeats, threads):
     )
 
 
-def set_threads(backend, threads):
-    """Pins the backend to `threads` threads (0: its default); returns its name and version."""
+STRATEGY = None  # the tf.distribute strategy of --strategy mirrored
+
+
+def set_threads(backend, threads, strategy=None):
+    """Pins the backend to `threads` threads (0: its default); returns its name and version.
+
+    With `strategy="mirrored"` (TensorFlow), also splits the CPU into 2
+    logical devices and sets `STRATEGY` to a MirroredStrategy over them.
+    """
+    global STRATEGY
     if backend == "tensorflow":
         import tensorflow as tf
 
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
+        if strategy == "mirrored":
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+            STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+            return f"tensorflow {tf.__version__}, MirroredStrategy over 2 logical CPU devices"
         return f"tensorflow {tf.__version__}"
     if backend == "torch":
         import torch
@@ -432,6 +451,9 @@ def main():
         "--threads", type=int, default=1, help="the backend's intra-op and inter-op threads; 0 for its default (default: 1)"
     )
     parser.add_argument(
+        "--strategy", choices=["mirrored"], help="train under tf.distribute.MirroredStrategy over 2 logical CPU devices"
+    )
+    parser.add_argument(
         "--memory", action="store_true", help=f"measure the peak RSS of a 58.7M-parameter model's {MEMORY_EPOCHS}-epoch fit instead"
     )
     parser.add_argument("--memory-child", choices=MEMORY_VARIANTS, help=argparse.SUPPRESS)
@@ -442,7 +464,9 @@ def main():
         parser.error("--repeats must be at least 1")
     if args.memory and args.backend != "tensorflow":
         parser.error("--memory measures the TensorFlow backend")
-    version = set_threads(args.backend, args.threads)
+    if args.strategy and (args.backend != "tensorflow" or args.memory):
+        parser.error("--strategy times the TensorFlow backend's fit")
+    version = set_threads(args.backend, args.threads, args.strategy)
     # The benchmark's losses hold untrained parameters on purpose.
     warnings.simplefilter("ignore", LossParamWarning)
     if args.memory_child:

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pytest
 
-from loss_param_tracker import LossParamWarning
+from loss_param_tracker import LossParamWarning, load
 from loss_param_tracker.fix import attached_variables
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -231,4 +231,13 @@ def test_report_command_on_the_readme_logs(readme):
         run: [row["status"] for row in report["variables"]]
         for run, report in json.loads(done.stdout)["runs"].items()
     }
-    assert statuses == {"run1/train": ["not_updated"], "run2/train": ["training"]}
+    assert statuses == {"run1/train": ["not_updated"], "run2/train": ["training"], "mirrored/train": ["training"]}
+
+
+def test_the_strategy_example_trains_and_logs_its_gradients(readme):
+    """The README's MirroredStrategy block (one CPU device here): the strategy's path, end to end."""
+    run = load(readme.directory / "logs" / "mirrored")["train"]
+    log_var = run.variables["loss/GaussianNLL/log_var"]
+    assert log_var.status.tolist() == ["training", "training"]
+    assert np.isfinite(log_var.grad_norm).all() and (log_var.grad_norm > 0).all()
+    assert np.isfinite(run.grad_norm[1]).all()
