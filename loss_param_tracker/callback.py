@@ -173,9 +173,11 @@ class LossParamTracker(keras.callbacks.Callback):
     tracker fails at stops it: a part that cannot work steps aside and says
     so. It works on every Keras 3 backend (TensorFlow, JAX, PyTorch), and
     writes its event files without TensorFlow where TensorFlow is not
-    installed. Under a `tf.distribute` strategy values are logged and
-    gradients are not. A variable a loss creates on its first call is found
-    after the first step.
+    installed. Under `MirroredStrategy` and `MultiWorkerMirroredStrategy` the
+    norms are those of the all-reduced gradients, and only the chief writes;
+    under other `tf.distribute` strategies values are logged and gradients
+    are not. A variable a loss creates on its first call is found after the
+    first step.
 
     Example:
 

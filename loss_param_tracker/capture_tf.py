@@ -17,6 +17,10 @@ time, each wrapped with `functools.wraps`:
 - each `keras.losses.Loss`'s `call`: allows variables created on the first
   call only, and, when a custom `train_step` calls the loss object itself
   instead of `compute_loss`, records the gradient that flows into its output.
+- under a `MirroredStrategy` or `MultiWorkerMirroredStrategy`, the
+  optimizer's `_all_reduce_sum_gradients` instead of `apply`: the norms are
+  those of the replicas' summed gradients, which the optimizer applies, and
+  the loss variables' gradients are summed in one fused all-reduce.
 
 Nothing of the training computation changes: the hooks call the originals with
 the same arguments and only read their tensors. A hook that fails steps aside
