@@ -134,13 +134,17 @@ class StepCapture(HookedCapture):
         if step.grads is None or len(step.grads) != len(self._optimizer_keys):
             return new_state
         optimizer_keys = dict.fromkeys(self._optimizer_keys, True)
-        loss = self._loss_gradients(step, state)
+        loss = None  # unknown, unless the loss head can be differentiated
+        if "loss head" not in self._off:
+            with self._guard("loss head"):
+                loss = self._loss_gradients(step, state)
         if loss is not None:
             # A loss variable the optimizer is handed gets an array, zeros
             # where it has no gradient: the loss head's structure tells.
             optimizer_keys.update({k: g is not None for k, g in loss.items() if k in optimizer_keys})
             loss = {k: g for k, g in loss.items() if k not in optimizer_keys}
         self._note_step(optimizer_keys, None if loss is None else {k: g is not None for k, g in loss.items()})
+        self._blind = self._blind and "loss head" not in self._off  # that hook says why itself
 
         # Squared norms first, one square root for all: each operation added
         # to the compiled step costs a few microseconds on the CPU.

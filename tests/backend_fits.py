@@ -65,6 +65,17 @@ class FrozenWeight(keras.losses.Loss):
         return self.weight * ops.mean(ops.square(y_true - y_pred))
 
 
+class NumpyWeight(keras.losses.Loss):
+    """Reads its weight through numpy: a constant to the step (and a traced value to JAX's loss head)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(2.0, name="weight")
+
+    def call(self, y_true, y_pred):
+        return float(np.asarray(self.weight)) * ops.mean(ops.square(y_true - y_pred))
+
+
 def make_data(n=256, features=4, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, features)).astype("float32")
@@ -110,6 +121,10 @@ def statuses(logs):
     for name, (cls, fix) in cases.items():
         tracker, said, _ = fit(make_model(), cls(), os.path.join(logs, name), fix=fix)
         result[name] = {"diagnosis": tracker.diagnosis, "warnings": said}
+    # A loss the capture cannot differentiate on its own: the model's norms are still taken.
+    tracker, _, _ = fit(make_model(), NumpyWeight(), os.path.join(logs, "numpy"))
+    kernel = load(os.path.join(logs, "numpy"))["train"].variables["model/net/out/kernel"]
+    result["numpy"] = {"diagnosis": tracker.diagnosis, "kernel_grad_norms": kernel.norms[:, 1].tolist()}
     return result
 
 
