@@ -290,6 +290,39 @@ def test_a_network_is_one_card_and_its_weights_one_click_away(browser, network_l
         assert errors == [] and dialogs == []
 
 
+def test_a_card_of_160_000_points_draws_and_an_unreadable_run_is_named(browser, tmp_path):
+    # 64 elements over 2,500 epochs: more points than Chromium takes as a
+    # function's arguments (Math.min(...xs) throws above about 125,000).
+    import numpy as np
+
+    from tensorboard_plugin.loss_params import metadata, summary
+    from tests.test_plugin_robustness import diagnosis, write_run
+
+    path, epochs = "loss/Centers/offsets", 2_500
+    rows = diagnosis([[path, "training", ""]])
+    write_run(tmp_path / "big" / "train", [
+        summary.values(metadata.ROLE_LOSS, metadata.VALUE, path, np.sin(np.arange(64, dtype=np.float32) + e / 100),
+                       shape=(64,), dtype="float32") + rows
+        for e in range(epochs)
+    ])
+    damaged = f"{XSS_RUN}/damaged"
+    write_run(tmp_path / XSS_RUN / "damaged", [diagnosis(["a", "b", "c"])])
+    with tensorboard(tmp_path) as board:
+        runs = lambda: board.get_json("/data/plugin/loss_params/runs")["runs"]  # noqa: E731
+        board.wait_for(lambda: [run["last_step"] for run in runs()] == [epochs - 1])
+        page, frame, dialogs, errors = open_tab(browser, board)
+        big = card(frame, path)
+        drawn_whole(frame, f'article.card[data-path="{path}"]')
+        assert points(big, '[data-chart="value"]', "big/train") == [epochs] * 64
+        assert big.get_attribute("data-error") is None
+
+        note = frame.locator(".message .skipped")
+        assert note.locator(f'li[data-run="{css_string(damaged)}"] .run-name').text_content() == damaged
+        assert "diagnosis has shape (3,)" in note.text_content()
+        assert frame.locator("img").count() == 0 and dialogs == []
+        assert errors == []
+
+
 def test_tab_with_no_runs_says_what_to_do(browser, tmp_path):
     (tmp_path / "empty").mkdir()
     with tensorboard(tmp_path / "empty") as board:

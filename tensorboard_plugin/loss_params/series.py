@@ -8,6 +8,7 @@ data server's gRPC provider. Needs no TensorFlow.
 
 import dataclasses
 import logging
+import math
 
 import numpy as np
 from tensorboard.data import provider as tb_provider
@@ -66,10 +67,11 @@ class Series:
 def list_series(data_provider, ctx, experiment_id, runs=None, *, batch=False, invalid=None):
     """Lists the epoch series of every run (batch series on request), from metadata only.
 
-    No data is read. A tag whose metadata cannot be parsed, or names a role, kind or
-    granularity this version does not know, is logged and skipped, so one bad
-    tag never hides the rest. Series written by a newer version of the format
-    are skipped silently, and batch series unless asked for.
+    No data is read. A tag whose metadata cannot be parsed, names a role, kind
+    or granularity this version does not know, or a shape no variable can
+    have (see `_shape_problem`), is logged and skipped, so one bad tag never
+    hides the rest. Series written by a newer version of the format are
+    skipped silently, and batch series unless asked for.
 
     Args:
         data_provider: A `tensorboard.data.provider.DataProvider`.
@@ -194,11 +196,16 @@ def diagnoses(values):
 
     Rows are (path, status, cause); the format's version 1 had no cause
     column, read as `""`.
+
+    Raises:
+        ValueError: When a tensor is not a table of 2 or 3 columns: the
+            event file does not follow the format, and no row can be trusted.
     """
     result = []
     for v in values:
         rows = np.asarray(v)
-        rows = rows.reshape(-1, rows.shape[-1] if rows.ndim == 2 else 2)
+        if rows.ndim != 2 or rows.shape[1] not in (2, 3):
+            raise ValueError(f"a diagnosis has shape {rows.shape}; expected (variables, 3)")
         cause = (lambda row: _text(row[2])) if rows.shape[1] > 2 else (lambda row: "")
         result.append({_text(row[0]): (_text(row[1]), cause(row)) for row in rows})
     return result
@@ -211,6 +218,7 @@ def statuses(values):
 
 _KINDS = frozenset(metadata.PluginData.Kind.values()) - {metadata.PluginData.KIND_UNSPECIFIED}
 _GRANULARITIES = frozenset(metadata.PluginData.Granularity.values())
+_MAX_RANK = 64  # numpy's NPY_MAXDIMS
 
 
 def _parse(run, tag, content, batch, invalid):
@@ -227,9 +235,33 @@ def _parse(run, tag, content, batch, invalid):
         return _skip(run, tag, f"its metadata names an unknown kind, {data.kind}", invalid)
     if data.granularity not in _GRANULARITIES:
         return _skip(run, tag, f"its metadata names an unknown granularity, {data.granularity}", invalid)
+    problem = _shape_problem(data)
+    if problem:
+        return _skip(run, tag, f"its metadata names {problem}", invalid)
     if data.granularity != metadata.EPOCH and not batch:
         return None
     return data
+
+
+def _shape_problem(data):
+    """What is wrong with the shape a tag's metadata declares, or `""`.
+
+    Readers size arrays by that shape (a VALUE has a column per element), so
+    a damaged or hostile one, (100000, 100000) say, must be refused before
+    anything is allocated: a VALUE holds at most `MAX_WHOLE_ELEMENTS`
+    elements, the callback's own limit, and no variable has more dimensions
+    than numpy allows.
+    """
+    shape = list(data.shape)
+    if len(shape) > _MAX_RANK or any(d < 0 for d in shape):
+        return f"an impossible shape of {len(shape)} dimensions, {shape[:8]}"
+    size = math.prod(shape)
+    if data.kind == metadata.VALUE and size > metadata.MAX_WHOLE_ELEMENTS:
+        return (
+            f"a VALUE of shape {tuple(shape)}, {size} elements; "
+            f"a VALUE holds at most {metadata.MAX_WHOLE_ELEMENTS}"
+        )
+    return ""
 
 
 def _skip(run, tag, reason, invalid):

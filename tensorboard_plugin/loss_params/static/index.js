@@ -75,7 +75,12 @@ class Page {
         this.selected.add(run.name);
       }
     }
-    this.layout(result.changed);
+    try {
+      this.layout(result.changed);
+    } catch (error) {
+      this.ui.updated.textContent = `Could not show the runs: ${error.message}`;
+      return;
+    }
     this.ui.updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
   }
 
@@ -174,6 +179,8 @@ class Page {
       }
     }
     this.ui.message.replaceChildren(...lines.map((line) => views.h('p', '', line)));
+    const skipped = this.listing.skipped || [];
+    if (skipped.length) this.ui.message.append(views.skippedNote(skipped));
   }
 
   describeCard(path) {
@@ -216,8 +223,27 @@ class Page {
     }
     // The user may have changed the selection while this was in flight.
     if (token !== card.token) return;
-    const runs = wanted.filter((r, i) => bodies[i]);
-    const data = bodies.filter((body) => body);
+    let sampled;
+    try {
+      sampled = this.drawSeries(card, path, wanted, bodies);
+    } catch (error) {
+      // One card that cannot draw says so, and leaves the others drawn.
+      failed(card.ui.root, card.ui.note, 'Could not draw this card', error);
+      return;
+    }
+    if (sampled) this.drawCard(path);
+  }
+
+  /**
+   * Draws a card's charts from the bodies of its runs; returns whether they
+   * are samples (see markSampled).
+   */
+  drawSeries(card, path, wanted, bodies) {
+    delete card.ui.root.dataset.error;
+    const drawn = (body) => body && !body.skipped;
+    const runs = wanted.filter((r, i) => drawn(bodies[i]));
+    const data = bodies.filter(drawn);
+    const unread = unreadable(wanted, bodies);
     const network = wanted.some((r) => r.info.kind === 'network');
     const weight = Number(this.ui.smoothing.value);
     const value = [];
@@ -259,9 +285,11 @@ class Page {
       empty: `No gradient reached this ${network ? 'network' : 'variable'}`, tooltip: tooltip('grad_norm'),
     });
     const young = runs.filter((r, i) => data[i].steps.length === 1).map((r) => r.name);
-    card.ui.note.textContent = young.length ?
-      `${young.join(', ')}: 1 epoch so far; the lines grow as training writes.` : '';
-    if (markSampled(card.ui.root, card.ui.note, data)) this.drawCard(path);
+    card.ui.note.textContent = [
+      young.length ? `${young.join(', ')}: 1 epoch so far; the lines grow as training writes.` : '',
+      unread.length ? `Left out, as they cannot be read: ${unread.join('; ')}.` : '',
+    ].filter((text) => text).join(' ');
+    return markSampled(card.ui.root, card.ui.note, data);
   }
 
   /**
@@ -289,12 +317,30 @@ class Page {
       return;
     }
     if (token !== this.weightsToken) return;
+    let sampled;
+    try {
+      sampled = this.drawWeightCharts(layer, runs, data);
+    } catch (error) {
+      failed(this.ui.weights, this.weights.note, 'Could not draw the weights', error);
+      return;
+    }
+    if (sampled) this.drawWeights();
+  }
+
+  /**
+   * Draws the model panel's charts from the bodies of `runs`; returns
+   * whether they are samples (see markSampled).
+   */
+  drawWeightCharts(layer, runs, data) {
+    delete this.ui.weights.dataset.error;
     // A run without the chosen layer (another model) is left out of the charts.
-    const shown = runs.map((run, i) => ({run: run.name, data: data[i]})).filter((r) => r.data);
-    if (layer !== ALL_WEIGHTS && runs.length && !shown.length) {
+    const shown = runs.map((run, i) => ({run: run.name, data: data[i]}))
+        .filter((r) => r.data && !r.data.skipped);
+    const unread = unreadable(runs, data);
+    if (layer !== ALL_WEIGHTS && runs.length && !shown.length && !unread.length) {
       // No selected run has it any more (its runs were unticked): the whole model instead.
       this.showLayer(ALL_WEIGHTS);
-      return;
+      return false;
     }
     const networks = networksOf(shown.map((r) => r.data));
     const inNetwork = [...networks.keys()].some((network) => within(layer, network));
@@ -315,13 +361,16 @@ class Page {
         }),
       });
     };
-    this.weights.note.textContent = shown.length < runs.length ?
-      `${runs.length - shown.length} selected run(s) have no such layer or no model weights.` : '';
+    const lacking = runs.length - shown.length - unread.length;
+    this.weights.note.textContent = [
+      lacking ? `${lacking} selected run(s) have no such layer or no model weights.` : '',
+      unread.length ? `Left out, as they cannot be read: ${unread.join('; ')}.` : '',
+    ].filter((text) => text).join(' ');
     chart(this.weights.norm, 'norm', false);
     chart(this.weights.gradient, 'grad_norm_mean', this.weights.logGradient.checked);
     chart(this.weights.ratio, 'update_ratio', this.weights.logRatio.checked);
     this.ui.weights.dataset.layer = layer;
-    if (markSampled(this.ui.weights, this.weights.note, shown.map((r) => r.data))) this.drawWeights();
+    return markSampled(this.ui.weights, this.weights.note, shown.map((r) => r.data));
   }
 }
 
@@ -392,10 +441,34 @@ function markSampled(root, note, bodies) {
   const sampled = bodies.some((body) => body.sampled);
   root.dataset.sampled = String(sampled);
   if (sampled) {
-    const most = Math.max(...bodies.map((body) => body.steps.length));
+    const most = bodies.reduce((longest, body) => Math.max(longest, body.steps.length), 0);
     note.textContent = `A sample of ${most} epochs per run; loading every epoch…`;
   }
   return sampled;
+}
+
+/**
+ * The runs a multirun route could not read, each named with the reason.
+ * @param {Array<{name: string}>} runs
+ * @param {Array<Object|null>} bodies the store's bodies of `runs`, in order
+ * @return {string[]}
+ */
+function unreadable(runs, bodies) {
+  return runs.flatMap((run, i) =>
+    bodies[i] && bodies[i].skipped ? [`${run.name} (${bodies[i].skipped})`] : []);
+}
+
+/**
+ * Marks `root` (data-error) and says in `note` why it could not be drawn.
+ * @param {HTMLElement} root
+ * @param {HTMLElement} note
+ * @param {string} what
+ * @param {Error} error
+ */
+function failed(root, note, what, error) {
+  root.dataset.error = 'true';
+  note.textContent = `${what}: ${error.message}`;
+  console.error(error);
 }
 
 /**

@@ -76,7 +76,8 @@ export class Store {
 
   /**
    * The bodies a multirun route gives for `runs`, in order; null for a run the
-   * route leaves out (it lacks the variable or layer).
+   * route leaves out (it lacks the variable or layer), `{skipped: reason}` for
+   * one it names as unreadable.
    *
    * Per run: the cached series of every epoch when there is one, else, with
    * `samples`, a cached sample of that many epochs. The runs with neither are
@@ -99,7 +100,7 @@ export class Store {
       for (const run of missing) query.append('run', run);
       const request = this.queue.run(samples > 0, () => getJson(`./${route}?${query}`));
       for (const run of missing) {
-        const one = request.then((body) => body.runs[run] || null);
+        const one = request.then((body) => body.runs[run] || skippedBody(body, run));
         this.cache.set(key(run, samples), one);
         // Only while still current: a poll may have dropped it, and a newer
         // read taken its place, meanwhile.
@@ -112,6 +113,18 @@ export class Store {
     }
     return Promise.all(runs.map(cached));
   }
+}
+
+/**
+ * What a multirun answer says of a run it left out: `{skipped: reason}` where
+ * it could not read the run, else null (the run lacks the variable or layer).
+ * @param {{skipped: Array<{run: string, reason: string}>}} body
+ * @param {string} run
+ * @return {{skipped: string}|null}
+ */
+function skippedBody(body, run) {
+  const skip = (body.skipped || []).find((s) => s.run === run);
+  return skip ? {skipped: skip.reason} : null;
 }
 
 /**

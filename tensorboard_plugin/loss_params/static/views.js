@@ -81,6 +81,27 @@ export function swatch(color) {
 }
 
 /**
+ * The note that names what `/runs` could not read: runs left out, and tags
+ * left out of a listed run, each with the reason.
+ * @param {Array<{run: string, tag?: string, reason: string}>} skipped
+ * @return {HTMLElement}
+ */
+export function skippedNote(skipped) {
+  const note = h('div', 'skipped');
+  note.append(h('p', '', 'Left out, as they cannot be read:'));
+  const list = h('ul');
+  for (const skip of skipped) {
+    const what = skip.tag ? `${skip.run}: ${skip.tag}` : skip.run;
+    const item = h('li');
+    item.dataset.run = skip.run;
+    item.append(h('span', 'run-name', what), ` (${skip.reason})`);
+    list.append(item);
+  }
+  note.append(list);
+  return note;
+}
+
+/**
  * The status badge of a variable: the status word, coloured by severity.
  * @param {string} status
  * @return {HTMLElement}
