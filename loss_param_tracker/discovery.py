@@ -205,7 +205,13 @@ def check_model(model, what):
             "loss-param-tracker needs Keras 3: build the model with `import keras` "
             "(keras>=3) and leave TF_USE_LEGACY_KERAS unset."
         )
-    raise TypeError(f"{what} takes a keras.Model; received {type(model).__name__}: {model!r:.80}.")
+    raise TypeError(f"{what} takes a keras.Model; received {type(model).__name__}: {short_repr(model)}.")
+
+
+def short_repr(obj):
+    """`repr(obj)`, cut to 80 characters for an error message."""
+    text = repr(obj)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def variable_key(variable):

@@ -161,7 +161,7 @@ def _named(model, loss):
             raise TypeError(
                 "make_trainable(model, loss) takes a keras.losses.Loss, a loss function or "
                 f"functools.partial, or a list or dict of them, as `loss`; received "
-                f"{type(item).__name__}: {_short(item)}. Pass the loss you gave to "
+                f"{type(item).__name__}: {discovery.short_repr(item)}. Pass the loss you gave to "
                 "model.compile, or leave it out to use the compiled one."
             )
     return discovery.named_losses(model, loss)
@@ -221,11 +221,6 @@ def _check_optimizer(model, new):
         "recompile with a fresh optimizer after it: "
         "model.compile(optimizer=keras.optimizers.Adam(...), loss=loss)."
     )
-
-
-def _short(obj):
-    text = repr(obj)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # Saving and loading ------------------------------------------------------
