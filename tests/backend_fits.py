@@ -19,39 +19,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, load, make_trainable  # noqa: E402
-
-
-class GaussianNLL(keras.losses.Loss):
-    """Gaussian negative log-likelihood with a learned log-variance."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.log_var = keras.Variable(0.0, name="log_var")
-
-    def call(self, y_true, y_pred):
-        return ops.mean(0.5 * ops.exp(-self.log_var) * ops.square(y_true - y_pred) + 0.5 * self.log_var)
-
-
-class StoppedGradient(keras.losses.Loss):
-    """Reads its parameter through stop_gradient: no gradient."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.weight = keras.Variable(2.0, name="weight")
-
-    def call(self, y_true, y_pred):
-        return ops.stop_gradient(self.weight) * ops.mean(ops.square(y_true - y_pred))
-
-
-class ClampedWeight(keras.losses.Loss):
-    """Clamps its parameter from below, far from its value: a zero gradient."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.weight = keras.Variable(-1.0, name="weight")
-
-    def call(self, y_true, y_pred):
-        return ops.maximum(self.weight, 1.0) * ops.mean(ops.square(y_true - y_pred))
+from tests.models import ClampedWeight, GaussianNLL, StoppedGradient, make_data, make_model  # noqa: E402
 
 
 class FrozenWeight(keras.losses.Loss):
@@ -74,21 +42,6 @@ class NumpyWeight(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return float(np.asarray(self.weight)) * ops.mean(ops.square(y_true - y_pred))
-
-
-def make_data(n=256, features=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features)).astype("float32")
-    y = (x @ rng.normal(size=(features, 1)) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
-    return x, y
-
-
-def make_model(seed=0):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="hidden"), keras.layers.Dense(1, name="out")],
-        name="net",
-    )
 
 
 def fit(model, loss, log_dir=None, fix=False, epochs=3, batch_size=32, optimizer=None):

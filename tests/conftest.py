@@ -15,6 +15,7 @@ import tensorflow as tf  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning  # noqa: E402
 from loss_param_tracker.reader import load  # noqa: E402
+from tests.models import ClampedWeight, GaussianNLL, StoppedGradient, make_data, make_model  # noqa: E402, F401
 
 
 class ScaledMSE(keras.losses.Loss):
@@ -26,41 +27,6 @@ class ScaledMSE(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return tf.reduce_mean(tf.square(self.weight * (y_pred - y_true)))
-
-
-class GaussianNLL(keras.losses.Loss):
-    """Gaussian negative log-likelihood with a learned log-variance (keras.Variable)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.log_var = keras.Variable(0.0, name="log_var")
-
-    def call(self, y_true, y_pred):
-        return tf.reduce_mean(
-            0.5 * tf.exp(-self.log_var) * tf.square(y_true - y_pred) + 0.5 * self.log_var
-        )
-
-
-class StoppedGradient(keras.losses.Loss):
-    """Reads its parameter through stop_gradient: the loss has no gradient for it."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.weight = keras.Variable(2.0, name="weight")
-
-    def call(self, y_true, y_pred):
-        return tf.stop_gradient(self.weight) * tf.reduce_mean(tf.square(y_true - y_pred))
-
-
-class ClampedWeight(keras.losses.Loss):
-    """Clamps its parameter from below, far from its value: the gradient is exactly zero."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.weight = keras.Variable(-1.0, name="weight")
-
-    def call(self, y_true, y_pred):
-        return tf.maximum(self.weight, 1.0) * tf.reduce_mean(tf.square(y_true - y_pred))
 
 
 class AnnealLogVar(keras.callbacks.Callback):
@@ -84,25 +50,6 @@ class InterruptAt(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.epoch:
             raise KeyboardInterrupt
-
-
-def make_data(n=256, features=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, features)).astype("float32")
-    y = (x @ rng.normal(size=(features, 1)) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
-    return x, y
-
-
-def make_model(features=4, seed=0):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((features,)),
-            keras.layers.Dense(8, activation="relu", name="hidden"),
-            keras.layers.Dense(1, name="out"),
-        ],
-        name="net",
-    )
 
 
 def register(model, loss):

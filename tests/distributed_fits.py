@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, load, make_trainable  # noqa: E402
+from tests.models import make_data  # noqa: E402
 
 keras.config.disable_traceback_filtering()
 EPOCHS, BATCH = 3, 32
@@ -61,13 +62,6 @@ class Temperature(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return ops.square(y_true - y_pred) / self.temperature + ops.log(self.temperature)
-
-
-def make_data(n=256):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, 4)).astype("float32")
-    y = (x @ rng.normal(size=(4, 1)) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
-    return x, y
 
 
 def dataset():

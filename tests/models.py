@@ -1,0 +1,63 @@
+"""Small models, data and losses that truly cause each status, on any Keras backend.
+
+Written with `keras.ops` and free of TensorFlow, so that the test process
+(through `tests/conftest.py`) and the fresh processes that run fits on JAX,
+PyTorch or several devices (`tests/backend_fits.py`,
+`tests/distributed_fits.py`) share one definition of each.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+class GaussianNLL(keras.losses.Loss):
+    """Gaussian negative log-likelihood with a learned log-variance (keras.Variable)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.log_var = keras.Variable(0.0, name="log_var")
+
+    def call(self, y_true, y_pred):
+        return ops.mean(0.5 * ops.exp(-self.log_var) * ops.square(y_true - y_pred) + 0.5 * self.log_var)
+
+
+class StoppedGradient(keras.losses.Loss):
+    """Reads its parameter through stop_gradient: the loss has no gradient for it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(2.0, name="weight")
+
+    def call(self, y_true, y_pred):
+        return ops.stop_gradient(self.weight) * ops.mean(ops.square(y_true - y_pred))
+
+
+class ClampedWeight(keras.losses.Loss):
+    """Clamps its parameter from below, far from its value: the gradient is exactly zero."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(-1.0, name="weight")
+
+    def call(self, y_true, y_pred):
+        return ops.maximum(self.weight, 1.0) * ops.mean(ops.square(y_true - y_pred))
+
+
+def make_data(n=256, features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype("float32")
+    y = (x @ rng.normal(size=(features, 1)) + 0.1 * rng.normal(size=(n, 1))).astype("float32")
+    return x, y
+
+
+def make_model(features=4, seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((features,)),
+            keras.layers.Dense(8, activation="relu", name="hidden"),
+            keras.layers.Dense(1, name="out"),
+        ],
+        name="net",
+    )
