@@ -86,22 +86,12 @@ import psutil  # noqa: E402
 from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning  # noqa: E402
+from tests.models import GaussianNLL  # noqa: E402  (the regression loss with a learned log-variance)
 
 BATCH = 128
 BOOTSTRAP_RESAMPLES = 2000
 MB = 1e6
 MEMORY_EPOCHS = 3
-
-
-class GaussianNLL(keras.losses.Loss):
-    """Regression loss with a learned log-variance."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.log_var = keras.Variable(0.0, name="log_var")
-
-    def call(self, y_true, y_pred):
-        return ops.mean(0.5 * ops.exp(-self.log_var) * ops.square(y_true - y_pred) + 0.5 * self.log_var)
 
 
 class TemperatureCE(keras.losses.Loss):
