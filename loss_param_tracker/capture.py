@@ -244,12 +244,11 @@ class HookedCapture(Capture):
         return [v for v in self._loss_variables if v.trainable and variable_key(v) not in registered]
 
     def _build_slots(self, optimizer_keys):
-        """Fixes the slots: the trainable loss variables, then the optimizer's; returns their number."""
+        """Fixes the slots: the trainable loss variables, then the optimizer's."""
         self._refresh_loss_variables()
         keys = [variable_key(v) for v in self._loss_variables if v.trainable]
         keys += [k for k in optimizer_keys if k not in keys]
         self._slots = {key: index for index, key in enumerate(keys)}
-        return len(keys)
 
     def _note_step(self, optimizer_keys, loss_keys):
         """Records which slots the optimizer was handed and which had a gradient this step.
