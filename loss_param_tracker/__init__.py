@@ -15,6 +15,7 @@ import importlib
 from tensorboard_plugin.loss_params.metadata import STATUSES
 
 _EXPORTS = {
+    "Display": "tensorboard_plugin.loss_params.display",
     "LossParamTracker": "loss_param_tracker.callback",
     "LossParamWarning": "loss_param_tracker.callback",
     "LossVariableCreatedError": "loss_param_tracker.capture",

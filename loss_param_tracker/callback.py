@@ -21,6 +21,7 @@ from loss_param_tracker import discovery
 from loss_param_tracker import writer as writer_lib
 from loss_param_tracker.capture import GradientStats
 from tensorboard_plugin.loss_params import metadata, summary
+from tensorboard_plugin.loss_params.display import Display
 
 logger = logging.getLogger("loss_param_tracker")
 
@@ -49,6 +50,8 @@ class Tracked:
         fix: The call that fixes it when the optimizer is not handed it,
             where the generic fix does not apply.
         network: For a weight of a network held by the loss, the network's path.
+        display: How a loss variable is shown (`LossParamTracker(display=...)`),
+            or `None` for as stored.
     """
 
     path: str
@@ -57,6 +60,7 @@ class Tracked:
     owner: str = None
     fix: str = None
     network: str = None
+    display: Display = None
     key: int = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -202,14 +206,24 @@ class LossParamTracker(keras.callbacks.Callback):
         variables: Extra variables to track as loss variables, for those
             discovery cannot see (closure variables of a plain-function
             loss). Defaults to `None`.
+        display: How to show loss variables stored as a reparametrised
+            latent: `{name: how}`, `name` a variable's path or its last
+            components (`"logit_scale"` matches `loss/CLIPLoss/logit_scale`),
+            `how` one of `"exp"`, `"softplus"`, `"sigmoid"` or a
+            `loss_param_tracker.Display` (with scales, an offset and a
+            label). Recorded with the summaries: the tab and `load()` show
+            the value users reason about (CLIP's scale, 14.3, not its log,
+            2.66), the stored one a toggle away. Training is unchanged.
+            Defaults to `None`.
 
     Raises:
         ValueError: When `update_freq` is not `"epoch"`, `"batch"` or a
-            positive integer, or `log_dir` cannot be written.
+            positive integer, `log_dir` cannot be written, or `display` is
+            not a dict of names to displays.
         TypeError: When `variables` holds something that is not a variable.
     """
 
-    def __init__(self, log_dir="logs", update_freq="epoch", variables=None):
+    def __init__(self, log_dir="logs", update_freq="epoch", variables=None, display=None):
         super().__init__()
         if update_freq == "batch":
             update_freq = 1
@@ -228,6 +242,7 @@ class LossParamTracker(keras.callbacks.Callback):
         _check_writable(self.log_dir)
         self.update_freq = update_freq
         self._extra_variables = discovery.check_variables(variables)
+        self.display = _check_display(display)
         self.diagnosis = {}
         self._writer = None
         self._last_step = None
@@ -250,6 +265,7 @@ class LossParamTracker(keras.callbacks.Callback):
         # and reports its failures afresh.
         self._warned = set()
         self._failed = set()
+        self._display_checked = False
         self._loss_tracked = []
         self._networks = {}  # path -> Network; their weights are in _network_tracked
         self._network_tracked = []
@@ -303,6 +319,7 @@ class LossParamTracker(keras.callbacks.Callback):
         records = None
         with self._survive("diagnosing the epoch"):
             self._discover_created()
+            self._warn_unmatched_display()
             records = self._collect()
             # A network's weights are logged one by one, and diagnosed as one.
             records += self._network_records(records)
@@ -332,10 +349,20 @@ class LossParamTracker(keras.callbacks.Callback):
     def _track_loss_variables(self, found):
         known = {t.key for t in self._loss_tracked}
         self._loss_tracked += [
-            Tracked(v.path, v.variable, metadata.ROLE_LOSS, v.owner_name, _fix(v))
+            Tracked(
+                v.path, v.variable, metadata.ROLE_LOSS, v.owner_name, _fix(v),
+                display=self._display_of(v.path),
+            )
             for v in found
             if discovery.variable_key(v.variable) not in known
         ]
+
+    def _display_of(self, path):
+        """The display a loss variable's path matches (the longest name wins), or `None`."""
+        names = [name for name in self.display if _names(name, path)]
+        if not names:
+            return None
+        return self.display[max(names, key=len)].named(path.rsplit("/", 1)[-1])
 
     def _track_networks(self, networks):
         for network in networks:
@@ -569,6 +596,21 @@ class LossParamTracker(keras.callbacks.Callback):
             stacklevel=2,
         )
 
+    def _warn_unmatched_display(self):
+        """Says once per fit which `display` names match no loss variable (a typo, a renamed attribute)."""
+        if self._display_checked:
+            return
+        self._display_checked = True
+        paths = [t.path for t in self._loss_tracked]
+        for name in self.display:
+            if not any(_names(name, path) for path in paths):
+                logger.warning(
+                    "LossParamTracker: display names %r, which matches no loss variable; "
+                    "its loss variables are %s.",
+                    name,
+                    paths,
+                )
+
     def _warn_capture_problems(self, trained):
         """Says once per fit why gradients are missing, when the capture saw less than the fit ran."""
         if self._capture is None or not trained:
@@ -627,6 +669,34 @@ def _writes_summaries(model):
     return True
 
 
+def _check_display(display):
+    """`{name: Display}` of the `display` argument; raises a ValueError that shows what was received."""
+    if display is None:
+        return {}
+    if not isinstance(display, dict):
+        raise ValueError(
+            f"Received: display={display!r} ({type(display).__name__}). Expected a dict of "
+            "variable names to displays, e.g. display={'logit_scale': 'exp'}."
+        )
+    checked = {}
+    for name, how in display.items():
+        if not isinstance(name, str) or not name.strip("/"):
+            raise ValueError(
+                f"Received: display key {name!r}. Expected a loss variable's name or path, "
+                "e.g. 'logit_scale' or 'loss/CLIPLoss/logit_scale'."
+            )
+        try:
+            checked[name.strip("/")] = Display.of(how)
+        except ValueError as error:
+            raise ValueError(f"display[{name!r}]: {error}") from None
+    return checked
+
+
+def _names(name, path):
+    """Whether `name` is `path` or its last components: `logit_scale` names `loss/CLIP/logit_scale`."""
+    return path == name or path.endswith("/" + name)
+
+
 def _check_writable(log_dir):
     """Raises a ValueError naming `log_dir` when it can clearly not be written."""
     if "://" in log_dir:
@@ -651,7 +721,9 @@ def _loss_variable_values(t, value, grads, granularity=metadata.EPOCH):
 
     `grads` is `None` for the value before training, which has no gradient.
     """
-    common = dict(shape=value.shape, dtype=_dtype_name(t.variable), granularity=granularity)
+    common = dict(
+        shape=value.shape, dtype=_dtype_name(t.variable), granularity=granularity, display=t.display
+    )
     if value.size <= metadata.MAX_WHOLE_ELEMENTS:
         values = summary.values(metadata.ROLE_LOSS, metadata.VALUE, t.path, _loggable(value), **common)
     else:

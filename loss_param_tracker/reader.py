@@ -32,6 +32,7 @@ from tensorboard.backend.event_processing import (
 from tensorboard.compat import tf as tb_tf  # TensorFlow when installed, else TensorBoard's stub
 
 from tensorboard_plugin.loss_params import metadata, series
+from tensorboard_plugin.loss_params.display import Display
 
 
 class NoSummariesError(ValueError):
@@ -95,6 +96,8 @@ class Variable:
             the smallest batch step (the callback writes it when `fit`
             begins, and every N batches with `update_freq`); `None` where
             there is no batch series, as in logs of older versions.
+        display: How the variable is shown, a `loss_param_tracker.Display`
+            (`LossParamTracker(display=...)`), or `None` for as stored.
     """
 
     path: str
@@ -109,6 +112,17 @@ class Variable:
     status: np.ndarray = None
     cause: np.ndarray = None
     initial: np.ndarray = None
+    display: Display = None
+
+    @property
+    def shown(self):
+        """`value` as the display shows it (CLIP's scale for its `logit_scale`); `value` without one."""
+        return _shown(self.display, self.value)
+
+    @property
+    def shown_initial(self):
+        """`initial` as the display shows it, for a `value`; `initial` without a display."""
+        return _shown(self.display, self.initial) if self.value is not None else self.initial
 
     @property
     def last_status(self):
@@ -329,7 +343,8 @@ def _variable(path, mine, data, initial):
     """A `Variable` of its epoch series (`mine`) and its first batch write, checked and aligned."""
     _check_shape(path, mine, data, initial)
     first = mine[0]
-    variable = Variable(path, first.role, first.shape, first.dtype)
+    display = next((one.display for one in mine if one.kind in _VALUE_KINDS), None)
+    variable = Variable(path, first.role, first.shape, first.dtype, display=display)
     assembled = {}
     for one in mine:
         field = _FIELD_OF_KIND.get(one.kind)
@@ -349,6 +364,10 @@ def _variable(path, mine, data, initial):
         row = series.assemble(one, cut)[1][0]
         variable.initial = row.reshape(one.shape) if one.kind == metadata.VALUE else row
     return variable
+
+
+def _shown(display, values):
+    return values if display is None or values is None else display.apply(values)
 
 
 def _vector(one, columns):

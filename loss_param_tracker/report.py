@@ -87,7 +87,7 @@ def _row(variable):
         grad = variable.norms[-1][1]
     else:
         grad = math.nan
-    return {
+    row = {
         "path": variable.path,
         "shape": list(variable.shape),
         "status": status,
@@ -99,6 +99,15 @@ def _row(variable):
         "epochs": len(variable.steps),
         "hint": metadata.advice(status, cause)[1],
     }
+    if variable.display is not None and measure == "value" and len(epochs):
+        # What the user reasons about, beside what the loss stores.
+        display = variable.display
+        row["shown"] = {
+            "label": display.label,
+            "first": _plain(display.apply(first)),
+            "last": _plain(display.apply(last)),
+        }
+    return row
 
 
 def exit_code(summary, skipped=None):
@@ -212,6 +221,9 @@ def _cells(row):
     """The aligned columns of a row: path, shape, status, and "value first -> last"."""
     shape = "x".join(str(d) for d in row["shape"]) or "scalar"
     change = f"{row['measure']} {_fmt(row['first'])} -> {_fmt(row['last'])}"
+    if "shown" in row:
+        shown = row["shown"]
+        change += f" ({shown['label']} {_fmt(shown['first'])} -> {_fmt(shown['last'])})"
     return row["path"], shape, row["status"], change
 
 

@@ -184,8 +184,14 @@ def fields(kind, shape=()):
     return FIELDS[kind]
 
 
-def create_summary_metadata(role, kind, path, shape=(), dtype="", granularity=EPOCH, field=""):
-    """Returns the `SummaryMetadata` proto of one series."""
+def create_summary_metadata(
+    role, kind, path, shape=(), dtype="", granularity=EPOCH, field="", display=None
+):
+    """Returns the `SummaryMetadata` proto of one series.
+
+    `display`, a `plugin_data_pb2.Display` or `None`, says how a loss
+    variable is shown (see `display.Display`).
+    """
     content = PluginData(
         version=PROTO_VERSION,
         role=role,
@@ -195,6 +201,7 @@ def create_summary_metadata(role, kind, path, shape=(), dtype="", granularity=EP
         dtype=dtype,
         granularity=granularity,
         field=field,
+        display=display,
     )
     data_class = summary_pb2.DATA_CLASS_SCALAR if kind in SCALAR_KINDS else summary_pb2.DATA_CLASS_TENSOR
     return summary_pb2.SummaryMetadata(

@@ -15,11 +15,13 @@ from tensorboard_plugin.loss_params import metadata
 
 
 @functools.lru_cache(maxsize=4096)
-def _metadata(role, kind, path, shape, dtype, granularity, field):
-    return metadata.create_summary_metadata(role, kind, path, shape, dtype, granularity, field)
+def _metadata(role, kind, path, shape, dtype, granularity, field, display):
+    return metadata.create_summary_metadata(
+        role, kind, path, shape, dtype, granularity, field, display.to_proto() if display else None
+    )
 
 
-def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.EPOCH):
+def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.EPOCH, display=None):
     """Returns one step of a series as `Summary.Value` protos (no TensorFlow needed).
 
     A vector kind gives one scalar value per element or field (see
@@ -35,11 +37,13 @@ def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.E
         shape: Shape of the variable itself. Defaults to `()`.
         dtype: Name of the variable's dtype. Defaults to `""`.
         granularity: `metadata.EPOCH` or `metadata.BATCH`. Defaults to `EPOCH`.
+        display: How a loss variable is shown, a `display.Display`, or
+            `None` for as stored. Defaults to `None`.
     """
     shape = tuple(int(d) for d in shape)
     if kind not in metadata.SCALAR_KINDS:
         tensor = tensor_util.make_tensor_proto(data)
-        return [_value(role, kind, path, shape, dtype, granularity, "", tensor)]
+        return [_value(role, kind, path, shape, dtype, granularity, "", display, tensor)]
     flat = np.asarray(data).ravel()
     scalar = _double if flat.dtype == np.float64 else _float
     names = metadata.fields(kind, shape)
@@ -49,15 +53,15 @@ def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.E
             f"numbers; received {flat.size}."
         )
     return [
-        _value(role, kind, path, shape, dtype, granularity, name, scalar(x))
+        _value(role, kind, path, shape, dtype, granularity, name, display, scalar(x))
         for name, x in zip(names, flat.tolist())
     ]
 
 
-def _value(role, kind, path, shape, dtype, granularity, field, tensor):
+def _value(role, kind, path, shape, dtype, granularity, field, display, tensor):
     return summary_pb2.Summary.Value(
         tag=metadata.tag(path, kind, granularity, field),
-        metadata=_metadata(role, kind, path, shape, dtype, granularity, field),
+        metadata=_metadata(role, kind, path, shape, dtype, granularity, field, display),
         tensor=tensor,
     )
 
