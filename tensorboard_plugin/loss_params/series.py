@@ -7,6 +7,7 @@ data server's gRPC provider. Needs no TensorFlow.
 """
 
 import dataclasses
+import functools
 import logging
 import math
 
@@ -14,6 +15,7 @@ import numpy as np
 from tensorboard.data import provider as tb_provider
 
 from tensorboard_plugin.loss_params import metadata
+from tensorboard_plugin.loss_params.display import Display
 
 logger = logging.getLogger("loss_param_tracker")
 
@@ -46,6 +48,8 @@ class Series:
             names, in the order of `parts`. TensorBoard keeps a tag's metadata
             from its first write, so they differ from `shape` where the
             variable changed shape during the run.
+        display: How the variable is shown, a `display.Display`, or `None`
+            for as stored (also where the recorded display cannot be read).
     """
 
     tag: str
@@ -58,6 +62,7 @@ class Series:
     parts: tuple
     granularity: int = metadata.EPOCH
     shapes: tuple = ()
+    display: Display = None
 
     @property
     def scalar(self):
@@ -136,21 +141,24 @@ def read(data_provider, ctx, experiment_id, wanted, downsample=ALL_POINTS, *, by
         tags = {tag for series in wanted.values() for s in series if s.scalar == scalar for _, tag in s.parts}
         if not tags:
             continue
-        read_kind = data_provider.read_scalars if scalar else data_provider.read_tensors
-        data = read_kind(
-            ctx,
-            experiment_id=experiment_id,
-            plugin_name=metadata.PLUGIN_NAME,
-            downsample=downsample,
-            run_tag_filter=tb_provider.RunTagFilter(runs=list(wanted), tags=sorted(tags)),
-        )
+        run_tag_filter = tb_provider.RunTagFilter(runs=list(wanted), tags=sorted(tags))
+        if scalar:
+            data = _read_scalars(data_provider, ctx, experiment_id, run_tag_filter, downsample)
+        else:
+            data = data_provider.read_tensors(
+                ctx,
+                experiment_id=experiment_id,
+                plugin_name=metadata.PLUGIN_NAME,
+                downsample=downsample,
+                run_tag_filter=run_tag_filter,
+            )
         for run, series in wanted.items():
             points = data.get(run, {})
             for s in series:
                 if s.scalar != scalar:
                     continue
                 if scalar:
-                    columns = {field: _by_step(points.get(tag, ()), scalar=True) for field, tag in s.parts}
+                    columns = {field: points.get(tag, _NO_POINTS) for field, tag in s.parts}
                     found = any(len(steps) for steps, _ in columns.values())
                     one = columns if by_field else assemble(s, columns)
                 else:
@@ -159,6 +167,80 @@ def read(data_provider, ctx, experiment_id, wanted, downsample=ALL_POINTS, *, by
                 if found:
                     result.setdefault(run, {})[s.tag] = one
     return result
+
+
+_NO_POINTS = (np.zeros(0, np.int64), np.zeros(0, np.float64))
+
+
+def _read_scalars(data_provider, ctx, experiment_id, run_tag_filter, downsample):
+    """`{run: {tag: (steps, values)}}` of scalar series: int64 and float64 arrays, steps sorted.
+
+    A provider's `read_scalars` hands over a Python object per point. The
+    Rust data server's gRPC answer already holds each series as packed
+    arrays, and building those objects costs seven times the read itself
+    (190 ms against 25 ms for a card of 20 runs x 2,000 epochs), so from
+    TensorBoard's `GrpcDataProvider` the arrays are taken as they come.
+    Any other provider, or one this fast path does not know how to ask,
+    is read through `read_scalars`.
+    """
+    stub = _grpc_stub(data_provider)
+    if stub is not None:
+        import grpc
+
+        try:
+            return _read_packed_scalars(stub, experiment_id, run_tag_filter, downsample)
+        except grpc.RpcError:
+            pass  # the server refused: the provider's call says so, as TensorBoard's errors
+        except Exception as error:  # noqa: BLE001 - the provider's own path still works
+            _log_slow_path(f"{type(error).__name__}: {error}")
+    data = data_provider.read_scalars(
+        ctx,
+        experiment_id=experiment_id,
+        plugin_name=metadata.PLUGIN_NAME,
+        downsample=downsample,
+        run_tag_filter=run_tag_filter,
+    )
+    return {
+        run: {tag: _by_step(points, scalar=True) for tag, points in tags.items()}
+        for run, tags in data.items()
+    }
+
+
+def _grpc_stub(data_provider):
+    """The gRPC stub of TensorBoard's Rust data server provider, or `None` for another provider."""
+    try:
+        from tensorboard.data import grpc_provider
+    except ImportError:  # grpcio is a TensorBoard dependency, but a reader may run without it
+        return None
+    if isinstance(data_provider, grpc_provider.GrpcDataProvider):
+        return getattr(data_provider, "_stub", None)
+    return None
+
+
+def _read_packed_scalars(stub, experiment_id, run_tag_filter, downsample):
+    """`read_scalars` of `_read_scalars`, from the data server's packed answer."""
+    from tensorboard.data.proto import data_provider_pb2
+
+    request = data_provider_pb2.ReadScalarsRequest(experiment_id=experiment_id)
+    request.plugin_filter.plugin_name = metadata.PLUGIN_NAME
+    request.run_tag_filter.runs.names[:] = sorted(run_tag_filter.runs)
+    request.run_tag_filter.tags.names[:] = sorted(run_tag_filter.tags)
+    request.downsample.num_points = downsample
+    answer = stub.ReadScalars(request)
+    return {
+        run.run_name: {
+            tag.tag_name: _sorted_by_step(
+                np.array(tag.data.step, np.int64), np.array(tag.data.value, np.float64)
+            )
+            for tag in run.tags
+        }
+        for run in answer.runs
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _log_slow_path(reason):
+    logger.warning("Reading scalars point by point, the slower way: %s", reason)
 
 
 def assemble(series, columns):
@@ -289,7 +371,19 @@ def _series(key, parts):
         parts=tuple((field, tag) for _, field, tag in stored),
         granularity=data.granularity,
         shapes=tuple((field, shapes[field]) for _, field, _ in stored),
+        display=_display(key, data),
     )
+
+
+def _display(key, data):
+    """The series' `Display`, or `None`; one this version cannot show is read as stored."""
+    if not data.HasField("display"):
+        return None
+    try:
+        return Display.from_proto(data.display)
+    except ValueError as error:
+        logger.warning("Showing %r as stored: its display cannot be read (%s).", key, error)
+        return None
 
 
 def _by_step(points, scalar=False):
@@ -298,11 +392,15 @@ def _by_step(points, scalar=False):
         values = np.fromiter((p.value for p in points), np.float64, len(points))
     else:
         values = [p.numpy for p in points]
+    return _sorted_by_step(steps, values)
+
+
+def _sorted_by_step(steps, values):
+    """`(steps, values)` sorted by step; of a step written twice (a resume from a checkpoint), its last write."""
     if np.all(steps[1:] > steps[:-1]):
         return steps, values
-    # A step written twice (a resume from a checkpoint): keep its last write.
     last = len(steps) - 1 - np.unique(steps[::-1], return_index=True)[1]
-    return steps[last], values[last] if scalar else [values[i] for i in last]
+    return steps[last], values[last] if isinstance(values, np.ndarray) else [values[i] for i in last]
 
 
 def _text(value):
