@@ -52,6 +52,8 @@ class Tracked:
         network: For a weight of a network held by the loss, the network's path.
         display: How a loss variable is shown (`LossParamTracker(display=...)`),
             or `None` for as stored.
+        layer_index: For a model weight, the place of its layer in the model
+            (`discovery.layer_places`).
     """
 
     path: str
@@ -61,6 +63,7 @@ class Tracked:
     fix: str = None
     network: str = None
     display: Display = None
+    layer_index: int = None
     key: int = dataclasses.field(init=False)
 
     def __post_init__(self):
@@ -387,9 +390,11 @@ class LossParamTracker(keras.callbacks.Callback):
     def _all_tracked(self):
         if self._model_tracked is None and self.model.weights:
             exclude = {t.key for t in self._loss_tracked + self._network_tracked}
+            weights = discovery.model_weight_paths(self.model, exclude)
+            places = discovery.layer_places([path for path, _ in weights])
             self._model_tracked = [
-                Tracked(path, variable, metadata.ROLE_MODEL)
-                for path, variable in discovery.model_weight_paths(self.model, exclude)
+                Tracked(path, variable, metadata.ROLE_MODEL, layer_index=places[path])
+                for path, variable in weights
             ]
         return self._loss_tracked + self._network_tracked + (self._model_tracked or [])
 
@@ -747,6 +752,7 @@ def _model_weight_values(record):
         np.array([record.norm, record.grads.mean, record.grads.max, record.update_ratio], np.float32),
         shape=tuple(t.variable.shape),
         dtype=_dtype_name(t.variable),
+        layer_index=t.layer_index,
     )
 
 

@@ -333,6 +333,23 @@ def model_weight_paths(model, exclude=()):
     return result
 
 
+def layer_places(paths):
+    """`{path: place}` of model weights' paths in the model's order: the place of each one's layer.
+
+    A layer's place counts the layers in the order their first weight comes
+    in `model.weights`, from 0. Runs of one architecture give each layer the
+    same place, where Keras's auto-generated names differ (`dense` in one
+    run, `dense_17` in the next, in one process): readers match layers
+    across runs by it.
+    """
+    places = {}
+    result = {}
+    for path in paths:
+        layer = path.rsplit("/", 1)[0]
+        result[path] = places.setdefault(layer, len(places))
+    return result
+
+
 class _Walk:
     """One walk over the objects reachable from a model's loss and layers."""
 

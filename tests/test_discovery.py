@@ -6,7 +6,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from loss_param_tracker.discovery import discover, model_weight_paths, variable_key
+from loss_param_tracker.discovery import discover, layer_places, model_weight_paths, variable_key
 from tests.conftest import GaussianNLL, ScaledMSE, make_model
 
 
@@ -118,3 +118,14 @@ def test_model_weight_paths_are_unique_and_exclude_loss_variables():
     assert "model/net/hidden/kernel" not in [
         p for p, _ in model_weight_paths(model, exclude={variable_key(kernel)})
     ]
+
+
+def test_layers_have_the_same_place_in_every_run_of_one_architecture():
+    # Built in one process without names, as a notebook does: Keras numbers them on.
+    def unnamed():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1)])
+        return [p for p, _ in model_weight_paths(model)]
+
+    first, second = unnamed(), unnamed()
+    assert first != second, "Keras gave both models the same names; the test shows nothing"
+    assert list(layer_places(first).values()) == list(layer_places(second).values()) == [0, 0, 1, 1]

@@ -185,12 +185,13 @@ def fields(kind, shape=()):
 
 
 def create_summary_metadata(
-    role, kind, path, shape=(), dtype="", granularity=EPOCH, field="", display=None
+    role, kind, path, shape=(), dtype="", granularity=EPOCH, field="", display=None, layer_index=None
 ):
     """Returns the `SummaryMetadata` proto of one series.
 
     `display`, a `plugin_data_pb2.Display` or `None`, says how a loss
-    variable is shown (see `display.Display`).
+    variable is shown (see `display.Display`); `layer_index`, the place of
+    a model weight's layer in the model (see `plugin_data.proto`).
     """
     content = PluginData(
         version=PROTO_VERSION,
@@ -202,6 +203,7 @@ def create_summary_metadata(
         granularity=granularity,
         field=field,
         display=display,
+        layer_index=layer_index,
     )
     data_class = summary_pb2.DATA_CLASS_SCALAR if kind in SCALAR_KINDS else summary_pb2.DATA_CLASS_TENSOR
     return summary_pb2.SummaryMetadata(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0tensorboard_plugin/loss_params/plugin_data.proto\x12\x12loss_param_tracker\"\xb4\x04\n\x14LossParamsPluginData\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12;\n\x04role\x18\x02 \x01(\x0e\x32-.loss_param_tracker.LossParamsPluginData.Role\x12;\n\x04kind\x18\x03 \x01(\x0e\x32-.loss_param_tracker.LossParamsPluginData.Kind\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\r\n\x05shape\x18\x05 \x03(\x03\x12\r\n\x05\x64type\x18\x06 \x01(\t\x12I\n\x0bgranularity\x18\x07 \x01(\x0e\x32\x34.loss_param_tracker.LossParamsPluginData.Granularity\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12,\n\x07\x64isplay\x18\t \x01(\x0b\x32\x1b.loss_param_tracker.Display\":\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x08\n\x04LOSS\x10\x01\x12\t\n\x05MODEL\x10\x02\x12\x07\n\x03RUN\x10\x03\"|\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05VALUE\x10\x01\x12\t\n\x05STATS\x10\x02\x12\r\n\tHISTOGRAM\x10\x03\x12\r\n\tGRAD_NORM\x10\x04\x12\x10\n\x0cWEIGHT_NORMS\x10\x05\x12\r\n\tDIAGNOSIS\x10\x06\x12\t\n\x05STEPS\x10\x07\"#\n\x0bGranularity\x12\t\n\x05\x45POCH\x10\x00\x12\t\n\x05\x42\x41TCH\x10\x01\"\x8b\x01\n\x07\x44isplay\x12\n\n\x02\x66n\x18\x01 \x01(\t\x12\x18\n\x0binner_scale\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05shift\x18\x03 \x01(\x01\x12\x12\n\x05scale\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x0e\n\x06offset\x18\x05 \x01(\x01\x12\r\n\x05label\x18\x06 \x01(\tB\x0e\n\x0c_inner_scaleB\x08\n\x06_scaleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0tensorboard_plugin/loss_params/plugin_data.proto\x12\x12loss_param_tracker\"\xde\x04\n\x14LossParamsPluginData\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12;\n\x04role\x18\x02 \x01(\x0e\x32-.loss_param_tracker.LossParamsPluginData.Role\x12;\n\x04kind\x18\x03 \x01(\x0e\x32-.loss_param_tracker.LossParamsPluginData.Kind\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\r\n\x05shape\x18\x05 \x03(\x03\x12\r\n\x05\x64type\x18\x06 \x01(\t\x12I\n\x0bgranularity\x18\x07 \x01(\x0e\x32\x34.loss_param_tracker.LossParamsPluginData.Granularity\x12\r\n\x05\x66ield\x18\x08 \x01(\t\x12,\n\x07\x64isplay\x18\t \x01(\x0b\x32\x1b.loss_param_tracker.Display\x12\x18\n\x0blayer_index\x18\n \x01(\x05H\x00\x88\x01\x01\":\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x08\n\x04LOSS\x10\x01\x12\t\n\x05MODEL\x10\x02\x12\x07\n\x03RUN\x10\x03\"|\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05VALUE\x10\x01\x12\t\n\x05STATS\x10\x02\x12\r\n\tHISTOGRAM\x10\x03\x12\r\n\tGRAD_NORM\x10\x04\x12\x10\n\x0cWEIGHT_NORMS\x10\x05\x12\r\n\tDIAGNOSIS\x10\x06\x12\t\n\x05STEPS\x10\x07\"#\n\x0bGranularity\x12\t\n\x05\x45POCH\x10\x00\x12\t\n\x05\x42\x41TCH\x10\x01\x42\x0e\n\x0c_layer_index\"\x8b\x01\n\x07\x44isplay\x12\n\n\x02\x66n\x18\x01 \x01(\t\x12\x18\n\x0binner_scale\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05shift\x18\x03 \x01(\x01\x12\x12\n\x05scale\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x0e\n\x06offset\x18\x05 \x01(\x01\x12\r\n\x05label\x18\x06 \x01(\tB\x0e\n\x0c_inner_scaleB\x08\n\x06_scaleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,13 +32,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tensorboard_plugin.loss_par
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOSSPARAMSPLUGINDATA']._serialized_start=73
-  _globals['_LOSSPARAMSPLUGINDATA']._serialized_end=637
-  _globals['_LOSSPARAMSPLUGINDATA_ROLE']._serialized_start=416
-  _globals['_LOSSPARAMSPLUGINDATA_ROLE']._serialized_end=474
-  _globals['_LOSSPARAMSPLUGINDATA_KIND']._serialized_start=476
-  _globals['_LOSSPARAMSPLUGINDATA_KIND']._serialized_end=600
-  _globals['_LOSSPARAMSPLUGINDATA_GRANULARITY']._serialized_start=602
-  _globals['_LOSSPARAMSPLUGINDATA_GRANULARITY']._serialized_end=637
-  _globals['_DISPLAY']._serialized_start=640
-  _globals['_DISPLAY']._serialized_end=779
+  _globals['_LOSSPARAMSPLUGINDATA']._serialized_end=679
+  _globals['_LOSSPARAMSPLUGINDATA_ROLE']._serialized_start=442
+  _globals['_LOSSPARAMSPLUGINDATA_ROLE']._serialized_end=500
+  _globals['_LOSSPARAMSPLUGINDATA_KIND']._serialized_start=502
+  _globals['_LOSSPARAMSPLUGINDATA_KIND']._serialized_end=626
+  _globals['_LOSSPARAMSPLUGINDATA_GRANULARITY']._serialized_start=628
+  _globals['_LOSSPARAMSPLUGINDATA_GRANULARITY']._serialized_end=663
+  _globals['_DISPLAY']._serialized_start=682
+  _globals['_DISPLAY']._serialized_end=821
 # @@protoc_insertion_point(module_scope)

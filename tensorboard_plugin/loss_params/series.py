@@ -50,6 +50,8 @@ class Series:
             variable changed shape during the run.
         display: How the variable is shown, a `display.Display`, or `None`
             for as stored (also where the recorded display cannot be read).
+        layer_index: For a model weight, the place of its layer in the
+            model (see `plugin_data.proto`), or `None` (logs of older versions).
     """
 
     tag: str
@@ -63,6 +65,7 @@ class Series:
     granularity: int = metadata.EPOCH
     shapes: tuple = ()
     display: Display = None
+    layer_index: int = None
 
     @property
     def scalar(self):
@@ -372,6 +375,7 @@ def _series(key, parts):
         granularity=data.granularity,
         shapes=tuple((field, shapes[field]) for _, field, _ in stored),
         display=_display(key, data),
+        layer_index=data.layer_index if data.HasField("layer_index") else None,
     )
 
 

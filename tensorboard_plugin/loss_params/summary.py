@@ -15,13 +15,17 @@ from tensorboard_plugin.loss_params import metadata
 
 
 @functools.lru_cache(maxsize=4096)
-def _metadata(role, kind, path, shape, dtype, granularity, field, display):
+def _metadata(role, kind, path, shape, dtype, granularity, field, display, layer_index):
     return metadata.create_summary_metadata(
-        role, kind, path, shape, dtype, granularity, field, display.to_proto() if display else None
+        role, kind, path, shape, dtype, granularity, field, display.to_proto() if display else None,
+        layer_index,
     )
 
 
-def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.EPOCH, display=None):
+def values(
+    role, kind, path, data, *, shape=(), dtype="", granularity=metadata.EPOCH, display=None,
+    layer_index=None,
+):
     """Returns one step of a series as `Summary.Value` protos (no TensorFlow needed).
 
     A vector kind gives one scalar value per element or field (see
@@ -39,11 +43,15 @@ def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.E
         granularity: `metadata.EPOCH` or `metadata.BATCH`. Defaults to `EPOCH`.
         display: How a loss variable is shown, a `display.Display`, or
             `None` for as stored. Defaults to `None`.
+        layer_index: The place of a model weight's layer in the model, or
+            `None`. Defaults to `None`.
     """
     shape = tuple(int(d) for d in shape)
+    described = (role, kind, path, shape, dtype, granularity)
+    extra = (display, layer_index)
     if kind not in metadata.SCALAR_KINDS:
         tensor = tensor_util.make_tensor_proto(data)
-        return [_value(role, kind, path, shape, dtype, granularity, "", display, tensor)]
+        return [_value(described, "", extra, tensor)]
     flat = np.asarray(data).ravel()
     scalar = _double if flat.dtype == np.float64 else _float
     names = metadata.fields(kind, shape)
@@ -53,15 +61,16 @@ def values(role, kind, path, data, *, shape=(), dtype="", granularity=metadata.E
             f"numbers; received {flat.size}."
         )
     return [
-        _value(role, kind, path, shape, dtype, granularity, name, display, scalar(x))
+        _value(described, name, extra, scalar(x))
         for name, x in zip(names, flat.tolist())
     ]
 
 
-def _value(role, kind, path, shape, dtype, granularity, field, display, tensor):
+def _value(described, field, extra, tensor):
+    _, kind, path, _, _, granularity = described
     return summary_pb2.Summary.Value(
         tag=metadata.tag(path, kind, granularity, field),
-        metadata=_metadata(role, kind, path, shape, dtype, granularity, field, display),
+        metadata=_metadata(*described, field, *extra),
         tensor=tensor,
     )
 
