@@ -1,0 +1,474 @@
+"""The JSON (and CSV) bodies of the plugin's routes, built from data already read.
+
+Pure functions: the series a route reads are picked from a run's listing
+(`{tag: Series}`, see `series.list_series`), and its body built from what
+`series.read` gave for them. Nothing here talks to the data provider; the
+routes are in `plugin.py`, the reads in `cache.py`, and `http_api.md`
+describes every body.
+"""
+
+import csv
+import io
+import math
+import typing
+
+import numpy as np
+from tensorboard import errors
+
+from tensorboard_plugin.loss_params import decimate, metadata
+from tensorboard_plugin.loss_params import series as series_lib
+
+DIAGNOSIS_TAG = metadata.tag(metadata.RUN_DIAGNOSIS, metadata.DIAGNOSIS)
+
+_KIND_NAMES = {
+    metadata.VALUE: "value",
+    metadata.STATS: "stats",
+    metadata.GRAD_NORM: "grad_norm",
+    metadata.WEIGHT_NORMS: "norms",
+}
+_GLOBAL_GRAD_NORM_TAG = metadata.tag(metadata.RUN_GRAD_NORM, metadata.GRAD_NORM)
+_MODEL_TAG = metadata.tag(metadata.RUN_MODEL, metadata.WEIGHT_NORMS)
+_NON_FINITE_JSON = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+class Weights(typing.NamedTuple):
+    """What `/weights` reads of one run for one layer.
+
+    Attributes:
+        layers: The model's layers, sorted (not those of the networks its loss holds).
+        networks: `{network: its layers}` of the networks its loss holds.
+        members: The series that make up the layer.
+        whole: Whether `members` is one series of many weights as one vector
+            (the model's or a network's), rather than weights to combine.
+        extra: The global gradient norm's series, where there is one.
+        layer: The layer shown: the one asked for, or the run's layer at
+            the place asked for.
+        places: `{layer: place}` of the model's layers whose weights record
+            their place in the model (see `plugin_data.proto`).
+    """
+
+    layers: list
+    networks: dict
+    members: list
+    whole: bool
+    extra: list
+    layer: str = ""
+    places: dict = {}
+
+    @property
+    def series(self):
+        """Every series to read for the body."""
+        return self.members + self.extra
+
+
+def variable_series(tags, path):
+    """`{tag: Series}` of one variable, from its run's listing `tags`: what `/series` reads."""
+    return {
+        s.tag: s
+        for s in tags.values()
+        if s.path == path and (s.kind in _KIND_NAMES or s.kind == metadata.HISTOGRAM)
+    }
+
+
+def diagnosis_series(tags):
+    """`[Series]` of a run's diagnosis (none before its first), from its listing `tags`."""
+    return [tags[DIAGNOSIS_TAG]] if DIAGNOSIS_TAG in tags else []
+
+
+def weights_members(run, tags, layer, place=None):
+    """The `Weights` `/weights` reads of one run for `layer` ('' for the whole model).
+
+    With `place`, the layer is the run's layer at that place in the model
+    instead: runs of one architecture are matched by it, whatever names
+    Keras gave their layers.
+
+    Raises:
+        errors.NotFoundError: When the run has no such layer; the message
+            lists the layers it has.
+    """
+    networks = _networks(tags.values())
+    held = {s.tag for weights in networks.values() for s in weights}
+    weights = [s for s in tags.values() if s.role == "model" and s.kind == metadata.WEIGHT_NORMS]
+    layers = sorted({_layer(s.path) for s in weights if s.tag not in held})
+    places = {
+        _layer(s.path): s.layer_index for s in weights if s.tag not in held and s.layer_index is not None
+    }
+    if place is not None:
+        at = [name for name, index in places.items() if index == place]
+        if not at:
+            raise errors.NotFoundError(
+                f"Run {run!r} has no layer at place {place}; its layers' places are {places}."
+            )
+        layer = at[0]
+    # A weight right under a network's path has no layer apart from the network's own.
+    network_layers = {
+        network: sorted({_layer(s.path) for s in members} - {network})
+        for network, members in networks.items()
+    }
+    if not layer:
+        members = [tags[_MODEL_TAG]] if _MODEL_TAG in tags else []
+    elif layer in networks:
+        members = [tags[metadata.tag(layer, metadata.WEIGHT_NORMS)]]
+    else:
+        members = [s for s in weights if _layer(s.path) == layer]
+        if not members:
+            also = f", its networks {list(networks)} (and their layers)" if networks else ""
+            raise errors.NotFoundError(
+                f"Run {run!r} has no layer {layer!r}; its layers are {layers}{also}."
+            )
+    extra = [tags[_GLOBAL_GRAD_NORM_TAG]] if _GLOBAL_GRAD_NORM_TAG in tags else []
+    whole = not layer or layer in networks
+    return Weights(layers, network_layers, members, whole, extra, layer, dict(sorted(places.items())))
+
+
+def runs_body(listed):
+    """The `/runs` body: `listed` is `[(entry or None, [skipped])]`, each run's, sorted by run."""
+    return {
+        "runs": [entry for entry, _ in listed if entry],
+        "skipped": [skip for _, skips in listed for skip in skips],
+        "statuses": {
+            s: {"explanation": metadata.EXPLANATIONS[s], "fix": metadata.FIXES[s]}
+            for s in metadata.STATUSES
+        },
+        "causes": {
+            c: {"explanation": explanation, "fix": fix}
+            for c, (explanation, fix) in metadata.CAUSES.items()
+        },
+    }
+
+
+def run_entry(run, tags, latest, last):
+    """The `/runs` entry of a run: `tags` its listing, `latest` its last diagnosis as read.
+
+    `last` is `(step, wall time)` of that diagnosis.
+    """
+    data = latest.get(DIAGNOSIS_TAG)
+    statuses = series_lib.diagnoses(data[1][-1:])[0] if data else {}
+    step, wall_time = last
+    return {
+        "name": run,
+        "last_step": step,
+        "last_wall_time": wall_time,
+        "variables": _variables(tags.values(), statuses),
+    }
+
+
+def series_body(run, path, mine, data, samples=None, columns=None):
+    """The `/series` body of one variable of a run.
+
+    Args:
+        run, path: The run and the variable.
+        mine: `{tag: Series}` of the variable, as `variable_series` gives.
+        data: The run's data as read, `{tag: (steps, values)}`.
+        samples: The `samples` it was read with, if any: whether it may
+            lack epochs is `sampled`.
+        columns: With a width in pixel columns, only the epochs a chart
+            that wide needs to draw it exactly (see `decimate`).
+    """
+    first = next(iter(mine.values()))
+    steps = _union_steps(data.values())
+    arrays = {
+        one.kind: _align(steps, *_quantiles(*data[tag]) if one.kind == metadata.HISTOGRAM else data[tag])
+        for tag, one in mine.items()
+        if tag in data
+    }
+    if metadata.HISTOGRAM in arrays and metadata.STATS in arrays:
+        arrays[metadata.HISTOGRAM] = _within_extremes(arrays[metadata.HISTOGRAM], arrays[metadata.STATS])
+    steps, arrays, reduction = _reduced(steps, arrays, samples, columns)
+    body = {
+        "run": run,
+        "path": path,
+        "role": first.role,
+        "shape": list(first.shape),
+        "dtype": first.dtype,
+        **reduction,
+        "steps": steps.tolist(),
+    }
+    for kind, values in arrays.items():
+        if kind == metadata.VALUE:
+            body["value"] = _json_floats(values.reshape(len(steps), -1).T)
+        elif kind == metadata.HISTOGRAM:
+            body["distribution"] = {"basis": list(DISTRIBUTION_BASIS), "values": _json_floats(values.T)}
+        else:
+            body[_KIND_NAMES[kind]] = _fields(kind, values)
+    return body
+
+
+# The quantiles of a distribution, in basis points: TensorBoard's
+# Distributions tab draws the same (its compressed histograms), so a large
+# loss variable's band reads as the model's do there.
+DISTRIBUTION_BASIS = (0, 668, 1587, 3085, 5000, 6915, 8413, 9332, 10000)
+
+
+def _quantiles(steps, histograms):
+    """`(steps, float64[steps, 9])`: the `DISTRIBUTION_BASIS` quantiles of each step's histogram.
+
+    A histogram is `[bins, 3]` of (left edge, right edge, count); within a
+    bucket its elements are taken as spread evenly, so a quantile lies
+    between the edges of the bucket it falls in. Of the buckets the first
+    and last with elements, the edges are the minimum and the maximum. A
+    histogram of no elements gives NaN.
+
+    Raises:
+        ValueError: When a histogram is not `[bins, 3]`.
+    """
+    fractions = np.array(DISTRIBUTION_BASIS) / 10000
+    rows = np.full((len(steps), len(fractions)), np.nan)
+    for i, histogram in enumerate(histograms):
+        buckets = np.asarray(histogram, dtype=np.float64)
+        if buckets.ndim != 2 or buckets.shape[1] != 3:
+            raise ValueError(f"a histogram has shape {buckets.shape}; expected (bins, 3)")
+        full = buckets[buckets[:, 2] > 0]
+        if not len(full):
+            continue
+        # Cumulative counts rise strictly over the buckets with elements.
+        counts = np.concatenate([[0.0], np.cumsum(full[:, 2])])
+        edges = np.concatenate([full[:1, 0], full[:, 1]])
+        rows[i] = np.interp(fractions * counts[-1], counts, edges)
+    return steps, rows
+
+
+_MIN, _MAX = (metadata.FIELDS[metadata.STATS].index(f) for f in ("min", "max"))
+
+
+def _within_extremes(quantiles, stats):
+    """The quantiles with their ends at the value's exact minimum and maximum, from its stats.
+
+    A histogram knows its elements up to a bucket: the first and last
+    buckets' edges bound them, and a constant variable has a bucket of its
+    own around its value. The stats hold the extremes themselves.
+    """
+    low, high = stats[:, _MIN : _MIN + 1], stats[:, _MAX : _MAX + 1]
+    known = np.isfinite(low) & np.isfinite(high)
+    return np.where(known, np.clip(quantiles, low, high), quantiles)
+
+
+def weights_body(run, weights, data, samples=None, columns=None):
+    """The `/weights` body of a run's layer: `weights` its `Weights`, the rest as `series_body`."""
+    steps = _union_steps(data.values())
+    norms = [_align(steps, *data[s.tag]) for s in weights.members if s.tag in data]
+    if not norms:  # nothing read: a layer without data (yet)
+        combined = np.full((len(steps), len(metadata.FIELDS[metadata.WEIGHT_NORMS])), np.nan)
+    elif weights.whole:
+        combined = norms[0]
+    else:
+        combined = _combine(norms)
+    arrays = {metadata.WEIGHT_NORMS: combined}
+    if _GLOBAL_GRAD_NORM_TAG in data:
+        arrays[metadata.GRAD_NORM] = _align(steps, *data[_GLOBAL_GRAD_NORM_TAG])
+    # Reduced once combined: the layer's extremes are what its chart draws.
+    steps, arrays, reduction = _reduced(steps, arrays, samples, columns)
+    body = {
+        "run": run,
+        "layer": weights.layer,
+        "layers": weights.layers,
+        "places": weights.places,
+        "networks": weights.networks,
+        "weights": [s.path for s in weights.members if s.role == "model"],
+        **reduction,
+        "steps": steps.tolist(),
+        **_fields(metadata.WEIGHT_NORMS, arrays[metadata.WEIGHT_NORMS]),
+    }
+    if metadata.GRAD_NORM in arrays:
+        body["global_grad_norm"] = _fields(metadata.GRAD_NORM, arrays[metadata.GRAD_NORM])
+    return body
+
+
+def diagnosis_body(run, tags, data):
+    """The `/diagnosis` body of a run: `tags` its listing, `data` its diagnosis series as read."""
+    steps, values = data.get(DIAGNOSIS_TAG, (np.zeros(0, np.int64), []))
+    per_step = series_lib.statuses(values)
+    # A network's weights have no status of their own: the network's row is theirs.
+    paths = [v["path"] for v in _variables(tags.values(), {}) if "network" not in v]
+    return {
+        "run": run,
+        "steps": steps.tolist(),
+        "statuses": {p: [s.get(p, "") for s in per_step] for p in paths},
+    }
+
+
+def series_csv(body):
+    """The CSV of a `/series` body: a `step` column, then one per element or field."""
+    columns = {"step": body["steps"]}
+    for i, element in enumerate(body.get("value", [])):
+        columns[f"value[{i}]"] = element
+    for kind in ("stats", "grad_norm", "norms"):
+        for field, values in body.get(kind, {}).items():
+            columns[f"{kind}.{field}"] = values
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values()))
+    return out.getvalue()
+
+
+def _reduced(steps, arrays, samples, columns):
+    """`steps` and `arrays` (`{key: [steps, ...] array}`) as a body gives them, and its `sampled` (and `columns`).
+
+    With `columns`, only the steps a chart that wide needs to draw every
+    array exactly (see `decimate`), every array sliced alike; `sampled` then
+    says whether any step was dropped. Read with `samples`, it says whether
+    the series may lack epochs: the provider gave back as many as asked.
+
+    Returns:
+        The steps, the arrays, and `{"sampled": bool}`, with `"columns": N`
+        when `columns` was given.
+    """
+    sampled = bool(samples) and len(steps) >= samples
+    if not columns:
+        return steps, arrays, {"sampled": sampled}
+    keep = decimate.keep_indices(steps, list(arrays.values()), columns)
+    if len(keep) < len(steps):
+        steps, arrays, sampled = steps[keep], {key: values[keep] for key, values in arrays.items()}, True
+    return steps, arrays, {"sampled": sampled, "columns": columns}
+
+
+def _variables(tags, diagnosis):
+    """The variables of a run's series, loss variables first, with their latest status and cause.
+
+    A network the loss holds is one loss variable of kind `network`, with the
+    count of its weights; those follow the model's own weights, each naming
+    its network.
+    """
+    tags = list(tags)
+    networks = _networks(tags)
+    member_of = {s.path: network for network, weights in networks.items() for s in weights}
+    variables = {}
+    for one in tags:
+        if one.role == "run" or one.kind not in _KIND_NAMES or one.kind == metadata.GRAD_NORM:
+            continue
+        variables[one.path] = {
+            "path": one.path,
+            "role": one.role,
+            "shape": list(one.shape),
+            "dtype": one.dtype,
+            "kind": _KIND_NAMES[one.kind],
+            "status": diagnosis.get(one.path, ("", ""))[0],
+            "cause": diagnosis.get(one.path, ("", ""))[1],
+        }
+        if one.display is not None:
+            variables[one.path]["display"] = one.display.to_json()
+        if one.path in networks:
+            variables[one.path].update(kind="network", weights=len(networks[one.path]))
+        elif one.path in member_of:
+            variables[one.path]["network"] = member_of[one.path]
+        elif one.layer_index is not None:
+            variables[one.path]["layer_index"] = one.layer_index
+    return sorted(
+        variables.values(), key=lambda v: (v["role"] != "loss", "network" in v, v["path"])
+    )
+
+
+def _networks(tags):
+    """`{path: [its weights' Series]}` of the networks a run's loss holds, by path.
+
+    A network is logged as a whole (a loss series of kind WEIGHT_NORMS at its
+    path, e.g. `loss/Perceptual/features`) and weight by weight (model series
+    of that kind under its path). A weight under two networks' paths belongs
+    to the nearer one.
+    """
+    networks = {
+        s.path: [] for s in tags if s.role == "loss" and s.kind == metadata.WEIGHT_NORMS
+    }
+    if not networks:
+        return networks
+    for one in tags:
+        if one.role == "model" and one.kind == metadata.WEIGHT_NORMS:
+            parts = one.path.split("/")
+            for end in range(len(parts) - 1, 0, -1):
+                network = "/".join(parts[:end])
+                if network in networks:
+                    networks[network].append(one)
+                    break
+    return dict(sorted(networks.items()))
+
+
+def _layer(path):
+    """A weight's layer: its path without the last component."""
+    return path.rsplit("/", 1)[0]
+
+
+def _combine(norms):
+    """Combines weights' WEIGHT_NORMS rows ([steps, 4] each) into their layer's.
+
+    Norms and gradient norms combine as root-sum-squares. A weight's ratio is
+    its change over its norm at the epoch's start; the layer's is near
+    sqrt(sum change^2) / sqrt(sum norm^2), over the weights whose ratio is
+    known (not a bias that started at zero).
+    """
+    stacked = np.stack(norms)  # [weights, steps, 4]
+    norm, grad_mean, grad_max, ratio = (stacked[..., i] for i in range(4))
+    known = np.isfinite(ratio)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        update_ratio = np.sqrt(
+            np.sum(np.where(known, ratio * norm, 0.0) ** 2, axis=0)
+            / np.sum(np.where(known, norm, 0.0) ** 2, axis=0)
+        )
+    rss = [np.sqrt(np.sum(x**2, axis=0)) for x in (norm, grad_mean, grad_max)]
+    return np.stack([*rss, update_ratio], axis=-1)
+
+
+def _fields(kind, values):
+    """`{field: JSON floats}` of a vector kind's [steps, fields] array."""
+    return dict(zip(metadata.FIELDS[kind], _json_floats(values.T)))
+
+
+def _union_steps(data):
+    steps = [s for s, _ in data]
+    return np.unique(np.concatenate(steps)) if steps else np.zeros(0, np.int64)
+
+
+def _align(steps, own_steps, values):
+    """Stacks `values` on the rows of `steps`; steps this series lacks are NaN."""
+    stacked = series_lib.stack(values)
+    if np.array_equal(steps, own_steps):
+        return stacked
+    out = np.full((len(steps),) + stacked.shape[1:], np.nan)
+    out[np.searchsorted(steps, own_steps)] = stacked
+    return out
+
+
+def _json_floats(array):
+    """A list for JSON, at float32 precision, where NaN and +-Inf (which JSON lacks) become strings.
+
+    The summaries hold float32 values; each is written in the fewest digits
+    that read back to the same float32 (`0.1`, not `0.10000000149011612`),
+    which halves the text to encode, send and parse.
+    """
+    array = _shortest_float32(np.asarray(array, dtype=np.float64))
+    if np.isfinite(array).all():
+        return array.tolist()
+    return np.vectorize(_json_float, otypes=[object])(array).tolist()
+
+
+def _shortest_float32(x):
+    """Rounds each value to the fewest significant digits (6 to 9) that give back its float32.
+
+    Nine digits always find a float32 again. The rounding multiplies or
+    divides by exact powers of ten, so the double it gives is the nearest to
+    that decimal, and JSON writes it in those few digits; below about 1e-13,
+    where the powers are no longer exact, it may take up to 17 (still the
+    same float32).
+    """
+    out = x.astype(np.float32).astype(np.float64).ravel()
+    target = out.astype(np.float32)
+    todo = np.isfinite(out) & (out != 0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        exponent = np.floor(np.log10(np.abs(np.where(todo, out, 1.0))))
+        for digits in range(6, 10):
+            index = np.flatnonzero(todo)
+            if not len(index):
+                break
+            shift = digits - 1 - exponent[index]
+            up, down = 10.0 ** np.maximum(shift, 0), 10.0 ** np.maximum(-shift, 0)
+            rounded = np.round(out[index] * up / down) * down / up
+            found = rounded.astype(np.float32) == target[index]
+            out[index[found]] = rounded[found]
+            todo[index[found]] = False
+    return out.reshape(x.shape)
+
+
+def _json_float(x):
+    if math.isnan(x):
+        return "NaN"
+    return _NON_FINITE_JSON.get(x, x)

@@ -1,0 +1,245 @@
+"""The runs as the plugin last listed them, and reads of their data that one bad or deleted run never fails.
+
+A run's listing (`{tag: Series}`, from metadata) never changes for a tag
+once written, so the routes of one run reuse it and make a single read from
+the provider (each provider call costs tens of ms on the Rust loader). The
+`/runs` entries are kept the same way, refreshed when a run's diagnosis
+moves on. `RunCache` holds both, behind one lock.
+"""
+
+import functools
+import logging
+import threading
+import typing
+
+from tensorboard import errors
+from tensorboard.data import provider as tb_provider
+
+from tensorboard_plugin.loss_params import bodies, metadata
+from tensorboard_plugin.loss_params import series as series_lib
+
+# The most characters of an error message an answer names a skipped run with.
+_MAX_REASON = 300
+
+logger = logging.getLogger("loss_param_tracker")
+
+
+class Read(typing.NamedTuple):
+    """What `RunCache.read` gives.
+
+    Attributes:
+        data: `{run: {tag: (steps, values)}}`, as `series_lib.read`.
+        skipped: `{run: reason}` of the runs that could not be read.
+        gone: The runs that no longer exist.
+    """
+
+    data: dict
+    skipped: dict
+    gone: set
+
+
+class RunCache:
+    """The runs' listings and `/runs` entries, and the reads of their data.
+
+    TensorBoard serves requests from several threads. Every read and every
+    replacement of the state goes through `_lock`, and the state is
+    replaced, never edited in place. Provider calls are made outside the
+    lock, so that a slow read never holds up another route; two requests
+    may then list the same run at once, and the later one's write, as
+    fresh, wins.
+    """
+
+    def __init__(self, data_provider):
+        """Holds nothing yet: runs are listed as the routes ask for them.
+
+        Args:
+            data_provider: TensorBoard's `DataProvider` (`context.data_provider`).
+        """
+        self._data_provider = data_provider
+        self._lock = threading.Lock()
+        # {run: {tag: Series}} as last listed.
+        self._listing = {}
+        # {run: ((last diagnosis step, its wall time), the run's `/runs` entry or
+        # None, [what `/runs` names as skipped of it])}; see `listed`.
+        self._entries = {}
+
+    def listed(self, ctx, experiment):
+        """Each run's `/runs` entry (or None) and what is skipped of it: `[(entry, [skip])]`, sorted by run.
+
+        The frontend polls `/runs`, so this costs one small provider call
+        while nothing is written: the callback writes a diagnosis every
+        epoch, and only a run whose diagnosis moved on (a new last step, or a
+        new write time, as when a resumed run writes an epoch again) or a new
+        run is listed again and has its latest statuses read. A run is listed
+        from its first diagnosis on; runs gone since are forgotten.
+
+        A run that cannot be read (its latest diagnosis is damaged, the
+        provider fails on its data) has no entry and is named in its skips,
+        with the reason, as is each tag left out of a listed run for its
+        metadata: one bad run never hides the others.
+        """
+        heartbeats = self._data_provider.list_tensors(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=tb_provider.RunTagFilter(tags=[bodies.DIAGNOSIS_TAG]),
+        )
+        last = {
+            run: (int(tags[bodies.DIAGNOSIS_TAG].max_step), float(tags[bodies.DIAGNOSIS_TAG].max_wall_time))
+            for run, tags in heartbeats.items()
+            if bodies.DIAGNOSIS_TAG in tags
+        }
+        with self._lock:
+            entries = self._entries
+        changed = [run for run in last if entries.get(run, (None,))[0] != last[run]]
+        if changed or entries.keys() - last.keys():
+            entries = self._list_runs(ctx, experiment, changed, last)
+        return [entries[run][1:] for run in sorted(last) if run in entries]
+
+    def tags_of(self, ctx, experiment, run):
+        """`{tag: Series}` of `run`, listed from the provider the first time it is asked for.
+
+        Raises:
+            errors.NotFoundError: When the run has no loss_params data.
+        """
+        with self._lock:
+            tags = self._listing.get(run)
+        if tags is None:
+            listing = series_lib.list_series(self._data_provider, ctx, experiment, runs=[run])
+            if run not in listing:
+                raise errors.NotFoundError(f"No run {run!r} with loss_params data.")
+            tags = listing[run]
+            self._update_listing({run: tags})
+        return tags
+
+    def forget(self, run):
+        """Drops `run`'s listing: the next `tags_of` lists it afresh (it may have new tags)."""
+        self._update_listing({}, gone={run})
+
+    def read(self, ctx, experiment, wanted, downsample=series_lib.ALL_POINTS):
+        """`series_lib.read` of `wanted` (`{run: [Series]}`) that one bad or deleted run never fails.
+
+        Returns a `Read`: the data, the runs that could not be read (see
+        `_each_run`), and the runs gone since they were listed. A run
+        deleted while served leaves the provider's runs at its next reload,
+        while this cache still holds its listing: a run read empty is
+        listed again, and forgotten when it is no longer there.
+        """
+        wanted = {run: list(series) for run, series in wanted.items()}
+        data, skipped = _each_run(
+            wanted,
+            lambda some: series_lib.read(
+                self._data_provider, ctx, experiment, {run: wanted[run] for run in some}, downsample
+            ),
+        )
+        empty = [run for run, series in wanted.items() if series and run not in data and run not in skipped]
+        gone = set()
+        if empty:
+            listing = series_lib.list_series(self._data_provider, ctx, experiment, runs=empty)
+            gone = set(empty) - listing.keys()
+            self._update_listing(listing, gone)
+        return Read(data, skipped, gone)
+
+    def bodies(self, ctx, experiment, members, wanted, build, downsample=series_lib.ALL_POINTS):
+        """Reads `wanted` (`{run: [Series]}`) and builds each run's body: `({run: body}, {run: reason})`.
+
+        `build(run, members[run], data)` builds a run's body from its data
+        as read. Runs gone are left out of both; runs the read skipped, or
+        whose data `build` refuses (it does not match its metadata), are
+        named with the reason.
+        """
+        read = self.read(ctx, experiment, wanted, downsample)
+        built, skipped = {}, dict(read.skipped)
+        for run, mine in members.items():
+            if run in skipped or run in read.gone:
+                continue
+            try:
+                built[run] = build(run, mine, read.data.get(run, {}))
+            except Exception as error:  # noqa: BLE001 - one bad run must not fail the rest
+                skipped[run] = _reason(run, error)
+        return built, skipped
+
+    def _list_runs(self, ctx, experiment, runs, last):
+        """Lists `runs` afresh and reads their latest statuses, for `listed`; returns the new entries.
+
+        Runs no longer in `last` (deleted since) are forgotten.
+        """
+        invalid = {}
+        listing, failed = _each_run(
+            runs,
+            lambda some: series_lib.list_series(
+                self._data_provider, ctx, experiment, runs=some, invalid=invalid
+            ),
+        )
+        wanted = {run: bodies.diagnosis_series(tags) for run, tags in listing.items()}
+        latest = self.read(ctx, experiment, wanted, downsample=1)
+        failed.update(latest.skipped)
+        fresh = {}
+        for run in runs:
+            reason, entry = failed.get(run), None
+            if not reason and run in listing:
+                try:
+                    entry = bodies.run_entry(run, listing[run], latest.data.get(run, {}), last[run])
+                except Exception as error:  # noqa: BLE001 - one bad run must not hide the rest
+                    reason = _reason(run, error)
+            if reason:
+                skips = [{"run": run, "reason": reason}]
+            else:
+                skips = [
+                    {"run": run, "tag": tag, "reason": why}
+                    for tag, why in sorted(invalid.get(run, {}).items())
+                ]
+            fresh[run] = (last[run], entry, skips)
+        with self._lock:
+            gone = self._entries.keys() - last.keys()
+            self._entries = {run: e for run, e in {**self._entries, **fresh}.items() if run in last}
+            entries = self._entries
+        self._update_listing(listing, gone)
+        return entries
+
+    def _update_listing(self, listing, gone=()):
+        """Merges `listing` (`{run: {tag: Series}}`) into the listing, and drops the runs `gone`."""
+        with self._lock:
+            self._listing = {r: t for r, t in {**self._listing, **listing}.items() if r not in gone}
+
+
+def _each_run(runs, call):
+    """`call(runs)`, a dict by run; where it raises, `call([run])` run by run.
+
+    One call for all runs is the quick way (a provider call costs tens of
+    ms on the Rust loader); run by run finds the run whose data breaks it
+    (the Python loader raises as it converts a damaged run's points, a VALUE
+    of strings say) and serves the others.
+
+    Returns:
+        The dict, and `{run: reason}` of the runs whose call raised.
+    """
+    runs = list(runs)
+    if not runs:
+        return {}, {}
+    try:
+        return call(runs), {}
+    except Exception:  # noqa: BLE001 - found run by run below
+        pass
+    result, failed = {}, {}
+    for run in runs:
+        try:
+            result.update(call([run]))
+        except Exception as error:  # noqa: BLE001 - one bad run must not fail the rest
+            failed[run] = _reason(run, error)
+    return result, failed
+
+
+def _reason(run, error):
+    """One line, of bounded length, that says why `run` could not be read; logged too."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    if len(text) > _MAX_REASON:
+        text = text[: _MAX_REASON - 1] + "…"
+    _log_once(run, text)
+    return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _log_once(run, reason):
+    """Logs a run that cannot be read once, not at every poll of the tab."""
+    logger.warning("Run %r cannot be read: %s", run, reason)

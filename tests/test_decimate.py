@@ -1,0 +1,219 @@
+"""Extreme-preserving decimation (`columns=N`): the pure function, then the routes over a long run."""
+
+import numpy as np
+import pytest
+
+from tensorboard_plugin.loss_params import metadata, summary
+from tensorboard_plugin.loss_params.decimate import keep_indices
+from tests.test_plugin import PREFIX, assert_float32_equal, get_json, make_client
+
+
+def column_of(steps, columns):
+    """Each step's column, computed step by step in Python integers: the reference."""
+    first, span = int(steps[0]), max(int(steps[-1]) - int(steps[0]), 1)
+    return np.array([min((int(s) - first) * columns // span, columns - 1) for s in steps])
+
+
+def test_a_one_epoch_spike_and_a_one_epoch_nan_survive_among_ten_thousand():
+    rng = np.random.default_rng(0)
+    steps = np.arange(10_000)
+    value = 1 + 0.01 * rng.standard_normal(10_000)
+    value[4321] = 50.0
+    grad_norm = np.full((10_000, 2), 0.5)
+    grad_norm[7777] = np.nan
+    keep = keep_indices(steps, [value, grad_norm], 50)
+    assert 4321 in keep and 7777 in keep
+    assert len(keep) <= 50 * 6, f"kept {len(keep)} of 10,000 steps for 50 columns"
+
+
+def test_each_column_keeps_the_full_series_extremes_and_edges():
+    rng = np.random.default_rng(1)
+    steps = np.cumsum(rng.integers(1, 5, 2_000))  # uneven: columns are by step value
+    values = rng.standard_normal((2_000, 3))
+    values[rng.random((2_000, 3)) < 0.05] = np.nan
+    values[rng.random((2_000, 3)) < 0.01] = np.inf
+    values[rng.random((2_000, 3)) < 0.01] = -np.inf
+    keep = keep_indices(steps, [values], 37)
+    kept = np.zeros(len(steps), bool)
+    kept[keep] = True
+    column = column_of(steps, 37)
+    for c in np.unique(column):
+        where = np.flatnonzero(column == c)
+        for series in values[where].T:
+            finite = np.isfinite(series)
+            mine = series[kept[where]]
+            if finite.any():
+                assert np.min(mine[np.isfinite(mine)]) == np.min(series[finite]), f"column {c}: minimum"
+                assert np.max(mine[np.isfinite(mine)]) == np.max(series[finite]), f"column {c}: maximum"
+            for edges in (where[finite], where[~finite]):
+                if len(edges):
+                    assert kept[edges[0]] and kept[edges[-1]], f"column {c}: first and last, finite or not"
+
+
+def test_kept_indices_are_sorted_unique_and_in_range():
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal((5_000, 4))
+    keep = keep_indices(np.arange(5_000), [values, values[:, 0] * -1], 64)
+    assert keep.dtype.kind == "i"
+    assert np.array_equal(keep, np.unique(keep)), "sorted and unique"
+    assert keep[0] == 0 and keep[-1] == 4_999, "the first and last step are always kept"
+
+
+def test_columns_split_the_step_range_not_the_indices():
+    # 100 epochs close together, then one far away: with 2 columns, all but
+    # the last fall in the first column, which keeps its first, last, lowest
+    # and highest step.
+    steps = np.append(np.arange(100), 10_000)
+    value = np.ones(101)
+    value[30], value[60] = -5.0, 9.0
+    assert keep_indices(steps, [value], 2).tolist() == [0, 30, 60, 99, 100]
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_zero_or_one_step(n):
+    assert keep_indices(np.arange(n), [np.ones(n)], 1).tolist() == list(range(n))
+    assert keep_indices(np.arange(n), [], 10).tolist() == list(range(n))
+
+
+@pytest.mark.parametrize("columns", [1_000, 1_001, 100_000])
+def test_as_many_columns_as_steps_keeps_every_step(columns):
+    rng = np.random.default_rng(3)
+    assert keep_indices(np.arange(1_000), [rng.standard_normal(1_000)], columns).tolist() == list(range(1_000))
+
+
+def test_constant_all_nan_and_infinite_series_keep_each_columns_edges():
+    steps = np.arange(1_000)
+    for values in (np.full(1_000, 3.0), np.full(1_000, np.nan), np.full(1_000, np.inf)):
+        keep = keep_indices(steps, [values], 10)
+        assert keep.tolist() == [i for c in range(10) for i in (100 * c, 100 * c + 99)], values[0]
+    for none in ([], [np.zeros((1_000, 0))]):  # no series, or a variable of no elements
+        assert keep_indices(steps, none, 10).tolist() == [i for c in range(10) for i in (100 * c, 100 * c + 99)]
+    # A lone NaN and a lone infinity in one column: each edge of the non-finite values is kept.
+    values = np.ones(1_000)
+    values[[420, 450]] = [np.nan, -np.inf]
+    assert keep_indices(steps, [values], 10).tolist()[8:12] == [400, 420, 450, 499]
+
+
+def test_steps_too_far_apart_for_int64_arithmetic():
+    steps = np.array([-(2**62), 0, 1, 2**62, 2**63 - 1])
+    value = np.array([1.0, 7.0, -7.0, 2.0, 3.0])
+    keep = keep_indices(steps, [value], 2)
+    assert keep.tolist() == [0, 1, 2, 3, 4], "the lowest and highest of the first column, each column's edges"
+    assert keep_indices(steps, [value], 1).tolist() == [0, 1, 2, 4]
+
+
+EPOCHS = 3_000
+VARIABLE = "loss/Spiky/weight"
+SPIKE = 1_234  # one epoch of the value, far above the rest
+NAN = 2_222  # one epoch without a gradient norm
+MODEL_SPIKE = 777  # one epoch of the model's norm
+SPIKY, CALM = "spiky/train", "calm/train"
+
+
+@pytest.fixture(scope="module")
+def long_client(tmp_path_factory):
+    """Two runs of 3,000 epochs, written with the summary API as the callback does; one has a spike."""
+    import tensorflow as tf
+
+    root = tmp_path_factory.mktemp("long")
+    rng = np.random.default_rng(0)
+    for run in (SPIKY, CALM):
+        writer = tf.summary.create_file_writer(str(root / run))
+        with writer.as_default():
+            for epoch in range(EPOCHS):
+                spiky = run == SPIKY
+                value = 50.0 if spiky and epoch == SPIKE else 1 + 0.01 * rng.standard_normal()
+                grad_norm = [np.nan, np.nan] if spiky and epoch == NAN else [0.5, 1.0]
+                norm = 90.0 if spiky and epoch == MODEL_SPIKE else 10 + epoch / EPOCHS
+                values = summary.values(metadata.ROLE_LOSS, metadata.VALUE, VARIABLE, np.float32(value),
+                                        dtype="float32")
+                values += summary.values(metadata.ROLE_LOSS, metadata.GRAD_NORM, VARIABLE,
+                                         np.float32(grad_norm))
+                values += summary.values(metadata.ROLE_RUN, metadata.WEIGHT_NORMS, metadata.RUN_MODEL,
+                                         np.float32([norm, 0.5, 1.0, 0.01]))
+                values += summary.values(metadata.ROLE_RUN, metadata.GRAD_NORM, metadata.RUN_GRAD_NORM,
+                                         np.float32([0.5, 1.0]))
+                values += summary.values(metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS,
+                                         np.array([[VARIABLE, "training", ""]], dtype=object))
+                summary.write(values, epoch)
+        writer.close()
+    return make_client(str(root))
+
+
+def assert_slice_of(body, full, arrays):
+    """`body` is `full` at some of its steps, every array sliced alike."""
+    at = np.searchsorted(full["steps"], body["steps"])
+    assert np.array_equal(np.asarray(full["steps"])[at], body["steps"]), "kept steps are epochs of the run"
+    for name, values in arrays(body).items():
+        assert values == [arrays(full)[name][i] for i in at], name
+
+
+def series_arrays(body):
+    return {"value": body["value"][0], **{f"grad_norm.{f}": v for f, v in body["grad_norm"].items()}}
+
+
+def weights_arrays(body):
+    return {
+        **{f: body[f] for f in metadata.FIELDS[metadata.WEIGHT_NORMS]},
+        **{f"global_grad_norm.{f}": v for f, v in body["global_grad_norm"].items()},
+    }
+
+
+def test_series_multirun_columns_keep_a_one_epoch_spike_and_nan(long_client):
+    body = get_json(long_client, "series_multirun", variable=VARIABLE, run=[SPIKY, CALM], columns="100")
+    full = get_json(long_client, "series_multirun", variable=VARIABLE, run=[SPIKY, CALM])
+    assert sorted(body["runs"]) == [CALM, SPIKY] and body["skipped"] == []
+    spiky = body["runs"][SPIKY]
+    assert (spiky["sampled"], spiky["columns"]) == (True, 100)
+    assert len(spiky["steps"]) <= 500, f"{len(spiky['steps'])} of {EPOCHS} epochs for 100 columns"
+    assert spiky["value"][0][spiky["steps"].index(SPIKE)] == 50.0, "the spike is in the view"
+    assert spiky["grad_norm"]["mean"][spiky["steps"].index(NAN)] == "NaN", "so is the NaN"
+    assert (spiky["steps"][0], spiky["steps"][-1]) == (0, EPOCHS - 1)
+    for run in (SPIKY, CALM):
+        assert_slice_of(body["runs"][run], full["runs"][run], series_arrays)
+        assert "columns" not in full["runs"][run] and full["runs"][run]["sampled"] is False
+    single = get_json(long_client, "series", run=SPIKY, variable=VARIABLE, columns="100")
+    assert single == spiky
+
+
+def test_weights_columns_keep_a_one_epoch_spike_of_the_models_norm(long_client):
+    body = get_json(long_client, "weights_multirun", run=[SPIKY, CALM], columns="100")
+    full = get_json(long_client, "weights_multirun", run=[SPIKY, CALM])
+    spiky = body["runs"][SPIKY]
+    assert (spiky["sampled"], spiky["columns"]) == (True, 100)
+    assert len(spiky["steps"]) <= 500
+    assert_float32_equal(spiky["norm"][spiky["steps"].index(MODEL_SPIKE)], 90.0)
+    for run in (SPIKY, CALM):
+        assert_slice_of(body["runs"][run], full["runs"][run], weights_arrays)
+    assert get_json(long_client, "weights", run=SPIKY, columns="100") == spiky
+
+
+def test_columns_as_wide_as_the_run_keep_every_epoch(long_client):
+    full = get_json(long_client, "series", run=SPIKY, variable=VARIABLE)
+    wide = get_json(long_client, "series", run=SPIKY, variable=VARIABLE, columns=str(EPOCHS))
+    assert (wide.pop("columns"), wide) == (EPOCHS, full), "nothing dropped, not sampled"
+
+
+@pytest.mark.parametrize("columns", ["0", "-1", "abc", str(10**6), "100001", "9" * 5000, "1.5", ""])
+@pytest.mark.parametrize("route", ["series", "series_multirun", "weights", "weights_multirun"])
+def test_bad_columns_are_a_400_that_says_what_was_received(long_client, route, columns):
+    query = {"run": SPIKY, "variable": VARIABLE, "columns": columns}
+    response = long_client.get(f"{PREFIX}/{route}", query_string=query)
+    assert response.status_code == 400, (route, columns[:20], response.status_code)
+    text = response.get_data(as_text=True)
+    assert "'columns' must be a positive integer up to 100000" in text and len(text) < 400, text[:500]
+    shown = columns if len(columns) <= 20 else f"{columns[:20]}… ({len(columns)} characters)"
+    assert f"received {shown!r}" in text, text
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"format": "csv", "columns": "100"}, "a CSV always has every epoch"),
+        ({"samples": "10", "columns": "100"}, "'samples' and 'columns' exclude each other"),
+    ],
+)
+def test_columns_are_refused_for_csv_and_beside_samples(long_client, query, message):
+    response = long_client.get(f"{PREFIX}/series", query_string={"run": SPIKY, "variable": VARIABLE, **query})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
