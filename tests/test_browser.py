@@ -84,8 +84,8 @@ def css_string(text):
 
 def hover_last_epoch(page, frame, card_locator):
     """Moves the mouse over the last epoch of a card's value chart; returns the tooltip's text."""
-    box = card_locator.locator('[data-chart="value"] svg').bounding_box()
-    page.mouse.move(box["x"] + box["width"] - 20, box["y"] + box["height"] / 2)
+    box = card_locator.locator('[data-chart="value"] svg rect').first.bounding_box()  # the plot's hover area
+    page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2)
     tooltip = frame.locator("body > .tooltip")
     tooltip.wait_for()
     return tooltip.text_content()
@@ -115,11 +115,12 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
         help_text = log_var.locator(".help").text_content()
         assert "make_trainable(model)" in help_text, help_text
 
-        # The large variable: a mean line and a band; its status.
+        # The large variable: its distribution, a median line in nested bands; its status.
         centers = card(frame, "loss/CenterLoss/centers")
         centers.scroll_into_view_if_needed()
         drawn_whole(frame, 'article.card[data-path="loss/CenterLoss/centers"]')
-        assert points(centers, '[data-chart="value"]', "centers/train", series="mean") == [12]
+        assert points(centers, '[data-chart="value"]', "centers/train", series="median") == [12]
+        assert centers.locator('[data-chart="value"] path[fill-opacity]').count() == 4, "four quantile bands"
         assert centers.locator(".badge").first.text_content() == "training"
 
         # The model-weights panel: one line per run, every epoch.
@@ -130,8 +131,10 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
             assert points(weights, '[data-chart="update_ratio"]', run) == [epochs], run
         fixed_norm = weights.locator('[data-chart="norm"] path[data-run="fixed/train"]')
         whole_model = fixed_norm.get_attribute("d")
-        weights.locator("select").select_option("model/net/out")
-        drawn_whole(frame, 'aside.weights[data-layer="model/net/out"]')
+        # Layers are listed by their place in the model, with the runs' names for it.
+        assert weights.locator('select option[value="place:1"]').text_content() == "#1 model/net/out"
+        weights.locator("select").select_option("place:1")
+        drawn_whole(frame, 'aside.weights[data-layer="place:1"]')
         assert points(weights, '[data-chart="norm"]', "fixed/train") == [150]
         assert fixed_norm.get_attribute("d") != whole_model, "the layer's norms, not the model's"
 
@@ -173,36 +176,53 @@ def test_tab_draws_every_epoch_with_statuses(browser, live_logdir):
         assert response.ok and len(response.text().strip().splitlines()) == 1 + 150
 
 
-def test_a_long_run_draws_a_sample_first_then_every_epoch(browser, dashboard_logdir):
-    # A card asks first for about one epoch per two pixels of its chart, more
-    # than the fixed run's 150 epochs; ask for 40, as a chart does of a run
-    # of thousands. The requests for every epoch wait until the sample's
-    # charts are checked.
+def test_a_one_epoch_spike_and_a_nan_are_in_the_first_view(browser, tmp_path):
+    # 3,000 epochs, more than a chart has pixel columns: the first view is
+    # the series reduced to its width, and a random sample of that many
+    # epochs would likely miss the one epoch that matters. The requests for
+    # every epoch wait until the first view is checked.
+    import numpy as np
+
+    from tensorboard_plugin.loss_params import metadata, summary
+    from tests.test_plugin_robustness import diagnosis, write_run
+
+    path, epochs, spike, gap = "loss/L/w", 3_000, 1_234, 2_345
+    rows = diagnosis([[path, "training", ""]])
+    values = np.sin(np.arange(epochs) / 300).astype(np.float32)
+    values[spike], values[gap] = 25.0, np.nan
+    write_run(tmp_path / "long" / "train", [
+        summary.values(metadata.ROLE_LOSS, metadata.VALUE, path, values[e], dtype="float32") + rows
+        for e in range(epochs)
+    ])
     held, release = [], []
-    shrink = lambda route: route.continue_(url=re.sub(r"samples=\d+", "samples=40", route.request.url))  # noqa: E731
     hold = lambda route: route.continue_() if release else held.append(route)  # noqa: E731
-    routes = [(re.compile(r"_multirun\?.*samples="), shrink), (re.compile(r"_multirun\?(?!.*samples=)"), hold)]
-    with tensorboard(dashboard_logdir) as board:
-        page, frame, dialogs, errors = open_tab(browser, board, routes)
-        log_var = card(frame, LOG_VAR)
-        weights = frame.locator("aside.weights")
-        frame.locator(f'article.card[data-path="{LOG_VAR}"][data-sampled="true"]').wait_for()
-        frame.locator('aside.weights[data-sampled="true"]').wait_for()
-        assert points(log_var, '[data-chart="value"]', "fixed/train") == [40]
-        assert points(log_var, '[data-chart="value"]', "broken/train") == [12], "12 epochs fit in 40"
-        assert points(weights, '[data-chart="norm"]', "fixed/train") == [40]
-        assert "A sample of 40 epochs per run; loading every epoch" in log_var.locator(".note").text_content()
+    with tensorboard(tmp_path) as board:
+        board.wait_for(lambda: [r["last_step"] for r in board.get_json("/data/plugin/loss_params/runs")["runs"]]
+                       == [epochs - 1])
+        page, frame, dialogs, errors = open_tab(browser, board, [(re.compile(r"_multirun\?(?!.*columns=)"), hold)])
+        long = card(frame, path)
+        frame.locator(f'article.card[data-path="{path}"][data-sampled="true"]').wait_for()
+        drawn = points(long, '[data-chart="value"]', "long/train")
+        plot_width = long.locator('[data-chart="value"] svg rect').first.evaluate("r => r.width.baseVal.value")
+        assert sum(drawn) <= 4 * plot_width < epochs, (drawn, plot_width)
+        assert len(drawn) == 1 and "M" in long.locator('[data-chart="value"] path[data-run="long/train"]').get_attribute("d")[1:], (
+            "the NaN breaks the line in the first view")
+        # The spike is the chart's top: its extent and its drawn point.
+        ticks = [float(t) for t in long.locator('[data-chart="value"] .axes text[text-anchor="end"]').all_text_contents()]
+        assert max(ticks) >= 20, f"the y axis does not reach the spike: {ticks}"
+        assert "extremes of each pixel column" in long.locator(".note").text_content()
 
         release.append(True)
         for route in held:
             route.continue_()
-        drawn_whole(frame, f'article.card[data-path="{LOG_VAR}"]')
-        drawn_whole(frame, "aside.weights")
-        assert points(log_var, '[data-chart="value"]', "fixed/train") == [150]
-        assert points(log_var, '[data-chart="grad_norm"]', "fixed/train") == [150]
-        assert points(weights, '[data-chart="norm"]', "fixed/train") == [150]
-        assert "sample" not in log_var.locator(".note").text_content()
-        assert errors == []
+        drawn_whole(frame, f'article.card[data-path="{path}"]')
+        page.mouse.move(0, 0)
+        # Every epoch is there for the tooltip: the one under the mouse, with its value.
+        tooltip = hover_last_epoch(page, frame, long)
+        hovered = re.fullmatch(r"epoch (\d+)long/train(\S+)", tooltip)
+        assert hovered and float(hovered[2]) == pytest.approx(float(values[int(hovered[1])]), abs=1e-4), tooltip
+        assert "extremes" not in long.locator(".note").text_content()
+        assert errors == [] and dialogs == []
 
 
 def test_tab_refreshes_while_training_writes_and_keeps_the_selection(browser, live_logdir):
@@ -246,7 +266,7 @@ def test_a_network_is_one_card_and_its_weights_one_click_away(browser, network_l
         # The network's card: its size, a status per run, its weight norm and gradient norm.
         network = card(frame, NETWORK)
         assert network.locator(".meta").text_content() == "network · 26 weights"
-        assert network.locator("h4").first.text_content() == "weight norm"
+        assert network.locator("h4 > span").first.text_content() == "weight norm"
         for run, (epochs, statuses) in NETWORK_RUNS.items():
             assert network.locator(f'.legend li[data-run="{run}"] .badge').text_content() == statuses[NETWORK]
             assert points(network, '[data-chart="value"]', run, series="norm") == [epochs]
@@ -313,8 +333,15 @@ def test_a_card_of_160_000_points_draws_and_an_unreadable_run_is_named(browser, 
         page, frame, dialogs, errors = open_tab(browser, board)
         big = card(frame, path)
         drawn_whole(frame, f'article.card[data-path="{path}"]')
-        assert points(big, '[data-chart="value"]', "big/train") == [epochs] * 64
+        # 64 lines, each drawn from its pixel columns' extremes, not from every point.
+        drawn = points(big, '[data-chart="value"]', "big/train")
+        plot_width = big.locator('[data-chart="value"] svg rect').first.evaluate("r => r.width.baseVal.value")
+        assert len(drawn) == 64 and max(drawn) <= 4 * plot_width < epochs, (drawn, plot_width)
         assert big.get_attribute("data-error") is None
+        tooltip = hover_last_epoch(page, frame, big)
+        hovered = re.match(r"epoch (\d+)big/train \[0\]", tooltip)
+        assert hovered and int(hovered[1]) > epochs - 20, f"not an epoch at the chart's end: {tooltip}"
+        page.mouse.move(0, 0)
 
         note = frame.locator(".message .skipped")
         assert note.locator(f'li[data-run="{css_string(damaged)}"] .run-name').text_content() == damaged

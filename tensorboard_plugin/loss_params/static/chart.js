@@ -1,26 +1,40 @@
 // A line chart over epochs, drawn in SVG: lines, optional bands, axes with
-// ticks, a log-y option and a hover rule with a tooltip. One function out:
-// drawChart.
+// ticks and titles, a log-y option and a hover rule with a tooltip. Out:
+// drawChart, the number format it shares with the tab, and followTheme,
+// which keeps the tab's colours on TensorBoard's light or dark theme.
 
 const SVG = 'http://www.w3.org/2000/svg';
-const HEIGHT = 170;
-const MARGIN = {top: 8, right: 12, bottom: 22, left: 52};
+const HEIGHT = 180;
+// Room at the left for tick labels such as "1.23e-5" and the y title beside
+// them; at the bottom for the epoch labels and the x title below them.
+const MARGIN = {top: 8, right: 12, bottom: 32, left: 64};
+// Below this many pixels per label, labels of a log axis overlap.
+const LABEL_SPACING = 20;
+// Above this many decades, minor grid lines of a log axis are a smear.
+const MINOR_DECADES = 3;
 
 /**
  * @typedef {{x: number[], y: number[], color: string, opacity?: number,
  *            width?: number, dash?: string, attrs?: Object<string, string>}} Line
+ *   `x` ascending, as steps are.
  * @typedef {{x: number[], lo: number[], hi: number[], color: string}} Band
+ *   `x` ascending.
  * @typedef {{color: string, label: string, value: string}} TooltipRow
  * @typedef {{lines: Line[], bands?: Band[], logY?: boolean, label: string,
- *            empty?: string, tooltip: function(number): TooltipRow[]}} ChartSpec
+ *            yTitle?: string, empty?: string,
+ *            tooltip: function(number): TooltipRow[]}} ChartSpec
+ * @typedef {{lo: number, hi: number}} Range
  */
 
 /**
  * Draws `spec` into `host`, replacing what was there.
  *
  * Non-finite values (and values <= 0 on a log axis) break a line rather than
- * bend it. A line's path has one point per finite value, so a series of N
- * epochs draws N points.
+ * bend it. A line keeps, per pixel column of the plot, its first, least,
+ * greatest and last point there (M4, Jugel et al. 2014): the drawn path
+ * covers the same pixels as one through every point, a one-epoch spike
+ * included, with at most about four points per column however long the
+ * series. Bands keep, per column, their lowest `lo` and highest `hi`.
  *
  * @param {HTMLElement} host
  * @param {ChartSpec} spec
@@ -29,122 +43,291 @@ export function drawChart(host, spec) {
   const width = Math.max(host.clientWidth || 0, 260);
   const plot = {w: width - MARGIN.left - MARGIN.right, h: HEIGHT - MARGIN.top - MARGIN.bottom};
   const shown = (v) => Number.isFinite(v) && (!spec.logY || v > 0);
-  const xs = [];
-  const ys = [];
-  for (const line of spec.lines) {
-    line.x.forEach((x, i) => {
-      if (shown(line.y[i])) {
-        xs.push(x);
-        ys.push(line.y[i]);
-      }
-    });
-  }
-  for (const band of spec.bands || []) {
-    band.x.forEach((x, i) => {
-      for (const v of [band.lo[i], band.hi[i]]) {
-        if (shown(v)) {
-          xs.push(x);
-          ys.push(v);
-        }
-      }
-    });
-  }
+  const bands = spec.bands || [];
   const svg = el('svg', {width, height: HEIGHT, class: 'chart', role: 'img'});
   svg.setAttribute('aria-label', spec.label);
   host.replaceChildren(svg);
-  if (!xs.length) {
-    const text = el('text', {x: width / 2, y: HEIGHT / 2, 'text-anchor': 'middle', class: 'empty'});
-    text.textContent = spec.logY ? 'No positive values to show on a log scale' : spec.empty || 'No finite values';
-    svg.append(text);
+  const xRange = {lo: Infinity, hi: -Infinity};
+  for (const line of spec.lines) widen(xRange, line.x, (i) => shown(line.y[i]));
+  for (const band of bands) widen(xRange, band.x, (i) => shown(band.lo[i]) && shown(band.hi[i]));
+  if (xRange.lo > xRange.hi) {
+    const message = spec.logY ? 'No positive values to show on a log scale' : spec.empty || 'No finite values';
+    svg.append(text(message, {x: width / 2, y: HEIGHT / 2, 'text-anchor': 'middle', class: 'empty'}));
     return;
   }
-  const [xLo, xHi] = extent(xs);
-  const [yLo, yHi] = extent(ys);
-  const x = linearScale(xLo, xHi, 0, plot.w);
-  const y = (spec.logY ? logScale : linearScale)(yLo, yHi, plot.h, 0);
+  const x = linearScale(xRange.lo, xRange.hi, 0, plot.w);
+  const column = (v) => Math.floor(x(v));
+  // Which indices of each x array some line or band shows: the steps a hover can land on.
+  const marks = new Map();
+  const markOf = (xs) => marks.get(xs) || marks.set(xs, new Uint8Array(xs.length)).get(xs);
+  const yRange = {lo: Infinity, hi: -Infinity};
+  const keptLines = spec.lines.map((line) => reduceLine(line, column, shown, markOf(line.x), yRange));
+  const keptBands = bands.map((band) => reduceBand(band, column, shown, markOf(band.x), yRange));
+  const y = (spec.logY ? logScale : linearScale)(yRange.lo, yRange.hi, plot.h, 0);
   const g = el('g', {transform: `translate(${MARGIN.left},${MARGIN.top})`});
   svg.append(g);
-  drawAxes(g, x, y, plot);
-  for (const band of spec.bands || []) {
-    g.append(el('path', {d: bandPath(band, x, y, shown), fill: band.color, 'fill-opacity': 0.15, stroke: 'none'}));
-  }
-  for (const line of spec.lines) {
-    const path = el('path', {
-      d: linePath(line, x, y, shown),
+  drawAxes(g, x, y, plot, spec.yTitle);
+  bands.forEach((band, b) => {
+    const d = bandPath(band, keptBands[b], x, y);
+    g.append(el('path', {d, fill: band.color, 'fill-opacity': 0.15, stroke: 'none'}));
+  });
+  spec.lines.forEach((line, l) => {
+    const kept = keptLines[l];
+    g.append(el('path', {
+      d: linePath(line, kept, x, y),
       fill: 'none',
       stroke: line.color,
       'stroke-width': line.width || 1.5,
       'stroke-opacity': line.opacity ?? 1,
       ...(line.dash ? {'stroke-dasharray': line.dash} : {}),
       ...line.attrs,
-    });
-    g.append(path);
+    }));
     // A lone point draws no segment: mark it so a run's first epoch shows.
-    if (line.x.filter((_, i) => shown(line.y[i])).length === 1) {
-      const i = line.y.findIndex(shown);
+    // One point kept means one point shown: two in a column keep both.
+    if (kept.length === 1) {
+      const i = ~kept[0];
       g.append(el('circle', {cx: x(line.x[i]), cy: y(line.y[i]), r: 3, fill: line.color}));
     }
-  }
-  addHover(host, svg, g, x, plot, [...new Set(xs)].sort((a, b) => a - b), spec.tooltip);
+  });
+  addHover(g, x, plot, union([...marks].map(([xs, mark]) => markedSteps(xs, mark))), spec.tooltip);
 }
 
 /**
- * The least and the greatest of `values`, found in a loop: `Math.min(...values)`
- * passes each value as an argument, and Chromium throws a RangeError above
- * about 125,000 of them (a 64-element variable over 2,000 epochs).
- * @param {number[]} values
- * @return {number[]} [least, greatest]
+ * Widens `range` to the first and last x at which `isShown`: x ascending,
+ * that is the x extent of the shown points, found from both ends.
+ * @param {Range} range
+ * @param {number[]} xs
+ * @param {function(number): boolean} isShown
  */
-function extent(values) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of values) {
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  return [lo, hi];
+function widen(range, xs, isShown) {
+  let i = 0;
+  while (i < xs.length && !isShown(i)) i++;
+  if (i === xs.length) return;
+  let j = xs.length - 1;
+  while (!isShown(j)) j--;
+  range.lo = Math.min(range.lo, xs[i]);
+  range.hi = Math.max(range.hi, xs[j]);
 }
 
-function linePath(line, x, y, shown) {
-  let d = '';
-  let pen = 'M';
-  line.x.forEach((xv, i) => {
-    if (!shown(line.y[i])) {
-      pen = 'M';
-      return;
+/**
+ * The points of `line` to draw, in one pass: per pixel column, the indices
+ * of its first, least, greatest and last shown value, deduplicated; an
+ * index `i` that starts a segment (after a gap, or the first) is stored as
+ * `~i`. Marks the shown indices in `mark`, and widens `range` to the values:
+ * each column's least and greatest are kept, so the extent is the one of
+ * every shown value.
+ * @param {Line} line
+ * @param {function(number): number} column pixel column of an x
+ * @param {function(number): boolean} shown
+ * @param {Uint8Array} mark
+ * @param {Range} range
+ * @return {number[]}
+ */
+function reduceLine(line, column, shown, mark, range) {
+  const {x: xs, y: ys} = line;
+  const kept = [];
+  let col = NaN; // the column being gathered; NaN: none
+  let first = 0;
+  let low = 0;
+  let high = 0;
+  let last = 0;
+  let starts = true;
+  const close = () => {
+    if (Number.isNaN(col)) return;
+    // first <= min(low, high) <= max(low, high) <= last: each kept once, in x order.
+    const a = Math.min(low, high);
+    const b = Math.max(low, high);
+    kept.push(starts ? ~first : first);
+    if (a > first) kept.push(a);
+    if (b > a) kept.push(b);
+    if (last > b) kept.push(last);
+    range.lo = Math.min(range.lo, ys[low]);
+    range.hi = Math.max(range.hi, ys[high]);
+    starts = false;
+    col = NaN;
+  };
+  for (let i = 0; i < xs.length; i++) {
+    const v = ys[i];
+    if (!shown(v)) {
+      close();
+      starts = true;
+      continue;
     }
-    d += `${pen}${x(xv).toFixed(1)},${y(line.y[i]).toFixed(1)}`;
-    pen = 'L';
-  });
+    mark[i] = 1;
+    const c = column(xs[i]);
+    if (c !== col) {
+      close();
+      col = c;
+      first = low = high = last = i;
+      continue;
+    }
+    if (v < ys[low]) low = i;
+    if (v > ys[high]) high = i;
+    last = i;
+  }
+  close();
+  return kept;
+}
+
+/**
+ * The columns of `band` to draw, in one pass over the indices where both
+ * edges are shown: per pixel column, `[first, last, least lo, greatest hi]`
+ * in a flat array. Marks those indices in `mark` and widens `range`.
+ * @param {Band} band
+ * @param {function(number): number} column
+ * @param {function(number): boolean} shown
+ * @param {Uint8Array} mark
+ * @param {Range} range
+ * @return {number[]}
+ */
+function reduceBand(band, column, shown, mark, range) {
+  const columns = [];
+  let col = NaN;
+  for (let i = 0; i < band.x.length; i++) {
+    const lo = band.lo[i];
+    const hi = band.hi[i];
+    if (!shown(lo) || !shown(hi)) continue;
+    mark[i] = 1;
+    range.lo = Math.min(range.lo, lo);
+    range.hi = Math.max(range.hi, hi);
+    const c = column(band.x[i]);
+    if (c !== col) {
+      col = c;
+      columns.push(i, i, lo, hi);
+    } else {
+      const at = columns.length - 4;
+      columns[at + 1] = i;
+      columns[at + 2] = Math.min(columns[at + 2], lo);
+      columns[at + 3] = Math.max(columns[at + 3], hi);
+    }
+  }
+  return columns;
+}
+
+/**
+ * @param {Line} line
+ * @param {number[]} kept from reduceLine
+ * @param {function(number): number} x
+ * @param {function(number): number} y
+ * @return {string}
+ */
+function linePath(line, kept, x, y) {
+  let d = '';
+  for (const k of kept) {
+    const i = k < 0 ? ~k : k;
+    d += `${k < 0 ? 'M' : 'L'}${point(x(line.x[i]), y(line.y[i]))}`;
+  }
   return d;
 }
 
-function bandPath(band, x, y, shown) {
-  const kept = band.x.map((_, i) => i).filter((i) => shown(band.lo[i]) && shown(band.hi[i]));
-  if (!kept.length) return '';
-  const upper = kept.map((i) => [band.x[i], band.hi[i]]);
-  const lower = kept.map((i) => [band.x[i], band.lo[i]]).reverse();
-  return 'M' + [...upper, ...lower].map(([a, b]) => `${x(a).toFixed(1)},${y(b).toFixed(1)}`).join('L') + 'Z';
+/**
+ * The band's outline: its upper edge forwards, its lower edge back, each
+ * column spanning its first to last x at its extreme.
+ * @param {Band} band
+ * @param {number[]} columns from reduceBand
+ * @param {function(number): number} x
+ * @param {function(number): number} y
+ * @return {string}
+ */
+function bandPath(band, columns, x, y) {
+  if (!columns.length) return '';
+  const upper = [];
+  const lower = [];
+  for (let at = 0; at < columns.length; at += 4) {
+    const from = x(band.x[columns[at]]);
+    const to = x(band.x[columns[at + 1]]);
+    upper.push(point(from, y(columns[at + 3])), point(to, y(columns[at + 3])));
+    lower.push(point(from, y(columns[at + 2])), point(to, y(columns[at + 2])));
+  }
+  return `M${upper.join('L')}L${lower.reverse().join('L')}Z`;
 }
 
-function drawAxes(g, x, y, plot) {
+/** A path's point, to a tenth of a pixel: finer is invisible and longer to parse. */
+function point(px, py) {
+  return `${px.toFixed(1)},${py.toFixed(1)}`;
+}
+
+/**
+ * The ascending, distinct values of `xs` (ascending) where `mark` is set.
+ * @param {number[]} xs
+ * @param {Uint8Array} mark
+ * @return {number[]}
+ */
+function markedSteps(xs, mark) {
+  const steps = [];
+  for (let i = 0; i < xs.length; i++) {
+    if (mark[i] && xs[i] !== steps[steps.length - 1]) steps.push(xs[i]);
+  }
+  return steps;
+}
+
+/**
+ * The ascending, distinct values of ascending lists, merged in pairs:
+ * each value is copied once per halving, not once per list.
+ * @param {number[][]} lists
+ * @return {number[]}
+ */
+function union(lists) {
+  while (lists.length > 1) {
+    const merged = [];
+    for (let i = 0; i < lists.length; i += 2) {
+      merged.push(i + 1 < lists.length ? merge(lists[i], lists[i + 1]) : lists[i]);
+    }
+    lists = merged;
+  }
+  return lists[0] || [];
+}
+
+/**
+ * @param {number[]} a ascending, distinct
+ * @param {number[]} b ascending, distinct
+ * @return {number[]} the ascending, distinct values of both
+ */
+function merge(a, b) {
+  const out = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const v = j >= b.length || (i < a.length && a[i] <= b[j]) ? a[i] : b[j];
+    if (v !== out[out.length - 1]) out.push(v);
+    while (i < a.length && a[i] === v) i++;
+    while (j < b.length && b[j] === v) j++;
+  }
+  return out;
+}
+
+function drawAxes(g, x, y, plot, yTitle) {
   const axes = el('g', {class: 'axes'});
   g.append(axes);
+  for (const t of y.minor || []) {
+    axes.append(el('line', {x1: 0, x2: plot.w, y1: y(t), y2: y(t), class: 'grid minor'}));
+  }
   for (const t of y.ticks) {
     axes.append(el('line', {x1: 0, x2: plot.w, y1: y(t), y2: y(t), class: 'grid'}));
-    const label = el('text', {x: -6, y: y(t) + 3, 'text-anchor': 'end'});
-    label.textContent = formatNumber(t);
-    axes.append(label);
+    axes.append(text(formatNumber(t), {x: -6, y: y(t) + 3, 'text-anchor': 'end'}));
   }
   for (const t of x.ticks.filter(Number.isInteger)) {
-    const label = el('text', {x: x(t), y: plot.h + 15, 'text-anchor': 'middle'});
-    label.textContent = String(t);
-    axes.append(label);
+    axes.append(text(String(t), {x: x(t), y: plot.h + 14, 'text-anchor': 'middle'}));
   }
   axes.append(el('line', {x1: 0, x2: plot.w, y1: plot.h, y2: plot.h, class: 'axis'}));
+  axes.append(text('epoch', {x: plot.w / 2, y: plot.h + 27, 'text-anchor': 'middle', class: 'title'}));
+  if (yTitle) {
+    const left = 6 - MARGIN.left;
+    axes.append(text(yTitle, {
+      x: left, y: plot.h / 2, 'text-anchor': 'middle', 'dominant-baseline': 'hanging',
+      transform: `rotate(-90 ${left} ${plot.h / 2})`, class: 'title',
+    }));
+  }
 }
 
-function addHover(host, svg, g, x, plot, steps, tooltip) {
+/** An SVG text node; `content` as text, never markup. */
+function text(content, attrs) {
+  const node = el('text', attrs);
+  node.textContent = content;
+  return node;
+}
+
+function addHover(g, x, plot, steps, tooltip) {
   const rule = el('line', {y1: 0, y2: plot.h, class: 'rule', visibility: 'hidden'});
   const overlay = el('rect', {width: plot.w, height: plot.h, fill: 'transparent'});
   g.append(rule, overlay);
@@ -202,12 +385,22 @@ function tooltipContent(step, rows) {
   return table;
 }
 
+/**
+ * The value of `sorted` (ascending, not empty) closest to `value`.
+ * @param {number[]} sorted
+ * @param {number} value
+ * @return {number}
+ */
 function nearest(sorted, value) {
-  let best = sorted[0];
-  for (const s of sorted) {
-    if (Math.abs(s - value) < Math.abs(best - value)) best = s;
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
   }
-  return best;
+  // sorted[lo] is the first >= value (or the last): the closest is it or the one before.
+  return lo > 0 && value - sorted[lo - 1] <= sorted[lo] - value ? sorted[lo - 1] : sorted[lo];
 }
 
 function linearScale(lo, hi, from, to) {
@@ -220,6 +413,7 @@ function linearScale(lo, hi, from, to) {
   }
   const scale = (v) => from + ((v - lo) / (hi - lo)) * (to - from);
   scale.invert = (p) => lo + ((p - from) / (to - from)) * (hi - lo);
+  scale.domain = [lo, hi];
   scale.ticks = niceTicks(lo, hi);
   return scale;
 }
@@ -228,11 +422,47 @@ function logScale(lo, hi, from, to) {
   const inner = linearScale(Math.log10(lo), Math.log10(hi), from, to);
   const scale = (v) => inner(Math.log10(v));
   scale.invert = (p) => 10 ** inner.invert(p);
-  const decades = [];
-  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) decades.push(10 ** e);
-  const inside = decades.filter((t) => t >= lo && t <= hi);
-  scale.ticks = inside.length >= 2 ? inside : [lo, ...inside, hi];
+  const [low, high] = inner.domain;
+  Object.assign(scale, logTicks(10 ** low, 10 ** high, Math.abs(to - from)));
   return scale;
+}
+
+/**
+ * Ticks of a log axis over [lo, hi], `length` pixels long: powers of ten
+ * when two or more fall inside (every second or third when they would
+ * crowd), else 1, 2 and 5 times powers of ten, else (a range within a
+ * factor of about 2) linear ones; never the range's own ends, which are
+ * arbitrary numbers. Minor ticks, for grid lines, at 1..9 times powers of
+ * ten when few decades are shown.
+ * @param {number} lo > 0
+ * @param {number} hi > lo
+ * @param {number} length
+ * @return {{ticks: number[], minor: number[]}}
+ */
+function logTicks(lo, hi, length) {
+  const inside = (multiples) => {
+    const found = [];
+    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+      for (const m of multiples) {
+        // Rounded: 10 ** -3 is 0.0010000000000000002, just outside [0.001, ...].
+        const t = Number((m * 10 ** e).toPrecision(12));
+        if (t >= lo * (1 - 1e-12) && t <= hi * (1 + 1e-12)) found.push(t);
+      }
+    }
+    return found;
+  };
+  const decades = inside([1]);
+  const oneTwoFive = inside([1, 2, 5]);
+  let ticks;
+  if (decades.length >= 2) {
+    const every = Math.ceil(decades.length / Math.max(2, Math.floor(length / LABEL_SPACING)));
+    ticks = decades.filter((t) => Math.round(Math.log10(t)) % every === 0);
+  } else {
+    ticks = oneTwoFive.length >= 2 ? oneTwoFive : niceTicks(lo, hi);
+  }
+  const minor = Math.log10(hi / lo) <= MINOR_DECADES ?
+    inside([1, 2, 3, 4, 5, 6, 7, 8, 9]).filter((t) => !ticks.includes(t)) : [];
+  return {ticks, minor};
 }
 
 function niceTicks(lo, hi, count = 4) {
@@ -249,14 +479,60 @@ function niceTicks(lo, hi, count = 4) {
 }
 
 /**
- * Formats a number for axes and tooltips: 4 significant digits.
+ * Formats a number for axes and tooltips: 4 significant digits, or 3 in
+ * exponent notation without trailing zeros ("1e-4", "2.5e+6"). Axes label
+ * powers of ten with it too, rather than as 10^k: an axis and the tooltip
+ * beside it then write one value the same way.
  * @param {number} v
  * @return {string}
  */
 export function formatNumber(v) {
   if (!Number.isFinite(v)) return String(v);
-  if (v !== 0 && (Math.abs(v) >= 1e5 || Math.abs(v) < 1e-3)) return v.toExponential(2);
+  if (v !== 0 && (Math.abs(v) >= 1e5 || Math.abs(v) < 1e-3)) return Number(v.toPrecision(3)).toExponential();
   return String(Number(v.toPrecision(4)));
+}
+
+/**
+ * Keeps `doc`'s theme on TensorBoard's: sets `data-theme` ("dark" or
+ * "light") on its root element, which style.css keys its colours on, and
+ * updates it whenever the theme changes.
+ *
+ * TensorBoard (2.21) toggles the class `dark-mode` on its own body, from
+ * its header's light/dark/browser-default menu; the plugin's iframe is of
+ * the same origin, so that body is readable and observable from here. Out
+ * of TensorBoard (the plugin entry opened as a page of its own, or an
+ * embedder of another origin), the browser's `prefers-color-scheme`.
+ *
+ * @param {Document} [doc] the tab's document. Defaults to `document`.
+ */
+export function followTheme(doc = document) {
+  const view = doc.defaultView;
+  const apply = (dark) => (doc.documentElement.dataset.theme = dark ? 'dark' : 'light');
+  const board = tensorBoardBody(view);
+  if (board) {
+    const update = () => apply(board.classList.contains('dark-mode'));
+    new MutationObserver(update).observe(board, {attributes: true, attributeFilter: ['class']});
+    update();
+  } else {
+    const query = view.matchMedia('(prefers-color-scheme: dark)');
+    query.addEventListener('change', () => apply(query.matches));
+    apply(query.matches);
+  }
+}
+
+/**
+ * The body of the page that embeds `view`, or null when there is none or
+ * it is of another origin (reading it throws).
+ * @param {Window} view
+ * @return {HTMLElement|null}
+ */
+function tensorBoardBody(view) {
+  if (view.parent === view) return null;
+  try {
+    return view.parent.document.body;
+  } catch {
+    return null;
+  }
 }
 
 function el(name, attrs) {

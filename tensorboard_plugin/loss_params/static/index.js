@@ -1,8 +1,8 @@
 // Entry point of the "Loss Params" tab. TensorBoard imports this module in
 // the plugin's iframe and calls render().
 
-import {drawChart, formatNumber} from './chart.js';
-import {Store, csvUrl, numbers, smooth} from './model.js';
+import {drawChart, followTheme, formatNumber} from './chart.js';
+import {Store, csvUrl, numbers, shades, shown, smooth} from './model.js';
 import * as views from './views.js';
 
 const REFRESH_MS = 5000;
@@ -10,6 +10,7 @@ const ALL_WEIGHTS = '';
 
 /** Builds the tab and keeps it current while training writes. */
 export async function render() {
+  followTheme();
   const style = document.createElement('link');
   style.rel = 'stylesheet';
   style.href = './static/style.css';
@@ -61,7 +62,7 @@ class Page {
   async refresh() {
     let result;
     try {
-      // The layout sizes the charts' samples by their width: it needs the
+      // The layout sizes the charts' reductions by their width: it needs the
       // stylesheet, which loads meanwhile.
       [result] = await Promise.all([this.store.runs(), this.styled]);
     } catch (error) {
@@ -115,6 +116,10 @@ class Page {
       if (!card) {
         card = {ui: views.card(path), visible: false, token: 0};
         card.ui.logY.addEventListener('change', () => this.drawCard(path));
+        card.ui.stored.addEventListener('change', () => {
+          this.describeCard(path);
+          this.drawCard(path);
+        });
         card.ui.showWeights.addEventListener('click', () => {
           this.showLayer(path);
           this.ui.weights.scrollIntoView({block: 'nearest'});
@@ -188,26 +193,45 @@ class Page {
     const runs = this.runsWith(path);
     const info = runs[0].info;
     const network = info.kind === 'network';
+    const display = runs.map((r) => r.info.display).find((d) => d);
     if (network) {
       card.ui.meta.textContent = 'network · ';
       card.ui.showWeights.textContent = `${info.weights} weights`;
     } else {
       card.ui.meta.textContent = `shape [${info.shape.join(', ')}] · ${info.dtype}` +
-          (info.kind === 'stats' ? ' · large: mean ± std' : '');
+          (info.kind === 'stats' ? ' · large: its distribution' : '') +
+          (display ? ` · shown as ${display.label}` : '');
     }
     card.ui.showWeights.hidden = !network;
-    card.ui.valueTitle.textContent = network ? 'weight norm' : 'value';
+    card.ui.storedLabel.hidden = !display;
+    card.ui.valueTitle.textContent = network ? 'weight norm' : this.valueTitle(card, display, path);
+    const size = info.shape.reduce((a, b) => a * b, 1);
     views.legend(card.ui.legend, runs.map((r) => ({
       run: r.name, color: this.store.colors.get(r.name), status: r.info.status,
       csv: csvUrl(r.name, path),
+      elements: r.info.kind === 'value' ? shades(this.store.colors.get(r.name), size) : [],
     })));
     views.help(card.ui.help, runs.map((r) => r.info), this.listing);
   }
 
   /**
-   * Draws a card's charts from every epoch of each run. With `preview`, a
-   * sample of about one epoch per two pixels comes first, drawn while every
-   * epoch loads: a long run's card shows at once.
+   * The title of a card's value chart: what the display shows, or the
+   * variable's own name, as stored.
+   * @param {Object} card
+   * @param {Object|undefined} display the display of a run of the card
+   * @param {string} path
+   * @return {string}
+   */
+  valueTitle(card, display, path) {
+    if (display && !card.ui.stored.checked) return `value: ${display.label}`;
+    return `value${display ? ' as stored' : ''}: ${path.split('/').pop()}`;
+  }
+
+  /**
+   * Draws a card's charts from every epoch of each run. With `preview`, the
+   * series reduced to the chart's width come first: exact to the pixel (a
+   * one-epoch spike or NaN is in it), quick to read and send for a long run.
+   * Every epoch follows where the reduction left some out, for the tooltip.
    */
   async drawCard(path, {preview = false} = {}) {
     const card = this.cards.get(path);
@@ -216,7 +240,7 @@ class Page {
     let bodies;
     try {
       bodies = await this.store.series(wanted.map((r) => r.name), path,
-          preview ? pointsAcross(card.ui.value) : 0);
+          preview ? columnsAcross(card.ui.value) : 0);
     } catch (error) {
       card.ui.note.textContent = `Could not load the series: ${error.message}`;
       return;
@@ -236,7 +260,7 @@ class Page {
 
   /**
    * Draws a card's charts from the bodies of its runs; returns whether they
-   * are samples (see markSampled).
+   * are reductions that left epochs out (see markSampled).
    */
   drawSeries(card, path, wanted, bodies) {
     delete card.ui.root.dataset.error;
@@ -246,17 +270,25 @@ class Page {
     const unread = unreadable(wanted, bodies);
     const network = wanted.some((r) => r.info.kind === 'network');
     const weight = Number(this.ui.smoothing.value);
+    const stored = card.ui.stored.checked;
     const value = [];
     const gradient = [];
     const bands = [];
     data.forEach((series, i) => {
       const color = this.store.colors.get(runs[i].name);
       const run = runs[i].name;
+      const display = stored ? undefined : runs[i].info.display;
       if (series.value) {
+        const colors = shades(color, series.value.length);
         series.value.forEach((element, e) => {
-          value.push(...lines(series.steps, numbers(element), weight,
-              {color, run, series: 'value', element: String(e)}));
+          value.push(...lines(series.steps, shown(display, numbers(element)), weight,
+              {color: colors[e], run, series: 'value', element: String(e)}));
         });
+      } else if (series.distribution) {
+        // As TensorBoard's Distributions: nested bands between quantiles, and the median.
+        const q = series.distribution.values.map((v) => shown(display, numbers(v)));
+        for (let k = 0; k < 4; k++) bands.push({x: series.steps, lo: q[k], hi: q[8 - k], color});
+        value.push(...lines(series.steps, q[4], weight, {color, run, series: 'median'}));
       } else if (series.stats) {
         const mean = numbers(series.stats.mean);
         const std = numbers(series.stats.std);
@@ -272,16 +304,28 @@ class Page {
             {color, run, series: 'grad_norm'}));
       }
     });
-    const tooltip = (key) => (step) => data.map((series, i) => ({
-      color: this.store.colors.get(runs[i].name),
-      label: runs[i].name,
-      value: describe(series, key, series.steps.indexOf(step)),
-    }));
+    const tooltip = (key) => (step) => data.flatMap((series, i) => {
+      const run = runs[i].name;
+      const color = this.store.colors.get(run);
+      const k = indexOfStep(series.steps, step);
+      const display = stored ? undefined : runs[i].info.display;
+      if (key === 'value' && series.value && series.value.length > 1) {
+        // One row per element, in its shade, up to the legend's few.
+        const colors = shades(color, series.value.length);
+        return series.value.slice(0, TOOLTIP_ELEMENTS).map((element, e) => ({
+          color: colors[e], label: `${run} [${e}]`,
+          value: k < 0 ? '–' : formatNumber(shown(display, [Number(element[k])])[0]),
+        }));
+      }
+      return [{color, label: run, value: describe(series, key, k, display)}];
+    });
+    const display = runs.map((r) => r.info.display).find((d) => d);
     drawChart(card.ui.value, {
       lines: value, bands, label: `${path} ${network ? 'weight norm' : 'value'}`, tooltip: tooltip('value'),
+      yTitle: network ? 'weight norm' : this.valueTitle(card, display, path).replace(/^value: /, ''),
     });
     drawChart(card.ui.gradient, {
-      lines: gradient, logY: card.ui.logY.checked, label: `${path} gradient norm`,
+      lines: gradient, logY: card.ui.logY.checked, label: `${path} gradient norm`, yTitle: 'gradient norm',
       empty: `No gradient reached this ${network ? 'network' : 'variable'}`, tooltip: tooltip('grad_norm'),
     });
     const young = runs.filter((r, i) => data[i].steps.length === 1).map((r) => r.name);
@@ -311,7 +355,7 @@ class Page {
     let data;
     try {
       data = await this.store.weights(runs.map((r) => r.name), layer,
-          preview ? pointsAcross(this.weights.norm) : 0);
+          preview ? columnsAcross(this.weights.norm) : 0);
     } catch (error) {
       this.weights.note.textContent = `Could not load the weights: ${error.message}`;
       return;
@@ -329,48 +373,49 @@ class Page {
 
   /**
    * Draws the model panel's charts from the bodies of `runs`; returns
-   * whether they are samples (see markSampled).
+   * whether they are reductions that left epochs out (see markSampled).
    */
   drawWeightCharts(layer, runs, data) {
     delete this.ui.weights.dataset.error;
     // A run without the chosen layer (another model) is left out of the charts.
-    const shown = runs.map((run, i) => ({run: run.name, data: data[i]}))
+    const present = runs.map((run, i) => ({run: run.name, data: data[i]}))
         .filter((r) => r.data && !r.data.skipped);
     const unread = unreadable(runs, data);
-    if (layer !== ALL_WEIGHTS && runs.length && !shown.length && !unread.length) {
+    if (layer !== ALL_WEIGHTS && runs.length && !present.length && !unread.length) {
       // No selected run has it any more (its runs were unticked): the whole model instead.
       this.showLayer(ALL_WEIGHTS);
       return false;
     }
-    const networks = networksOf(shown.map((r) => r.data));
+    const networks = networksOf(present.map((r) => r.data));
     const inNetwork = [...networks.keys()].some((network) => within(layer, network));
-    views.options(this.weights.layer, layerMenu(shown.map((r) => r.data), networks, layer), layer);
+    views.options(this.weights.layer, layerMenu(present.map((r) => r.data), networks, layer), layer);
     this.weights.title.textContent = inNetwork ? 'Network weights' : 'Model weights';
     const weight = Number(this.ui.smoothing.value);
-    const chart = (host, field, logY) => {
+    const chart = (host, field, logY, yTitle) => {
       const color = (r) => this.store.colors.get(r.run);
       drawChart(host, {
-        lines: shown.flatMap((r) => lines(r.data.steps, numbers(r.data[field]), weight,
+        lines: present.flatMap((r) => lines(r.data.steps, numbers(r.data[field]), weight,
             {color: color(r), run: r.run, series: field})),
         logY,
         label: `model ${field}`,
-        tooltip: (step) => shown.map((r) => {
-          const k = r.data.steps.indexOf(step);
+        yTitle,
+        tooltip: (step) => present.map((r) => {
+          const k = indexOfStep(r.data.steps, step);
           return {color: color(r), label: r.run,
             value: k >= 0 ? formatNumber(Number(r.data[field][k])) : '–'};
         }),
       });
     };
-    const lacking = runs.length - shown.length - unread.length;
+    const lacking = runs.length - present.length - unread.length;
     this.weights.note.textContent = [
       lacking ? `${lacking} selected run(s) have no such layer or no model weights.` : '',
       unread.length ? `Left out, as they cannot be read: ${unread.join('; ')}.` : '',
     ].filter((text) => text).join(' ');
-    chart(this.weights.norm, 'norm', false);
-    chart(this.weights.gradient, 'grad_norm_mean', this.weights.logGradient.checked);
-    chart(this.weights.ratio, 'update_ratio', this.weights.logRatio.checked);
+    chart(this.weights.norm, 'norm', false, 'weight norm');
+    chart(this.weights.gradient, 'grad_norm_mean', this.weights.logGradient.checked, 'gradient norm');
+    chart(this.weights.ratio, 'update_ratio', this.weights.logRatio.checked, 'update / weight');
     this.ui.weights.dataset.layer = layer;
-    return markSampled(this.ui.weights, this.weights.note, shown.map((r) => r.data));
+    return markSampled(this.ui.weights, this.weights.note, present.map((r) => r.data));
   }
 }
 
@@ -394,6 +439,11 @@ function networksOf(bodies) {
  * The model panel's layer menu: the model as a whole and its layers, then a
  * group per network the loss holds: the network as a whole, and its layers
  * while it or one of them is shown (a network may have dozens).
+ *
+ * The model's layers are matched across runs by their place in the model
+ * where the runs record it (`place:N`), since Keras names layers anew in
+ * every model a process builds (`dense` in one run, `dense_17` in the
+ * next); each entry names the place and the runs' names for it.
  * @param {Object[]} bodies the /weights bodies of the runs shown
  * @param {Map<string, string[]>} networks
  * @param {string} layer the layer shown
@@ -401,9 +451,29 @@ function networksOf(bodies) {
  */
 function layerMenu(bodies, networks, layer) {
   const option = (name) => ({value: name, label: name});
+  /** @type {Map<number, Set<string>>} */
+  const placed = new Map();
+  const unplaced = new Set();
+  for (const body of bodies) {
+    const places = body.places || {};
+    for (const name of body.layers) {
+      if (!(name in places)) {
+        unplaced.add(name);
+        continue;
+      }
+      if (!placed.has(places[name])) placed.set(places[name], new Set());
+      placed.get(places[name]).add(name);
+    }
+  }
+  const byPlace = [...placed].sort(([a], [b]) => a - b).map(([place, names]) => {
+    const [first, ...others] = [...names].sort();
+    return {value: `place:${place}`,
+      label: `#${place} ${first}${others.length ? ` (+${others.length} other names)` : ''}`};
+  });
   return [
     {value: ALL_WEIGHTS, label: 'all layers'},
-    ...[...new Set(bodies.flatMap((body) => body.layers))].sort().map(option),
+    ...byPlace,
+    ...[...unplaced].sort().map(option),
     ...[...networks].map(([network, layers]) => ({
       group: `network ${network}`,
       options: [
@@ -420,18 +490,43 @@ function within(layer, path) {
 }
 
 /**
- * How many epochs a preview draws in `host`'s chart: about one per two
- * pixels, enough for the shape of a line, and little to read and send.
+ * How many pixel columns `host`'s chart has: the server reduces a series to
+ * each column's extremes (see http_api.md, `columns`), so the first view is
+ * exact at that width, and little to read and send.
  * @param {HTMLElement} host
  * @return {number}
  */
-function pointsAcross(host) {
-  return Math.max(100, Math.round((host.clientWidth || 0) / 2));
+function columnsAcross(host) {
+  return Math.max(100, Math.round(host.clientWidth || 0));
+}
+
+/** The most elements of a vector the tooltip lists, one row each. */
+const TOOLTIP_ELEMENTS = 16;
+
+/**
+ * The index of `step` in the sorted `steps`, or -1: a binary search, as a
+ * hover asks it of every run at every move.
+ * @param {number[]} steps
+ * @param {number} step
+ * @return {number}
+ */
+function indexOfStep(steps, step) {
+  let lo = 0;
+  let hi = steps.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (steps[mid] === step) return mid;
+    if (steps[mid] < step) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
 }
 
 /**
  * Marks `root` (data-sampled) and says in `note` when the drawn bodies are
- * samples; returns whether they are, in which case every epoch is to follow.
+ * reductions that left epochs out (the drawing is exact; the tooltip lacks
+ * those epochs); returns whether they are, in which case every epoch is to
+ * follow.
  * @param {HTMLElement} root
  * @param {HTMLElement} note
  * @param {Object[]} bodies
@@ -441,8 +536,7 @@ function markSampled(root, note, bodies) {
   const sampled = bodies.some((body) => body.sampled);
   root.dataset.sampled = String(sampled);
   if (sampled) {
-    const most = bodies.reduce((longest, body) => Math.max(longest, body.steps.length), 0);
-    note.textContent = `A sample of ${most} epochs per run; loading every epoch…`;
+    note.textContent = 'Drawn from the extremes of each pixel column; loading every epoch for the tooltip…';
   }
   return sampled;
 }
@@ -495,18 +589,23 @@ function gradientOf(series) {
   return {mean: series.norms.grad_norm_mean, max: series.norms.grad_norm_max};
 }
 
-/** The tooltip text of one run's series at step index `k`. */
-function describe(series, key, k) {
+/**
+ * The tooltip text of one run's series at step index `k`, the value as
+ * `display` shows it (undefined: as stored).
+ */
+function describe(series, key, k, display) {
   if (k < 0) return '–';
   if (key === 'grad_norm') {
     const gradNorm = gradientOf(series);
     if (!gradNorm) return 'no gradient';
     return `${formatNumber(Number(gradNorm.mean[k]))} (max ${formatNumber(Number(gradNorm.max[k]))})`;
   }
-  if (series.value) {
-    const elements = series.value.map((e) => formatNumber(Number(e[k])));
-    return elements.length > 4 ? `${elements.slice(0, 4).join(', ')}, …` : elements.join(', ');
-  }
+  const one = (v) => formatNumber(shown(display, [Number(v)])[0]);
+  if (series.value) return one(series.value[0][k]);
   if (series.norms) return formatNumber(Number(series.norms.norm[k]));
+  if (series.distribution) {
+    const q = series.distribution.values;
+    return `median ${one(q[4][k])} (${one(q[0][k])} to ${one(q[8][k])})`;
+  }
   return `${formatNumber(Number(series.stats.mean[k]))} ± ${formatNumber(Number(series.stats.std[k]))}`;
 }

@@ -3,8 +3,11 @@
 // holds the pure data transforms the views need.
 
 /**
+ * @typedef {{fn: string, inner_scale: number, shift: number, scale: number,
+ *            offset: number, label: string}} Display
  * @typedef {{path: string, role: string, shape: number[], dtype: string,
- *            kind: string, status: string, cause: string}} VariableInfo
+ *            kind: string, status: string, cause: string, display?: Display,
+ *            layer_index?: number}} VariableInfo
  * @typedef {{name: string, last_step: number, last_wall_time: number,
  *            variables: VariableInfo[]}} RunInfo
  * @typedef {{runs: RunInfo[], statuses: Object<string, {explanation: string, fix: string}>,
@@ -56,22 +59,24 @@ export class Store {
    * The series of one variable in several runs (see `multirun`).
    * @param {string[]} runs
    * @param {string} path
-   * @param {number} samples 0 for every epoch
+   * @param {number} columns 0 for every epoch
    * @return {Promise<Array<Object|null>>}
    */
-  series(runs, path, samples) {
-    return this.multirun('series_multirun', runs, {variable: path}, samples);
+  series(runs, path, columns) {
+    return this.multirun('series_multirun', runs, {variable: path}, columns);
   }
 
   /**
    * The norms of some runs' model weights: all as one vector, or one layer's.
    * @param {string[]} runs
-   * @param {string} layer a layer's name, or '' for the whole model
-   * @param {number} samples 0 for every epoch
+   * @param {string} layer a layer's path, `place:N` for the layer at place N
+   *     of each run's model, or '' for the whole model
+   * @param {number} columns 0 for every epoch
    * @return {Promise<Array<Object|null>>}
    */
-  weights(runs, layer, samples) {
-    return this.multirun('weights_multirun', runs, {layer}, samples);
+  weights(runs, layer, columns) {
+    const place = /^place:(\d+)$/.exec(layer);
+    return this.multirun('weights_multirun', runs, place ? {place: place[1]} : {layer}, columns);
   }
 
   /**
@@ -80,35 +85,37 @@ export class Store {
    * one it names as unreadable.
    *
    * Per run: the cached series of every epoch when there is one, else, with
-   * `samples`, a cached sample of that many epochs. The runs with neither are
-   * fetched in one request. A body's `sampled` says whether it may lack
-   * epochs; a sample that holds every epoch is cached as the whole series.
+   * `columns`, a cached reduction to a chart that many pixels wide, exact to
+   * the pixel (each column's extremes and non-finite values are in it; see
+   * http_api.md). The runs with neither are fetched in one request. A body's
+   * `sampled` says whether it lacks epochs (for the tooltip and the CSV); a
+   * reduction that lacks none is cached as the whole series.
    * @param {string} route
    * @param {string[]} runs
    * @param {Object<string, string>} params the route's other parameters
-   * @param {number} samples 0 for every epoch
+   * @param {number} columns 0 for every epoch
    * @return {Promise<Array<Object|null>>}
    */
-  multirun(route, runs, params, samples) {
+  multirun(route, runs, params, columns) {
     const id = `${route}\n${new URLSearchParams(params)}`;
     const key = (run, n) => `${run}\n${id}\n${n}`;
-    const cached = (run) => this.cache.get(key(run, 0)) || (samples ? this.cache.get(key(run, samples)) : null);
+    const cached = (run) => this.cache.get(key(run, 0)) || (columns ? this.cache.get(key(run, columns)) : null);
     const missing = runs.filter((run) => !cached(run));
     if (missing.length) {
       const query = new URLSearchParams(params);
-      if (samples) query.set('samples', String(samples));
+      if (columns) query.set('columns', String(columns));
       for (const run of missing) query.append('run', run);
-      const request = this.queue.run(samples > 0, () => getJson(`./${route}?${query}`));
+      const request = this.queue.run(columns > 0, () => getJson(`./${route}?${query}`));
       for (const run of missing) {
         const one = request.then((body) => body.runs[run] || skippedBody(body, run));
-        this.cache.set(key(run, samples), one);
+        this.cache.set(key(run, columns), one);
         // Only while still current: a poll may have dropped it, and a newer
         // read taken its place, meanwhile.
-        const current = () => this.cache.get(key(run, samples)) === one;
+        const current = () => this.cache.get(key(run, columns)) === one;
         one.then(
-            (body) => samples && !(body && body.sampled) && current() && !this.cache.has(key(run, 0)) &&
+            (body) => columns && !(body && body.sampled) && current() && !this.cache.has(key(run, 0)) &&
                 this.cache.set(key(run, 0), one),
-            () => current() && this.cache.delete(key(run, samples)));
+            () => current() && this.cache.delete(key(run, columns)));
       }
     }
     return Promise.all(runs.map(cached));
@@ -128,30 +135,30 @@ function skippedBody(body, run) {
 }
 
 /**
- * Runs at most `slots` requests at a time, samples before reads of every
+ * Runs at most `slots` requests at a time, reductions before reads of every
  * epoch. TensorBoard answers requests in Python threads that share one
  * interpreter lock: five reads at once each take longer than one after
- * another, and the samples the page draws first would wait for the long
+ * another, and the reductions the page draws first would wait for the long
  * reads.
  */
 class Queue {
   /** @param {number} slots */
   constructor(slots) {
     this.free = slots;
-    /** @type {Array<Array<function()>>} who waits: samples, then the rest */
+    /** @type {Array<Array<function()>>} who waits: reductions, then the rest */
     this.waiting = [[], []];
   }
 
   /**
-   * @param {boolean} sample whether `task` fetches a sample, which goes first
+   * @param {boolean} first whether `task` fetches a reduction, which goes first
    * @param {function(): Promise} task
    * @return {Promise}
    */
-  async run(sample, task) {
+  async run(first, task) {
     if (this.free > 0) {
       this.free -= 1;
     } else {
-      await new Promise((go) => this.waiting[sample ? 0 : 1].push(go));
+      await new Promise((go) => this.waiting[first ? 0 : 1].push(go));
     }
     try {
       return await task();
@@ -210,3 +217,56 @@ export function smooth(values, weight) {
     return last / (1 - weight ** count);
   });
 }
+
+/**
+ * The colours of a vector's elements in one run: a family of the run's
+ * colour, dark to light, so that each run keeps its hue and each element
+ * its own shade.
+ * @param {string} color the run's colour, '#rrggbb'
+ * @param {number} count
+ * @return {string[]}
+ */
+export function shades(color, count) {
+  if (count <= 1) return [color];
+  const [h, s] = hsl(color);
+  return Array.from({length: count}, (_, i) => {
+    const lightness = 28 + (44 * i) / (count - 1);
+    return `hsl(${h.toFixed(1)}, ${s.toFixed(1)}%, ${lightness.toFixed(1)}%)`;
+  });
+}
+
+function hsl(color) {
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(color.slice(i, i + 2), 16) / 255);
+  const max = Math.max(r, g, b);
+  const min = Math.min(r, g, b);
+  const l = (max + min) / 2;
+  const d = max - min;
+  if (!d) return [0, 0, l * 100];
+  const s = d / (1 - Math.abs(2 * l - 1));
+  const h = max === r ? ((g - b) / d) % 6 : max === g ? (b - r) / d + 2 : (r - g) / d + 4;
+  return [(h * 60 + 360) % 360, s * 100, l * 100];
+}
+
+/**
+ * The shown value of stored values under a display (see display.py):
+ * offset + scale * fn(inner_scale * stored + shift). Without a display, the
+ * values as they are.
+ * @param {Display|undefined} display
+ * @param {number[]} values
+ * @return {number[]}
+ */
+export function shown(display, values) {
+  if (!display) return values;
+  const fn = FUNCTIONS[display.fn];
+  return values.map((v) => display.offset + display.scale * fn(display.inner_scale * v + display.shift));
+}
+
+const FUNCTIONS = {
+  exp: Math.exp,
+  // log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|).
+  softplus: (x) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))),
+  sigmoid: (x) => {
+    const z = Math.exp(-Math.abs(x));
+    return x >= 0 ? 1 / (1 + z) : z / (1 + z);
+  },
+};

@@ -117,9 +117,13 @@ export function badge(status) {
  * the page fills its parts. `showWeights`, hidden but on a network's card,
  * sends its weights to the model panel.
  * @param {string} path
+ * `stored`, hidden but where a run shows the variable through a display
+ * (`LossParamTracker(display=...)`), switches the value chart to the value
+ * as stored.
  * @return {{root: HTMLElement, meta: HTMLElement, showWeights: HTMLButtonElement,
  *           legend: HTMLElement, help: HTMLElement, note: HTMLElement, valueTitle: HTMLElement,
- *           value: HTMLElement, gradient: HTMLElement, logY: HTMLInputElement}}
+ *           value: HTMLElement, gradient: HTMLElement, logY: HTMLInputElement,
+ *           stored: HTMLInputElement, storedLabel: HTMLElement}}
  */
 export function card(path) {
   const root = h('article', 'card');
@@ -135,7 +139,10 @@ export function card(path) {
   const legend = h('ul', 'legend');
   const help = h('div', 'help');
   const note = h('div', 'note');
-  const valueTitle = h('h4', '', 'value');
+  const valueTitle = h('span');
+  const stored = checkbox('stored value');
+  stored.label.hidden = true;
+  stored.label.title = 'Show the value as the loss stores it, before its display';
   const value = h('div', 'chart-host');
   value.dataset.chart = 'value';
   const gradient = h('div', 'chart-host');
@@ -143,16 +150,21 @@ export function card(path) {
   const logY = checkbox('log y');
   root.append(
     title, metaLine, legend, help, note,
-    valueTitle, value,
+    chartTitle(valueTitle, stored.label), value,
     chartTitle('gradient norm (mean over the epoch\'s steps)', logY.label), gradient,
   );
-  return {root, meta, showWeights, legend, help, note, valueTitle, value, gradient, logY: logY.input};
+  return {
+    root, meta, showWeights, legend, help, note, valueTitle, value, gradient, logY: logY.input,
+    stored: stored.input, storedLabel: stored.label,
+  };
 }
 
 /**
- * The legend of a card: per run, its colour, name, status badge and CSV link.
+ * The legend of a card: per run, its colour, name, status badge and CSV
+ * link; for a vector, its elements' shades, each named `[i]`.
  * @param {HTMLElement} host
- * @param {{run: string, color: string, status: string, csv: string}[]} rows
+ * @param {{run: string, color: string, status: string, csv: string,
+ *          elements: string[]}[]} rows `elements`: the elements' colours, in order
  */
 export function legend(host, rows) {
   host.replaceChildren(...rows.map((row) => {
@@ -163,8 +175,32 @@ export function legend(host, rows) {
     link.download = '';
     link.title = `Download ${row.run}'s series as CSV`;
     item.append(swatch(row.color), h('span', 'run-name', row.run), badge(row.status), link);
+    if (row.elements.length > 1) item.append(elementKey(row.elements));
     return item;
   }));
+}
+
+/** The most elements a legend names one by one; more are named by their first and last. */
+const NAMED_ELEMENTS = 16;
+
+/**
+ * The key of a vector's elements: a shade and `[i]` each, or for a long
+ * vector its first and last, dark to light.
+ * @param {string[]} colors
+ * @return {HTMLElement}
+ */
+function elementKey(colors) {
+  const key = h('span', 'elements');
+  const named = colors.length <= NAMED_ELEMENTS ? colors.map((c, i) => [c, i]) :
+      [[colors[0], 0], [colors[colors.length - 1], colors.length - 1]];
+  named.forEach(([color, i], n) => {
+    const element = h('span', 'element');
+    element.dataset.element = String(i);
+    element.append(swatch(color), `[${i}]`);
+    if (colors.length > NAMED_ELEMENTS && n === 1) key.append(` … `);
+    key.append(element);
+  });
+  return key;
 }
 
 /**
@@ -245,9 +281,15 @@ export function options(select, options, value = select.value) {
   if (options.flatMap((o) => o.options || [o]).some((o) => o.value === value)) select.value = value;
 }
 
+/**
+ * A chart's title with a control at its right.
+ * @param {string|HTMLElement} text
+ * @param {HTMLElement} control
+ * @return {HTMLElement}
+ */
 function chartTitle(text, control) {
-  const title = h('h4', '', text);
-  title.append(control);
+  const title = h('h4');
+  title.append(text, control);
   return title;
 }
 
