@@ -32,7 +32,9 @@ def epochs_for(epochs, scale):
     return max(1, round(epochs * scale))
 
 
-def fit_run(build, x, y, log_dir, name, *, fix, epochs, batch_size, learning_rate, verbose, seed=0):
+def fit_run(
+    build, x, y, log_dir, name, *, fix, epochs, batch_size, learning_rate, verbose, seed=0, display=None
+):
     """Trains a fresh model and loss from `build()`, tracked in `log_dir/name`.
 
     Args:
@@ -48,6 +50,8 @@ def fit_run(build, x, y, log_dir, name, *, fix, epochs, batch_size, learning_rat
         verbose: Keras's `verbose` for `fit` (0, 1 or 2); non-zero also prints a header.
         seed: Seeds Python, numpy and TensorFlow before building, so every
             variant starts from the same weights and sees the same batches.
+        display: The tracker's `display`: how the loss's latent parameters
+            are shown (the value the demo's answer speaks of).
 
     Returns:
         A `Fitted`.
@@ -61,7 +65,7 @@ def fit_run(build, x, y, log_dir, name, *, fix, epochs, batch_size, learning_rat
     # A second run into the same folder would add an event file whose steps
     # restart at 0 beside the old one; start each demo run clean instead.
     shutil.rmtree(run_dir, ignore_errors=True)
-    tracker = LossParamTracker(log_dir=run_dir)
+    tracker = LossParamTracker(log_dir=run_dir, display=display)
     if verbose:
         print(f"\n== {name} ({'make_trainable' if fix else 'loss as written'})", flush=True)
     start = time.perf_counter()

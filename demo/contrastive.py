@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from demo import _common
+from loss_param_tracker import Display
 
 NAME = "contrastive"
 LATENT = 8
@@ -35,6 +36,8 @@ BATCH_SIZE = 128
 LEARNING_RATE = 0.01
 INITIAL_SCALE = 1 / 0.07  # CLIP's initial temperature, 0.07
 MAX_SCALE = 100.0  # CLIP clamps the scale so the logits cannot blow up
+# The tab shows the scale, 14.3 -> 53.9, not the log the loss stores.
+DISPLAY = {"logit_scale": Display("exp", label="scale")}
 
 
 class ContrastiveLoss(keras.losses.Loss):
@@ -189,6 +192,7 @@ def run(log_dir="logs", scale=1.0, verbose=2):
         variant: _common.fit_run(
             builder(loss_class), x, y, log_dir, f"{NAME}_{variant}", fix=fix, epochs=epochs,
             batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, verbose=verbose,
+            display=DISPLAY,
         )
         for variant, (loss_class, fix) in variants.items()
     }

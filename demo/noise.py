@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from demo import _common
+from loss_param_tracker import Display
 
 NAME = "noise"
 SIGMA = 0.3  # the target's noise
@@ -30,6 +31,8 @@ SAMPLES = 4096
 EPOCHS = 150
 BATCH_SIZE = 128
 LEARNING_RATE = 0.01
+# The tab shows sigma = exp(s / 2), the learned noise, next to its log-variance.
+DISPLAY = {"log_var": Display("exp", inner_scale=0.5, label="sigma")}
 
 
 class GaussianNLL(keras.losses.Loss):
@@ -86,6 +89,7 @@ def run(log_dir="logs", scale=1.0, verbose=2):
         variant: _common.fit_run(
             build, x, y, log_dir, f"{NAME}_{variant}", fix=variant == "fixed", epochs=epochs,
             batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, verbose=verbose,
+            display=DISPLAY,
         )
         for variant in ("broken", "fixed")
     }

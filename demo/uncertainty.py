@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from demo import _common
+from loss_param_tracker import Display
 
 NAME = "uncertainty"
 SIGMAS = np.array([0.1, 0.3, 1.0], "float32")  # the noise of each task's target
@@ -27,6 +28,8 @@ SAMPLES = 4096
 EPOCHS = 100
 BATCH_SIZE = 128
 LEARNING_RATE = 0.01
+# The tab shows each task's sigma_i = exp(s_i / 2), next to the known noise.
+DISPLAY = {"log_vars": Display("exp", inner_scale=0.5, label="sigma")}
 
 
 class UncertaintyWeightedMSE(keras.losses.Loss):
@@ -86,6 +89,7 @@ def run(log_dir="logs", scale=1.0, verbose=2):
         variant: _common.fit_run(
             build, x, y, log_dir, f"{NAME}_{variant}", fix=variant == "fixed", epochs=epochs,
             batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, verbose=verbose,
+            display=DISPLAY,
         )
         for variant in ("broken", "fixed")
     }

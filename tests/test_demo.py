@@ -95,6 +95,27 @@ def test_contrastive_scale(demos):
     }
 
 
+def shown_variable(log_dir, result, variant):
+    run = load(os.path.join(log_dir, result["runs"][variant]))["train"]
+    return run.variables[result["variables"][variant]]
+
+
+def test_the_demos_show_the_values_their_answers_speak_of(demos):
+    log_dir, results, _ = demos
+    # CLIP's scale, not its log: from 1/0.07 = 14.3 to what the loss learned.
+    scale = shown_variable(log_dir, results["contrastive"], "fixed")
+    assert scale.display.label == "scale"
+    assert scale.shown_initial == pytest.approx(contrastive.INITIAL_SCALE, rel=1e-6)
+    assert scale.shown[-1] == pytest.approx(results["contrastive"]["learned"]["fixed"], rel=1e-5)
+    # Each task's sigma, near the noise it was generated with.
+    for name in ("uncertainty", "noise"):
+        sigma = shown_variable(log_dir, results[name], "fixed")
+        assert sigma.display.label == "sigma"
+        np.testing.assert_allclose(sigma.shown[-1], np.exp(0.5 * sigma.value[-1]), rtol=1e-12)
+        noise = np.exp(0.5 * np.atleast_1d(results[name]["analytic"]["noise"]))
+        np.testing.assert_allclose(np.atleast_1d(sigma.shown[-1]), noise, rtol=NOISE_TOLERANCE)
+
+
 def test_broken_runs_warn(demos):
     _, results, messages = demos
     for name, result in results.items():
