@@ -164,7 +164,7 @@ def test_series_multirun_columns_keep_a_one_epoch_spike_and_nan(long_client):
     full = get_json(long_client, "series_multirun", variable=VARIABLE, run=[SPIKY, CALM])
     assert sorted(body["runs"]) == [CALM, SPIKY] and body["skipped"] == []
     spiky = body["runs"][SPIKY]
-    assert (spiky["sampled"], spiky["columns"]) == (True, 100)
+    assert (spiky["sampled"], spiky["columns"], spiky["epochs"]) == (True, 100, EPOCHS)
     assert len(spiky["steps"]) <= 500, f"{len(spiky['steps'])} of {EPOCHS} epochs for 100 columns"
     assert spiky["value"][0][spiky["steps"].index(SPIKE)] == 50.0, "the spike is in the view"
     assert spiky["grad_norm"]["mean"][spiky["steps"].index(NAN)] == "NaN", "so is the NaN"
@@ -191,7 +191,7 @@ def test_weights_columns_keep_a_one_epoch_spike_of_the_models_norm(long_client):
 def test_columns_as_wide_as_the_run_keep_every_epoch(long_client):
     full = get_json(long_client, "series", run=SPIKY, variable=VARIABLE)
     wide = get_json(long_client, "series", run=SPIKY, variable=VARIABLE, columns=str(EPOCHS))
-    assert (wide.pop("columns"), wide) == (EPOCHS, full), "nothing dropped, not sampled"
+    assert (wide.pop("columns"), wide.pop("epochs"), wide) == (EPOCHS, EPOCHS, full), "nothing dropped, not sampled"
 
 
 @pytest.mark.parametrize("columns", ["0", "-1", "abc", str(10**6), "100001", "9" * 5000, "1.5", ""])

@@ -312,15 +312,16 @@ def _reduced(steps, arrays, samples, columns):
 
     Returns:
         The steps, the arrays, and `{"sampled": bool}`, with `"columns": N`
-        when `columns` was given.
+        and `"epochs"`, how many epochs were read, when `columns` was given.
     """
     sampled = bool(samples) and len(steps) >= samples
     if not columns:
         return steps, arrays, {"sampled": sampled}
+    epochs = len(steps)
     keep = decimate.keep_indices(steps, list(arrays.values()), columns)
     if len(keep) < len(steps):
         steps, arrays, sampled = steps[keep], {key: values[keep] for key, values in arrays.items()}, True
-    return steps, arrays, {"sampled": sampled, "columns": columns}
+    return steps, arrays, {"sampled": sampled, "columns": columns, "epochs": epochs}
 
 
 def _variables(tags, diagnosis):

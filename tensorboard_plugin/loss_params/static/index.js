@@ -247,20 +247,20 @@ class Page {
     }
     // The user may have changed the selection while this was in flight.
     if (token !== card.token) return;
-    let sampled;
+    let more;
     try {
-      sampled = this.drawSeries(card, path, wanted, bodies);
+      more = this.drawSeries(card, path, wanted, bodies);
     } catch (error) {
       // One card that cannot draw says so, and leaves the others drawn.
       failed(card.ui.root, card.ui.note, 'Could not draw this card', error);
       return;
     }
-    if (sampled) this.drawCard(path);
+    if (more) this.drawCard(path);
   }
 
   /**
-   * Draws a card's charts from the bodies of its runs; returns whether they
-   * are reductions that left epochs out (see markSampled).
+   * Draws a card's charts from the bodies of its runs; returns whether every
+   * epoch is to be read after them (see markSampled).
    */
   drawSeries(card, path, wanted, bodies) {
     delete card.ui.root.dataset.error;
@@ -361,19 +361,19 @@ class Page {
       return;
     }
     if (token !== this.weightsToken) return;
-    let sampled;
+    let more;
     try {
-      sampled = this.drawWeightCharts(layer, runs, data);
+      more = this.drawWeightCharts(layer, runs, data);
     } catch (error) {
       failed(this.ui.weights, this.weights.note, 'Could not draw the weights', error);
       return;
     }
-    if (sampled) this.drawWeights();
+    if (more) this.drawWeights();
   }
 
   /**
    * Draws the model panel's charts from the bodies of `runs`; returns
-   * whether they are reductions that left epochs out (see markSampled).
+   * whether every epoch is to be read after them (see markSampled).
    */
   drawWeightCharts(layer, runs, data) {
     delete this.ui.weights.dataset.error;
@@ -523,10 +523,18 @@ function indexOfStep(steps, step) {
 }
 
 /**
+ * The most values a card or the model panel reads for every epoch at once
+ * (about 20 MB of JSON). Past it the reduction drawn stays: it is exact at
+ * the chart's width, and a tooltip names an epoch it drew (a pixel column
+ * holds at most four).
+ */
+const FULL_READ_VALUES = 2_000_000;
+
+/**
  * Marks `root` (data-sampled) and says in `note` when the drawn bodies are
  * reductions that left epochs out (the drawing is exact; the tooltip lacks
- * those epochs); returns whether they are, in which case every epoch is to
- * follow.
+ * those epochs); returns whether every epoch is to follow, as it does but
+ * for a very large card (see FULL_READ_VALUES).
  * @param {HTMLElement} root
  * @param {HTMLElement} note
  * @param {Object[]} bodies
@@ -535,10 +543,27 @@ function indexOfStep(steps, step) {
 function markSampled(root, note, bodies) {
   const sampled = bodies.some((body) => body.sampled);
   root.dataset.sampled = String(sampled);
-  if (sampled) {
-    note.textContent = 'Drawn from the extremes of each pixel column; loading every epoch for the tooltip…';
-  }
-  return sampled;
+  if (!sampled) return false;
+  const values = bodies.reduce((n, body) => n + (body.epochs || body.steps.length) * arraysOf(body), 0);
+  const more = values <= FULL_READ_VALUES;
+  note.textContent = more ?
+    'Drawn from the extremes of each pixel column; loading every epoch for the tooltip…' :
+    `Drawn from the extremes of each pixel column, exact at this width; the tooltip names the epochs ` +
+    `drawn (every epoch, ${values.toLocaleString()} values, is more than the tab loads; the CSV has them).`;
+  return more;
+}
+
+/**
+ * How many per-epoch arrays a /series or /weights body holds.
+ * @param {Object} body
+ * @return {number}
+ */
+function arraysOf(body) {
+  const fields = (group) => Object.keys(group || {}).length;
+  return (body.value || []).length + fields(body.stats) + fields(body.grad_norm) + fields(body.norms) +
+      (body.distribution ? body.distribution.values.length : 0) +
+      ['norm', 'grad_norm_mean', 'grad_norm_max', 'update_ratio'].filter((f) => f in body).length +
+      fields(body.global_grad_norm);
 }
 
 /**
