@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tensorboard_plugin.loss_params import metadata, summary
+from tensorboard_plugin.loss_params import bodies, metadata, summary
 from tensorboard_plugin.loss_params.decimate import keep_indices
 from tests.test_plugin import PREFIX, assert_float32_equal, get_json, make_client
 
@@ -192,6 +192,17 @@ def test_columns_as_wide_as_the_run_keep_every_epoch(long_client):
     full = get_json(long_client, "series", run=SPIKY, variable=VARIABLE)
     wide = get_json(long_client, "series", run=SPIKY, variable=VARIABLE, columns=str(EPOCHS))
     assert (wide.pop("columns"), wide.pop("epochs"), wide) == (EPOCHS, EPOCHS, full), "nothing dropped, not sampled"
+
+
+def test_a_reduction_that_would_keep_most_epochs_sends_every_one(long_client):
+    # Six epochs a column: each series' first, last, lowest and highest are up
+    # to four of them, more than half, so the tab would only read them again.
+    full = get_json(long_client, "series", run=SPIKY, variable=VARIABLE)
+    columns = EPOCHS // 6
+    kept = keep_indices(np.asarray(full["steps"]), [np.asarray(full["value"][0])], columns)
+    assert EPOCHS * bodies.KEEP_ALL_ABOVE < len(kept) < EPOCHS, "the case is the one meant"
+    most = get_json(long_client, "series", run=SPIKY, variable=VARIABLE, columns=str(columns))
+    assert (most.pop("columns"), most.pop("epochs"), most) == (columns, EPOCHS, full)
 
 
 @pytest.mark.parametrize("columns", ["0", "-1", "abc", str(10**6), "100001", "9" * 5000, "1.5", ""])

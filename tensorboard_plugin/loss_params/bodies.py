@@ -302,12 +302,17 @@ def series_csv(body):
     return out.getvalue()
 
 
+# The share of its epochs above which a reduction is not worth making.
+KEEP_ALL_ABOVE = 0.5
+
+
 def _reduced(steps, arrays, samples, columns):
     """`steps` and `arrays` (`{key: [steps, ...] array}`) as a body gives them, and its `sampled` (and `columns`).
 
     With `columns`, only the steps a chart that wide needs to draw every
-    array exactly (see `decimate`), every array sliced alike; `sampled` then
-    says whether any step was dropped. Read with `samples`, it says whether
+    array exactly (see `decimate`), every array sliced alike, or every step
+    where those are more than half (`KEEP_ALL_ABOVE`); `sampled` then says
+    whether any step was dropped. Read with `samples`, it says whether
     the series may lack epochs: the provider gave back as many as asked.
 
     Returns:
@@ -319,7 +324,9 @@ def _reduced(steps, arrays, samples, columns):
         return steps, arrays, {"sampled": sampled}
     epochs = len(steps)
     keep = decimate.keep_indices(steps, list(arrays.values()), columns)
-    if len(keep) < len(steps):
+    # A reduction that keeps most epochs saves little of the body, and would
+    # make the tab read the series again for its tooltip: every epoch it is.
+    if len(keep) <= epochs * KEEP_ALL_ABOVE:
         steps, arrays, sampled = steps[keep], {key: values[keep] for key, values in arrays.items()}, True
     return steps, arrays, {"sampled": sampled, "columns": columns, "epochs": epochs}
 

@@ -21,7 +21,7 @@ const PALETTE = [
 
 export class Store {
   constructor() {
-    this.queue = new Queue(2);
+    this.queue = new Queue(4);
     /** @type {Map<string, Promise<Object>>} */
     this.cache = new Map();
     /** @type {Map<string, string>} last diagnosis seen per run: its step and time */
@@ -137,9 +137,10 @@ function skippedBody(body, run) {
 /**
  * Runs at most `slots` requests at a time, reductions before reads of every
  * epoch. TensorBoard answers requests in Python threads that share one
- * interpreter lock: five reads at once each take longer than one after
- * another, and the reductions the page draws first would wait for the long
- * reads.
+ * interpreter lock, while its data server reads in a process of its own:
+ * four at once keep both busy (the first view's cards and panel ask nearly
+ * together), more only take turns at the lock, and the reductions the page
+ * draws first would wait behind long reads.
  */
 class Queue {
   /** @param {number} slots */
