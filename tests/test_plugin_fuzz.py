@@ -123,7 +123,7 @@ NUMBERS = st.one_of(
 RAW = st.sampled_from(["%", "%zz", "%0", "%ff%fe", "%00", "%c3%28", "%ed%a0%80", "%252e", "+", "%2B", "=",
                        "==", ";", "&", "#", "%26", "%3D", "\\"])
 FORMATS = st.sampled_from(["csv", "json", "junk", "CSV", "", "csv\x00", "json "])
-KNOWN_NAMES = ["run", "variable", "layer", "samples", "columns", "format"]
+KNOWN_NAMES = ["run", "variable", "layer", "place", "samples", "columns", "format"]
 NAMES = st.one_of(
     st.sampled_from(KNOWN_NAMES + ["Run", "run[]", "run ", "samples[]", "experiment", "_"]).map(_encode),
     TEXT.map(_encode),

@@ -167,16 +167,19 @@ def test_the_fix_trains_log_var(readme):
     run2 = ns["loss_param_tracker"].load("logs/run2")["train"]
     log_var = run2.variables["loss/GaussianNLL/log_var"]
     assert log_var.status.tolist() == ["training"] * 20  # "# log_var: training"
-    assert log_var.value[-1] != 0.0 and log_var.value[-1] == pytest.approx(float(loss.log_var.numpy()))
+    # Where run2 ended, the next fit of the same model (the display example's) began.
+    assert log_var.value[-1] != 0.0 and log_var.value[-1] == pytest.approx(ns["noise"].initial)
 
 
 def test_saved_model_loads_with_the_trained_log_var(readme):
     ns = readme.namespace
     assert (readme.directory / "m.keras").is_file()
-    trained, loaded = ns["loss"].log_var, ns["loaded"]
-    assert float(trained.numpy()) != 0.0
+    # Saved after run2 (later blocks train `model` further): its last epoch's value.
+    trained = load(readme.directory / "logs" / "run2")["train"].variables["loss/GaussianNLL/log_var"].value[-1]
+    loaded = ns["loaded"]
+    assert trained != 0.0
     assert isinstance(loaded.loss, ns["GaussianNLL"]) and loaded.loss is not ns["loss"]
-    np.testing.assert_array_equal(loaded.loss.log_var.numpy(), trained.numpy())
+    np.testing.assert_array_equal(loaded.loss.log_var.numpy(), trained)
     # "attached to `loaded`: loaded.fit(x, y) trains it further"
     assert attached_variables(loaded) == [loaded.loss.log_var]
     before = float(loaded.loss.log_var.numpy())
@@ -231,7 +234,8 @@ def test_report_command_on_the_readme_logs(readme):
         run: [row["status"] for row in report["variables"]]
         for run, report in json.loads(done.stdout)["runs"].items()
     }
-    assert statuses == {"run1/train": ["not_updated"], "run2/train": ["training"], "mirrored/train": ["training"]}
+    assert statuses == {"run1/train": ["not_updated"], "run2/train": ["training"], "run3/train": ["training"],
+                        "mirrored/train": ["training"]}
 
 
 def test_the_strategy_example_trains_and_logs_its_gradients(readme):
@@ -241,3 +245,13 @@ def test_the_strategy_example_trains_and_logs_its_gradients(readme):
     assert log_var.status.tolist() == ["training", "training"]
     assert np.isfinite(log_var.grad_norm).all() and (log_var.grad_norm > 0).all()
     assert np.isfinite(run.grad_norm[1]).all()
+
+
+def test_the_display_example_records_sigma_beside_the_stored_log_var(readme):
+    noise = readme.namespace["noise"]
+    assert noise.display == readme.namespace["Display"]("exp", inner_scale=0.5, label="sigma")
+    assert len(noise.value) == 5 and len(set(noise.value.tolist())) == 5, "it trained, as stored"
+    # "exp(0.5 * noise.value), per epoch"
+    np.testing.assert_allclose(noise.shown, np.exp(0.5 * noise.value), rtol=1e-6)
+    assert noise.shown_initial == pytest.approx(np.exp(0.5 * noise.initial))
+    assert not [w for w in readme.warnings[readme.block_with("logs/run3")] if issubclass(w.category, LossParamWarning)]
