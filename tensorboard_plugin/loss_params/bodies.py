@@ -422,8 +422,7 @@ def _fields(kind, values):
 
 
 def _union_steps(data):
-    steps = [s for s, _ in data]
-    return np.unique(np.concatenate(steps)) if steps else np.zeros(0, np.int64)
+    return series_lib.union_of_steps([s for s, _ in data])
 
 
 def _align(steps, own_steps, values):

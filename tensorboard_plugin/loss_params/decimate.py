@@ -71,7 +71,9 @@ def keep_indices(steps, arrays, columns):
             first(~finite), last(~finite),
         )
     ])
-    return np.unique(kept[(kept >= 0) & (kept < n)])
+    keep = np.zeros(n, dtype=bool)
+    keep[kept[(kept >= 0) & (kept < n)]] = True
+    return np.flatnonzero(keep)
 
 
 def _column_of(steps, columns):

@@ -259,7 +259,7 @@ def assemble(series, columns):
         lacks a step; a column whose field is not among these (the element
         of another shape) is left out.
     """
-    steps = np.unique(np.concatenate([s for s, _ in columns.values()] or [np.zeros(0, np.int64)]))
+    steps = union_of_steps([s for s, _ in columns.values()])
     fields = metadata.fields(series.kind, series.shape)
     values = np.full((len(steps), len(fields)), np.nan)
     for i, field in enumerate(fields):
@@ -267,6 +267,16 @@ def assemble(series, columns):
             own_steps, own_values = columns[field]
             values[np.searchsorted(steps, own_steps), i] = own_values
     return steps, values
+
+
+def union_of_steps(arrays):
+    """The sorted union of some step arrays: the first itself where all are the same, as they usually are."""
+    if not arrays:
+        return np.zeros(0, np.int64)
+    first = arrays[0]
+    if np.all(first[1:] > first[:-1]) and all(np.array_equal(a, first) for a in arrays[1:]):
+        return first
+    return np.unique(np.concatenate(arrays))
 
 
 def stack(values):
