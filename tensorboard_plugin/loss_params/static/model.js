@@ -21,7 +21,7 @@ const PALETTE = [
 
 export class Store {
   constructor() {
-    this.queue = new Queue(4);
+    this.queue = new Queue(5);
     /** @type {Map<string, Promise<Object>>} */
     this.cache = new Map();
     /** @type {Map<string, string>} last diagnosis seen per run: its step and time */
@@ -135,12 +135,13 @@ function skippedBody(body, run) {
 }
 
 /**
- * Runs at most `slots` requests at a time, reductions before reads of every
- * epoch. TensorBoard answers requests in Python threads that share one
- * interpreter lock, while its data server reads in a process of its own:
- * four at once keep both busy (the first view's cards and panel ask nearly
- * together), more only take turns at the lock, and the reductions the page
- * draws first would wait behind long reads.
+ * Runs at most `slots` requests at a time, reductions first: a read of every
+ * epoch starts only while no reduction is running or waiting. TensorBoard
+ * answers requests in Python threads that share one interpreter lock, while
+ * its data server reads in a process of its own: five at once let the first
+ * view (four cards and the model panel in a window of usual size) ask
+ * together, more would only take turns at the lock, and a long read beside
+ * them would delay the reductions the page draws first.
  */
 class Queue {
   /** @param {number} slots */
@@ -148,6 +149,8 @@ class Queue {
     this.free = slots;
     /** @type {Array<Array<function()>>} who waits: reductions, then the rest */
     this.waiting = [[], []];
+    /** how many of each run */
+    this.running = [0, 0];
   }
 
   /**
@@ -156,17 +159,29 @@ class Queue {
    * @return {Promise}
    */
   async run(first, task) {
-    if (this.free > 0) {
-      this.free -= 1;
-    } else {
-      await new Promise((go) => this.waiting[first ? 0 : 1].push(go));
-    }
+    const kind = first ? 0 : 1;
+    await new Promise((go) => {
+      this.waiting[kind].push(go);
+      this.start();
+    });
     try {
       return await task();
     } finally {
-      const next = this.waiting[0].shift() || this.waiting[1].shift();
-      if (next) next(); // hands this slot over
-      else this.free += 1;
+      this.running[kind] -= 1;
+      this.free += 1;
+      this.start();
+    }
+  }
+
+  /** Starts what may start now. */
+  start() {
+    while (this.free > 0) {
+      const kind = this.waiting[0].length ? 0 :
+        this.waiting[1].length && !this.running[0] ? 1 : -1;
+      if (kind < 0) return;
+      this.free -= 1;
+      this.running[kind] += 1;
+      this.waiting[kind].shift()();
     }
   }
 }
