@@ -1,8 +1,9 @@
 """model.js's Store in real Chromium: the order its requests go out in.
 
-The page's `fetch` is replaced by one that records each request and answers
-it only when the test says, so what is in flight at each moment is read back
-exactly, with no timing involved.
+The page's `fetch` is replaced by one that records each request of the
+test's variables and answers it only when the test says, so what is in flight
+at each moment is read back exactly, with no timing involved. The tab's own
+requests (its polling of `/runs`, say) still go to the server.
 """
 
 import pytest
@@ -19,12 +20,17 @@ ORDER = """async (steps) => {
     const {Store} = await import('./static/model.js');
     const started = [];
     const answers = new Map();
-    window.fetch = (url) => new Promise((resolve) => {
+    const ours = new Set(['a', 'b', 'c', 'd', 'e', 'f', 'x', 'y']);
+    const serverFetch = window.fetch;
+    window.fetch = (url, ...rest) => {
         const variable = new URL(url, location.href).searchParams.get('variable');
+        return ours.has(variable) ? held(variable) : serverFetch(url, ...rest);
+    };
+    const held = (variable) => new Promise((resolve) => {
         started.push(variable);
         answers.set(variable, () => resolve(new Response('{"runs": {}, "skipped": []}')));
     });
-    const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
     const store = new Store();
     const bodies = [
         ...['a', 'b', 'c', 'd', 'e', 'f'].map((v) => store.series(['run'], v, 300)),

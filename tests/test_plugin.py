@@ -8,6 +8,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -136,7 +137,13 @@ def test_runs_follow_a_run_that_writes_its_epochs_again(tmp_path, monkeypatch):
     assert calls == ["list_tensors"], "nothing new written: one small call"
 
     # Resumed from epoch 1 with the fix: epochs 1 and 2 written again, the
-    # last step unchanged.
+    # last step unchanged. TensorBoard reads a run's event files in the order
+    # of their names, `events.out.tfevents.<second>.<host>.<pid>.<count>`: in
+    # one second of one process, a count of 10 sorts before 9, so the resumed
+    # file is started in a later second than the first.
+    (first,) = (tmp_path / "resumed" / "train").glob("events.out.tfevents.*")
+    while int(time.time()) <= int(first.name.split(".")[3]):
+        time.sleep(0.05)
     compile_fixed(model, loss, learning_rate=0.01)
     fit(model, loss, str(tmp_path / "resumed"), epochs=3, initial_epoch=1)
     client.reload()
@@ -481,6 +488,7 @@ def test_loader_keeps_every_point_unless_the_user_says_otherwise():
 def test_entry_point_imports_and_serves_without_tensorflow(dashboard_logdir):
     script = f"""
 import sys
+import time
 sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
 from importlib.metadata import entry_points
 (entry,) = [e for e in entry_points(group="tensorboard_plugins") if e.name == "loss_params"]
