@@ -148,13 +148,7 @@ def read(data_provider, ctx, experiment_id, wanted, downsample=ALL_POINTS, *, by
         if scalar:
             data = _read_scalars(data_provider, ctx, experiment_id, run_tag_filter, downsample)
         else:
-            data = data_provider.read_tensors(
-                ctx,
-                experiment_id=experiment_id,
-                plugin_name=metadata.PLUGIN_NAME,
-                downsample=downsample,
-                run_tag_filter=run_tag_filter,
-            )
+            data = _provider_read(data_provider.read_tensors, ctx, experiment_id, run_tag_filter, downsample)
         for run, series in wanted.items():
             points = data.get(run, {})
             for s in series:
@@ -196,17 +190,22 @@ def _read_scalars(data_provider, ctx, experiment_id, run_tag_filter, downsample)
             pass  # the server refused: the provider's call says so, as TensorBoard's errors
         except Exception as error:  # noqa: BLE001 - the provider's own path still works
             _log_slow_path(f"{type(error).__name__}: {error}")
-    data = data_provider.read_scalars(
+    data = _provider_read(data_provider.read_scalars, ctx, experiment_id, run_tag_filter, downsample)
+    return {
+        run: {tag: _by_step(points, scalar=True) for tag, points in tags.items()}
+        for run, tags in data.items()
+    }
+
+
+def _provider_read(read, ctx, experiment_id, run_tag_filter, downsample):
+    """A data provider's `read_scalars` or `read_tensors` of this plugin's series."""
+    return read(
         ctx,
         experiment_id=experiment_id,
         plugin_name=metadata.PLUGIN_NAME,
         downsample=downsample,
         run_tag_filter=run_tag_filter,
     )
-    return {
-        run: {tag: _by_step(points, scalar=True) for tag, points in tags.items()}
-        for run, tags in data.items()
-    }
 
 
 def _grpc_stub(data_provider):
