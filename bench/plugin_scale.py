@@ -119,7 +119,7 @@ def latencies(board, routes, repeats):
 def draw_times(board, runs, repeats):
     """Opens the tab cold in Chromium, `repeats` times.
 
-    Returns the medians, in s from navigation, of: the first view's data
+    Returns the times of each open, in s from navigation, of: the first view's data
     arrived (the run listing and the reductions the cards in view and the model
     panel draw first), those drawn, and every epoch drawn (the cards complete).
     """
@@ -162,7 +162,7 @@ def draw_times(board, runs, repeats):
             complete.append(every["now"] / 1000)
             page.context.close()
         browser.close()
-    return statistics.median(first_data), statistics.median(first_drawn), statistics.median(complete)
+    return first_data, first_drawn, complete
 
 
 def measure(log_dir, load_fast, runs, epochs, variables, repeats):
@@ -241,8 +241,11 @@ def main():
                            (f"loss_params /series_multirun x{args.runs} columns={COLUMNS}", multirun_peer)]:
             print(f"  {ours} p50 / {peer} p50: {route_times[ours][0] / route_times[peer][0]:.2f}")
         if tab is not None:
-            print(f"  tab opened cold (median of {args.repeats}): first view's data {tab[0]:.2f} s, "
-                  f"first view drawn (exact extremes) {tab[1]:.2f} s, complete {tab[2]:.2f} s")
+            data, drawn, complete = (statistics.median(times) for times in tab)
+            print(f"  tab opened cold (median of {args.repeats}): first view's data {data:.2f} s, "
+                  f"first view drawn (exact extremes) {drawn:.2f} s, complete {complete:.2f} s")
+            for name, times in zip(("data", "drawn", "complete"), tab):
+                print(f"    each open, {name:8s}: {' '.join(f'{t:.2f}' for t in times)}")
 
 
 if __name__ == "__main__":
