@@ -20,7 +20,9 @@ ORDER = """async (steps) => {
     const {Store} = await import('./static/model.js');
     const started = [];
     const answers = new Map();
-    const ours = new Set(['a', 'b', 'c', 'd', 'e', 'f', 'x', 'y']);
+    const reductions = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const everyEpoch = ['x', 'y'];
+    const ours = new Set([...reductions, ...everyEpoch]);
     const serverFetch = window.fetch;
     window.fetch = (url, ...rest) => {
         const variable = new URL(url, location.href).searchParams.get('variable');
@@ -33,8 +35,8 @@ ORDER = """async (steps) => {
     const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
     const store = new Store();
     const bodies = [
-        ...['a', 'b', 'c', 'd', 'e', 'f'].map((v) => store.series(['run'], v, 300)),
-        ...['x', 'y'].map((v) => store.series(['run'], v, 0)),
+        ...reductions.map((v) => store.series(['run'], v, 300)),
+        ...everyEpoch.map((v) => store.series(['run'], v, 0)),
     ];
     await settle();
     const seen = [[...started]];

@@ -488,7 +488,6 @@ def test_loader_keeps_every_point_unless_the_user_says_otherwise():
 def test_entry_point_imports_and_serves_without_tensorflow(dashboard_logdir):
     script = f"""
 import sys
-import time
 sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
 from importlib.metadata import entry_points
 (entry,) = [e for e in entry_points(group="tensorboard_plugins") if e.name == "loss_params"]
