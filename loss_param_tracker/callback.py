@@ -32,6 +32,14 @@ SAMPLE_SIZE = 1 << 16
 # A model weight is read in chunks of this many elements (4 MB of float32),
 # never whole: the host holds one chunk of it at a time.
 CHUNK_SIZE = 1 << 20
+# On a long first epoch, the tracker looks once after this many training
+# steps at the loss variables the optimizer is not handed, and says which
+# nothing has moved so far: hours before the epoch's end.
+EARLY_STEPS = 200
+
+
+# Paths of the variables given as compile(loss_weights=...).
+LOSS_WEIGHTS_PREFIX = f"{discovery.LOSS_PREFIX}/loss_weights"
 
 
 class LossParamWarning(UserWarning):
@@ -94,7 +102,7 @@ class Snapshot:
     @classmethod
     def of(cls, variable):
         """Reads `variable` chunk by chunk, keeping only what the snapshot holds."""
-        size = math.prod(variable.shape)
+        size = _size(variable)
         if size <= SAMPLE_SIZE:  # the common case, in few numpy calls
             sample = np.ravel(variable.numpy()).astype(np.float64)
             squares = np.square(sample)
@@ -147,7 +155,8 @@ class Record:
 
     @property
     def status(self):
-        return self.diagnosis.status
+        """The status, or `None` where nothing was observed yet that gives one."""
+        return self.diagnosis.status if self.diagnosis else None
 
 
 class LossParamTracker(keras.callbacks.Callback):
@@ -167,11 +176,19 @@ class LossParamTracker(keras.callbacks.Callback):
 
     Statuses (`tracker.diagnosis`, `{path: status}` for the last epoch):
     `training`, `not_updated`, `no_gradient`, `zero_gradient`, `non_finite`,
-    `frozen`, from what was observed: a value that moved is never
-    `not_updated`, and each status comes with the fix for its cause. A loss
-    variable the optimizer is not handed is warned about before the first
-    batch, with the fix; the other warnings come at the end of the epoch
-    where they appear, once per variable and fit.
+    `frozen`, only from what was observed: a variable seen to move at any
+    time, by anything (the optimizer, a second optimizer, a callback at an
+    epoch's begin or end, an assign in the loss), is never `not_updated`,
+    and each status comes with the fix for its cause. Before the first step
+    the tracker only says, at INFO level, which loss variables the optimizer
+    is not handed. An epoch's statuses are settled, warned about (once per
+    variable and fit) and written once every callback's `on_epoch_end` has
+    run, at the next epoch's start or at the end of `fit`; on a first epoch
+    longer than `EARLY_STEPS` steps, a loss variable that nothing has moved
+    by then is warned about at that step. A variable `make_trainable`
+    attached is checked on the first steps: when the objective has no
+    gradient for it, the fix did not reach the code that reads it, and the
+    warning says so.
 
     Gradients are taken inside the real training steps (the default
     `train_step` or a custom one that calls `compute_loss` or the compiled
@@ -276,6 +293,12 @@ class LossParamTracker(keras.callbacks.Callback):
         self._epoch_offset = None
         self._batch_sums = None
         self._start = {}
+        self._steps = 0  # training steps of the current epoch
+        self._epochs = 0  # epochs begun in this fit
+        self._last = {}  # {key: Snapshot}: the last look at each variable the optimizer is not handed
+        self._moved = set()  # keys seen to move in this fit, by anything
+        self._moved_now = set()  # keys seen to move since the last epoch's end
+        self._pending = None  # (step, records) of an epoch whose statuses wait for every on_epoch_end
         # One writer per run, as keras.callbacks.TensorBoard: under several
         # workers the chief; the others diagnose alike and write nothing.
         self._writes = _writes_summaries(self.model)
@@ -298,17 +321,30 @@ class LossParamTracker(keras.callbacks.Callback):
                 "model's weights only. Pass variables=[...] for variables discovery "
                 "cannot see (closure variables of a plain-function loss)."
             )
-        self._warn_unregistered()
+        with self._survive("looking at the loss variables"):
+            self._look()
+            self._say_unregistered()
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._settle()
         if self._epoch_offset is None:
             behind = -1 if self._last_step is None else self._last_step - epoch
             self._epoch_offset = max(0, behind + 1)
         self._batch_sums = None
+        self._steps = 0
+        self._epochs += 1
         with self._survive("starting the epoch"):
             if self._capture is not None:
                 self._capture.reset()
-            self._start = {t.key: Snapshot.of(t.variable) for t in self._all_tracked()}
+            self._start = self._snapshots(self._all_tracked())
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Counting costs no device read: Keras keeps dispatching steps
+        # asynchronously, which only batch *end* hooks prevent.
+        self._steps += 1
+        if self._steps == EARLY_STEPS + 1 and self._epochs == 1:
+            with self._survive("looking at the loss variables"):
+                self._look_early()
 
     def _on_train_batch_end(self, batch, logs=None):
         self._batch_step += 1
@@ -324,17 +360,15 @@ class LossParamTracker(keras.callbacks.Callback):
             self._discover_created()
             self._warn_unmatched_display()
             records = self._collect()
-            # A network's weights are logged one by one, and diagnosed as one.
-            records += self._network_records(records)
-            diagnosed = [r for r in records if r.tracked.network is None]
-            self.diagnosis = {r.tracked.path: r.status for r in diagnosed}
-            self._warn(diagnosed)
             self._warn_capture_problems(trained=bool(logs))
         if records is not None:
+            self._pending = (step, records)
             with self._survive("writing summaries"):
-                self._write_epoch(step, records)
+                # A network's weights are logged one by one, and diagnosed as one.
+                self._write_epoch(step, records + self._network_records(records))
 
     def on_train_end(self, logs=None):
+        self._settle()
         if self._capture is not None:
             with self._survive("removing the gradient capture"):
                 self._capture.release()
@@ -404,23 +438,39 @@ class LossParamTracker(keras.callbacks.Callback):
         return self._capture.read([t.key for t in tracked])
 
     def _collect(self):
-        """Returns a `Record` for every tracked variable; a model weight is read once, in chunks."""
+        """Returns a `Record` for every tracked variable; a model weight is read once, in chunks.
+
+        A variable that cannot be read or summarised is named once and left
+        out: it never costs the others their records.
+        """
         tracked = self._all_tracked()
         grads = self._gradient_stats(tracked)
-        registered = {discovery.variable_key(v) for v in self.model.trainable_variables}
-        return [self._record(t, grads[t.key], t.key in registered) for t in tracked]
+        registered = self._registered()
+        attached = {discovery.variable_key(v) for v in discovery.attached_variables(self.model)}
+        records = []
+        for t in tracked:
+            with self._survive_variable(t):
+                records.append(self._record(t, grads[t.key], t.key in registered, t.key in attached))
+        self._moved_now = set()
+        return records
 
-    def _record(self, t, stats, registered):
+    def _record(self, t, stats, registered, attached):
         start, end = self._start.get(t.key), Snapshot.of(t.variable)
+        if not registered:
+            self._note_look(t.key, end)
+        changed = None if start is None else start.changed(end)
         observation = diagnosis_lib.Observation(
             trainable=t.trainable,
             seen_by_optimizer=stats.seen_by_optimizer if stats.steps else registered,
             value_finite=end.finite,
-            value_changed=None if start is None else start.changed(end),
-            steps=stats.steps,
+            value_changed=changed if registered else (t.key in self._moved_now or bool(changed)),
+            steps=self._steps,
             has_gradient=stats.has_gradient,
             grad_norm_mean=stats.mean,
             grad_norm_max=stats.max,
+            moved_before=t.key in self._moved,
+            attached=attached,
+            loss_weight=t.path.startswith(LOSS_WEIGHTS_PREFIX),
         )
         diagnosis = diagnosis_lib.diagnose(observation)
         if t.role == metadata.ROLE_LOSS:
@@ -467,16 +517,17 @@ class LossParamTracker(keras.callbacks.Callback):
         values = []
         weights = []
         for r in records:
-            if r.tracked.path in self._networks:
-                values += summary.values(
-                    metadata.ROLE_LOSS, metadata.WEIGHT_NORMS, r.tracked.path, r.value, dtype="float32"
-                )
-            elif r.tracked.role == metadata.ROLE_LOSS:
-                values += _loss_variable_values(r.tracked, r.value, r.grads)
-            else:
-                if r.tracked.network is None:
-                    weights.append(r)
-                values += _model_weight_values(r)
+            with self._survive_variable(r.tracked):
+                if r.tracked.path in self._networks:
+                    values += summary.values(
+                        metadata.ROLE_LOSS, metadata.WEIGHT_NORMS, r.tracked.path, r.value, dtype="float32"
+                    )
+                elif r.tracked.role == metadata.ROLE_LOSS:
+                    values += _loss_variable_values(r.tracked, r.value, r.grads)
+                else:
+                    values += _model_weight_values(r)
+                    if r.tracked.network is None:
+                        weights.append(r)
         if weights:
             # The whole model's norms, for the dashboard's model panel: one
             # series to read instead of one per weight.
@@ -497,18 +548,19 @@ class LossParamTracker(keras.callbacks.Callback):
                 metadata.RUN_STEPS,
                 np.array([counts.captured, counts.skipped], np.float32),
             )
+        self._write(values, step)
+
+    def _write_diagnosis(self, step, records):
         rows = np.array(
-            [
-                [r.tracked.path, r.diagnosis.status, r.diagnosis.cause]
-                for r in records
-                if r.tracked.network is None
-            ],
+            [[r.tracked.path, r.diagnosis.status, r.diagnosis.cause] for r in records if r.diagnosis],
             dtype=object,
         )
-        values += summary.values(
-            metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows.reshape(-1, 3)
+        self._write(
+            summary.values(
+                metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows.reshape(-1, 3)
+            ),
+            step,
         )
-        self._write(values, step)
 
     def _write_initial(self):
         """Writes the loss variables' values before this fit trains them, as a batch step.
@@ -521,17 +573,14 @@ class LossParamTracker(keras.callbacks.Callback):
             self._batch_step = max(self._batch_step, int(optimizer.iterations.numpy()))
         values = []
         for t in self._loss_tracked:
-            values += _loss_variable_values(t, np.asarray(t.variable.numpy()), None, metadata.BATCH)
+            with self._survive_variable(t):
+                values += _loss_variable_values(t, np.asarray(t.variable.numpy()), None, metadata.BATCH)
         if values:
             self._write(values, self._batch_step)
 
-
     def _write_batch(self, step):
         """Writes loss variables' values and the gradient norms since the last batch write."""
-        if hasattr(self.model, "jax_state_sync"):
-            # JAX keeps the trained values in the step's state until the end
-            # of the epoch; Keras lets a callback bring them back.
-            self.model.jax_state_sync()
+        self.model  # noqa: B018 - on JAX, Keras's `model` property brings the step's state back
         grads = self._gradient_stats(self._loss_tracked)
         previous, self._batch_sums = self._batch_sums or {}, {
             key: (s.steps, 0.0 if math.isnan(s.mean) else s.mean * s.steps) for key, s in grads.items()
@@ -543,10 +592,11 @@ class LossParamTracker(keras.callbacks.Callback):
             count = steps - before_steps
             stats = grads[t.key]
             mean = (total - before_total) / count if count > 0 and stats.has_gradient else math.nan
-            value = np.asarray(t.variable.numpy())
-            values += _loss_variable_values(
-                t, value, dataclasses.replace(stats, mean=mean), metadata.BATCH
-            )
+            with self._survive_variable(t):
+                value = np.asarray(t.variable.numpy())
+                values += _loss_variable_values(
+                    t, value, dataclasses.replace(stats, mean=mean), metadata.BATCH
+                )
         self._write(values, step)
 
     def _write(self, values, step):
@@ -569,19 +619,120 @@ class LossParamTracker(keras.callbacks.Callback):
 
     # Console -----------------------------------------------------------
 
-    def _warn_unregistered(self):
-        registered = {discovery.variable_key(v) for v in self.model.trainable_variables}
+    def _say_unregistered(self):
+        """Says, at INFO level and before any step, which loss variables the optimizer is not handed.
+
+        That is a fact; whether they train is not known yet: something else
+        may move them (a second optimizer, a callback, an assign in the loss).
+        """
+        registered = self._registered()
         for t in self._loss_tracked:
             if t.trainable and t.key not in registered:
-                self._warn_once(
-                    t, diagnosis_lib.Diagnosis(metadata.NOT_UPDATED, metadata.NOT_IN_OPTIMIZER)
+                logger.info(
+                    "LossParamTracker: loss variable '%s' is not handed to model.optimizer; "
+                    "the tracker will check whether anything updates it.",
+                    t.path,
                 )
-        for path, network in self._networks.items():
-            missed = [w for _, w in network.weights if w.trainable and discovery.variable_key(w) not in registered]
-            if missed:
-                self._warn_once(
-                    Tracked(path, network.layer, metadata.ROLE_LOSS, network.owner_name),
-                    diagnosis_lib.Diagnosis(metadata.NOT_UPDATED, metadata.NOT_IN_OPTIMIZER),
+
+    # Evidence ------------------------------------------------------------
+
+    def _registered(self):
+        return {discovery.variable_key(v) for v in self.model.trainable_variables}
+
+    def _unregistered(self):
+        registered = self._registered()
+        return [t for t in self._all_tracked() if t.key not in registered]
+
+    def _snapshots(self, tracked):
+        snapshots = {}
+        for t in tracked:
+            with self._survive_variable(t):
+                snapshots[t.key] = Snapshot.of(t.variable)
+        return snapshots
+
+    def _note_look(self, key, snapshot):
+        """Keeps `snapshot` as the last look at a variable; notes whether it moved since the one before."""
+        before = self._last.get(key)
+        if before is not None and before.changed(snapshot):
+            self._moved.add(key)
+            self._moved_now.add(key)
+        self._last[key] = snapshot
+
+    def _look(self):
+        """Looks at every variable the optimizer is not handed, noting which moved since the last look.
+
+        (On JAX, reading `self.model` brings the step's state back first.)
+        """
+        unregistered = self._unregistered()
+        for key, snapshot in self._snapshots(unregistered).items():
+            self._note_look(key, snapshot)
+        return unregistered
+
+    def _look_early(self):
+        """Warns about the loss variables that nothing moved in the first `EARLY_STEPS` steps.
+
+        The observation, not yet the status: a callback may still move them at
+        the epoch's end.
+        """
+        unregistered = {t.key: t for t in self._look()}
+        looked = [t for t in self._loss_tracked if t.key in unregistered and t.trainable]
+        grads = self._gradient_stats(looked)
+        for t in looked:
+            if t.key in self._moved or not grads[t.key].has_gradient:
+                continue
+            self._warn_text(
+                t.path,
+                f"Loss variable '{t.path}'{_on(t.owner)}: after {EARLY_STEPS} training steps "
+                "nothing has changed its value, though the objective has a gradient for it and "
+                "model.optimizer is not handed it. Unless something moves it at the epoch's end "
+                "(a callback), it does not train; the status comes at the epoch's end. "
+                f"If it is meant to train: {t.fix or metadata.FIXES[metadata.NOT_UPDATED]}",
+            )
+
+    def _settle(self):
+        """Diagnoses the pending epoch for good, warns, and writes its statuses.
+
+        Runs once every callback's `on_epoch_end` has run (at the next
+        epoch's start, or the end of fit), so that a variable a callback
+        moves at the end of an epoch is seen to move in that epoch.
+        """
+        if self._pending is None:
+            return
+        step, records = self._pending
+        self._pending = None
+        with self._survive("diagnosing the epoch"):
+            self._look()
+            records = [self._recheck(r) for r in records]
+            records += self._network_records(records)
+            diagnosed = [r for r in records if r.tracked.network is None]
+            self.diagnosis = {r.tracked.path: r.status for r in diagnosed if r.diagnosis}
+            self._warn(diagnosed)
+            self._say_fix_reached(diagnosed)
+            with self._survive("writing summaries"):
+                self._write_diagnosis(step, diagnosed)
+
+    def _recheck(self, record):
+        """The record again, if its variable moved after the epoch's end (a later callback moved it)."""
+        if record.diagnosis is None or record.status != metadata.NOT_UPDATED:
+            return record
+        if record.tracked.key not in self._moved_now:
+            return record
+        observation = dataclasses.replace(record.observation, value_changed=True, moved_before=True)
+        return dataclasses.replace(
+            record, diagnosis=diagnosis_lib.diagnose(observation), observation=observation
+        )
+
+    def _say_fix_reached(self, records):
+        """Says once, at INFO level, that a variable make_trainable attached gets a gradient and moves."""
+        for r in records:
+            observation = r.observation
+            if observation is None or not observation.attached or r.status != metadata.TRAINING:
+                continue
+            if ("fix reached", r.tracked.path) not in self._warned:
+                self._warned.add(("fix reached", r.tracked.path))
+                logger.info(
+                    "LossParamTracker: make_trainable's fix reached '%s': it gets a gradient and moves.",
+                    r.tracked.path,
                 )
 
     def _warn(self, records):
@@ -592,14 +743,32 @@ class LossParamTracker(keras.callbacks.Callback):
                 self._warn_once(r.tracked, r.diagnosis)
 
     def _warn_once(self, t, diagnosis):
-        if (t.path, diagnosis) in self._warned:
+        # A variable's own fix replaces the generic one of its cause, not
+        # one that says the generic fix is wrong (a loss weight, a missed fix).
+        own_fix = t.fix if diagnosis.cause == metadata.NOT_IN_OPTIMIZER else None
+        self._warn_text((t.path, diagnosis), diagnosis_lib.warning_message(t.path, diagnosis, t.owner, own_fix))
+
+    def _warn_text(self, key, text):
+        if key in self._warned:
             return
-        self._warned.add((t.path, diagnosis))
-        warnings.warn(
-            diagnosis_lib.warning_message(t.path, diagnosis, t.owner, t.fix),
-            LossParamWarning,
-            stacklevel=2,
-        )
+        self._warned.add(key)
+        warnings.warn(text, LossParamWarning, stacklevel=2)
+
+    @contextlib.contextmanager
+    def _survive_variable(self, t):
+        """Leaves out, and names once, a variable the tracker cannot read or summarise."""
+        try:
+            yield
+        except Exception as error:  # noqa: BLE001 - one variable never costs the others
+            if ("unreadable", t.path) not in self._warned:
+                self._warned.add(("unreadable", t.path))
+                logger.warning(
+                    "LossParamTracker: '%s' cannot be summarised (%s: %s); it is left out, "
+                    "the other variables are logged and diagnosed.",
+                    t.path,
+                    type(error).__name__,
+                    error,
+                )
 
     def _warn_unmatched_display(self):
         """Says once per fit which `display` names match no loss variable (a typo, a renamed attribute)."""
@@ -628,6 +797,8 @@ class LossParamTracker(keras.callbacks.Callback):
             if problem not in self._warned:
                 self._warned.add(problem)
                 logger.warning("LossParamTracker: gradients are incomplete: %s.", problem)
+        for note in self._capture.notes():
+            self._warn_text(note, note)
 
     @contextlib.contextmanager
     def _survive(self, what):
@@ -697,6 +868,10 @@ def _check_display(display):
     return checked
 
 
+def _on(owner):
+    return f" (on {owner})" if owner else ""
+
+
 def _names(name, path):
     """Whether `name` is `path` or its last components: `logit_scale` names `loss/CLIP/logit_scale`."""
     return path == name or path.endswith("/" + name)
@@ -726,10 +901,17 @@ def _loss_variable_values(t, value, grads, granularity=metadata.EPOCH):
 
     `grads` is `None` for the value before training, which has no gradient.
     """
+    shape = _static_shape(t.variable)
+    # A variable with a dimension unknown until run time (a memory bank that
+    # grows) is always logged as statistics: one series, whatever its size.
+    whole = value.size <= metadata.MAX_WHOLE_ELEMENTS and -1 not in shape
     common = dict(
-        shape=value.shape, dtype=_dtype_name(t.variable), granularity=granularity, display=t.display
+        shape=value.shape if whole else shape,
+        dtype=_dtype_name(t.variable),
+        granularity=granularity,
+        display=t.display,
     )
-    if value.size <= metadata.MAX_WHOLE_ELEMENTS:
+    if whole:
         values = summary.values(metadata.ROLE_LOSS, metadata.VALUE, t.path, _loggable(value), **common)
     else:
         values = summary.values(metadata.ROLE_LOSS, metadata.STATS, t.path, summary.stats(value), **common)
@@ -750,10 +932,23 @@ def _model_weight_values(record):
         metadata.WEIGHT_NORMS,
         t.path,
         np.array([record.norm, record.grads.mean, record.grads.max, record.update_ratio], np.float32),
-        shape=tuple(t.variable.shape),
+        shape=_static_shape(t.variable),
         dtype=_dtype_name(t.variable),
         layer_index=t.layer_index,
     )
+
+
+def _static_shape(variable):
+    """The variable's shape as known before run time, -1 for an unknown dimension."""
+    return tuple(-1 if d is None else int(d) for d in variable.shape)
+
+
+def _size(variable):
+    """The number of elements of the variable's value, also where a dimension is unknown until run time."""
+    shape = _static_shape(variable)
+    if -1 not in shape:
+        return math.prod(shape)
+    return int(np.size(variable.numpy()))
 
 
 def _chunks(variable, size):

@@ -103,6 +103,10 @@ class Capture(abc.ABC):
     def problems(self):
         """Returns `[str]`: why some part of the capture is off or blind, for the console."""
 
+    def notes(self):
+        """Returns `[str]`: what the steps showed about the training itself, for the console."""
+        return []
+
     @abc.abstractmethod
     def release(self):
         """Removes the hooks; the next `fit` traces the step afresh, as without the tracker."""
@@ -137,6 +141,7 @@ class HookedCapture(Capture):
         self._stale = False  # a loss created variables: discover its variables again
         self._created = False  # the same, for the callback (`created_variables`)
         self._blind = False  # a step whose objective no hook saw
+        self._notes = {}  # {loss name: what its steps showed about the training}
         self._users = 0
         self._fit = None
 
@@ -313,6 +318,9 @@ class HookedCapture(Capture):
     def created_variables(self):
         created, self._created = self._created, False
         return created
+
+    def notes(self):
+        return list(self._notes.values())
 
     def problems(self):
         found = [f"the {hook} hook stepped aside: {why}" for hook, why in self._off.items()]

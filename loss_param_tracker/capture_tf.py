@@ -43,7 +43,7 @@ from loss_param_tracker.capture import (
     Unsupported,
     created_every_call,
 )
-from loss_param_tracker.discovery import variable_key
+from loss_param_tracker.discovery import describe, variable_key
 
 
 @dataclasses.dataclass(eq=False)
@@ -186,12 +186,35 @@ class StepCapture(HookedCapture):
     def _loss_call(self, loss, original, *args, **kwargs):
         with tf.variable_creator_scope(self._creation_guard(loss)):
             output = original(*args, **kwargs)
+        with self._guard("Loss.call"):
+            self._check_reduction(loss, output)
         step = self._step
         if step is None or step.in_compute_loss or step.tape is None:
             return output
         with self._guard("Loss.call"):
             output = self._observe_output(step, output)
         return output
+
+    def _check_reduction(self, loss, output):
+        """Notes a loss that returns a scalar under a strategy of several replicas.
+
+        Keras 3 divides a loss by the number of replicas only when it
+        returns per-sample values (`losses.loss.reduce_values`): a scalar is
+        left whole, and the replicas' gradients are summed.
+        """
+        replicas = self._strategy.num_replicas_in_sync if self._strategy is not None else 1
+        if replicas < 2 or getattr(output, "shape", None) is None or output.shape.rank != 0:
+            return
+        name = describe(getattr(loss, "fn", None) or loss)
+        self._notes[name] = (
+            f"{name} returns a scalar (its batch mean) under {type(self._strategy).__name__} "
+            f"with {replicas} replicas. Keras 3 divides a loss by the number of replicas only "
+            "when it returns per-sample values, so the optimizer receives the sum of the "
+            f"{replicas} replicas' gradients: {replicas} times the gradient of the batch mean "
+            f"(with SGD, {replicas} times the step one device takes; Adam mostly cancels the "
+            "factor). Fix: return per-sample values (one loss per example, e.g. "
+            "tf.reduce_mean(..., axis=-1)) and let Keras reduce them."
+        )
 
     def _creation_guard(self, loss):
         """A variable creator that lets a loss create variables in its first creating call only."""

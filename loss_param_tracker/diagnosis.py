@@ -8,8 +8,10 @@ import dataclasses
 import math
 
 from tensorboard_plugin.loss_params.metadata import (
+    FIX_NOT_REACHED,
     FROZEN,
     GRADIENT_UNKNOWN,
+    LOSS_WEIGHT,
     NO_GRADIENT,
     NON_FINITE,
     NOT_IN_OPTIMIZER,
@@ -35,14 +37,20 @@ class Observation:
             training steps (or, before any step, whether it is among
             `model.trainable_variables`).
         value_finite: Whether every element of its value is finite.
-        value_changed: Whether its value differs from the epoch's start;
-            `None` when unknown.
-        steps: Training steps whose gradients were captured this epoch.
+        value_changed: Whether its value changed this epoch: during its
+            steps, or (for a variable the optimizer is not handed) since the
+            previous epoch's end, by anything; `None` when unknown.
+        steps: Training steps that ran this epoch: the evidence that nothing
+            moved a variable whose value did not change.
         has_gradient: Whether the training objective has a gradient for it;
             `None` when unknown (no captured step, or a step whose objective
             could not be observed).
         grad_norm_mean: Mean L2 norm of its gradient over the steps.
         grad_norm_max: Max L2 norm of its gradient over the steps.
+        moved_before: Whether its value was seen to change earlier in the fit.
+        attached: Whether `make_trainable` handed it to the optimizer.
+        loss_weight: Whether it is a `compile(loss_weights=...)` variable,
+            in which the objective is linear.
     """
 
     trainable: bool
@@ -53,6 +61,9 @@ class Observation:
     has_gradient: bool = None
     grad_norm_mean: float = math.nan
     grad_norm_max: float = math.nan
+    moved_before: bool = False
+    attached: bool = False
+    loss_weight: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +93,8 @@ def combine(observations):
         has_gradient=True if any(gradients) else (None if None in gradients else False),
         grad_norm_mean=_root_sum_square([o.grad_norm_mean for o in trainable]),
         grad_norm_max=_root_sum_square([o.grad_norm_max for o in trainable]),
+        moved_before=any(o.moved_before for o in observations),
+        attached=any(o.attached for o in trainable),
     )
 
 
@@ -92,25 +105,30 @@ def _root_sum_square(norms):
 
 
 def diagnose(obs):
-    """Returns the `Diagnosis` of a variable from what was observed of it.
+    """Returns the `Diagnosis` of a variable from what was observed of it, or `None`.
 
-    Precedence: frozen, non_finite, no_gradient, not_updated, zero_gradient,
-    training; a value that moved without the optimizer is `training` (cause
-    `outside_optimizer`) unless non-finite: what is observed to move is never
-    `not_updated`.
+    Every status states what was observed: `None` (no verdict) where nothing
+    was yet, such as a variable the optimizer is not handed before any
+    training step ran. A variable seen to move, at any time and by anything,
+    while the optimizer is not handed it, is `training` (cause
+    `outside_optimizer`) unless non-finite: it is never `not_updated`.
+    Precedence otherwise: frozen, non_finite, no_gradient, not_updated,
+    zero_gradient, training.
     """
     if not obs.trainable:
         return Diagnosis(FROZEN)
-    known = obs.steps > 0 and obs.has_gradient is not None
+    known = obs.has_gradient is not None
     if not obs.value_finite or (known and obs.has_gradient and not math.isfinite(obs.grad_norm_mean)):
         return Diagnosis(NON_FINITE)
-    if obs.value_changed and not obs.seen_by_optimizer:
+    if (obs.value_changed or obs.moved_before) and not obs.seen_by_optimizer:
         return Diagnosis(TRAINING, OUTSIDE_OPTIMIZER)
     if known and not obs.has_gradient:
-        return Diagnosis(NO_GRADIENT)
-    if not obs.seen_by_optimizer:
-        return Diagnosis(NOT_UPDATED, NOT_IN_OPTIMIZER)
+        return Diagnosis(NO_GRADIENT, FIX_NOT_REACHED if obs.attached else "")
     zero = known and obs.grad_norm_max == 0
+    if obs.steps == 0 or obs.value_changed is None:
+        return Diagnosis(ZERO_GRADIENT) if zero else None
+    if not obs.seen_by_optimizer:
+        return Diagnosis(NOT_UPDATED, LOSS_WEIGHT if obs.loss_weight else NOT_IN_OPTIMIZER)
     if obs.value_changed is False and not zero:
         return Diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
     if zero:

@@ -226,10 +226,20 @@ def variable_key(variable):
     return id(variable)
 
 
+def traced_function(obj):
+    """The Python function a `tf.function` wraps, or `None` when `obj` is not one."""
+    if not type(obj).__module__.startswith("tensorflow."):
+        return None
+    wrapped = getattr(obj, "python_function", None)
+    return wrapped if callable(wrapped) else None
+
+
 def describe(owner):
     """A short name for where a variable was found: a class or function name."""
     if owner is None:
         return None
+    if traced_function(owner) is not None:
+        return describe(traced_function(owner))
     if isinstance(owner, functools.partial):
         return describe(owner.func)
     if isinstance(owner, (types.FunctionType, types.MethodType)):
@@ -389,6 +399,10 @@ class _Walk:
         if is_variable(obj):
             self.add(path, obj, owner, slot)
             return
+        wrapped = traced_function(obj)
+        if wrapped is not None:  # a tf.function: walked as the Python function it wraps
+            self.visit(wrapped, path, owner, None, depth)
+            return
         walkable = isinstance(
             obj,
             (keras.layers.Layer, keras.losses.Loss, functools.partial, types.MethodType,
@@ -514,6 +528,11 @@ class _Walk:
 ATTACHED_ATTRIBUTE = "_loss_param_tracker_attached"
 
 
+def attached_variables(model):
+    """The variables `make_trainable` attached to `model`, in order (a new list)."""
+    return list(getattr(model, ATTACHED_ATTRIBUTE, None) or [])
+
+
 # A layer's own lists of what Keras tracks, and make_trainable's: not raw.
 _KERAS_TRACKING = frozenset(
     {"_trainable_variables", "_non_trainable_variables", "_layers", "_metrics",
@@ -581,7 +600,7 @@ def _iterable(obj):
 
 def _label(loss):
     """The path component of a compiled loss: its class or function name."""
-    if isinstance(loss, (types.FunctionType, functools.partial)):
+    if isinstance(loss, (types.FunctionType, functools.partial)) or traced_function(loss) is not None:
         return describe(loss)
     if isinstance(loss, types.MethodType):
         return describe(loss.__self__)

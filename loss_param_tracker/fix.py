@@ -7,12 +7,16 @@ module where Keras looks for the classes it needs (see `TrainedLossParameters`).
 
 import contextlib
 import functools
+import logging
+import sys
 import threading
 import types
 
 import keras
 
 from loss_param_tracker import discovery
+
+logger = logging.getLogger("loss_param_tracker")
 
 # The model attribute that holds the attached variables. Keras tracks the
 # keras.Variables of a list assigned to a model attribute: `fit` trains them
@@ -28,12 +32,22 @@ def make_trainable(model, loss=None, variables=None):
     container it holds), in the closure or arguments of a function loss,
     given to `compile(loss_weights=...)` as a variable, or held by a layer as
     a raw `tf.Variable` is not one of them. This finds them with the same
-    discovery as `LossParamTracker` and attaches their trainable ones to the
-    model, so `fit` trains them with the model's optimizer. A raw
-    `tf.Variable` is replaced, where the code that uses it finds it (the
-    attribute, list, dict, closure cell or global), by a `keras.Variable` of
-    the same value, name and `trainable` flag, since Keras trains and saves
-    only those. A trainable network held by a loss has its weights attached.
+    discovery as `LossParamTracker` (a `tf.function` is walked as the Python
+    function it wraps) and attaches their trainable ones to the model, so
+    `fit` trains them with the model's optimizer. The optimizer is handed the
+    very variable the loss's code reads: on TensorFlow a raw `tf.Variable` is
+    wrapped, not copied, in the `keras.Variable` that Keras trains and
+    saves, so code traced before the fix (a `tf.function`, a layer's
+    compiled `call`) and a variable held in a tuple or a default argument
+    train too. Only under a `tf.distribute` strategy, for a raw variable
+    created outside its scope, is it replaced where the code finds it (the
+    attribute, list, dict, closure cell or global) by a mirrored
+    `keras.Variable`; `LossParamTracker` then checks on the first steps
+    that the objective has a gradient for it, and says so when a reader
+    kept the old one. A trainable network held by a loss has its weights
+    attached. A `compile(loss_weights=...)` variable is attached only when
+    passed in `variables`: the objective is linear in it, so an optimizer
+    drives it down without bound.
 
     Afterwards `save_weights`/`load_weights` and
     `keras.callbacks.BackupAndRestore` keep the attached variables (call
@@ -44,10 +58,10 @@ def make_trainable(model, loss=None, variables=None):
     loaded model and the optimizer's state for them is restored. Such a file
     cannot be loaded with `compile=False`.
 
-    Call it before the first `fit`. Once `fit` has run, the optimizer is built
-    for the variables it had: this raises rather than leave new variables
-    untrained (recompile with a new optimizer). Calling it again attaches
-    nothing twice.
+    Call it before the first `fit`; the model may be built or called
+    already. Once `fit` has run, the optimizer is built for the variables it
+    had: this raises rather than leave new variables untrained (recompile
+    with a new optimizer). Calling it again attaches nothing twice.
 
     Example:
 
@@ -75,8 +89,8 @@ def make_trainable(model, loss=None, variables=None):
     Raises:
         TypeError: When `model` is not a `keras.Model`, `loss` is not a loss
             or `variables` not a list of variables; or when a raw
-            `tf.Variable` cannot be replaced where it sits (a tuple, or out
-            of reach of the loss and the model).
+            `tf.Variable` that must be replaced (see above) cannot be where
+            it sits (a tuple, or out of reach of the loss and the model).
         ValueError: When there is nothing to look in: no `loss`, no
             `variables`, and the model is neither compiled nor holds
             untracked variables.
@@ -102,9 +116,7 @@ def make_trainable(model, loss=None, variables=None):
     return attached + new
 
 
-def attached_variables(model):
-    """The variables `make_trainable` attached to `model`, in order (a new list)."""
-    return list(getattr(model, ATTRIBUTE, None) or [])
+attached_variables = discovery.attached_variables
 
 
 def _discover(model, loss, exact):
@@ -126,25 +138,56 @@ def _discover(model, loss, exact):
 
 
 def _wanted(found, given, exact):
-    """The `LossVariable`s to attach: what was found, or exactly the `given` variables."""
-    items = found.everything()
-    if not given:
-        return [] if exact else items
-    by_key = {discovery.variable_key(item.variable): item for item in items}
+    """The `LossVariable`s to attach: what was found, or exactly the `given` variables.
+
+    Loss weights are attached only when given: descent on a variable the
+    objective is linear in has no minimum.
+    """
+    everything = found.everything()
+    by_key = {discovery.variable_key(item.variable): item for item in everything}
     extra = [
         by_key.get(discovery.variable_key(v)) or discovery.LossVariable(discovery._weight_name(v), v)
         for v in given
     ]
     if exact:
         return extra
-    keys = set(by_key)
+    given_keys = {discovery.variable_key(v) for v in given}
+    items = []
+    for item in everything:
+        if _is_loss_weight(item) and discovery.variable_key(item.variable) not in given_keys:
+            logger.info(
+                "make_trainable: %s is left as it is: the objective is linear in a "
+                "compile(loss_weights=...) variable, so an optimizer would drive it down "
+                "without bound. Pass it in variables=[...] to attach it all the same.",
+                item.path,
+            )
+        else:
+            items.append(item)
+    keys = {discovery.variable_key(item.variable) for item in items}
     return items + [item for item in extra if discovery.variable_key(item.variable) not in keys]
 
 
+def _is_loss_weight(item):
+    return item.path.startswith(f"{discovery.LOSS_PREFIX}/loss_weights")
+
+
 def _attach(model, variables):
-    """Sets the model's attached list; the first time, also teaches the model to save it."""
+    """Sets the model's attached list; the first time, also teaches the model to save it.
+
+    A model that was built (called once, or `build()`) locks its state
+    against new variables; like Keras's own `_untrack_variable`, this lifts
+    the lock for the one assignment.
+    """
     first = getattr(model, ATTRIBUTE, None) is None
-    setattr(model, ATTRIBUTE, variables)
+    tracker = getattr(model, "_tracker", None)
+    locked = bool(getattr(tracker, "locked", False))
+    if locked:
+        tracker.unlock()
+    try:
+        setattr(model, ATTRIBUTE, variables)
+    finally:
+        if locked:
+            tracker.lock()
     if first:
         _keep_in_saved_model(model)
     model.train_function = None  # the next fit traces a step that trains them
@@ -176,6 +219,8 @@ def _distribution_scope(model):
 def _is_loss(obj):
     if isinstance(obj, (keras.losses.Loss, types.FunctionType, types.MethodType, functools.partial)):
         return True
+    if discovery.traced_function(obj) is not None:  # a tf.function
+        return True
     # A callable object of the user's own class (a loss that is not a Loss).
     return callable(obj) and discovery._is_users_object(obj)
 
@@ -184,6 +229,15 @@ def _as_keras_variable(model, found):
     variable = found.variable
     if isinstance(variable, keras.Variable):
         return variable
+    if _can_wrap(model, variable):
+        # The keras.Variable holds the very tf.Variable the code reads: the
+        # optimizer's updates reach every reader, traced ones included.
+        return keras.Variable(
+            variable,
+            dtype=keras.backend.standardize_dtype(variable.dtype),
+            trainable=variable.trainable,
+            name=variable.name.split(":")[0],
+        )
     if found.slot is None:
         raise TypeError(
             f"{found.path} is a raw tf.Variable that make_trainable cannot replace with a "
@@ -209,6 +263,17 @@ def _as_keras_variable(model, found):
             "or create it as keras.Variable(...)."
         ) from None
     return replacement
+
+
+def _can_wrap(model, variable):
+    """Whether a raw `tf.Variable` can be trained as it is: no strategy, or one of the strategy's."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or keras.backend.backend() != "tensorflow":
+        return False
+    if isinstance(variable, tf.distribute.DistributedValues):
+        return True
+    strategy = getattr(model, "distribute_strategy", None)
+    return strategy is None or (strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy())
 
 
 def _check_optimizer(model, new):

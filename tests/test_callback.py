@@ -3,6 +3,7 @@
 import glob
 import logging
 import os
+import re
 import warnings
 
 import keras
@@ -33,19 +34,33 @@ MODEL_WEIGHTS = [
 ]
 
 
-def test_seed_pattern_is_not_updated_warned_before_the_first_batch(log_dir):
+def test_seed_pattern_is_said_before_the_first_batch_and_warned_once_an_epoch_showed_it(log_dir, caplog):
     loss = ScaledMSE()
     model = make_model()
     model.compile(optimizer="adam", loss=loss)
     tracker = LossParamTracker(log_dir=log_dir)
     tracker.set_model(model)
-    with pytest.warns(LossParamWarning, match=r"loss/ScaledMSE/weight.*\[not_updated\].*make_trainable\(model\)"):
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, "loss_param_tracker"):
+        warnings.simplefilter("always")
         tracker.on_train_begin()
+    assert not [w for w in caught if w.category is LossParamWarning], "a verdict before any step"
+    assert "'loss/ScaledMSE/weight' is not handed to model.optimizer; the tracker will check" in caplog.text
     assert model.optimizer.iterations.numpy() == 0
 
-    with pytest.warns(LossParamWarning):
-        fit(model, loss, log_dir, epochs=3)
-    assert tracker.diagnosis == {}, "this tracker saw no epoch"
+    seen = []  # (epoch, LossParamWarnings so far) at each epoch's start, after the tracker's
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append((epoch, len([w for w in caught if w.category is LossParamWarning])))
+
+    tracker = LossParamTracker(log_dir=log_dir)
+    x, y = make_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[tracker, Count()])
+    assert seen == [(0, 0), (1, 1), (2, 1)], "warned once, when the first epoch's steps showed it"
+    (message,) = [str(w.message) for w in caught if w.category is LossParamWarning]
+    assert re.search(r"loss/ScaledMSE/weight.*\[not_updated\].*make_trainable\(model\)", message), message
     run = load_run(log_dir)
     weight = run.variables["loss/ScaledMSE/weight"]
     assert weight.steps.tolist() == [0, 1, 2]

@@ -48,13 +48,44 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         # A gradient that could not be observed is unknown, never no_gradient.
         ({"has_gradient": None, "grad_norm_mean": math.nan, "grad_norm_max": math.nan}, ("training", "gradient_unknown")),
         ({"has_gradient": None, "seen_by_optimizer": False, **NOT_MOVED}, ("not_updated", "not_in_optimizer")),
-        # Before any step: only what is known before training counts.
-        ({"steps": 0, "has_gradient": None, "value_changed": None}, ("training", "gradient_unknown")),
-        ({"steps": 0, "has_gradient": None, "seen_by_optimizer": False, "value_changed": None}, ("not_updated", "not_in_optimizer")),
+        # Moved at some time in the fit (a callback at an epoch's end), not this epoch.
+        ({"seen_by_optimizer": False, "moved_before": True, **NOT_MOVED}, ("training", "outside_optimizer")),
+        # make_trainable attached it, and the objective has no gradient for it.
+        ({**NO_GRADIENT, **NOT_MOVED, "attached": True}, ("no_gradient", "fix_not_reached")),
+        ({"attached": True}, ("training", "")),
+        # A loss weight is linear in the objective: its not_updated has its own cause.
+        ({"seen_by_optimizer": False, "loss_weight": True, **NOT_MOVED}, ("not_updated", "loss_weight")),
     ],
 )
 def test_each_status_and_cause(changes, expected):
     assert diagnose(observe(**changes)) == Diagnosis(*expected)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # Before any step ran, nothing is known of a value that did not move.
+        {"steps": 0, "has_gradient": None, "value_changed": None},
+        {"steps": 0, "has_gradient": None, "seen_by_optimizer": False, "value_changed": None},
+        {"steps": 0, "has_gradient": None, "seen_by_optimizer": False, "value_changed": False},
+        {"steps": 0, "value_changed": False},
+        # Steps ran, but the value's start is unknown.
+        {"value_changed": None, "seen_by_optimizer": False},
+    ],
+)
+def test_no_verdict_before_the_evidence(changes):
+    assert diagnose(observe(**changes)) is None
+
+
+def test_a_value_that_moved_is_never_not_updated():
+    # For a variable the optimizer has, this epoch's steps are the evidence
+    # (optimizer_no_effect: a learning rate fallen to 0); for one it has not,
+    # any movement in the fit, by anything.
+    cases = [(True, True, False)] + [(False, now, before) for now, before in ((True, False), (False, True), (True, True))]
+    for seen, now, before in cases:
+        for gradient in (True, False, None):
+            obs = observe(seen_by_optimizer=seen, has_gradient=gradient, value_changed=now, moved_before=before)
+            assert diagnose(obs).status != "not_updated", obs
 
 
 @pytest.mark.parametrize(

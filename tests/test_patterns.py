@@ -7,6 +7,7 @@ fit: `training`, the value moved, exit code 0.
 """
 
 import functools
+import logging
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable, report
+from loss_param_tracker import LossParamTracker, LossParamWarning, discovery, make_trainable, report
 from loss_param_tracker.discovery import discover
 from loss_param_tracker.fix import attached_variables
 from tests.conftest import make_data, make_model, load_run
@@ -134,12 +135,6 @@ PATTERNS = {
         "loss/Contrastive/config/temperature",
         lambda m: m.loss.config.temperature,
     ),
-    "compile(loss_weights=...) variables": (
-        two_outputs,
-        lambda: dict(loss={"a": "mse", "b": "mse"}, loss_weights={"a": keras.Variable(1.0, name="wa"), "b": 1.0}),
-        "loss/loss_weights/a",
-        lambda m: m._compile_loss._user_loss_weights["a"],
-    ),
     "raw tf.Variable on a layer": (
         scaled_model,
         lambda: dict(loss="mse"),
@@ -186,11 +181,45 @@ def test_pattern_is_found_warned_and_fixed_by_the_advised_call(name, tmp_path):
     tracker, warned = _fit(model, fixed)
     assert tracker.diagnosis[path] == "training", tracker.diagnosis
     assert not warned, warned
-    assert isinstance(watched(model), keras.Variable), "the raw variable was replaced where it is read"
+    trained = {discovery.variable_key(v) for v in model.trainable_variables}
+    assert discovery.variable_key(watched(model)) in trained, "the optimizer trains the variable the code reads"
     assert float(watched(model).numpy()) != before
     values = load_run(fixed).variables[path]
     assert values.initial == before and len(set(values.value.tolist())) == 3
     assert report.main(["report", fixed]) == 0
+
+
+def test_a_loss_weight_nothing_moves_is_not_updated_without_the_advice_that_would_break_it(tmp_path, caplog):
+    # Keras multiplies the loss by it: descent on it has no minimum.
+    def make():
+        model = two_outputs()
+        weight = keras.Variable(1.0, name="wa")
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss={"a": "mse", "b": "mse"}, loss_weights={"a": weight, "b": 1.0})
+        return model, weight
+
+    model, weight = make()
+    tracker, warned = _fit(model, str(tmp_path / "still"))
+    assert tracker.diagnosis["loss/loss_weights/a"] == "not_updated"
+    (message,) = [w for w in warned if "loss/loss_weights/a" in w]
+    assert "linear" in message and "make_trainable" not in message.split("Fix:")[1], message
+    with caplog.at_level(logging.INFO, "loss_param_tracker"):
+        assert make_trainable(model) == [], "a loss weight is attached only when given"
+    assert "loss/loss_weights/a is left as it is" in caplog.text
+
+    # Set by a callback each epoch, as Keras's issue tracker advises: training, no warning.
+    model, weight = make()
+
+    class Schedule(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            weight.assign(1.0 / (epoch + 1))
+
+    x, y = make_data()
+    tracker = LossParamTracker(str(tmp_path / "scheduled"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, {"a": y, "b": y}, epochs=3, batch_size=64, verbose=0, callbacks=[Schedule(), tracker])
+    assert tracker.diagnosis["loss/loss_weights/a"] == "training"
+    assert not [w for w in caught if w.category is LossParamWarning], [str(w.message) for w in caught]
 
 
 def test_a_non_trainable_loss_weight_annealed_by_a_callback_is_frozen_and_plotted(tmp_path):
@@ -318,18 +347,26 @@ def test_make_trainable_with_exact_variables_and_clear_errors():
     model.compile(optimizer="adam", loss=loss)
     alpha = loss.robust.latent_alpha
     attached = make_trainable(model, variables=[alpha])
-    assert attached == [loss.robust.latent_alpha] and isinstance(attached[0], keras.Variable)
-    assert not isinstance(loss.robust.latent_scale, keras.Variable), "exactly the variables given"
-    with pytest.raises(TypeError, match="out of reach.*keras.Variable"):
-        make_trainable(make_model(), variables=[tf.Variable(1.0)])
+    assert [v.value for v in attached] == [alpha] and loss.robust.latent_alpha is alpha
+    trained = {discovery.variable_key(v) for v in model.trainable_variables}
+    assert discovery.variable_key(loss.robust.latent_scale) not in trained, "exactly the variables given"
+    # A raw variable out of reach of the loss: the optimizer is handed that very variable.
+    loose = tf.Variable(1.0)
+    other = make_model()
+    other.compile(optimizer="adam", loss="mse")
+    assert [v.value for v in make_trainable(other, variables=[loose])] == [loose]
     with pytest.raises(TypeError, match="takes a list of .*received ResourceVariable"):
         make_trainable(model, variables=tf.Variable(1.0))
     with pytest.raises(ValueError, match="not compiled.*make_trainable\\(model, loss\\)"):
         make_trainable(make_model())
+    # In a tuple (a partial's arguments): no slot to replace it in, none needed.
     in_tuple = make_model()
-    in_tuple.compile(optimizer="adam", loss=functools.partial(scaled_error, tf.Variable(1.0)))
-    with pytest.raises(TypeError, match="sits in a tuple"):
-        make_trainable(in_tuple)
+    scale = tf.Variable(1.0)
+    in_tuple.compile(optimizer=keras.optimizers.Adam(0.05), loss=functools.partial(scaled_error, scale))
+    make_trainable(in_tuple)
+    x, y = make_data()
+    in_tuple.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    assert float(scale.numpy()) != 1.0, "the variable in the tuple trains"
     # A plain-function loss given to make_trainable before compile.
     loss_fn = closure_loss()
     early = make_model()
@@ -355,7 +392,8 @@ def test_save_and_load_model_of_the_new_patterns(tmp_path):
         assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
     # Keras saves loss_weights as numbers: saving says so rather than lose the learned weight.
     model = two_outputs()
-    model.compile(optimizer="adam", loss={"a": "mse", "b": "mse"}, loss_weights={"a": keras.Variable(1.0), "b": 1.0})
-    make_trainable(model)
+    weight = keras.Variable(1.0)
+    model.compile(optimizer="adam", loss={"a": "mse", "b": "mse"}, loss_weights={"a": weight, "b": 1.0})
+    make_trainable(model, variables=[weight])
     with pytest.raises(ValueError, match="loss/loss_weights/a.*saves loss_weights as numbers.*save_weights"):
         model.save(tmp_path / "lw.keras")

@@ -26,6 +26,8 @@ PLUGIN_NAME = "loss_params"
 # Bump when the meaning of a field or of a kind's tensor changes. Readers skip
 # series written with a newer version than they know, and read older ones.
 # 2: DIAGNOSIS rows gained a third column, the cause; the STEPS kind.
+# (New causes, such as fix_not_reached and loss_weight, need no bump: a
+# reader keeps a cause it does not know.)
 PROTO_VERSION = 2
 
 PluginData = plugin_data_pb2.LossParamsPluginData
@@ -125,12 +127,15 @@ NOT_IN_OPTIMIZER = "not_in_optimizer"
 OPTIMIZER_NO_EFFECT = "optimizer_no_effect"
 OUTSIDE_OPTIMIZER = "outside_optimizer"
 GRADIENT_UNKNOWN = "gradient_unknown"
+FIX_NOT_REACHED = "fix_not_reached"
+LOSS_WEIGHT = "loss_weight"
 
 # {cause: (explanation, fix)}; the fix replaces the status's own.
 CAUSES = {
     NOT_IN_OPTIMIZER: (
-        "The optimizer is not handed it: model.fit only trains model.trainable_variables.",
-        FIXES[NOT_UPDATED],
+        "The optimizer is not handed it and nothing else moved it during the epoch's "
+        "steps: model.fit only trains model.trainable_variables.",
+        FIXES[NOT_UPDATED] + " (If it is meant to stay constant, create it with trainable=False.)",
     ),
     OPTIMIZER_NO_EFFECT: (
         "The optimizer is handed it and its gradient, but its value did not change.",
@@ -146,6 +151,20 @@ CAUSES = {
         "Its gradient could not be observed: the training step computed its loss "
         "without model.compute_loss or the compiled loss object.",
         "",
+    ),
+    FIX_NOT_REACHED: (
+        "make_trainable handed it to the optimizer, but the objective has no gradient for "
+        "it: the code that computes the loss reads another variable (one captured before "
+        "the fix, by a traced tf.function or a copy).",
+        "Create the variable as keras.Variable(...) where the loss's code reads it, or call "
+        "make_trainable(model) before anything traces that code (summary(), a first call).",
+    ),
+    LOSS_WEIGHT: (
+        "A compile(loss_weights=...) variable that nothing changed. The objective is linear "
+        "in it: an optimizer would drive it down without bound, so make_trainable is not "
+        "the fix.",
+        "If a callback is meant to set it, check that it assigns it; if it is a constant, "
+        "create it with keras.Variable(..., trainable=False).",
     ),
 }
 
