@@ -470,7 +470,8 @@ class LossParamTracker(keras.callbacks.Callback):
             grad_norm_max=stats.max,
             moved_before=t.key in self._moved,
             attached=attached,
-            loss_weight=t.path.startswith(LOSS_WEIGHTS_PREFIX),
+            # Keras multiplies the loss by a loss weight: descent on it has no minimum.
+            unbounded=stats.unbounded or t.path.startswith(LOSS_WEIGHTS_PREFIX),
         )
         diagnosis = diagnosis_lib.diagnose(observation)
         if t.role == metadata.ROLE_LOSS:
@@ -678,7 +679,10 @@ class LossParamTracker(keras.callbacks.Callback):
         looked = [t for t in self._loss_tracked if t.key in unregistered and t.trainable]
         grads = self._gradient_stats(looked)
         for t in looked:
-            if t.key in self._moved or not grads[t.key].has_gradient:
+            stats = grads[t.key]
+            # A weight of a loss term is not to be trained by descent: its
+            # status, with what to check, comes at the epoch's end.
+            if t.key in self._moved or not stats.has_gradient or stats.unbounded:
                 continue
             self._warn_text(
                 t.path,

@@ -44,6 +44,13 @@ class GradientStats:
         seen_by_optimizer: Whether the optimizer was handed the variable.
         mean: Mean L2 norm of the gradient (NaN when none or unknown).
         max: Max L2 norm of the gradient.
+        curvature: For a loss variable the optimizer is not handed, the
+            largest norm over the steps of the gradient's derivative along
+            a fixed direction (a Hessian-vector product): 0 where the
+            objective is linear in it. NaN where the backend does not
+            measure it.
+        grad_min: For such a variable, the smallest element of its gradient
+            over the steps (NaN where not measured).
     """
 
     steps: int
@@ -51,6 +58,13 @@ class GradientStats:
     seen_by_optimizer: bool = False
     mean: float = math.nan
     max: float = math.nan
+    curvature: float = math.nan
+    grad_min: float = math.nan
+
+    @property
+    def unbounded(self):
+        """Whether descent on it has no minimum: linear, with no negative gradient element, seen."""
+        return self.curvature == 0 and self.grad_min >= 0 and self.has_gradient is True and self.max > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +298,7 @@ class HookedCapture(Capture):
         if self._slots is None:
             return {key: GradientStats(steps=0) for key in keys}
         sums, maxes, counts = self._read()
+        probed = self._probed()
         result = {}
         for key in keys:
             index = self._slots.get(key)
@@ -292,14 +307,22 @@ class HookedCapture(Capture):
                 continue
             has_gradient = self._has_gradient.get(key)
             known = counts.captured > 0 and has_gradient
+            measured = probed is not None and known and math.isfinite(probed[1][index])
             result[key] = GradientStats(
                 steps=counts.captured,
                 has_gradient=has_gradient if counts.captured else None,
                 seen_by_optimizer=key in self._seen,
                 mean=float(sums[index] / counts.captured) if known else float("nan"),
                 max=float(maxes[index]) if known else float("nan"),
+                curvature=float(probed[0][index]) if measured else float("nan"),
+                grad_min=float(probed[1][index]) if measured else float("nan"),
             )
         return result
+
+    def _probed(self):
+        """float numpy `[2, slots]`: per slot, the largest curvature and the smallest gradient
+        element since `reset`; `None` where the backend does not measure them."""
+        return None
 
     def read_global(self):
         if self._slots is None:

@@ -9,7 +9,10 @@ time, each wrapped with `functools.wraps`:
   gradient comes from the same forward pass, `add_loss` terms included;
 - `model.compute_loss`: its result is the training objective; the extra
   tape's gradient of it is taken right there (the backward of the loss
-  variables only, no second forward pass);
+  variables only, no second forward pass), under a forward-mode
+  accumulator that gives the gradient's derivative along a fixed direction
+  (a Hessian-vector product of the loss variables only): zero where the
+  objective is linear in the variable, as in a weight of a loss term;
 - `model.optimizer.scale_loss`: the factor by which the optimizer's
   gradients are scaled (mixed precision), to report unscaled norms;
 - `model.optimizer.apply`: sees the exact gradients of the step, and adds a
@@ -58,6 +61,8 @@ class _Step:
     outputs: list = dataclasses.field(default_factory=list)  # loss outputs called directly
     upstream: dict = dataclasses.field(default_factory=dict)  # {index in outputs: d objective / d output}
     scale: object = None  # the optimizer's loss-scale factor of this step
+    accumulator: object = None  # forward-mode accumulator of the watched variables' curvature
+    probe: dict = None  # {key: (|H u|, min of the gradient)} of the watched variables, once known
 
 
 class StepCapture(HookedCapture):
@@ -68,6 +73,7 @@ class StepCapture(HookedCapture):
     def __init__(self, model, loss_variables, losses, rediscover):
         super().__init__(model, loss_variables, losses, rediscover)
         self._accumulator = None  # float32[2, slots + 3]: see `_build_slots`
+        self._probe = None  # float32[2, slots]: max curvature, min gradient element (`_record_probe`)
         self._local = threading.local()  # a strategy traces its replicas in threads
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
         strategy = model.distribute_strategy
@@ -100,9 +106,13 @@ class StepCapture(HookedCapture):
     def reset(self):
         if self._accumulator is not None:
             self._accumulator.assign(tf.zeros_like(self._accumulator))
+            self._probe.assign(_probe_start(len(self._slots)))
 
     def _accumulated(self):
         return self._accumulator.numpy()
+
+    def _probed(self):
+        return None if self._probe is None else self._probe.numpy()
 
     # Hooks -------------------------------------------------------------
 
@@ -134,6 +144,8 @@ class StepCapture(HookedCapture):
             return original(*args, **kwargs)
         finally:
             self._step = None
+            if step.accumulator is not None:  # compute_loss never ran
+                step.accumulator.__exit__(None, None, None)
             if step.tape is not None:
                 step.tape.__exit__(None, None, None)
 
@@ -143,10 +155,13 @@ class StepCapture(HookedCapture):
         step = _Step(graph=_graph_key())
         step.watched = self._unregistered_loss_variables()
         if step.watched:
+            variables = [_tf_variable(v) for v in step.watched]
             tape = tf.GradientTape(watch_accessed_variables=False)
             tape.__enter__()
             try:
-                tape.watch([_tf_variable(v) for v in step.watched])
+                tape.watch(variables)
+                if "curvature" not in self._off:
+                    step.accumulator = _curvature_accumulator(variables)
             except BaseException:
                 tape.__exit__(None, None, None)
                 raise
@@ -170,9 +185,38 @@ class StepCapture(HookedCapture):
                 # recording here, so the rest of the step is not taped.
                 grads = step.tape.gradient(objective, [_tf_variable(v) for v in step.watched])
                 step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}
+            self._end_curvature(step, objective)
         else:
             step.grads = {}
         return objective
+
+    def _end_curvature(self, step, objective):
+        """Reads the curvature of the watched variables and stops the forward-mode accumulator.
+
+        Stopped here, before Keras differentiates the objective for the
+        model: its backward pass is not accumulated.
+        """
+        accumulator, step.accumulator = step.accumulator, None
+        if accumulator is None:
+            return
+        try:
+            with self._guard("curvature"):
+                step.probe = {}
+                if accumulator.jvp(objective) is None:
+                    # Forward mode did not reach the objective (a nested
+                    # tf.function, say): the curvature stays unknown.
+                    return
+                for v in step.watched:
+                    grad = step.grads.get(variable_key(v))
+                    if grad is None:
+                        continue
+                    # No tangent on the gradient: it does not depend on the
+                    # variable, the objective is linear in it.
+                    curvature = accumulator.jvp(grad)
+                    norm = tf.constant(0.0) if curvature is None else tf.norm(tf.cast(curvature, tf.float32))
+                    step.probe[variable_key(v)] = (norm, tf.reduce_min(tf.cast(grad, tf.float32)))
+        finally:
+            accumulator.__exit__(None, None, None)
 
     def _scale_loss(self, original, loss):
         scaled = original(loss)
@@ -312,6 +356,20 @@ class StepCapture(HookedCapture):
         # One read and one write of one variable a step: sums, and maxes.
         before = self._accumulator.read_value()
         self._accumulator.assign(tf.stack([before[0] + row, tf.maximum(before[1], row)]))
+        if step is not None and step.probe and not reduced:
+            self._record_probe(step.probe)
+
+    def _record_probe(self, probe):
+        """Keeps, per watched variable, the largest curvature and the smallest gradient element seen."""
+        curvature = [tf.constant(0.0)] * len(self._slots)
+        smallest = [tf.constant(float("inf"))] * len(self._slots)
+        for key, (norm, minimum) in probe.items():
+            if key in self._slots:
+                curvature[self._slots[key]], smallest[self._slots[key]] = norm, minimum
+        before = self._probe.read_value()
+        self._probe.assign(
+            tf.stack([tf.maximum(before[0], tf.stack(curvature)), tf.minimum(before[1], tf.stack(smallest))])
+        )
 
     def _loss_gradients(self, step):
         """`{key: grad}` of the watched loss variables, or `None` when the objective was not seen."""
@@ -343,6 +401,34 @@ class StepCapture(HookedCapture):
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
+            self._probe = tf.Variable(
+                _probe_start(len(self._slots)),
+                trainable=False,
+                name="lpt_curvature",
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+
+
+def _probe_start(slots):
+    """The probe before any step: no curvature seen, no gradient element seen."""
+    return tf.stack([tf.zeros([slots]), tf.fill([slots], float("inf"))])
+
+
+def _curvature_accumulator(variables):
+    """A started forward-mode accumulator along a fixed, generic direction of each variable.
+
+    The direction is not a special one (all ones, a basis vector), so that a
+    zero Hessian-vector product means a zero Hessian, not a cancellation.
+    """
+    tangents = [
+        1.0 + 0.5 * tf.sin(tf.cast(tf.range(tf.size(v)), v.dtype) * 2.3 + 0.7 * (i + 1))
+        for i, v in enumerate(variables)
+    ]
+    tangents = [tf.reshape(t, tf.shape(v)) for t, v in zip(tangents, variables)]
+    accumulator = tf.autodiff.ForwardAccumulator(primals=variables, tangents=tangents)
+    accumulator.__enter__()
+    return accumulator
 
 
 _STRATEGIES = (

@@ -11,7 +11,6 @@ from tensorboard_plugin.loss_params.metadata import (
     FIX_NOT_REACHED,
     FROZEN,
     GRADIENT_UNKNOWN,
-    LOSS_WEIGHT,
     NO_GRADIENT,
     NON_FINITE,
     NOT_IN_OPTIMIZER,
@@ -19,6 +18,7 @@ from tensorboard_plugin.loss_params.metadata import (
     OPTIMIZER_NO_EFFECT,
     OUTSIDE_OPTIMIZER,
     TRAINING,
+    UNBOUNDED,
     ZERO_GRADIENT,
     advice,
 )
@@ -49,8 +49,10 @@ class Observation:
         grad_norm_max: Max L2 norm of its gradient over the steps.
         moved_before: Whether its value was seen to change earlier in the fit.
         attached: Whether `make_trainable` handed it to the optimizer.
-        loss_weight: Whether it is a `compile(loss_weights=...)` variable,
-            in which the objective is linear.
+        unbounded: Whether descent on it has no minimum: the objective was
+            seen to be linear in it with a gradient that never pointed down
+            (a weight of a loss term), or it is a `compile(loss_weights=...)`
+            variable.
     """
 
     trainable: bool
@@ -63,7 +65,7 @@ class Observation:
     grad_norm_max: float = math.nan
     moved_before: bool = False
     attached: bool = False
-    loss_weight: bool = False
+    unbounded: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +130,7 @@ def diagnose(obs):
     if obs.steps == 0 or obs.value_changed is None:
         return Diagnosis(ZERO_GRADIENT) if zero else None
     if not obs.seen_by_optimizer:
-        return Diagnosis(NOT_UPDATED, LOSS_WEIGHT if obs.loss_weight else NOT_IN_OPTIMIZER)
+        return Diagnosis(NOT_UPDATED, UNBOUNDED if obs.unbounded else NOT_IN_OPTIMIZER)
     if obs.value_changed is False and not zero:
         return Diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
     if zero:

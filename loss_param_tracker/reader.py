@@ -6,14 +6,19 @@ multiplexer), the same summaries the plugin reads. Needs no TensorFlow.
 The dashboard shows whatever part of a run it can read; `load` hands over a
 run only when all of it could be read as the format defines it. A run is
 skipped, named in `Runs.skipped` with the reason and warned about
-(`SkippedRunWarning`), when one of its event files fails a checksum, when a summary's metadata names a role, kind or granularity this
-version does not know, when a diagnosis or a vector has an unexpected shape,
-when a variable's logged values disagree with the shape its metadata gives,
-when a variable changed shape during the run (its epochs could not be
-aligned in one array), and on any unexpected error while reading it. An
-event file whose last record is cut short (a crash, a full disk, a file still
-being written) is read up to that record: the run is kept, and named in
-`Runs.incomplete` (`IncompleteRunWarning`).
+(`SkippedRunWarning`), when one of its event files fails a checksum, when a
+summary's metadata names a role, kind or granularity this version does not
+know, when a diagnosis or a run-level vector has an unexpected shape, and on
+any unexpected error while reading it. A variable whose own series cannot be
+read (it changed shape during the run, so its epochs cannot be aligned in
+one array; its values disagree with the shape its metadata gives) costs only
+itself: the run is kept, and the variable is named in `Run.unreadable` with
+the reason (`UnreadableVariableWarning`). A status or cause this version
+does not know (written by a newer tracker) is kept as it is and warned
+about once (`UnknownStatusWarning`). An event file whose last record is cut
+short (a crash, a full disk, a file still being written) is read up to that
+record: the run is kept, and named in `Runs.incomplete`
+(`IncompleteRunWarning`).
 """
 
 import dataclasses
@@ -49,6 +54,14 @@ class SkippedRunWarning(UserWarning):
 
 class IncompleteRunWarning(UserWarning):
     """`load` read a run whose event file ends in a record cut short, up to that record."""
+
+
+class UnreadableVariableWarning(UserWarning):
+    """`load` kept a run without one of its variables, whose series could not be read."""
+
+
+class UnknownStatusWarning(UserWarning):
+    """A run's diagnosis names a status or cause this version does not know (a newer tracker's)."""
 
 
 class Runs(dict):
@@ -142,6 +155,8 @@ class Run:
         step_counts: `(steps, float[n, 2])` of each epoch's training steps
             whose gradients were captured, and of those the optimizer skipped
             for a loss-scale overflow; `None` when not captured.
+        unreadable: `{path: reason}` of the variables whose series could not
+            be read, left out of `variables`.
     """
 
     name: str
@@ -149,6 +164,7 @@ class Run:
     grad_norm: tuple = None
     model_norms: tuple = None
     step_counts: tuple = None
+    unreadable: dict = dataclasses.field(default_factory=dict)
 
     @property
     def loss_variables(self):
@@ -234,6 +250,13 @@ def load(log_dir):
     incomplete = {run: note for run, note in sorted(incomplete.items()) if run in runs}
     for run, note in incomplete.items():
         warnings.warn(f"Run {run!r} is incomplete: {note}", IncompleteRunWarning, stacklevel=2)
+    for run in runs.values():
+        for path, reason in run.unreadable.items():
+            warnings.warn(
+                f"Run {run.name!r}: variable {path!r} left out: {reason}",
+                UnreadableVariableWarning,
+                stacklevel=2,
+            )
     return Runs(sorted(runs.items()), skipped, incomplete)
 
 
@@ -282,18 +305,23 @@ def _read_run(provider, ctx, run, tags, incomplete=False):
         else:
             variables.setdefault(one.path, []).append(one)
     initial = _initial_writes((s, data[s.tag]) for s in batch if s.tag in data and s.path in variables)
-    variables = {
-        path: _variable(path, mine, data, initial.get(path)) for path, mine in variables.items()
-    }
+    read, unreadable = {}, {}
+    for path, mine in variables.items():
+        try:
+            read[path] = _variable(path, mine, data, initial.get(path))
+        except DamagedRunError as error:  # one variable's series: the rest of the run stands
+            unreadable[path] = str(error)
     if statuses is not None:
-        _set_statuses(variables, *statuses)
-    ordered = dict(sorted(variables.items(), key=lambda item: (item[1].role != "loss", item[0])))
+        _set_statuses(read, *statuses)
+        _warn_unknown_statuses(run, statuses[1])
+    ordered = dict(sorted(read.items(), key=lambda item: (item[1].role != "loss", item[0])))
     return Run(
         run,
         ordered,
         run_series.get(metadata.GRAD_NORM),
         run_series.get(metadata.WEIGHT_NORMS),
         run_series.get(metadata.STEPS),
+        dict(sorted(unreadable.items())),
     )
 
 
@@ -474,15 +502,29 @@ def _diagnoses(steps, values):
             raise DamagedRunError(
                 f"its diagnosis at epoch {step} has shape {rows.shape}; expected (variables, 3)"
             )
-    per_step = series.diagnoses(values)
-    for step, rows in zip(steps.tolist(), per_step):
-        for path, (status, cause) in rows.items():
-            if status not in metadata.STATUSES or (cause and cause not in metadata.CAUSES):
-                unknown = f"status {status!r}" if status not in metadata.STATUSES else f"cause {cause!r}"
-                raise DamagedRunError(
-                    f"its diagnosis at epoch {step} gives {path!r} the unknown {unknown}"
-                )
-    return steps, per_step
+    return steps, series.diagnoses(values)
+
+
+def _warn_unknown_statuses(run, per_step):
+    """Warns once per run and name about statuses and causes this version does not know.
+
+    A newer tracker may write them: they are kept as they are, never a reason
+    to skip the run.
+    """
+    unknown = set()
+    for rows in per_step:
+        for status, cause in rows.values():
+            if status not in metadata.STATUSES:
+                unknown.add(f"status {status!r}")
+            if cause and cause not in metadata.CAUSES:
+                unknown.add(f"cause {cause!r}")
+    for name in sorted(unknown):
+        warnings.warn(
+            f"Run {run!r}: its diagnosis names the {name}, which this version of "
+            "loss-param-tracker does not know (a newer version wrote it); it is kept as it is.",
+            UnknownStatusWarning,
+            stacklevel=3,
+        )
 
 
 def _set_statuses(variables, steps, per_step):

@@ -4,9 +4,11 @@ Prints, per run, each loss variable's path, shape, status, first -> last
 value (the L2 norm for large tensors; "first" is the value before training
 where the log holds it, else the first epoch's), last gradient norm and the
 fix for anything broken. A run that cannot be read whole (a damaged event
-file, summaries that break the format, a variable whose shape changed during
-the run, an unexpected error) is never half-reported: it is left out and
-named on stderr, "run NAME skipped: REASON", and the other runs are reported.
+file, summaries that break the format, an unexpected error) is never
+half-reported: it is left out and named on stderr, "run NAME skipped:
+REASON", and the other runs are reported. A variable whose own series cannot
+be read (its shape changed during the run) is named in its run's block, with
+the reason, and the run's other variables are reported.
 A run whose event file ends in a record cut short (a crash, a full disk, a
 file still being written) is reported up to that record, and named on stderr,
 "run NAME incomplete: NOTE"; that alone does not change the exit code.
@@ -20,8 +22,9 @@ Exit codes, so that it can gate a CI job:
   that was read. Wins over 3: it is a finding, whatever else could not be read.
 - 2: nothing to report: LOG_DIR does not exist, is a file, or holds no
   loss_params summaries (and no run that could not be read).
-- 3: a run could not be read, or reading failed unexpectedly, and no run that
-  was read shows a broken loss variable. Never 0 when something was not read.
+- 3: a run or a variable could not be read, or reading failed unexpectedly,
+  and no run that was read shows a broken loss variable. Never 0 when
+  something was not read.
 """
 
 import argparse
@@ -33,7 +36,13 @@ import warnings
 import numpy as np
 
 from loss_param_tracker.diagnosis import WARNED_STATUSES
-from loss_param_tracker.reader import IncompleteRunWarning, NoSummariesError, SkippedRunWarning, load
+from loss_param_tracker.reader import (
+    IncompleteRunWarning,
+    NoSummariesError,
+    SkippedRunWarning,
+    UnreadableVariableWarning,
+    load,
+)
 from tensorboard_plugin.loss_params import metadata
 
 EXIT_OK = 0
@@ -58,7 +67,11 @@ def summarize(runs):
         for variable in run.variables.values():
             if variable.role == "model" and variable.last_status:
                 weights[variable.last_status] = weights.get(variable.last_status, 0) + 1
-        result[name] = {"variables": rows, "model_weights": dict(sorted(weights.items()))}
+        result[name] = {
+            "variables": rows,
+            "model_weights": dict(sorted(weights.items())),
+            "unreadable": dict(run.unreadable),
+        }
     return result
 
 
@@ -122,7 +135,8 @@ def exit_code(summary, skipped=None):
     ]
     if failing:
         return EXIT_BROKEN
-    return EXIT_UNREADABLE if skipped else EXIT_OK
+    unreadable = any(run.get("unreadable") for run in summary.values())
+    return EXIT_UNREADABLE if skipped or unreadable else EXIT_OK
 
 
 def render(summary):
@@ -133,7 +147,7 @@ def render(summary):
     lines = []
     for name, run in summary.items():
         lines.append(f"run {name}")
-        if not run["variables"]:
+        if not run["variables"] and not run["unreadable"]:
             lines.append("  (no loss variables)")
         for row, (path, shape, status, change) in zip(run["variables"], cells[name]):
             lines.append(
@@ -144,6 +158,8 @@ def render(summary):
                 lines.append(f"      {metadata.advice(row['status'], row['cause'])[0]}")
             if row["hint"]:
                 lines.append(f"      fix: {row['hint']}")
+        for path, reason in run["unreadable"].items():
+            lines.append(f"  {path}  not readable: {reason}")
         if run["model_weights"]:
             counts = ", ".join(f"{n} {status}" for status, n in run["model_weights"].items())
             lines.append(f"  model weights: {counts}")
@@ -180,6 +196,7 @@ def main(argv=None):
             # Said below, one line each.
             warnings.simplefilter("ignore", SkippedRunWarning)
             warnings.simplefilter("ignore", IncompleteRunWarning)
+            warnings.simplefilter("ignore", UnreadableVariableWarning)
             runs = load(args.log_dir)
     except (FileNotFoundError, NotADirectoryError, NoSummariesError) as error:
         print(f"loss-param-tracker: {error}", file=sys.stderr)

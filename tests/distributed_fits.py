@@ -51,6 +51,13 @@ class GaussianNLL(keras.losses.Loss):
         return 0.5 * ops.exp(-self.log_var) * ops.square(y_true - y_pred) + 0.5 * self.log_var
 
 
+class MeanNLL(GaussianNLL):
+    """GaussianNLL that returns its batch mean, a scalar, as many published losses do."""
+
+    def call(self, y_true, y_pred):
+        return ops.mean(super().call(y_true, y_pred))
+
+
 class Temperature(keras.losses.Loss):
     """The seed post's first pattern: a raw tf.Variable, created outside any strategy's scope."""
 
@@ -73,8 +80,11 @@ def dataset():
     return tf.data.Dataset.from_tensor_slices(make_data()).batch(BATCH).with_options(options)
 
 
-def fit(log_dir, loss, fix=False, scope=None, data=None):
-    """Builds, compiles and fits a small model in `scope`; returns its tracker's diagnosis and the model."""
+def fit(log_dir, loss, fix=False, scope=None, data=None, warned=None):
+    """Builds, compiles and fits a small model in `scope`; returns its tracker's diagnosis and the model.
+
+    `warned`, a list, receives the text of every `LossParamWarning`; without it they are ignored.
+    """
     import contextlib
 
     with scope or contextlib.nullcontext():
@@ -87,12 +97,14 @@ def fit(log_dir, loss, fix=False, scope=None, data=None):
     if fix:
         make_trainable(model)
     tracker = LossParamTracker(log_dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LossParamWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always" if warned is not None else "ignore", LossParamWarning)
         if data is None:
             model.fit(*make_data(), epochs=EPOCHS, batch_size=BATCH, shuffle=False, verbose=0, callbacks=[tracker])
         else:  # MultiWorkerMirroredStrategy takes a dataset
             model.fit(data, epochs=EPOCHS, verbose=0, callbacks=[tracker])
+    if warned is not None:
+        warned += [str(w.message) for w in caught if w.category is LossParamWarning]
     return tracker.diagnosis, model
 
 
@@ -130,6 +142,17 @@ def mirrored():
     loss = Temperature()
     result["raw_mirrored"] = {"diagnosis": fit(log_dir, loss, True, strategy.scope())[0]}
     result["raw_mirrored"]["temperature"] = float(ops.convert_to_numpy(loss.temperature))
+    # A loss that returns its batch mean, on one device and on two replicas; and one that returns
+    # per-sample values, on two.
+    for name, loss, scope in (
+        ("scalar_one", MeanNLL, None),
+        ("scalar_mirrored", MeanNLL, strategy.scope()),
+        ("per_sample_mirrored", GaussianNLL, strategy.scope()),
+    ):
+        warned = []
+        log_dir = os.path.join(OUT, name)
+        result[name] = {"diagnosis": fit(log_dir, loss, True, scope, warned=warned)[0], "warned": warned}
+        result[name]["norms"] = norms(log_dir)
     result["event_files"] = event_files(OUT)
     return "mirrored", result
 

@@ -53,8 +53,8 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         # make_trainable attached it, and the objective has no gradient for it.
         ({**NO_GRADIENT, **NOT_MOVED, "attached": True}, ("no_gradient", "fix_not_reached")),
         ({"attached": True}, ("training", "")),
-        # A loss weight is linear in the objective: its not_updated has its own cause.
-        ({"seen_by_optimizer": False, "loss_weight": True, **NOT_MOVED}, ("not_updated", "loss_weight")),
+        # Descent on it has no minimum (a weight of a loss term): its not_updated has its own cause.
+        ({"seen_by_optimizer": False, "unbounded": True, **NOT_MOVED}, ("not_updated", "unbounded")),
     ],
 )
 def test_each_status_and_cause(changes, expected):

@@ -74,6 +74,13 @@ def test_mirrored_strategy_over_two_devices(tmp_path):
     # make_trainable replaced the raw tf.Variable under the strategy's scope: it trains.
     assert result["raw_mirrored"]["diagnosis"]["loss/Temperature/temperature"] == "training"
     assert result["raw_mirrored"]["temperature"] != 1.0
+    # A loss that returns a scalar trains with the replicas' summed gradients: said once, with the fix.
+    (said,) = result["scalar_mirrored"]["warned"]
+    assert "MeanNLL returns a scalar" in said and "2 replicas" in said and "per-sample values" in said, said
+    assert not result["scalar_one"]["warned"] and not result["per_sample_mirrored"]["warned"]
+    # What the warning says, seen in the gradients: twice one device's at the first epoch.
+    one, two = (result[n]["norms"]["model/net/out/kernel"][0][0] for n in ("scalar_one", "scalar_mirrored"))
+    assert 1.6 < two / one < 2.4, (one, two)
 
 
 def test_jax_data_parallel_over_two_host_devices(tmp_path):

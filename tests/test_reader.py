@@ -21,8 +21,13 @@ from tensorboard.backend.event_processing import (
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.util import tensor_util
 
-from loss_param_tracker import LossParamTracker, load
-from loss_param_tracker.reader import IncompleteRunWarning, SkippedRunWarning
+from loss_param_tracker import LossParamTracker, load, report
+from loss_param_tracker.reader import (
+    IncompleteRunWarning,
+    SkippedRunWarning,
+    UnknownStatusWarning,
+    UnreadableVariableWarning,
+)
 from tensorboard_plugin.loss_params import metadata, series, summary
 from tests.conftest import (
     DASHBOARD_RUNS,
@@ -78,6 +83,16 @@ def raw_value(tag, role, kind, path, tensor, shape=(), field=""):
         metadata=metadata.create_summary_metadata(role, kind, path, shape, "float32", field=field),
         tensor=tensor_util.make_tensor_proto(tensor),
     )
+
+
+def load_partial(log_dir):
+    """`load`, which must keep every run and warn once per variable it left out, naming it."""
+    with pytest.warns(UnreadableVariableWarning) as record:
+        runs = load(log_dir)
+    named = sorted(str(w.message).split("'")[3] for w in record if w.category is UnreadableVariableWarning)
+    assert named == sorted(p for run in runs.values() for p in run.unreadable)
+    assert not runs.skipped, runs.skipped
+    return runs
 
 
 def load_skipping(log_dir):
@@ -211,19 +226,7 @@ def malformed_runs():
             two_epochs(diagnosed=diagnosis_of_shape([[[VAR, "training", ""]]])),
             ["diagnosis at epoch 0", "(1, 1, 3)"],
         ),
-        "unknown_status": (
-            two_epochs(diagnosed=diagnosis({VAR: "exploded"})),
-            ["unknown status 'exploded'", VAR],
-        ),
         "vector_in_a_scalar": (two_epochs(values=[vector]), ["cannot be read"]),
-        "metadata_disagrees": (
-            two_epochs(values=five_of_three),
-            [VAR, "shape (3,) in its metadata", "5 elements"],
-        ),
-        "stats_lack_a_field": (
-            [(0, stats + ok), (1, stats[:4] + ok)],
-            [f"{VAR}/stats", "lacks l2", "at epoch 1"],
-        ),
         "unknown_kind": (
             two_epochs(raw_value(f"{VAR}/mystery", metadata.ROLE_LOSS, 42, VAR, np.float32(1))),
             [f"{VAR}/mystery", "unknown kind, 42"],
@@ -246,6 +249,54 @@ def test_a_run_that_breaks_the_format_is_skipped_with_the_reason(tmp_path, case)
     assert list(runs.skipped) == ["bad"]
     for word in words:
         assert word in runs.skipped["bad"], (word, runs.skipped["bad"])
+
+
+def variable_faults():
+    """`{case: (steps, words the reason must hold)}`: runs whose one variable breaks the format."""
+    ok = diagnosis({VAR: "training", OTHER: "training"})
+    five_of_three = [
+        raw_value(f"{VAR}/value/{i}", metadata.ROLE_LOSS, metadata.VALUE, VAR, np.float32(i), (3,), str(i))
+        for i in range(5)
+    ]
+    stats = summary.values(metadata.ROLE_LOSS, metadata.STATS, VAR, np.zeros(5, np.float32), shape=(100,))
+    other = loss_values(OTHER, 2.0)
+    return {
+        "metadata_disagrees": (
+            [(e, five_of_three + other + ok) for e in range(2)],
+            [VAR, "shape (3,) in its metadata", "5 elements"],
+        ),
+        "stats_lack_a_field": (
+            [(0, stats + other + ok), (1, stats[:4] + other + ok)],
+            [f"{VAR}/stats", "lacks l2", "at epoch 1"],
+        ),
+    }
+
+
+OTHER = "loss/Other/scale"
+
+
+@pytest.mark.parametrize("case", sorted(variable_faults()))
+def test_a_variable_that_breaks_the_format_costs_only_itself(tmp_path, case):
+    steps, words = variable_faults()[case]
+    write_run(tmp_path, "run", steps)
+    run = load_partial(tmp_path)["run"]
+    assert list(run.variables) == [OTHER] and run.variables[OTHER].value.tolist() == [2.0, 2.0]
+    assert run.variables[OTHER].status.tolist() == ["training"] * 2
+    for word in words:
+        assert word in run.unreadable[VAR], (word, run.unreadable)
+
+
+def test_statuses_and_causes_of_a_newer_tracker_are_kept_and_warned_once(tmp_path):
+    rows = np.array([[VAR, "exploded", "solar_flare"]], dtype=object)
+    newer = summary.values(metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows)
+    write_run(tmp_path, "run", [(e, loss_values(VAR, 1.0) + newer) for e in range(3)])
+    with pytest.warns(UnknownStatusWarning) as record:
+        runs = load(tmp_path)
+    said = sorted(str(w.message) for w in record if w.category is UnknownStatusWarning)
+    assert len(said) == 2 and "status 'exploded'" in said[1] and "cause 'solar_flare'" in said[0], said
+    variable = runs["run"].variables[VAR]
+    assert variable.status.tolist() == ["exploded"] * 3 and variable.cause.tolist() == ["solar_flare"] * 3
+    assert report.main(["report", str(tmp_path)]) == 0, "an unknown status is not a finding"
 
 
 def provider_of(log_dir):
@@ -289,16 +340,17 @@ def test_the_plugin_listing_logs_and_skips_an_unknown_kind_and_sees_no_batch_ser
 def test_a_variable_that_changed_shape_is_named_with_its_epochs(tmp_path, values, said):
     write_run(tmp_path, "reshaped", epochs(values))
     write_run(tmp_path, "good", epochs([1.0, 2.0]))
-    runs = load_skipping(tmp_path)
-    assert list(runs) == ["good"]
-    reason = runs.skipped["reshaped"]
+    runs = load_partial(tmp_path)
+    assert list(runs) == ["good", "reshaped"], "the run stays readable"
+    assert runs["reshaped"].variables == {}
+    reason = runs["reshaped"].unreadable[VAR]
     assert reason.startswith(f"variable {VAR!r} changed shape during the run: {said};"), reason
 
 
 def test_a_shape_change_before_training_is_named(tmp_path):
     before = [(0, loss_values(VAR, np.arange(5), metadata.BATCH))]
     write_run(tmp_path, "run", before + epochs([np.arange(3)] * 2))
-    reason = load_skipping(tmp_path).skipped["run"]
+    reason = load_partial(tmp_path)["run"].unreadable[VAR]
     assert "shape (5,) at batch step 0, shape (3,) at epochs 0-1" in reason
 
 

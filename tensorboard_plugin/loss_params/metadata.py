@@ -26,7 +26,7 @@ PLUGIN_NAME = "loss_params"
 # Bump when the meaning of a field or of a kind's tensor changes. Readers skip
 # series written with a newer version than they know, and read older ones.
 # 2: DIAGNOSIS rows gained a third column, the cause; the STEPS kind.
-# (New causes, such as fix_not_reached and loss_weight, need no bump: a
+# (New causes, such as fix_not_reached and unbounded, need no bump: a
 # reader keeps a cause it does not know.)
 PROTO_VERSION = 2
 
@@ -128,7 +128,7 @@ OPTIMIZER_NO_EFFECT = "optimizer_no_effect"
 OUTSIDE_OPTIMIZER = "outside_optimizer"
 GRADIENT_UNKNOWN = "gradient_unknown"
 FIX_NOT_REACHED = "fix_not_reached"
-LOSS_WEIGHT = "loss_weight"
+UNBOUNDED = "unbounded"
 
 # {cause: (explanation, fix)}; the fix replaces the status's own.
 CAUSES = {
@@ -159,12 +159,15 @@ CAUSES = {
         "Create the variable as keras.Variable(...) where the loss's code reads it, or call "
         "make_trainable(model) before anything traces that code (summary(), a first call).",
     ),
-    LOSS_WEIGHT: (
-        "A compile(loss_weights=...) variable that nothing changed. The objective is linear "
-        "in it: an optimizer would drive it down without bound, so make_trainable is not "
-        "the fix.",
-        "If a callback is meant to set it, check that it assigns it; if it is a constant, "
-        "create it with keras.Variable(..., trainable=False).",
+    UNBOUNDED: (
+        "Nothing changed it, and descent has no minimum for it: the objective is linear in "
+        "it with a gradient that never pointed down (a weight of a loss term, such as "
+        "compile(loss_weights=...)), so an optimizer would drive it down without bound. "
+        "Handing it to the optimizer is not the fix.",
+        "If a callback or a schedule sets it (Dynamic Weight Averaging, an annealed loss "
+        "weight), it stays put until the callback first assigns it; if it is a constant, "
+        "create it with trainable=False; to learn task weights, add a term that bounds "
+        "them (uncertainty weighting's log-variances).",
     ),
 }
 
