@@ -470,6 +470,7 @@ class LossParamTracker(keras.callbacks.Callback):
             grad_norm_max=stats.max,
             moved_before=t.key in self._moved,
             attached=attached,
+            read_by_step=stats.read_by_step,
             # Keras multiplies the loss by a loss weight: descent on it has no minimum.
             unbounded=stats.unbounded or t.path.startswith(LOSS_WEIGHTS_PREFIX),
         )
@@ -717,9 +718,7 @@ class LossParamTracker(keras.callbacks.Callback):
 
     def _recheck(self, record):
         """The record again, if its variable moved after the epoch's end (a later callback moved it)."""
-        if record.diagnosis is None or record.status != metadata.NOT_UPDATED:
-            return record
-        if record.tracked.key not in self._moved_now:
+        if record.observation is None or record.tracked.key not in self._moved_now:
             return record
         observation = dataclasses.replace(record.observation, value_changed=True, moved_before=True)
         return dataclasses.replace(

@@ -51,6 +51,9 @@ class GradientStats:
             measure it.
         grad_min: For such a variable, the smallest element of its gradient
             over the steps (NaN where not measured).
+        read_by_step: Whether the training step reads the variable at all;
+            `None` where unknown (an eager step, a backend without the
+            record).
     """
 
     steps: int
@@ -60,6 +63,7 @@ class GradientStats:
     max: float = math.nan
     curvature: float = math.nan
     grad_min: float = math.nan
+    read_by_step: bool = None
 
     @property
     def unbounded(self):
@@ -316,8 +320,13 @@ class HookedCapture(Capture):
                 max=float(maxes[index]) if known else float("nan"),
                 curvature=float(probed[0][index]) if measured else float("nan"),
                 grad_min=float(probed[1][index]) if measured else float("nan"),
+                read_by_step=self._read_by_step(key),
             )
         return result
+
+    def _read_by_step(self, key):
+        """Whether the training step reads the variable of `key`; `None` where the backend cannot tell."""
+        return None
 
     def _probed(self):
         """float numpy `[2, slots]`: per slot, the largest curvature and the smallest gradient

@@ -74,6 +74,7 @@ class StepCapture(HookedCapture):
         super().__init__(model, loss_variables, losses, rediscover)
         self._accumulator = None  # float32[2, slots + 3]: see `_build_slots`
         self._probe = None  # float32[2, slots]: max curvature, min gradient element (`_record_probe`)
+        self._reads = None  # {key} of the variables the traced step reads; None when not traced
         self._local = threading.local()  # a strategy traces its replicas in threads
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
         strategy = model.distribute_strategy
@@ -114,6 +115,9 @@ class StepCapture(HookedCapture):
     def _probed(self):
         return None if self._probe is None else self._probe.numpy()
 
+    def _read_by_step(self, key):
+        return None if self._reads is None else key in self._reads
+
     # Hooks -------------------------------------------------------------
 
     def _install(self):
@@ -141,13 +145,27 @@ class StepCapture(HookedCapture):
             return original(*args, **kwargs)
         self._step = step
         try:
-            return original(*args, **kwargs)
+            outputs = original(*args, **kwargs)
+            with self._guard("train_step"):
+                self._note_reads()
+            return outputs
         finally:
             self._step = None
             if step.accumulator is not None:  # compute_loss never ran
                 step.accumulator.__exit__(None, None, None)
             if step.tape is not None:
                 step.tape.__exit__(None, None, None)
+
+    def _note_reads(self):
+        """Keeps which variables the step being traced reads (TensorFlow's record of its function graph).
+
+        A function traced earlier (a layer's `tf.function` call) is recorded
+        with the variables it captured then: a variable replaced since is
+        not read by the step.
+        """
+        watched = getattr(tf.compat.v1.get_default_graph(), "_watched_variables", None)
+        if watched is not None and not tf.executing_eagerly():
+            self._reads = {variable_key(v) for v in watched}
 
     def _begin_step(self):
         """Returns the step's state, its tape recording when some loss variable needs one."""

@@ -49,6 +49,8 @@ class Observation:
         grad_norm_max: Max L2 norm of its gradient over the steps.
         moved_before: Whether its value was seen to change earlier in the fit.
         attached: Whether `make_trainable` handed it to the optimizer.
+        read_by_step: Whether the training step reads it at all; `None`
+            where unknown.
         unbounded: Whether descent on it has no minimum: the objective was
             seen to be linear in it with a gradient that never pointed down
             (a weight of a loss term), or it is a `compile(loss_weights=...)`
@@ -65,6 +67,7 @@ class Observation:
     grad_norm_max: float = math.nan
     moved_before: bool = False
     attached: bool = False
+    read_by_step: bool = None
     unbounded: bool = False
 
 
@@ -97,6 +100,7 @@ def combine(observations):
         grad_norm_max=_root_sum_square([o.grad_norm_max for o in trainable]),
         moved_before=any(o.moved_before for o in observations),
         attached=any(o.attached for o in trainable),
+        read_by_step=None,
     )
 
 
@@ -125,7 +129,8 @@ def diagnose(obs):
     if (obs.value_changed or obs.moved_before) and not obs.seen_by_optimizer:
         return Diagnosis(TRAINING, OUTSIDE_OPTIMIZER)
     if known and not obs.has_gradient:
-        return Diagnosis(NO_GRADIENT, FIX_NOT_REACHED if obs.attached else "")
+        missed = obs.attached and obs.read_by_step is False  # the code reads another variable
+        return Diagnosis(NO_GRADIENT, FIX_NOT_REACHED if missed else "")
     zero = known and obs.grad_norm_max == 0
     if obs.steps == 0 or obs.value_changed is None:
         return Diagnosis(ZERO_GRADIENT) if zero else None

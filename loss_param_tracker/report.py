@@ -236,7 +236,7 @@ _SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN)
 
 def _cells(row):
     """The aligned columns of a row: path, shape, status, and "value first -> last"."""
-    shape = "x".join(str(d) for d in row["shape"]) or "scalar"
+    shape = "x".join("?" if d == -1 else str(d) for d in row["shape"]) or "scalar"
     change = f"{row['measure']} {_fmt(row['first'])} -> {_fmt(row['last'])}"
     if "shown" in row:
         shown = row["shown"]

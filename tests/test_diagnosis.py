@@ -51,7 +51,10 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         # Moved at some time in the fit (a callback at an epoch's end), not this epoch.
         ({"seen_by_optimizer": False, "moved_before": True, **NOT_MOVED}, ("training", "outside_optimizer")),
         # make_trainable attached it, and the objective has no gradient for it.
-        ({**NO_GRADIENT, **NOT_MOVED, "attached": True}, ("no_gradient", "fix_not_reached")),
+        ({**NO_GRADIENT, **NOT_MOVED, "attached": True, "read_by_step": False}, ("no_gradient", "fix_not_reached")),
+        # ... and where the step reads it, or may: its own no_gradient (a stop_gradient, numpy).
+        ({**NO_GRADIENT, **NOT_MOVED, "attached": True, "read_by_step": True}, ("no_gradient", "")),
+        ({**NO_GRADIENT, **NOT_MOVED, "attached": True}, ("no_gradient", "")),
         ({"attached": True}, ("training", "")),
         # Descent on it has no minimum (a weight of a loss term): its not_updated has its own cause.
         ({"seen_by_optimizer": False, "unbounded": True, **NOT_MOVED}, ("not_updated", "unbounded")),

@@ -347,7 +347,10 @@ def _shape_problem(data):
     than numpy allows.
     """
     shape = list(data.shape)
-    if len(shape) > _MAX_RANK or any(d < 0 for d in shape):
+    # -1: a dimension unknown until run time (a memory bank that grows),
+    # logged as statistics, never as a VALUE.
+    unknown = -1 in shape and data.kind == metadata.VALUE
+    if len(shape) > _MAX_RANK or any(d < -1 for d in shape) or unknown:
         return f"an impossible shape of {len(shape)} dimensions, {shape[:8]}"
     size = math.prod(shape)
     if data.kind == metadata.VALUE and size > metadata.MAX_WHOLE_ELEMENTS:
