@@ -265,7 +265,7 @@ def test_variables_out_of_reach_are_tracked_as_extras_with_their_own_fix(log_dir
     holder = np.array([extra], dtype=object)
 
     def loss_fn(y_true, y_pred):
-        return holder[0] * tf.reduce_mean(tf.square(y_true - y_pred))
+        return holder[0] * tf.reduce_mean(tf.square(y_true - y_pred)) + tf.square(holder[0] - 2.0)
 
     with pytest.warns(LossParamWarning, match=r"loss/extra/scale.*make_trainable\(model, variables=\[scale\]\)"):
         tracker = fit(make_model(), loss_fn, log_dir, tracker=LossParamTracker(log_dir, variables=[extra]))

@@ -88,7 +88,7 @@ def test_runs_lists_every_run_with_its_variables_and_latest_status(client):
     }
     broken = runs["broken/train"]["variables"][0]
     assert (broken["status"], broken["cause"]) == ("not_updated", "not_in_optimizer")
-    assert body["causes"]["not_in_optimizer"]["fix"] == metadata.FIXES["not_updated"]
+    assert body["causes"]["not_in_optimizer"]["fix"] == metadata.CAUSES["not_in_optimizer"][1]
     assert list(body["causes"]) == list(metadata.CAUSES)
     centers = runs["centers/train"]["variables"][0]
     assert (centers["kind"], centers["shape"]) == ("stats", [10, 10])
