@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 import warnings
 
 import keras
@@ -36,6 +37,12 @@ CHUNK_SIZE = 1 << 20
 # steps at the loss variables the optimizer is not handed, and says which
 # nothing has moved so far: hours before the epoch's end.
 EARLY_STEPS = 200
+# A loss variable of at most this many elements goes into Keras's `logs`
+# (one key per element): what a progress bar and a CSV file can show.
+LOGS_MAX_ELEMENTS = 8
+# Warnings point at the first frame outside these packages: the user's line
+# that called `fit`.
+_LIBRARY_FRAMES = ("keras", "tensorflow", "jax", "torch", "loss_param_tracker", "contextlib", "threading")
 
 
 # Paths of the variables given as compile(loss_weights=...).
@@ -235,6 +242,19 @@ class LossParamTracker(keras.callbacks.Callback):
             the value users reason about (CLIP's scale, 14.3, not its log,
             2.66), the stored one a toggle away. Training is unchanged.
             Defaults to `None`.
+        add_to_logs: Whether to add, at each epoch's end, each loss variable
+            of at most `LOGS_MAX_ELEMENTS` elements to Keras's `logs`, as
+            Python floats of its displayed value (NaN where not finite), as
+            `LearningRateScheduler` adds `learning_rate`: `history.history`,
+            the progress bar, `CSVLogger`, `EarlyStopping(monitor=...)`,
+            `keras.callbacks.TensorBoard` and experiment trackers' callbacks
+            get them. Keys are the variable's path without `loss/`, the
+            display's label in place of its name, `[i]` per element
+            (`"GaussianNLL/log_var"`, `"CLIPLoss/scale"`,
+            `"Uncertainty/log_vars[0]"`): a `/` that Keras's metric names do
+            not have. Keras calls callbacks in list order (the progress bar
+            and `History` last): list the tracker before the callbacks that
+            should see them. Defaults to `True`.
 
     Raises:
         ValueError: When `update_freq` is not `"epoch"`, `"batch"` or a
@@ -243,7 +263,7 @@ class LossParamTracker(keras.callbacks.Callback):
         TypeError: When `variables` holds something that is not a variable.
     """
 
-    def __init__(self, log_dir="logs", update_freq="epoch", variables=None, display=None):
+    def __init__(self, log_dir="logs", update_freq="epoch", variables=None, display=None, add_to_logs=True):
         super().__init__()
         if update_freq == "batch":
             update_freq = 1
@@ -263,6 +283,9 @@ class LossParamTracker(keras.callbacks.Callback):
         self.update_freq = update_freq
         self._extra_variables = discovery.check_variables(variables)
         self.display = _check_display(display)
+        if not isinstance(add_to_logs, bool):
+            raise ValueError(f"Received: add_to_logs={add_to_logs!r}. Expected True or False.")
+        self.add_to_logs = add_to_logs
         self.diagnosis = {}
         self._writer = None
         self._last_step = None
@@ -363,6 +386,9 @@ class LossParamTracker(keras.callbacks.Callback):
             self._warn_capture_problems(trained=bool(logs))
         if records is not None:
             self._pending = (step, records)
+            if self.add_to_logs and logs is not None:
+                with self._survive("adding the loss variables to logs"):
+                    self._add_to_logs(records, logs)
             with self._survive("writing summaries"):
                 # A network's weights are logged one by one, and diagnosed as one.
                 self._write_epoch(step, records + self._network_records(records))
@@ -512,6 +538,19 @@ class LossParamTracker(keras.callbacks.Callback):
                 Record(tracked, stats, diagnosis_lib.diagnose(observation), observation, value=norms)
             )
         return result
+
+    def _add_to_logs(self, records, logs):
+        """Adds the small loss variables' displayed values to the epoch's `logs`, as Python floats."""
+        for key, value in _log_entries(records):
+            if key in logs and ("logs", key) not in self._warned:
+                self._warned.add(("logs", key))
+                logger.warning(
+                    "LossParamTracker: logs already hold %r (a metric?); the loss variable of "
+                    "that name is left out of logs.",
+                    key,
+                )
+            elif key not in logs:
+                logs[key] = value
 
     # Writing -----------------------------------------------------------
 
@@ -755,7 +794,7 @@ class LossParamTracker(keras.callbacks.Callback):
         if key in self._warned:
             return
         self._warned.add(key)
-        warnings.warn(text, LossParamWarning, stacklevel=2)
+        warnings.warn(text, LossParamWarning, stacklevel=_user_stacklevel())
 
     @contextlib.contextmanager
     def _survive_variable(self, t):
@@ -869,6 +908,40 @@ def _check_display(display):
         except ValueError as error:
             raise ValueError(f"display[{name!r}]: {error}") from None
     return checked
+
+
+def _user_stacklevel():
+    """The `stacklevel` that makes `warnings.warn`, called by this module's caller, name the user's line.
+
+    That is the first frame outside Keras, the frameworks and this package:
+    the line that called `fit`, so that Python's warning filters, IDEs and
+    `pytest.warns` see the user's code.
+    """
+    frame, level = sys._getframe(2), 2  # the frame that calls warnings.warn is level 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _LIBRARY_FRAMES:
+        frame, level = frame.f_back, level + 1
+    return level if frame is not None else 2
+
+
+def _log_entries(records):
+    """`[(key, float)]` of the loss variables of at most `LOGS_MAX_ELEMENTS` elements, displayed values."""
+    entries = []
+    for r in records:
+        t = r.tracked
+        if t.role != metadata.ROLE_LOSS or t.network is not None or r.value is None:
+            continue
+        if np.size(r.value) > LOGS_MAX_ELEMENTS:
+            continue
+        path = t.path[len(discovery.LOSS_PREFIX) + 1 :] if t.path.startswith(discovery.LOSS_PREFIX + "/") else t.path
+        value = np.asarray(r.value, np.float64)
+        if t.display is not None:
+            path = f"{path.rsplit('/', 1)[0]}/{t.display.label}" if "/" in path else t.display.label
+            value = np.asarray(t.display.apply(value), np.float64)
+        if value.ndim == 0:
+            entries.append((path, float(value)))
+        else:
+            entries += [(f"{path}[{i}]", float(x)) for i, x in enumerate(value.ravel())]
+    return entries
 
 
 def _on(owner):

@@ -80,6 +80,15 @@ class Runs(dict):
         self.skipped = dict(skipped or {})
         self.incomplete = dict(incomplete or {})
 
+    def _repr_html_(self):
+        """A notebook shows `load("logs")` as a table per run, each loss variable with its trajectory."""
+        from loss_param_tracker import render, report  # the report reads through this module
+
+        return render.html_table(report.summarize(self)) + "".join(
+            f"<p>Run <code>{render.html.escape(run)}</code> skipped: {render.html.escape(reason)}</p>"
+            for run, reason in self.skipped.items()
+        )
+
 
 @dataclasses.dataclass
 class Variable:
@@ -169,6 +178,12 @@ class Run:
     @property
     def loss_variables(self):
         return {p: v for p, v in self.variables.items() if v.role == "loss"}
+
+    def _repr_html_(self):
+        """A notebook shows a run as the table of its loss variables, with their trajectories."""
+        from loss_param_tracker import render, report  # the report reads through this module
+
+        return render.html_table(report.summarize({self.name: self}))
 
 
 def load(log_dir):

@@ -12,8 +12,14 @@ the reason, and the run's other variables are reported.
 A run whose event file ends in a record cut short (a crash, a full disk, a
 file still being written) is reported up to that record, and named on stderr,
 "run NAME incomplete: NOTE"; that alone does not change the exit code.
-`--json` prints `{"runs": {run: report}, "skipped": {run: reason},
-"incomplete": {run: note}}`.
+
+`--format` picks what is printed: `text` (the default: aligned columns, each
+variable's trajectory as a one-line sparkline), `json` (`{"runs": {run:
+report}, "skipped": {run: reason}, "incomplete": {run: note}}`; `--json` is
+its alias), `markdown` (a table per run, for a CI job summary or a pull
+request comment) or `html` (one self-contained page with each loss variable's
+trajectory and gradient norm drawn in inline SVG, for a CI artifact). The
+exit code is the same in every format.
 
 Exit codes, so that it can gate a CI job:
 
@@ -35,6 +41,7 @@ import warnings
 
 import numpy as np
 
+from loss_param_tracker import render
 from loss_param_tracker.diagnosis import WARNED_STATUSES
 from loss_param_tracker.reader import (
     IncompleteRunWarning,
@@ -83,23 +90,27 @@ def _row(variable):
     initial = variable.initial
     if variable.value is not None:
         measure, epochs = "value", variable.value
+        trajectory = epochs if epochs.ndim == 1 else np.sqrt(np.sum(np.square(epochs.reshape(len(epochs), -1)), 1))
     elif variable.stats is not None:
         measure, epochs = "l2 norm", variable.stats[:, _L2]
         initial = None if initial is None else initial[_L2]
     elif variable.norms is not None:  # a network the loss holds: the norm of all its weights
         measure, epochs, initial = "norm", variable.norms[:, 0], None
     else:
-        measure, epochs = "value", np.zeros(0)
+        measure, epochs, trajectory = "value", np.zeros(0), np.zeros(0)
+    if measure != "value":
+        trajectory = epochs
     first = initial if initial is not None else (epochs[0] if len(epochs) else math.nan)
     last = epochs[-1] if len(epochs) else math.nan
     status = variable.last_status or "unknown"
     cause = str(variable.cause[-1]) if variable.cause is not None and len(variable.cause) else ""
     if variable.grad_norm is not None:
-        grad = variable.grad_norm[-1][0]
+        grads = variable.grad_norm[:, 0]
     elif variable.norms is not None:  # a network: the norm of all its weights' gradients
-        grad = variable.norms[-1][1]
+        grads = variable.norms[:, 1]
     else:
-        grad = math.nan
+        grads = np.zeros(0)
+    grad = grads[-1] if len(grads) else math.nan
     row = {
         "path": variable.path,
         "shape": list(variable.shape),
@@ -111,6 +122,9 @@ def _row(variable):
         "grad_norm": _plain(grad),
         "epochs": len(variable.steps),
         "hint": metadata.advice(status, cause)[1],
+        # Per epoch: the value (the L2 norm of a vector), and the mean gradient norm.
+        "trajectory": [_plain(v) for v in trajectory],
+        "grad_trajectory": [_plain(g) for g in grads],
     }
     if variable.display is not None and measure == "value" and len(epochs):
         # What the user reasons about, beside what the loss stores.
@@ -139,8 +153,8 @@ def exit_code(summary, skipped=None):
     return EXIT_UNREADABLE if skipped or unreadable else EXIT_OK
 
 
-def render(summary):
-    """The report as text: a block per run, its columns aligned across all runs."""
+def render_text(summary):
+    """The report as text: a block per run, its columns aligned across all runs, a sparkline a variable."""
     cells = {name: [_cells(row) for row in run["variables"]] for name, run in summary.items()}
     every = [row for rows in cells.values() for row in rows]
     widths = [max((len(row[i]) for row in every), default=0) for i in range(4)]
@@ -152,7 +166,8 @@ def render(summary):
         for row, (path, shape, status, change) in zip(run["variables"], cells[name]):
             lines.append(
                 f"  {path:<{widths[0]}}  {shape:>{widths[1]}}  {status:<{widths[2]}}  "
-                f"{change:<{widths[3]}}   grad norm {_fmt(row['grad_norm'], missing='unknown')}"
+                f"{change:<{widths[3]}}  {render.sparkline(row['trajectory'])}"
+                f"   grad norm {render.fmt(row['grad_norm'], missing='unknown')}"
             )
             if row["cause"] in _SAID:
                 lines.append(f"      {metadata.advice(row['status'], row['cause'])[0]}")
@@ -189,7 +204,13 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     report.add_argument("log_dir", metavar="LOG_DIR")
-    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (default; sparklines), json, markdown (a CI job summary) or html (one self-contained page)",
+    )
+    report.add_argument("--json", action="store_const", const="json", dest="format", help="the same as --format json")
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
@@ -215,11 +236,18 @@ def main(argv=None):
         print(f"run {name} skipped: {reason}", file=sys.stderr)
     for name, note in runs.incomplete.items():
         print(f"run {name} incomplete: {note}", file=sys.stderr)
-    if args.json:
+    if args.format == "json":
         print(json.dumps({"runs": summary, "skipped": skipped, "incomplete": runs.incomplete}, indent=2))
+    elif args.format == "markdown":
+        print(render.markdown(summary), end="")
+    elif args.format == "html":
+        print(render.html_page(summary, skipped, runs.incomplete), end="")
     elif summary:
-        print(render(summary))
+        print(render_text(summary))
     return exit_code(summary, skipped)
+
+
+FORMATS = ("text", "json", "markdown", "html")
 
 
 def _plain(value):
@@ -237,19 +265,7 @@ _SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN)
 def _cells(row):
     """The aligned columns of a row: path, shape, status, and "value first -> last"."""
     shape = "x".join("?" if d == -1 else str(d) for d in row["shape"]) or "scalar"
-    change = f"{row['measure']} {_fmt(row['first'])} -> {_fmt(row['last'])}"
-    if "shown" in row:
-        shown = row["shown"]
-        change += f" ({shown['label']} {_fmt(shown['first'])} -> {_fmt(shown['last'])})"
-    return row["path"], shape, row["status"], change
-
-
-def _fmt(value, missing="nan"):
-    if isinstance(value, list):
-        flat = np.ravel(np.array(value, dtype=object))
-        shown = ", ".join(_fmt(v) for v in flat[:4])
-        return f"[{shown}{', ...' if flat.size > 4 else ''}]"
-    return missing if value is None else f"{value:.4g}"
+    return row["path"], shape, row["status"], render.change(row)
 
 
 def _one_line(error):

@@ -225,10 +225,12 @@ def test_report_command_on_the_readme_logs(readme):
     done = run([sys.executable, *command[1:-1], "logs/run2"])
     assert done.returncode == 0, done.stdout + done.stderr
 
-    # "or: loss-param-tracker report logs [--json]", the console script.
-    assert alternative == "loss-param-tracker report logs [--json]", alternative
+    # "or: loss-param-tracker report logs [--format ...]", the console script.
+    assert alternative == "loss-param-tracker report logs [--format text|json|markdown|html]", alternative
     script = os.path.join(os.path.dirname(sys.executable), "loss-param-tracker")
-    done = run([script, "report", "logs", "--json"])
+    for fmt in ("text", "markdown", "html"):
+        assert run([script, "report", "logs", "--format", fmt]).returncode == 1
+    done = run([script, "report", "logs", "--format", "json"])
     assert done.returncode == 1, done.stderr
     statuses = {
         run: [row["status"] for row in report["variables"]]
