@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# The oldest versions setup.cfg declares (tests/oldest.txt), for a short part of the suite.
+OLDEST := .venv-oldest
+OLDEST_INSTALLED := $(OLDEST)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -22,8 +25,16 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
-test: $(INSTALLED) $(CHROMIUM)
+$(OLDEST_INSTALLED): setup.cfg pyproject.toml tests/oldest.txt
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q -c tests/oldest.txt -e ".[cpu,jax,torch]" "pytest>=8" "hypothesis>=6.100"
+	$(OLDEST)/bin/python -m pip install -q --no-deps tf_keras==2.20.1
+	touch $@
+
+# Every test, then the compatibility and backend fits on the oldest declared versions.
+test: $(INSTALLED) $(OLDEST_INSTALLED) $(CHROMIUM)
 	$(PY) -m pytest
+	$(OLDEST)/bin/python -m pytest -p no:cacheprovider tests/test_compat.py tests/test_backends.py
 
 # Trains the demos into ./logs (about 90 s on 2 CPU cores), then serves the
 # dashboard. The runs come in pairs: the loss as usually written (its
