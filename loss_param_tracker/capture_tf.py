@@ -9,10 +9,12 @@ time, each wrapped with `functools.wraps`:
   gradient comes from the same forward pass, `add_loss` terms included;
 - `model.compute_loss`: its result is the training objective; the extra
   tape's gradient of it is taken right there (the backward of the loss
-  variables only, no second forward pass), under a forward-mode
-  accumulator that gives the gradient's derivative along a fixed direction
-  (a Hessian-vector product of the loss variables only): zero where the
-  objective is linear in the variable, as in a weight of a loss term;
+  variables only, no second forward pass). A second tape around it records
+  that gradient's own computation, so that the first `PROBE_STEPS` steps of
+  an epoch also take its derivative along a fixed direction (a
+  Hessian-vector product of the loss variables only, under a `tf.cond`:
+  the other steps pay one comparison): none where the objective is linear in
+  the variable, as in a weight of a loss term;
 - `model.optimizer.scale_loss`: the factor by which the optimizer's
   gradients are scaled (mixed precision), to report unscaled norms;
 - `model.optimizer.apply`: sees the exact gradients of the step, and adds a
@@ -61,8 +63,8 @@ class _Step:
     outputs: list = dataclasses.field(default_factory=list)  # loss outputs called directly
     upstream: dict = dataclasses.field(default_factory=dict)  # {index in outputs: d objective / d output}
     scale: object = None  # the optimizer's loss-scale factor of this step
-    accumulator: object = None  # forward-mode accumulator of the watched variables' curvature
-    probe: dict = None  # {key: (|H u|, min of the gradient)} of the watched variables, once known
+    outer: tf.GradientTape = None  # records the watched variables' gradient, for its curvature
+    outer_recording: bool = False  # until the gradient is taken: never over the step's own backward
 
 
 class StepCapture(HookedCapture):
@@ -73,7 +75,7 @@ class StepCapture(HookedCapture):
     def __init__(self, model, loss_variables, losses, rediscover):
         super().__init__(model, loss_variables, losses, rediscover)
         self._accumulator = None  # float32[2, slots + 3]: see `_build_slots`
-        self._probe = None  # float32[2, slots]: max curvature, min gradient element (`_record_probe`)
+        self._probe = None  # float32[2, slots]: max curvature, min gradient element (`_probe_curvature`)
         self._reads = None  # {key} of the variables the traced step reads; None when not traced
         self._local = threading.local()  # a strategy traces its replicas in threads
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
@@ -151,10 +153,10 @@ class StepCapture(HookedCapture):
             return outputs
         finally:
             self._step = None
-            if step.accumulator is not None:  # compute_loss never ran
-                step.accumulator.__exit__(None, None, None)
             if step.tape is not None:
                 step.tape.__exit__(None, None, None)
+            if step.outer is not None:
+                self._stop_outer(step, keep=False)
 
     def _note_reads(self):
         """Keeps which variables the step being traced reads (TensorFlow's record of its function graph).
@@ -174,17 +176,33 @@ class StepCapture(HookedCapture):
         step.watched = self._unregistered_loss_variables()
         if step.watched:
             variables = [_tf_variable(v) for v in step.watched]
-            tape = tf.GradientTape(watch_accessed_variables=False)
-            tape.__enter__()
+            tapes = []
             try:
-                tape.watch(variables)
-                if "curvature" not in self._off:
-                    step.accumulator = _curvature_accumulator(variables)
+                for _ in range(1 if "curvature" in self._off else 2):
+                    tape = tf.GradientTape(watch_accessed_variables=False)
+                    tape.__enter__()
+                    tapes.append(tape)
+                    tape.watch(variables)
             except BaseException:
-                tape.__exit__(None, None, None)
+                for tape in reversed(tapes):
+                    tape.__exit__(None, None, None)
                 raise
-            step.tape = tape
+            step.tape = tapes[-1]
+            step.outer = tapes[0] if len(tapes) == 2 else None
+            step.outer_recording = step.outer is not None
         return step
+
+    def _stop_outer(self, step, keep):
+        """Stops the outer tape's recording: kept for the curvature when `keep`, else dropped.
+
+        Stopped before the step differentiates its own objective: a tape
+        recording there would record Keras's (or a custom step's) backward.
+        """
+        if step.outer_recording:
+            step.outer.__exit__(None, None, None)
+            step.outer_recording = False
+        if not keep:
+            step.outer = None
 
     def _compute_loss(self, original, *args, **kwargs):
         step = self._step
@@ -203,38 +221,10 @@ class StepCapture(HookedCapture):
                 # recording here, so the rest of the step is not taped.
                 grads = step.tape.gradient(objective, [_tf_variable(v) for v in step.watched])
                 step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}
-            self._end_curvature(step, objective)
+            self._stop_outer(step, keep=step.grads is not None)
         else:
             step.grads = {}
         return objective
-
-    def _end_curvature(self, step, objective):
-        """Reads the curvature of the watched variables and stops the forward-mode accumulator.
-
-        Stopped here, before Keras differentiates the objective for the
-        model: its backward pass is not accumulated.
-        """
-        accumulator, step.accumulator = step.accumulator, None
-        if accumulator is None:
-            return
-        try:
-            with self._guard("curvature"):
-                step.probe = {}
-                if accumulator.jvp(objective) is None:
-                    # Forward mode did not reach the objective (a nested
-                    # tf.function, say): the curvature stays unknown.
-                    return
-                for v in step.watched:
-                    grad = step.grads.get(variable_key(v))
-                    if grad is None:
-                        continue
-                    # No tangent on the gradient: it does not depend on the
-                    # variable, the objective is linear in it.
-                    curvature = accumulator.jvp(grad)
-                    norm = tf.constant(0.0) if curvature is None else tf.norm(tf.cast(curvature, tf.float32))
-                    step.probe[variable_key(v)] = (norm, tf.reduce_min(tf.cast(grad, tf.float32)))
-        finally:
-            accumulator.__exit__(None, None, None)
 
     def _scale_loss(self, original, loss):
         scaled = original(loss)
@@ -253,6 +243,9 @@ class StepCapture(HookedCapture):
         step = self._step
         if step is None or step.in_compute_loss or step.tape is None:
             return output
+        # A custom step that calls the loss object: its objective's gradient
+        # comes after the step's own backward, which no second tape may record.
+        self._stop_outer(step, keep=False)
         with self._guard("Loss.call"):
             output = self._observe_output(step, output)
         return output
@@ -374,19 +367,39 @@ class StepCapture(HookedCapture):
         # One read and one write of one variable a step: sums, and maxes.
         before = self._accumulator.read_value()
         self._accumulator.assign(tf.stack([before[0] + row, tf.maximum(before[1], row)]))
-        if step is not None and step.probe and not reduced:
-            self._record_probe(step.probe)
+        if step is not None and step.outer is not None and step.grads and not reduced:
+            with self._guard("curvature"):
+                self._probe_curvature(step, captured=before[0][len(self._slots) + 1])
 
-    def _record_probe(self, probe):
-        """Keeps, per watched variable, the largest curvature and the smallest gradient element seen."""
-        curvature = [tf.constant(0.0)] * len(self._slots)
-        smallest = [tf.constant(float("inf"))] * len(self._slots)
-        for key, (norm, minimum) in probe.items():
-            if key in self._slots:
-                curvature[self._slots[key]], smallest[self._slots[key]] = norm, minimum
+    def _probe_curvature(self, step, captured):
+        """In an epoch's first `PROBE_STEPS` steps, keeps per watched variable its largest curvature
+        (the norm of a Hessian-vector product) and its gradient's smallest element.
+
+        The outer tape recorded the gradient's computation: its gradient of
+        the gradient along a fixed, generic direction is that product, `None`
+        (no curvature) where the gradient does not depend on the variable.
+        """
+        pairs = [(v, step.grads[variable_key(v)]) for v in step.watched if step.grads.get(variable_key(v)) is not None]
+        outer, step.outer = step.outer, None
+        if not pairs:
+            return
+        variables = [_tf_variable(v) for v, _ in pairs]
+        grads = [tf.cast(g, tf.float32) for _, g in pairs]
+        directions = [_direction(v) for v in variables]
+
+        def measure():
+            products = outer.gradient(grads, variables, output_gradients=directions)
+            return tf.stack([tf.constant(0.0) if p is None else tf.norm(tf.cast(p, tf.float32)) for p in products])
+
+        curvature = tf.cond(captured < PROBE_STEPS, measure, lambda: tf.zeros([len(pairs)]))
+        smallest = tf.stack([tf.reduce_min(g) for g in grads])
+        indices = [[self._slots[variable_key(v)]] for v, _ in pairs]
         before = self._probe.read_value()
         self._probe.assign(
-            tf.stack([tf.maximum(before[0], tf.stack(curvature)), tf.minimum(before[1], tf.stack(smallest))])
+            tf.stack([
+                tf.tensor_scatter_nd_max(before[0], indices, curvature),
+                tf.tensor_scatter_nd_min(before[1], indices, smallest),
+            ])
         )
 
     def _loss_gradients(self, step):
@@ -433,21 +446,15 @@ def _probe_start(slots):
     return tf.stack([tf.zeros([slots]), tf.fill([slots], float("inf"))])
 
 
-def _curvature_accumulator(variables):
-    """A started forward-mode accumulator along a fixed, generic direction of each variable.
+def _direction(variable):
+    """A fixed, generic direction in the variable's space: not one (all ones, a basis vector) along
+    which a non-zero Hessian could give a zero product by cancellation."""
+    size = tf.size(variable)
+    return tf.reshape(1.0 + 0.5 * tf.sin(tf.cast(tf.range(size), tf.float32) * 2.3 + 0.7), tf.shape(variable))
 
-    The direction is not a special one (all ones, a basis vector), so that a
-    zero Hessian-vector product means a zero Hessian, not a cancellation.
-    """
-    tangents = [
-        1.0 + 0.5 * tf.sin(tf.cast(tf.range(tf.size(v)), v.dtype) * 2.3 + 0.7 * (i + 1))
-        for i, v in enumerate(variables)
-    ]
-    tangents = [tf.reshape(t, tf.shape(v)) for t, v in zip(tangents, variables)]
-    accumulator = tf.autodiff.ForwardAccumulator(primals=variables, tangents=tangents)
-    accumulator.__enter__()
-    return accumulator
-
+# The steps of each epoch whose curvature the capture measures: the linearity
+# of the objective in a variable does not change from step to step.
+PROBE_STEPS = 4
 
 _STRATEGIES = (
     tf.distribute.MirroredStrategy,
