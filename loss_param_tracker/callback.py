@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import sys
 import warnings
 
@@ -251,8 +252,9 @@ class LossParamTracker(keras.callbacks.Callback):
             get them. Keys are the variable's path without `loss/`, the
             display's label in place of its name, `[i]` per element
             (`"GaussianNLL/log_var"`, `"CLIPLoss/scale"`,
-            `"Uncertainty/log_vars[0]"`): a `/` that Keras's metric names do
-            not have. Keras calls callbacks in list order (the progress bar
+            `"Uncertainty/log_vars/0"`; other characters than letters,
+            digits and `_ . / -` become `_`): a `/` that Keras's metric
+            names do not have. Keras calls callbacks in list order (the progress bar
             and `History` last): list the tracker before the callbacks that
             should see them. Defaults to `True`.
 
@@ -482,14 +484,19 @@ class LossParamTracker(keras.callbacks.Callback):
 
     def _record(self, t, stats, registered, attached):
         start, end = self._start.get(t.key), Snapshot.of(t.variable)
-        if not registered:
-            self._note_look(t.key, end)
         changed = None if start is None else start.changed(end)
+        if not registered and t.trainable:
+            looked = t.key in self._last
+            self._note_look(t.key, end)
+            if t.key in self._moved_now or changed:
+                changed = True
+            elif start is None and not looked:
+                changed = None  # first seen now (created by the loss's first call): unknown
         observation = diagnosis_lib.Observation(
             trainable=t.trainable,
             seen_by_optimizer=stats.seen_by_optimizer if stats.steps else registered,
             value_finite=end.finite,
-            value_changed=changed if registered else (t.key in self._moved_now or bool(changed)),
+            value_changed=changed,
             steps=self._steps,
             has_gradient=stats.has_gradient,
             grad_norm_mean=stats.mean,
@@ -499,6 +506,7 @@ class LossParamTracker(keras.callbacks.Callback):
             read_by_step=stats.read_by_step,
             # Keras multiplies the loss by a loss weight: descent on it has no minimum.
             unbounded=stats.unbounded or t.path.startswith(LOSS_WEIGHTS_PREFIX),
+            linear=stats.linear,
         )
         diagnosis = diagnosis_lib.diagnose(observation)
         if t.role == metadata.ROLE_LOSS:
@@ -681,8 +689,9 @@ class LossParamTracker(keras.callbacks.Callback):
         return {discovery.variable_key(v) for v in self.model.trainable_variables}
 
     def _unregistered(self):
+        """The trainable variables the optimizer is not handed (a frozen one's movement changes no status)."""
         registered = self._registered()
-        return [t for t in self._all_tracked() if t.key not in registered]
+        return [t for t in self._all_tracked() if t.trainable and t.key not in registered]
 
     def _snapshots(self, tracked):
         snapshots = {}
@@ -716,6 +725,7 @@ class LossParamTracker(keras.callbacks.Callback):
         the epoch's end.
         """
         unregistered = {t.key: t for t in self._look()}
+        steps = EARLY_STEPS * (getattr(self.model, "steps_per_execution", 1) or 1)
         looked = [t for t in self._loss_tracked if t.key in unregistered and t.trainable]
         grads = self._gradient_stats(looked)
         for t in looked:
@@ -726,7 +736,7 @@ class LossParamTracker(keras.callbacks.Callback):
                 continue
             self._warn_text(
                 t.path,
-                f"Loss variable '{t.path}'{_on(t.owner)}: after {EARLY_STEPS} training steps "
+                f"Loss variable '{t.path}'{_on(t.owner)}: after {steps} training steps "
                 "nothing has changed its value, though the objective has a gradient for it and "
                 "model.optimizer is not handed it. Unless something moves it at the epoch's end "
                 "(a callback), it does not train; the status comes at the epoch's end. "
@@ -937,10 +947,13 @@ def _log_entries(records):
         if t.display is not None:
             path = f"{path.rsplit('/', 1)[0]}/{t.display.label}" if "/" in path else t.display.label
             value = np.asarray(t.display.apply(value), np.float64)
+        # Letters, digits, _ . / - and spaces only: what experiment trackers
+        # (MLflow's metric names) accept.
+        path = re.sub(r"[^\w./ -]+", "_", path).strip("_")
         if value.ndim == 0:
             entries.append((path, float(value)))
         else:
-            entries += [(f"{path}[{i}]", float(x)) for i, x in enumerate(value.ravel())]
+            entries += [(f"{path}/{i}", float(x)) for i, x in enumerate(value.ravel())]
     return entries
 
 

@@ -66,9 +66,14 @@ class GradientStats:
     read_by_step: bool = None
 
     @property
+    def linear(self):
+        """Whether the objective was seen to be linear in it: a gradient, and no curvature at any step."""
+        return self.curvature == 0 and self.has_gradient is True and self.max > 0
+
+    @property
     def unbounded(self):
-        """Whether descent on it has no minimum: linear, with no negative gradient element, seen."""
-        return self.curvature == 0 and self.grad_min >= 0 and self.has_gradient is True and self.max > 0
+        """Whether descent on it has no minimum: linear, and no gradient element ever negative."""
+        return self.linear and self.grad_min >= 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,7 +360,8 @@ class HookedCapture(Capture):
         return list(self._notes.values())
 
     def problems(self):
-        found = [f"the {hook} hook stepped aside: {why}" for hook, why in self._off.items()]
+        # The curvature probe informs advice, not gradients: its own warning says it stepped aside.
+        found = [f"the {hook} hook stepped aside: {why}" for hook, why in self._off.items() if hook != "curvature"]
         if self._slots is None and self._APPLY not in self._off:
             found.append(
                 f"{self._APPLY} was never called by the training step, so no "

@@ -11,6 +11,7 @@ from tensorboard_plugin.loss_params.metadata import (
     FIX_NOT_REACHED,
     FROZEN,
     GRADIENT_UNKNOWN,
+    LINEAR,
     NO_GRADIENT,
     NON_FINITE,
     NOT_IN_OPTIMIZER,
@@ -51,6 +52,8 @@ class Observation:
         attached: Whether `make_trainable` handed it to the optimizer.
         read_by_step: Whether the training step reads it at all; `None`
             where unknown.
+        linear: Whether the objective was seen to be linear in it (its
+            gradient did not depend on it at any step).
         unbounded: Whether descent on it has no minimum: the objective was
             seen to be linear in it with a gradient that never pointed down
             (a weight of a loss term), or it is a `compile(loss_weights=...)`
@@ -69,6 +72,7 @@ class Observation:
     attached: bool = False
     read_by_step: bool = None
     unbounded: bool = False
+    linear: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +139,9 @@ def diagnose(obs):
     if obs.steps == 0 or obs.value_changed is None:
         return Diagnosis(ZERO_GRADIENT) if zero else None
     if not obs.seen_by_optimizer:
-        return Diagnosis(NOT_UPDATED, UNBOUNDED if obs.unbounded else NOT_IN_OPTIMIZER)
+        if obs.unbounded:
+            return Diagnosis(NOT_UPDATED, UNBOUNDED)
+        return Diagnosis(NOT_UPDATED, LINEAR if obs.linear else NOT_IN_OPTIMIZER)
     if obs.value_changed is False and not zero:
         return Diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
     if zero:

@@ -236,7 +236,7 @@ def _as_keras_variable(model, found):
             variable,
             dtype=keras.backend.standardize_dtype(variable.dtype),
             trainable=variable.trainable,
-            name=variable.name.split(":")[0],
+            name=_keras_name(variable),
         )
     if found.slot is None:
         raise TypeError(
@@ -252,7 +252,7 @@ def _as_keras_variable(model, found):
             variable.numpy(),
             dtype=keras.backend.standardize_dtype(variable.dtype),
             trainable=variable.trainable,
-            name=variable.name.split(":")[0],
+            name=_keras_name(variable),
         )
     try:
         found.slot.set(replacement)
@@ -263,6 +263,11 @@ def _as_keras_variable(model, found):
             "or create it as keras.Variable(...)."
         ) from None
     return replacement
+
+
+def _keras_name(variable):
+    """The variable's name as keras.Variable takes it: no `:0`, no `/` of the scope it was made in."""
+    return variable.name.split(":")[0].rsplit("/", 1)[-1]
 
 
 def _can_wrap(model, variable):

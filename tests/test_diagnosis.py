@@ -58,6 +58,7 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         ({"attached": True}, ("training", "")),
         # Descent on it has no minimum (a weight of a loss term): its not_updated has its own cause.
         ({"seen_by_optimizer": False, "unbounded": True, **NOT_MOVED}, ("not_updated", "unbounded")),
+        ({"seen_by_optimizer": False, "linear": True, **NOT_MOVED}, ("not_updated", "linear")),
     ],
 )
 def test_each_status_and_cause(changes, expected):

@@ -316,6 +316,71 @@ def test_make_trainable_on_a_built_model_and_a_tf_function_loss(tmp_path):
     assert float(scale.log_scale.numpy()) != 0.0
 
 
+def test_a_variable_the_loss_creates_on_its_first_call_gets_no_verdict_before_it_was_seen_twice(tmp_path):
+    class Lazy(keras.losses.Loss):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.c = None
+
+        def call(self, y_true, y_pred):
+            if self.c is None:
+                self.c = tf.Variable(0.0, name="c")
+            self.c.assign_add(0.01)  # an assign in the loss moves it every step
+            return tf.reduce_mean(tf.square(y_true - y_pred), axis=-1) + 1e-3 * self.c
+
+    model, loss = make_model(), Lazy()
+    model.compile(optimizer="adam", loss=loss)
+    x, y = make_data()
+    tracker = LossParamTracker(str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[tracker])
+        assert "loss/Lazy/c" not in tracker.diagnosis, "found after the first epoch: nothing known yet"
+        model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[tracker])
+    assert tracker.diagnosis["loss/Lazy/c"] == "training"
+    assert not [w for w in caught if w.category is LossParamWarning], [str(w.message) for w in caught]
+
+
+def test_a_weight_the_objective_falls_with_is_not_advised_to_train_plainly(tmp_path):
+    """An entropy bonus's weight: linear, its gradient negative. Descent would raise it without end."""
+
+    class Bonus(keras.losses.Loss):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.beta = keras.Variable(0.1, name="beta")
+
+        def call(self, y_true, y_pred):
+            spread = tf.reduce_mean(tf.math.log1p(tf.square(y_pred)), axis=-1)
+            return tf.reduce_mean(tf.square(y_true - y_pred), axis=-1) - self.beta * spread
+
+    model = make_model()
+    model.compile(optimizer="adam", loss=Bonus())
+    x, y = make_data()
+    tracker = LossParamTracker(str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[tracker])
+    (message,) = [str(w.message) for w in caught if w.category is LossParamWarning]
+    assert "linear in it" in message and "gradient reversal" in message and "bonus term" in message, message
+    assert load(str(tmp_path))["train"].variables["loss/Bonus/beta"].cause.tolist() == ["linear", "linear"]
+
+
+def test_make_trainable_takes_a_raw_variable_created_in_a_name_scope():
+    class Scaled(keras.layers.Layer):
+        def build(self, input_shape):
+            self.s = tf.Variable(1.0, name="s")  # named "scaled/s:0" inside Keras's build scope
+
+        def call(self, x):
+            self.add_loss(tf.square(self.s - 2.0))
+            return x * self.s
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1), Scaled(name="scaled")])
+    model.compile(optimizer="adam", loss="mse")
+    assert "/" in model.get_layer("scaled").s.name
+    (attached,) = make_trainable(model)
+    assert attached.value is model.get_layer("scaled").s and attached.name == "s"
+
+
 class CrossBatchMemory(keras.losses.Loss):
     """A memory bank created on the first call with a dimension unknown until run time, beside a learned weight."""
 

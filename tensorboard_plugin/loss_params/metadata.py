@@ -129,6 +129,7 @@ OUTSIDE_OPTIMIZER = "outside_optimizer"
 GRADIENT_UNKNOWN = "gradient_unknown"
 FIX_NOT_REACHED = "fix_not_reached"
 UNBOUNDED = "unbounded"
+LINEAR = "linear"
 
 # {cause: (explanation, fix)}; the fix replaces the status's own.
 CAUSES = {
@@ -160,14 +161,24 @@ CAUSES = {
         "make_trainable(model) before anything traces that code (summary(), a first call).",
     ),
     UNBOUNDED: (
-        "Nothing changed it, and descent has no minimum for it: the objective is linear in "
-        "it with a gradient that never pointed down (a weight of a loss term, such as "
-        "compile(loss_weights=...)), so an optimizer would drive it down without bound. "
-        "Handing it to the optimizer is not the fix.",
+        "Nothing changed it, and descent has no minimum for it: the objective was linear in "
+        "it at every step, with a gradient that never pointed down, as for a weight of a "
+        "loss term (compile(loss_weights=...)): an optimizer would drive it down without "
+        "bound, so handing it to the optimizer is not the fix. (A piecewise-linear term, "
+        "|y - c|, far from its kink looks the same; its minimum is at the kink.)",
         "If a callback or a schedule sets it (Dynamic Weight Averaging, an annealed loss "
         "weight), it stays put until the callback first assigns it; if it is a constant, "
         "create it with trainable=False; to learn task weights, add a term that bounds "
         "them (uncertainty weighting's log-variances).",
+    ),
+    LINEAR: (
+        "Nothing changed it; the objective was linear in it at every step and its gradient "
+        "never positive: descent would raise it for as long as that lasts. A Lagrange "
+        "multiplier trained by gradient reversal wants exactly that; the weight of a bonus "
+        "term (an entropy bonus subtracted from the loss) must not get it.",
+        "For a multiplier trained by gradient reversal: call "
+        "loss_param_tracker.make_trainable(model) after compile and before fit. For the "
+        "weight of a term: set it from a callback, or create it with trainable=False.",
     ),
 }
 
