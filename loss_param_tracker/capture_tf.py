@@ -379,7 +379,11 @@ class StepCapture(HookedCapture):
         the gradient along a fixed, generic direction is that product, `None`
         (no curvature) where the gradient does not depend on the variable.
         """
-        pairs = [(v, step.grads[variable_key(v)]) for v in step.watched if step.grads.get(variable_key(v)) is not None]
+        pairs = [
+            (v, step.grads[variable_key(v)])
+            for v in step.watched
+            if step.grads.get(variable_key(v)) is not None and _probed_size(v)
+        ]
         outer, step.outer = step.outer, None
         if not pairs:
             return
@@ -446,6 +450,12 @@ def _probe_start(slots):
     return tf.stack([tf.zeros([slots]), tf.fill([slots], float("inf"))])
 
 
+def _probed_size(variable):
+    """Whether the variable is small enough to probe: a loss term's weight, not a network's kernel."""
+    size = tf.TensorShape(variable.shape).num_elements()
+    return size is not None and size <= PROBE_MAX_ELEMENTS
+
+
 def _direction(variable):
     """A fixed, generic direction in the variable's space: not one (all ones, a basis vector) along
     which a non-zero Hessian could give a zero product by cancellation."""
@@ -455,6 +465,9 @@ def _direction(variable):
 # The steps of each epoch whose curvature the capture measures: the linearity
 # of the objective in a variable does not change from step to step.
 PROBE_STEPS = 4
+# The largest variable it measures: the weights of a network held by the loss
+# would cost a second-order backward pass through the network.
+PROBE_MAX_ELEMENTS = 4096
 
 _STRATEGIES = (
     tf.distribute.MirroredStrategy,
