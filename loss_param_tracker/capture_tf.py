@@ -373,7 +373,7 @@ class StepCapture(HookedCapture):
 
     def _probe_curvature(self, step, captured):
         """In an epoch's first `PROBE_STEPS` steps, keeps per watched variable its largest curvature
-        (the norm of a Hessian-vector product) and its gradient's smallest element.
+        (the norm of a Hessian-vector product) and its gradient's smallest element in those steps.
 
         The outer tape recorded the gradient's computation: its gradient of
         the gradient along a fixed, generic direction is that product, `None`
@@ -388,23 +388,25 @@ class StepCapture(HookedCapture):
         if not pairs:
             return
         variables = [_tf_variable(v) for v, _ in pairs]
-        grads = [tf.cast(g, tf.float32) for _, g in pairs]
-        directions = [_direction(v) for v in variables]
+        grads = [g for _, g in pairs]  # the tensors the outer tape saw computed
+        indices = [[self._slots[variable_key(v)]] for v, _ in pairs]
 
         def measure():
+            # All of it in the branch: the other steps run one comparison.
+            directions = [tf.cast(_direction(v), g.dtype) for v, g in zip(variables, grads)]
             products = outer.gradient(grads, variables, output_gradients=directions)
-            return tf.stack([tf.constant(0.0) if p is None else tf.norm(tf.cast(p, tf.float32)) for p in products])
+            curvature = tf.stack([tf.constant(0.0) if p is None else tf.norm(tf.cast(p, tf.float32)) for p in products])
+            smallest = tf.stack([tf.reduce_min(tf.cast(g, tf.float32)) for g in grads])
+            before = self._probe.read_value()
+            self._probe.assign(
+                tf.stack([
+                    tf.tensor_scatter_nd_max(before[0], indices, curvature),
+                    tf.tensor_scatter_nd_min(before[1], indices, smallest),
+                ])
+            )
+            return tf.constant(True)
 
-        curvature = tf.cond(captured < PROBE_STEPS, measure, lambda: tf.zeros([len(pairs)]))
-        smallest = tf.stack([tf.reduce_min(g) for g in grads])
-        indices = [[self._slots[variable_key(v)]] for v, _ in pairs]
-        before = self._probe.read_value()
-        self._probe.assign(
-            tf.stack([
-                tf.tensor_scatter_nd_max(before[0], indices, curvature),
-                tf.tensor_scatter_nd_min(before[1], indices, smallest),
-            ])
-        )
+        tf.cond(captured < PROBE_STEPS, measure, lambda: tf.constant(False))
 
     def _loss_gradients(self, step):
         """`{key: grad}` of the watched loss variables, or `None` when the objective was not seen."""

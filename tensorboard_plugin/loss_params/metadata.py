@@ -162,7 +162,7 @@ CAUSES = {
     ),
     UNBOUNDED: (
         "Nothing changed it, and descent has no minimum for it: the objective was linear in "
-        "it at every step, with a gradient that never pointed down, as for a weight of a "
+        "it at every step measured, with a gradient that never pointed down, as for a weight of a "
         "loss term (compile(loss_weights=...)): an optimizer would drive it down without "
         "bound, so handing it to the optimizer is not the fix. (A piecewise-linear term, "
         "|y - c|, far from its kink looks the same; its minimum is at the kink.)",
@@ -172,8 +172,8 @@ CAUSES = {
         "them (uncertainty weighting's log-variances).",
     ),
     LINEAR: (
-        "Nothing changed it; the objective was linear in it at every step and its gradient "
-        "never positive: descent would raise it for as long as that lasts. A Lagrange "
+        "Nothing changed it; the objective was linear in it at every step measured and its "
+        "gradient never positive: descent would raise it for as long as that lasts. A Lagrange "
         "multiplier trained by gradient reversal wants exactly that; the weight of a bonus "
         "term (an entropy bonus subtracted from the loss) must not get it.",
         "For a multiplier trained by gradient reversal: call "
