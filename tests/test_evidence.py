@@ -120,6 +120,16 @@ class Spy(keras.callbacks.Callback):
         self._look()
 
 
+def fit_warned(model, log_dir, epochs=2):
+    """A real fit with a tracker; returns the tracker and the texts of its warnings."""
+    x, y = make_data()
+    tracker = LossParamTracker(str(log_dir))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, callbacks=[tracker])
+    return tracker, [str(w.message) for w in caught if w.category is LossParamWarning]
+
+
 def fit_case(mover, gradient, log_dir, epochs=3):
     """One real fit of the combination; returns (tracker, warnings, spy)."""
     keras.utils.set_random_seed(0)
@@ -214,14 +224,9 @@ def test_a_weight_of_a_loss_term_gets_no_advice_to_train_it_by_descent(tmp_path)
                 tf.abs(y_true - y_pred)
             )
 
-    model, loss = make_model(), Averaged()
-    model.compile(optimizer="adam", loss=loss)
-    x, y = make_data()
-    tracker = LossParamTracker(str(tmp_path))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[tracker])
-    (message,) = [str(w.message) for w in caught if w.category is LossParamWarning]
+    model = make_model()
+    model.compile(optimizer="adam", loss=Averaged())
+    _, (message,) = fit_warned(model, tmp_path)
     assert "[not_updated]" in message and "linear in it" in message and "make_trainable" not in message, message
     row = load(str(tmp_path))["train"].variables["loss/Averaged/weights"]
     assert row.cause.tolist() == ["unbounded", "unbounded"]
@@ -269,13 +274,8 @@ def test_a_fix_that_did_not_reach_the_code_is_said_with_the_variable(tmp_path, m
     monkeypatch.setattr(fix, "_can_wrap", lambda model, variable: False)
     model = traced_model()
     make_trainable(model)
-    x, y = make_data()
-    tracker = LossParamTracker(str(tmp_path))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[tracker])
+    tracker, (message,) = fit_warned(model, tmp_path)
     assert tracker.diagnosis["model/net/crf/transitions"] == "no_gradient"
-    (message,) = [str(w.message) for w in caught if w.category is LossParamWarning]
     assert "'model/net/crf/transitions'" in message and "make_trainable handed it to the optimizer" in message
     assert "reads another variable" in message, message
     assert report.main(["report", str(tmp_path)]) == 1
@@ -355,12 +355,7 @@ def test_a_weight_the_objective_falls_with_is_not_advised_to_train_plainly(tmp_p
 
     model = make_model()
     model.compile(optimizer="adam", loss=Bonus())
-    x, y = make_data()
-    tracker = LossParamTracker(str(tmp_path))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[tracker])
-    (message,) = [str(w.message) for w in caught if w.category is LossParamWarning]
+    _, (message,) = fit_warned(model, tmp_path)
     assert "linear in it" in message and "gradient reversal" in message and "bonus term" in message, message
     assert load(str(tmp_path))["train"].variables["loss/Bonus/beta"].cause.tolist() == ["linear", "linear"]
 
@@ -400,13 +395,9 @@ class CrossBatchMemory(keras.losses.Loss):
 
 
 def test_a_variable_of_unknown_shape_costs_no_other_variable_its_status(tmp_path):
-    model, loss = make_model(), CrossBatchMemory()
-    model.compile(optimizer="adam", loss=loss)
-    x, y = make_data()
-    tracker = LossParamTracker(str(tmp_path))
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[tracker])
+    model = make_model()
+    model.compile(optimizer="adam", loss=CrossBatchMemory())
+    tracker, _ = fit_warned(model, tmp_path)
     assert tracker.diagnosis["loss/CrossBatchMemory/log_var"] == "not_updated"
     assert tracker.diagnosis["loss/CrossBatchMemory/memory"] == "frozen"
     assert any(p.startswith("model/") for p in tracker.diagnosis), "the model's weights keep theirs"
