@@ -62,7 +62,7 @@ exit codes:
   0  every run was read and no loss variable is broken
   1  a loss variable is not_updated, no_gradient or non_finite (wins over 3)
   2  nothing to report: LOG_DIR is missing, a file, or holds no loss_params summaries
-  3  a run could not be read (named on stderr) and none read shows a broken variable"""
+  3  a run or a variable could not be read (named) and none read shows a broken variable"""
 
 
 def summarize(runs):

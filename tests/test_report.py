@@ -175,7 +175,7 @@ def test_help_gives_the_exit_codes():
     result = report("--help")
     assert result.returncode == 0
     for code in ("0  every run was read", "1  a loss variable is", "2  nothing to report",
-                 "3  a run could not be read"):
+                 "3  a run or a variable could not be read"):
         assert code in result.stdout, result.stdout
 
 
