@@ -46,10 +46,6 @@ LOGS_MAX_ELEMENTS = 8
 _LIBRARY_FRAMES = ("keras", "tensorflow", "jax", "torch", "loss_param_tracker", "contextlib", "threading")
 
 
-# Paths of the variables given as compile(loss_weights=...).
-LOSS_WEIGHTS_PREFIX = f"{discovery.LOSS_PREFIX}/loss_weights"
-
-
 class LossParamWarning(UserWarning):
     """A loss variable does not train as it should."""
 
@@ -250,7 +246,7 @@ class LossParamTracker(keras.callbacks.Callback):
             the progress bar, `CSVLogger`, `EarlyStopping(monitor=...)`,
             `keras.callbacks.TensorBoard` and experiment trackers' callbacks
             get them. Keys are the variable's path without `loss/`, the
-            display's label in place of its name, `[i]` per element
+            display's label in place of its name, `/i` per element
             (`"GaussianNLL/log_var"`, `"CLIPLoss/scale"`,
             `"Uncertainty/log_vars/0"`; other characters than letters,
             digits and `_ . / -` become `_`): a `/` that Keras's metric
@@ -351,7 +347,6 @@ class LossParamTracker(keras.callbacks.Callback):
             self._say_unregistered()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._settle()
         if self._epoch_offset is None:
             behind = -1 if self._last_step is None else self._last_step - epoch
             self._epoch_offset = max(0, behind + 1)
@@ -362,6 +357,7 @@ class LossParamTracker(keras.callbacks.Callback):
             if self._capture is not None:
                 self._capture.reset()
             self._start = self._snapshots(self._all_tracked())
+        self._settle(self._start)
 
     def on_train_batch_begin(self, batch, logs=None):
         # Counting costs no device read: Keras keeps dispatching steps
@@ -505,7 +501,7 @@ class LossParamTracker(keras.callbacks.Callback):
             attached=attached,
             read_by_step=stats.read_by_step,
             # Keras multiplies the loss by a loss weight: descent on it has no minimum.
-            unbounded=stats.unbounded or t.path.startswith(LOSS_WEIGHTS_PREFIX),
+            unbounded=stats.unbounded or discovery.is_loss_weight(t.path),
             linear=stats.linear,
         )
         diagnosis = diagnosis_lib.diagnose(observation)
@@ -708,14 +704,20 @@ class LossParamTracker(keras.callbacks.Callback):
             self._moved_now.add(key)
         self._last[key] = snapshot
 
-    def _look(self):
+    def _look(self, taken=None):
         """Looks at every variable the optimizer is not handed, noting which moved since the last look.
 
-        (On JAX, reading `self.model` brings the step's state back first.)
+        `taken`: `{key: Snapshot}` taken just now (the epoch's start), used
+        instead of reading those variables again. (On JAX, reading
+        `self.model` brings the step's state back first.)
         """
+        taken = taken or {}
         unregistered = self._unregistered()
-        for key, snapshot in self._snapshots(unregistered).items():
-            self._note_look(key, snapshot)
+        snapshots = self._snapshots([t for t in unregistered if t.key not in taken])
+        for t in unregistered:
+            snapshot = taken.get(t.key) or snapshots.get(t.key)
+            if snapshot is not None:
+                self._note_look(t.key, snapshot)
         return unregistered
 
     def _look_early(self):
@@ -743,19 +745,20 @@ class LossParamTracker(keras.callbacks.Callback):
                 f"If it is meant to train: {t.fix or metadata.FIXES[metadata.NOT_UPDATED]}",
             )
 
-    def _settle(self):
+    def _settle(self, taken=None):
         """Diagnoses the pending epoch for good, warns, and writes its statuses.
 
         Runs once every callback's `on_epoch_end` has run (at the next
         epoch's start, or the end of fit), so that a variable a callback
         moves at the end of an epoch is seen to move in that epoch.
+        `taken`: the snapshots of the next epoch's start, if taken.
         """
         if self._pending is None:
             return
         step, records = self._pending
         self._pending = None
         with self._survive("diagnosing the epoch"):
-            self._look()
+            self._look(taken)
             records = [self._recheck(r) for r in records]
             records += self._network_records(records)
             diagnosed = [r for r in records if r.tracked.network is None]
@@ -806,21 +809,13 @@ class LossParamTracker(keras.callbacks.Callback):
         self._warned.add(key)
         warnings.warn(text, LossParamWarning, stacklevel=_user_stacklevel())
 
-    @contextlib.contextmanager
     def _survive_variable(self, t):
         """Leaves out, and names once, a variable the tracker cannot read or summarise."""
-        try:
-            yield
-        except Exception as error:  # noqa: BLE001 - one variable never costs the others
-            if ("unreadable", t.path) not in self._warned:
-                self._warned.add(("unreadable", t.path))
-                logger.warning(
-                    "LossParamTracker: '%s' cannot be summarised (%s: %s); it is left out, "
-                    "the other variables are logged and diagnosed.",
-                    t.path,
-                    type(error).__name__,
-                    error,
-                )
+        return self._survive(
+            t.path,
+            "'%s' cannot be summarised (%s: %s); it is left out, the other variables are "
+            "logged and diagnosed.",
+        )
 
     def _warn_unmatched_display(self):
         """Says once per fit which `display` names match no loss variable (a typo, a renamed attribute)."""
@@ -853,19 +848,17 @@ class LossParamTracker(keras.callbacks.Callback):
             self._warn_text(note, note)
 
     @contextlib.contextmanager
-    def _survive(self, what):
-        """Logs, instead of raising, a failure of logging: training goes on."""
+    def _survive(self, what, said="%s failed (%s: %s); training goes on."):
+        """Logs once per fit, instead of raising, a failure of logging: training goes on.
+
+        `said`: the message, of `what`, the error's type and the error.
+        """
         try:
             yield
         except Exception as error:  # noqa: BLE001 - a logger never kills training
             if what not in self._failed:
                 self._failed.add(what)
-                logger.warning(
-                    "LossParamTracker: %s failed (%s: %s); training goes on.",
-                    what,
-                    type(error).__name__,
-                    error,
-                )
+                logger.warning("LossParamTracker: " + said, what, type(error).__name__, error)
 
     def _train_dir(self):
         return os.path.join(self.log_dir, "train")

@@ -104,7 +104,6 @@ def combine(observations):
         grad_norm_max=_root_sum_square([o.grad_norm_max for o in trainable]),
         moved_before=any(o.moved_before for o in observations),
         attached=any(o.attached for o in trainable),
-        read_by_step=None,
     )
 
 

@@ -33,6 +33,8 @@ logger = logging.getLogger("loss_param_tracker")
 
 LOSS_PREFIX = "loss"
 MODEL_PREFIX = "model"
+# Where the variables given as compile(loss_weights=...) are found.
+LOSS_WEIGHTS_PREFIX = f"{LOSS_PREFIX}/loss_weights"
 
 # A layer held by a loss with more weights than this is logged as one
 # network, not weight by weight.
@@ -226,6 +228,11 @@ def variable_key(variable):
     return id(variable)
 
 
+def is_loss_weight(path):
+    """Whether a discovery path names a `compile(loss_weights=...)` variable, which Keras multiplies the loss by."""
+    return path.startswith(LOSS_WEIGHTS_PREFIX)
+
+
 def traced_function(obj):
     """The Python function a `tf.function` wraps, or `None` when `obj` is not one."""
     if not type(obj).__module__.startswith("tensorflow."):
@@ -317,7 +324,7 @@ def discover(model, extra_variables=(), losses=None, loss_weights=None, model_si
     if loss_weights is not None:
         named = named_losses(model, loss_weights)
         for output, weight in named:
-            path = "/".join(p for p in (LOSS_PREFIX, "loss_weights", output) if p)
+            path = "/".join(p for p in (LOSS_WEIGHTS_PREFIX, output) if p)
             walk.visit(weight, path, None, Slot(loss_weights, output) if len(named) > 1 else None)
     if model_side:
         for layer, path in _layer_paths(model):

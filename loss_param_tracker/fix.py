@@ -154,7 +154,7 @@ def _wanted(found, given, exact):
     given_keys = {discovery.variable_key(v) for v in given}
     items = []
     for item in everything:
-        if _is_loss_weight(item) and discovery.variable_key(item.variable) not in given_keys:
+        if discovery.is_loss_weight(item.path) and discovery.variable_key(item.variable) not in given_keys:
             logger.info(
                 "make_trainable: %s is left as it is: the objective is linear in a "
                 "compile(loss_weights=...) variable, so an optimizer would drive it down "
@@ -165,10 +165,6 @@ def _wanted(found, given, exact):
             items.append(item)
     keys = {discovery.variable_key(item.variable) for item in items}
     return items + [item for item in extra if discovery.variable_key(item.variable) not in keys]
-
-
-def _is_loss_weight(item):
-    return item.path.startswith(f"{discovery.LOSS_PREFIX}/loss_weights")
 
 
 def _attach(model, variables):
@@ -443,7 +439,7 @@ def _saved_paths(model, attached):
             "the variables of the loss the model is compiled with: make_trainable(model)."
         )
     saved = [paths[discovery.variable_key(v)] for v in attached]
-    weights = [p for p in saved if p.startswith(f"{discovery.LOSS_PREFIX}/loss_weights")]
+    weights = [p for p in saved if discovery.is_loss_weight(p)]
     if weights:
         raise ValueError(
             f"make_trainable attached compile(loss_weights=...) variable(s) {weights}, and "
