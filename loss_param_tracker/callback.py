@@ -742,7 +742,7 @@ class LossParamTracker(keras.callbacks.Callback):
                 "nothing has changed its value, though the objective has a gradient for it and "
                 "model.optimizer is not handed it. Unless something moves it at the epoch's end "
                 "(a callback), it does not train; the status comes at the epoch's end. "
-                f"If it is meant to train: {t.fix or metadata.FIXES[metadata.NOT_UPDATED]}",
+                f"If it is meant to train: {t.fix or metadata.STATUS[metadata.NOT_UPDATED].fix}",
             )
 
     def _settle(self, taken=None):
@@ -792,7 +792,7 @@ class LossParamTracker(keras.callbacks.Callback):
 
     def _warn(self, records):
         for r in records:
-            if r.status in diagnosis_lib.WARNED_STATUSES and (
+            if r.status in metadata.WARNED_STATUSES and (
                 r.tracked.role == metadata.ROLE_LOSS or r.status == metadata.NON_FINITE
             ):
                 self._warn_once(r.tracked, r.diagnosis)

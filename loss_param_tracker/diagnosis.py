@@ -1,7 +1,8 @@
 """The diagnosis: pure rules from what was observed of a variable to its status.
 
-The statuses, their precedence and their explanations are part of the summary
-format and live in `tensorboard_plugin.loss_params.metadata`.
+The statuses, their precedence, meanings, fixes and severities are part of the
+summary format: one table, `tensorboard_plugin.loss_params.metadata.STATUS_TABLE`.
+This module holds the rules that pick one.
 """
 
 import dataclasses
@@ -23,9 +24,6 @@ from tensorboard_plugin.loss_params.metadata import (
     ZERO_GRADIENT,
     advice,
 )
-
-# Statuses the console warns about, once per variable.
-WARNED_STATUSES = (NOT_UPDATED, NO_GRADIENT, NON_FINITE)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,16 +6,17 @@ multiplexer), the same summaries the plugin reads. Needs no TensorFlow.
 The dashboard shows whatever part of a run it can read; `load` hands over a
 run only when all of it could be read as the format defines it. A run is
 skipped, named in `Runs.skipped` with the reason and warned about
-(`SkippedRunWarning`), when one of its event files fails a checksum, when a
-summary's metadata names a role, kind or granularity this version does not
-know, when a diagnosis or a run-level vector has an unexpected shape, and on
+(`SkippedRunWarning`), when one of its event files fails a checksum, when a diagnosis or a run-level vector has an unexpected shape, and on
 any unexpected error while reading it. A variable whose own series cannot be
 read (it changed shape during the run, so its epochs cannot be aligned in
 one array; its values disagree with the shape its metadata gives) costs only
 itself: the run is kept, and the variable is named in `Run.unreadable` with
-the reason (`UnreadableVariableWarning`). A status or cause this version
-does not know (written by a newer tracker) is kept as it is and warned
-about once (`UnknownStatusWarning`). An event file whose last record is cut
+the reason (`UnreadableVariableWarning`). What a newer tracker writes and
+this version does not know is never a reason to skip a run: an unknown
+status or cause is kept as it is, a series of an unknown role, kind or
+granularity (or of a newer version of the format) is left out, and a
+display that cannot be applied shows the value as stored; each is warned
+about once (`NewerTrackerWarning`). An event file whose last record is cut
 short (a crash, a full disk, a file still being written) is read up to that
 record: the run is kept, and named in `Runs.incomplete`
 (`IncompleteRunWarning`).
@@ -60,8 +61,13 @@ class UnreadableVariableWarning(UserWarning):
     """`load` kept a run without one of its variables, whose series could not be read."""
 
 
-class UnknownStatusWarning(UserWarning):
-    """A run's diagnosis names a status or cause this version does not know (a newer tracker's)."""
+class NewerTrackerWarning(UserWarning):
+    """A run holds what a newer tracker writes and this version does not know; the run is read.
+
+    An unknown status or cause is kept as it is; a series of an unknown
+    role, kind or granularity is left out; an unknown display shows the
+    value as stored. The message says which.
+    """
 
 
 class Runs(dict):
@@ -177,7 +183,7 @@ class Run:
 
     @property
     def loss_variables(self):
-        return {p: v for p, v in self.variables.items() if v.role == "loss"}
+        return {p: v for p, v in self.variables.items() if v.role == _LOSS}
 
     def _repr_html_(self):
         """A notebook shows a run as the table of its loss variables, with their trajectories."""
@@ -242,8 +248,9 @@ def load(log_dir):
             skipped[run] = _reason(error)
     provider = data_provider.MultiplexerDataProvider(multiplexer, log_dir)
     ctx = context.RequestContext()
-    invalid = {}
-    listing = series.list_series(provider, ctx, "", batch=True, invalid=invalid)
+    invalid, newer = {}, {}
+    listing = series.list_series(provider, ctx, "", batch=True, invalid=invalid, newer=newer)
+    _warn_newer(newer, listing)
     runs = {}
     for run in sorted((listing.keys() | invalid.keys()) - skipped.keys()):
         try:
@@ -277,12 +284,7 @@ def load(log_dir):
 
 # Reading a run -----------------------------------------------------------
 
-_FIELD_OF_KIND = {
-    metadata.VALUE: "value",
-    metadata.STATS: "stats",
-    metadata.GRAD_NORM: "grad_norm",
-    metadata.WEIGHT_NORMS: "norms",
-}
+_LOSS = metadata.ROLE_NAMES[metadata.ROLE_LOSS]  # a `Variable`'s role, by name
 
 # The kinds that hold a variable's value, whose fields follow its shape.
 _VALUE_KINDS = (metadata.VALUE, metadata.STATS)
@@ -301,7 +303,7 @@ def _read_run(provider, ctx, run, tags, incomplete=False):
     batch = [
         s
         for s in tags.values()
-        if s.granularity == metadata.BATCH and s.role == "loss" and s.kind in _VALUE_KINDS
+        if s.granularity == metadata.BATCH and s.role == metadata.ROLE_LOSS and s.kind in _VALUE_KINDS
     ]
     try:
         data = series.read(provider, ctx, "", {run: epoch + batch}, by_field=True).get(run, {})
@@ -315,7 +317,7 @@ def _read_run(provider, ctx, run, tags, incomplete=False):
             continue
         if one.kind == metadata.DIAGNOSIS:
             statuses = _diagnoses(*data[one.tag])
-        elif one.role == "run":
+        elif one.role == metadata.ROLE_RUN:
             run_series[one.kind] = _vector(one, data[one.tag])
         else:
             variables.setdefault(one.path, []).append(one)
@@ -329,7 +331,7 @@ def _read_run(provider, ctx, run, tags, incomplete=False):
     if statuses is not None:
         _set_statuses(read, *statuses)
         _warn_unknown_statuses(run, statuses[1])
-    ordered = dict(sorted(read.items(), key=lambda item: (item[1].role != "loss", item[0])))
+    ordered = dict(sorted(read.items(), key=lambda item: (item[1].role != _LOSS, item[0])))
     return Run(
         run,
         ordered,
@@ -387,12 +389,11 @@ def _variable(path, mine, data, initial):
     _check_shape(path, mine, data, initial)
     first = mine[0]
     display = next((one.display for one in mine if one.kind in _VALUE_KINDS), None)
-    variable = Variable(path, first.role, first.shape, first.dtype, display=display)
+    variable = Variable(path, metadata.ROLE_NAMES[first.role], first.shape, first.dtype, display=display)
     assembled = {}
     for one in mine:
-        field = _FIELD_OF_KIND.get(one.kind)
-        if field is not None:  # histograms are for the dashboard
-            assembled[field] = (one, _vector(one, data[one.tag]))
+        if one.kind in metadata.SCALAR_KINDS:  # histograms are for the dashboard
+            assembled[metadata.KIND_NAMES[one.kind]] = (one, _vector(one, data[one.tag]))
     variable.steps = np.unique(
         np.concatenate([steps for _, (steps, _) in assembled.values()] or [np.zeros(0, np.int64)])
     )
@@ -520,6 +521,29 @@ def _diagnoses(steps, values):
     return steps, series.diagnoses(values)
 
 
+def _warn_newer(newer, listing):
+    """Warns once per run and unknown name about series left out and displays not applied."""
+    for run in sorted(newer):
+        for what in sorted(set(newer[run].values())):
+            tags = sorted(tag for tag, w in newer[run].items() if w == what)
+            warnings.warn(
+                f"Run {run!r}: left out {len(tags)} series ({tags[0]!r}...) whose metadata "
+                f"names {what}, which a newer loss-param-tracker writes; upgrade to read them.",
+                NewerTrackerWarning,
+                stacklevel=3,
+            )
+    problems = {
+        (run, one.path): one.display_problem
+        for run, tags in listing.items()
+        for one in tags.values()
+        if one.display_problem
+    }
+    for (run, path), problem in sorted(problems.items()):
+        warnings.warn(
+            f"Run {run!r}: {path!r} is shown as stored: {problem}.", NewerTrackerWarning, stacklevel=3
+        )
+
+
 def _warn_unknown_statuses(run, per_step):
     """Warns once per run and name about statuses and causes this version does not know.
 
@@ -537,8 +561,8 @@ def _warn_unknown_statuses(run, per_step):
         warnings.warn(
             f"Run {run!r}: its diagnosis names the {name}, which this version of "
             "loss-param-tracker does not know (a newer version wrote it); it is kept as it is.",
-            UnknownStatusWarning,
-            stacklevel=3,
+            NewerTrackerWarning,
+            stacklevel=4,
         )
 
 

@@ -42,7 +42,6 @@ import warnings
 import numpy as np
 
 from loss_param_tracker import render
-from loss_param_tracker.diagnosis import WARNED_STATUSES
 from loss_param_tracker.reader import (
     IncompleteRunWarning,
     NoSummariesError,
@@ -145,7 +144,7 @@ def exit_code(summary, skipped=None):
         skipped: `{run: reason}` of the runs that could not be read.
     """
     failing = [
-        row for run in summary.values() for row in run["variables"] if row["status"] in WARNED_STATUSES
+        row for run in summary.values() for row in run["variables"] if row["status"] in metadata.WARNED_STATUSES
     ]
     if failing:
         return EXIT_BROKEN

@@ -88,12 +88,16 @@ def test_runs_lists_every_run_with_its_variables_and_latest_status(client):
     }
     broken = runs["broken/train"]["variables"][0]
     assert (broken["status"], broken["cause"]) == ("not_updated", "not_in_optimizer")
-    assert body["causes"]["not_in_optimizer"]["fix"] == metadata.CAUSES["not_in_optimizer"][1]
+    assert body["causes"]["not_in_optimizer"]["fix"] == metadata.CAUSES["not_in_optimizer"].fix
     assert list(body["causes"]) == list(metadata.CAUSES)
     centers = runs["centers/train"]["variables"][0]
     assert (centers["kind"], centers["shape"]) == ("stats", [10, 10])
     assert list(body["statuses"]) == list(metadata.STATUSES)
-    assert body["statuses"]["not_updated"]["fix"] == metadata.FIXES["not_updated"]
+    assert body["statuses"]["not_updated"] == {
+        "explanation": metadata.STATUS["not_updated"].meaning,
+        "fix": metadata.STATUS["not_updated"].fix,
+        "severity": "bad",
+    }
 
 
 def test_series_holds_every_epoch_equal_to_what_load_reads(client, dashboard_logdir):

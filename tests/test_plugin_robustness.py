@@ -60,7 +60,7 @@ DAMAGED = {
         {"run": "flat_diagnosis/train"},
         "diagnosis has shape (3,)",
     ),
-    # A kind this version does not know: the tag is named, the rest of the run listed.
+    # A kind this version does not know (a newer tracker's): the tag is named, the rest of the run listed.
     "unknown_kind/train": (
         [log_var() + HEALTHY + [raw_value("loss/L/x/mystery", 99, "loss/L/x", np.float32(1))]] * 3,
         {"run": "unknown_kind/train", "tag": "loss/L/x/mystery"},

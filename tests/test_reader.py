@@ -25,7 +25,7 @@ from loss_param_tracker import LossParamTracker, load, report
 from loss_param_tracker.reader import (
     IncompleteRunWarning,
     SkippedRunWarning,
-    UnknownStatusWarning,
+    NewerTrackerWarning,
     UnreadableVariableWarning,
 )
 from tensorboard_plugin.loss_params import metadata, series, summary
@@ -212,11 +212,6 @@ def malformed_runs():
         for i in range(5)
     ]
     stats = summary.values(metadata.ROLE_LOSS, metadata.STATS, VAR, np.zeros(5, np.float32), shape=(100,))
-    unknown_granularity = summary_pb2.Summary.Value(
-        tag=f"{VAR}/value",
-        metadata=metadata.create_summary_metadata(metadata.ROLE_LOSS, metadata.VALUE, VAR, granularity=5),
-        tensor=tensor_util.make_tensor_proto(np.float32(1)),
-    )
     return {
         "diagnosis_1d": (
             two_epochs(diagnosed=diagnosis_of_shape([VAR, "training", ""])),
@@ -227,15 +222,6 @@ def malformed_runs():
             ["diagnosis at epoch 0", "(1, 1, 3)"],
         ),
         "vector_in_a_scalar": (two_epochs(values=[vector]), ["cannot be read"]),
-        "unknown_kind": (
-            two_epochs(raw_value(f"{VAR}/mystery", metadata.ROLE_LOSS, 42, VAR, np.float32(1))),
-            [f"{VAR}/mystery", "unknown kind, 42"],
-        ),
-        "unknown_role": (
-            two_epochs(raw_value("other/w/value", 9, metadata.VALUE, "other/w", np.float32(1))),
-            ["unknown role, 9"],
-        ),
-        "unknown_granularity": (two_epochs(values=[unknown_granularity]), ["unknown granularity, 5"]),
     }
 
 
@@ -286,13 +272,62 @@ def test_a_variable_that_breaks_the_format_costs_only_itself(tmp_path, case):
         assert word in run.unreadable[VAR], (word, run.unreadable)
 
 
+def newer_series():
+    """`{case: (a Summary.Value only a newer tracker writes, what the warning names)}`."""
+    unknown_granularity = summary_pb2.Summary.Value(
+        tag=f"{VAR}/later_value",
+        metadata=metadata.create_summary_metadata(metadata.ROLE_LOSS, metadata.VALUE, VAR, granularity=5),
+        tensor=tensor_util.make_tensor_proto(np.float32(1)),
+    )
+    newer_version = summary_pb2.Summary.Value(
+        tag=f"{VAR}/v9",
+        metadata=metadata.create_summary_metadata(metadata.ROLE_LOSS, metadata.VALUE, VAR),
+        tensor=tensor_util.make_tensor_proto(np.float32(1)),
+    )
+    content = metadata.PluginData.FromString(newer_version.metadata.plugin_data.content)
+    content.version = metadata.PROTO_VERSION + 1
+    newer_version.metadata.plugin_data.content = content.SerializeToString()
+    return {
+        "kind": (raw_value(f"{VAR}/mystery", metadata.ROLE_LOSS, 42, VAR, np.float32(1)), "unknown kind, 42"),
+        "role": (raw_value("other/w/value", 9, metadata.VALUE, "other/w", np.float32(1)), "unknown role, 9"),
+        "granularity": (unknown_granularity, "unknown granularity, 5"),
+        "version": (newer_version, f"version {metadata.PROTO_VERSION + 1} of the format"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(newer_series()))
+def test_a_series_of_a_newer_tracker_is_left_out_and_its_run_read(tmp_path, case):
+    value, named = newer_series()[case]
+    write_run(tmp_path, "run", [(e, loss_values(VAR, float(e)) + [value] + diagnosis({VAR: "training"})) for e in range(2)])
+    with pytest.warns(NewerTrackerWarning) as record:
+        runs = load(tmp_path)
+    said = [str(w.message) for w in record if w.category is NewerTrackerWarning]
+    assert len(said) == 1 and named in said[0] and "newer" in said[0], said
+    assert not runs.skipped and list(runs["run"].variables) == [VAR]
+    assert runs["run"].variables[VAR].value.tolist() == [0.0, 1.0]
+
+
+def test_a_display_of_a_newer_tracker_shows_the_value_as_stored(tmp_path):
+    values = loss_values(VAR, 2.0)
+    for v in values:
+        content = metadata.PluginData.FromString(v.metadata.plugin_data.content)
+        content.display.fn = "arcsinh"  # a function this version cannot apply
+        v.metadata.plugin_data.content = content.SerializeToString()
+    write_run(tmp_path, "run", [(e, values + diagnosis({VAR: "training"})) for e in range(2)])
+    with pytest.warns(NewerTrackerWarning, match="shown as stored") as record:
+        runs = load(tmp_path)
+    assert len([w for w in record if w.category is NewerTrackerWarning]) == 1
+    variable = runs["run"].variables[VAR]
+    assert variable.display is None and variable.shown.tolist() == [2.0, 2.0]
+
+
 def test_statuses_and_causes_of_a_newer_tracker_are_kept_and_warned_once(tmp_path):
     rows = np.array([[VAR, "exploded", "solar_flare"]], dtype=object)
     newer = summary.values(metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows)
     write_run(tmp_path, "run", [(e, loss_values(VAR, 1.0) + newer) for e in range(3)])
-    with pytest.warns(UnknownStatusWarning) as record:
+    with pytest.warns(NewerTrackerWarning) as record:
         runs = load(tmp_path)
-    said = sorted(str(w.message) for w in record if w.category is UnknownStatusWarning)
+    said = sorted(str(w.message) for w in record if w.category is NewerTrackerWarning)
     assert len(said) == 2 and "status 'exploded'" in said[1] and "cause 'solar_flare'" in said[0], said
     variable = runs["run"].variables[VAR]
     assert variable.status.tolist() == ["exploded"] * 3 and variable.cause.tolist() == ["solar_flare"] * 3
@@ -308,17 +343,18 @@ def provider_of(log_dir):
     return data_provider.MultiplexerDataProvider(multiplexer, str(log_dir))
 
 
-def test_the_plugin_listing_logs_and_skips_an_unknown_kind_and_sees_no_batch_series(tmp_path, caplog):
-    steps = malformed_runs()["unknown_kind"][0]
+def test_the_plugin_listing_logs_and_leaves_out_an_unknown_kind_and_sees_no_batch_series(tmp_path, caplog):
+    mystery, _ = newer_series()["kind"]
+    steps = [(e, loss_values(VAR, 1.0) + [mystery] + diagnosis({VAR: "training"})) for e in range(2)]
     write_run(tmp_path, "run", [(0, loss_values(VAR, 2.0, metadata.BATCH))] + steps)
     provider, ctx = provider_of(tmp_path), context.RequestContext()
     listing = series.list_series(provider, ctx, "")
     assert sorted(listing["run"]) == [f"{VAR}/grad_norm", f"{VAR}/value", "run/diagnosis"]
     assert any("unknown kind, 42" in r.getMessage() for r in caplog.records)
-    invalid = {}
-    with_batch = series.list_series(provider, ctx, "", batch=True, invalid=invalid)
+    invalid, newer = {}, {}
+    with_batch = series.list_series(provider, ctx, "", batch=True, invalid=invalid, newer=newer)
     assert with_batch["run"][f"{VAR}/batch_value"].granularity == metadata.BATCH
-    assert list(invalid["run"]) == [f"{VAR}/mystery"]
+    assert not invalid and newer == {"run": {f"{VAR}/mystery": "an unknown kind, 42"}}
 
 
 # A variable that changed shape -------------------------------------------

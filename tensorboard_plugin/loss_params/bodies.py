@@ -18,16 +18,8 @@ from tensorboard import errors
 from tensorboard_plugin.loss_params import decimate, metadata
 from tensorboard_plugin.loss_params import series as series_lib
 
-DIAGNOSIS_TAG = metadata.tag(metadata.RUN_DIAGNOSIS, metadata.DIAGNOSIS)
-
-_KIND_NAMES = {
-    metadata.VALUE: "value",
-    metadata.STATS: "stats",
-    metadata.GRAD_NORM: "grad_norm",
-    metadata.WEIGHT_NORMS: "norms",
-}
-_GLOBAL_GRAD_NORM_TAG = metadata.tag(metadata.RUN_GRAD_NORM, metadata.GRAD_NORM)
-_MODEL_TAG = metadata.tag(metadata.RUN_MODEL, metadata.WEIGHT_NORMS)
+# The kinds of a variable's own series: its value (or statistics) and norms.
+_VARIABLE_KINDS = (metadata.VALUE, metadata.STATS, metadata.GRAD_NORM, metadata.WEIGHT_NORMS)
 _NON_FINITE_JSON = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
@@ -66,13 +58,13 @@ def variable_series(tags, path):
     return {
         s.tag: s
         for s in tags.values()
-        if s.path == path and (s.kind in _KIND_NAMES or s.kind == metadata.HISTOGRAM)
+        if s.path == path and (s.kind in _VARIABLE_KINDS or s.kind == metadata.HISTOGRAM)
     }
 
 
 def diagnosis_series(tags):
     """`[Series]` of a run's diagnosis (none before its first), from its listing `tags`."""
-    return [tags[DIAGNOSIS_TAG]] if DIAGNOSIS_TAG in tags else []
+    return [tags[metadata.DIAGNOSIS_TAG]] if metadata.DIAGNOSIS_TAG in tags else []
 
 
 def weights_members(run, tags, layer, place=None):
@@ -88,7 +80,7 @@ def weights_members(run, tags, layer, place=None):
     """
     networks = _networks(tags.values())
     held = {s.tag for weights in networks.values() for s in weights}
-    weights = [s for s in tags.values() if s.role == "model" and s.kind == metadata.WEIGHT_NORMS]
+    weights = [s for s in tags.values() if s.role == metadata.ROLE_MODEL and s.kind == metadata.WEIGHT_NORMS]
     layers = sorted({_layer(s.path) for s in weights if s.tag not in held})
     places = {
         _layer(s.path): s.layer_index for s in weights if s.tag not in held and s.layer_index is not None
@@ -106,7 +98,7 @@ def weights_members(run, tags, layer, place=None):
         for network, members in networks.items()
     }
     if not layer:
-        members = [tags[_MODEL_TAG]] if _MODEL_TAG in tags else []
+        members = [tags[metadata.MODEL_TAG]] if metadata.MODEL_TAG in tags else []
     elif layer in networks:
         members = [tags[metadata.tag(layer, metadata.WEIGHT_NORMS)]]
     else:
@@ -116,7 +108,7 @@ def weights_members(run, tags, layer, place=None):
             raise errors.NotFoundError(
                 f"Run {run!r} has no layer {layer!r}; its layers are {layers}{also}."
             )
-    extra = [tags[_GLOBAL_GRAD_NORM_TAG]] if _GLOBAL_GRAD_NORM_TAG in tags else []
+    extra = [tags[metadata.GLOBAL_GRAD_NORM_TAG]] if metadata.GLOBAL_GRAD_NORM_TAG in tags else []
     whole = not layer or layer in networks
     return Weights(layers, network_layers, members, whole, extra, layer, dict(sorted(places.items())))
 
@@ -127,13 +119,10 @@ def runs_body(listed):
         "runs": [entry for entry, _ in listed if entry],
         "skipped": [skip for _, skips in listed for skip in skips],
         "statuses": {
-            s: {"explanation": metadata.EXPLANATIONS[s], "fix": metadata.FIXES[s]}
-            for s in metadata.STATUSES
+            s.name: {"explanation": s.meaning, "fix": s.fix, "severity": s.severity}
+            for s in metadata.STATUS_TABLE
         },
-        "causes": {
-            c: {"explanation": explanation, "fix": fix}
-            for c, (explanation, fix) in metadata.CAUSES.items()
-        },
+        "causes": {c.name: {"explanation": c.meaning, "fix": c.fix} for c in metadata.CAUSE_TABLE},
     }
 
 
@@ -142,7 +131,7 @@ def run_entry(run, tags, latest, last):
 
     `last` is `(step, wall time)` of that diagnosis.
     """
-    data = latest.get(DIAGNOSIS_TAG)
+    data = latest.get(metadata.DIAGNOSIS_TAG)
     statuses = series_lib.diagnoses(data[1][-1:])[0] if data else {}
     step, wall_time = last
     return {
@@ -178,20 +167,38 @@ def series_body(run, path, mine, data, samples=None, columns=None):
     body = {
         "run": run,
         "path": path,
-        "role": first.role,
+        "role": metadata.ROLE_NAMES[first.role],
         "shape": list(first.shape),
         "dtype": first.dtype,
         **reduction,
         "steps": steps.tolist(),
     }
     for kind, values in arrays.items():
-        if kind == metadata.VALUE:
-            body["value"] = _json_floats(values.reshape(len(steps), -1).T)
-        elif kind == metadata.HISTOGRAM:
-            body["distribution"] = {"basis": list(DISTRIBUTION_BASIS), "values": _json_floats(values.T)}
+        if kind in _SHOWABLE:
+            body.update(_value_parts(kind, values))
         else:
-            body[_KIND_NAMES[kind]] = _fields(kind, values)
+            body[metadata.KIND_NAMES[kind]] = _fields(kind, values)
+    display = next((s.display for s in mine.values() if s.display is not None), None)
+    if display is not None:
+        # The display's formula is applied here only (display.py): the tab picks these.
+        body["shown"] = {
+            part: values
+            for kind in _SHOWABLE
+            if kind in arrays
+            for part, values in _value_parts(kind, display.apply(arrays[kind])).items()
+        }
     return body
+
+
+# The kinds a display applies to: the value, and the quantiles of a large one.
+_SHOWABLE = (metadata.VALUE, metadata.HISTOGRAM)
+
+
+def _value_parts(kind, values):
+    """`{"value": ...}` or `{"distribution": ...}` of a body, from its `[steps, ...]` array."""
+    if kind == metadata.VALUE:
+        return {"value": _json_floats(values.reshape(len(values), -1).T)}
+    return {"distribution": {"basis": list(DISTRIBUTION_BASIS), "values": _json_floats(values.T)}}
 
 
 # The quantiles of a distribution, in basis points: TensorBoard's
@@ -254,8 +261,8 @@ def weights_body(run, weights, data, samples=None, columns=None):
     else:
         combined = _combine(norms)
     arrays = {metadata.WEIGHT_NORMS: combined}
-    if _GLOBAL_GRAD_NORM_TAG in data:
-        arrays[metadata.GRAD_NORM] = _align(steps, *data[_GLOBAL_GRAD_NORM_TAG])
+    if metadata.GLOBAL_GRAD_NORM_TAG in data:
+        arrays[metadata.GRAD_NORM] = _align(steps, *data[metadata.GLOBAL_GRAD_NORM_TAG])
     # Reduced once combined: the layer's extremes are what its chart draws.
     steps, arrays, reduction = _reduced(steps, arrays, samples, columns)
     body = {
@@ -264,7 +271,7 @@ def weights_body(run, weights, data, samples=None, columns=None):
         "layers": weights.layers,
         "places": weights.places,
         "networks": weights.networks,
-        "weights": [s.path for s in weights.members if s.role == "model"],
+        "weights": [s.path for s in weights.members if s.role == metadata.ROLE_MODEL],
         **reduction,
         "steps": steps.tolist(),
         **_fields(metadata.WEIGHT_NORMS, arrays[metadata.WEIGHT_NORMS]),
@@ -276,7 +283,7 @@ def weights_body(run, weights, data, samples=None, columns=None):
 
 def diagnosis_body(run, tags, data):
     """The `/diagnosis` body of a run: `tags` its listing, `data` its diagnosis series as read."""
-    steps, values = data.get(DIAGNOSIS_TAG, (np.zeros(0, np.int64), []))
+    steps, values = data.get(metadata.DIAGNOSIS_TAG, (np.zeros(0, np.int64), []))
     per_step = series_lib.statuses(values)
     # A network's weights have no status of their own: the network's row is theirs.
     paths = [v["path"] for v in _variables(tags.values(), {}) if "network" not in v]
@@ -343,14 +350,14 @@ def _variables(tags, diagnosis):
     member_of = {s.path: network for network, weights in networks.items() for s in weights}
     variables = {}
     for one in tags:
-        if one.role == "run" or one.kind not in _KIND_NAMES or one.kind == metadata.GRAD_NORM:
+        if one.role == metadata.ROLE_RUN or one.kind not in _VARIABLE_KINDS or one.kind == metadata.GRAD_NORM:
             continue
         variables[one.path] = {
             "path": one.path,
-            "role": one.role,
+            "role": metadata.ROLE_NAMES[one.role],
             "shape": list(one.shape),
             "dtype": one.dtype,
-            "kind": _KIND_NAMES[one.kind],
+            "kind": metadata.KIND_NAMES[one.kind],
             "status": diagnosis.get(one.path, ("", ""))[0],
             "cause": diagnosis.get(one.path, ("", ""))[1],
         }
@@ -363,7 +370,7 @@ def _variables(tags, diagnosis):
         elif one.layer_index is not None:
             variables[one.path]["layer_index"] = one.layer_index
     return sorted(
-        variables.values(), key=lambda v: (v["role"] != "loss", "network" in v, v["path"])
+        variables.values(), key=lambda v: (v["role"] != metadata.ROLE_NAMES[metadata.ROLE_LOSS], "network" in v, v["path"])
     )
 
 
@@ -376,12 +383,12 @@ def _networks(tags):
     to the nearer one.
     """
     networks = {
-        s.path: [] for s in tags if s.role == "loss" and s.kind == metadata.WEIGHT_NORMS
+        s.path: [] for s in tags if s.role == metadata.ROLE_LOSS and s.kind == metadata.WEIGHT_NORMS
     }
     if not networks:
         return networks
     for one in tags:
-        if one.role == "model" and one.kind == metadata.WEIGHT_NORMS:
+        if one.role == metadata.ROLE_MODEL and one.kind == metadata.WEIGHT_NORMS:
             parts = one.path.split("/")
             for end in range(len(parts) - 1, 0, -1):
                 network = "/".join(parts[:end])

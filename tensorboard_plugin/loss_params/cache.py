@@ -82,12 +82,12 @@ class RunCache:
             ctx,
             experiment_id=experiment,
             plugin_name=metadata.PLUGIN_NAME,
-            run_tag_filter=tb_provider.RunTagFilter(tags=[bodies.DIAGNOSIS_TAG]),
+            run_tag_filter=tb_provider.RunTagFilter(tags=[metadata.DIAGNOSIS_TAG]),
         )
         last = {
-            run: (int(tags[bodies.DIAGNOSIS_TAG].max_step), float(tags[bodies.DIAGNOSIS_TAG].max_wall_time))
+            run: (int(tags[metadata.DIAGNOSIS_TAG].max_step), float(tags[metadata.DIAGNOSIS_TAG].max_wall_time))
             for run, tags in heartbeats.items()
-            if bodies.DIAGNOSIS_TAG in tags
+            if metadata.DIAGNOSIS_TAG in tags
         }
         with self._lock:
             entries = self._entries
@@ -164,13 +164,19 @@ class RunCache:
 
         Runs no longer in `last` (deleted since) are forgotten.
         """
-        invalid = {}
+        invalid, newer = {}, {}
         listing, failed = _each_run(
             runs,
             lambda some: series_lib.list_series(
-                self._data_provider, ctx, experiment, runs=some, invalid=invalid
+                self._data_provider, ctx, experiment, runs=some, invalid=invalid, newer=newer
             ),
         )
+        for run, tags in newer.items():
+            for tag, what in tags.items():
+                invalid.setdefault(run, {})[tag] = (
+                    f"its metadata names {what}, which a newer loss-param-tracker writes; "
+                    "upgrade to read it"
+                )
         wanted = {run: bodies.diagnosis_series(tags) for run, tags in listing.items()}
         latest = self.read(ctx, experiment, wanted, downsample=1)
         failed.update(latest.skipped)

@@ -17,6 +17,8 @@ Tags are `<path>/<suffix>[/<field>]`, for example
 see `tag()`.
 """
 
+import dataclasses
+
 from tensorboard.compat.proto import summary_pb2
 
 from tensorboard_plugin.loss_params import plugin_data_pb2
@@ -63,7 +65,10 @@ FIELDS = {
     STEPS: ("captured", "skipped"),
 }
 
-_SUFFIX = {
+# Roles and kinds by name: tag suffixes (`tag()`), the fields of `load()`'s
+# variables and the JSON bodies' keys. Every reader names them from here.
+ROLE_NAMES = {ROLE_LOSS: "loss", ROLE_MODEL: "model", ROLE_RUN: "run"}
+KIND_NAMES = {
     VALUE: "value",
     STATS: "stats",
     HISTOGRAM: "histogram",
@@ -79,50 +84,91 @@ RUN_MODEL = "run/model"  # WEIGHT_NORMS of all the model's weights as one vector
 RUN_DIAGNOSIS = "run"
 RUN_STEPS = "run"  # STEPS: training steps captured, and skipped for overflow
 
-# The statuses of the diagnosis, in order of precedence: where several apply,
-# the first one wins; except that a trainable variable whose value moved while
-# the optimizer was not handed it is `training` (updated outside the optimizer)
-# unless non_finite.
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """One status of the diagnosis: a row of `STATUS_TABLE`.
+
+    Attributes:
+        name: The status, as written in the diagnosis series.
+        meaning: One line: what was observed of a variable with it.
+        fix: One line: what to do about it (`""` for a healthy status).
+        severity: How a reader shows it: `"good"`, `"warn"`, `"bad"` or
+            `"info"` (the tab's colour, the report's exit code).
+        warned: Whether the console warns about a loss variable with it.
+    """
+
+    name: str
+    meaning: str
+    fix: str
+    severity: str
+    warned: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Cause:
+    """Why a variable has its status, where a status has several causes that call for different fixes.
+
+    Its `meaning` and `fix` replace the status's own.
+    """
+
+    name: str
+    meaning: str
+    fix: str
+
+
 FROZEN = "frozen"
 NON_FINITE = "non_finite"
 NO_GRADIENT = "no_gradient"
 NOT_UPDATED = "not_updated"
 ZERO_GRADIENT = "zero_gradient"
 TRAINING = "training"
-STATUSES = (FROZEN, NON_FINITE, NO_GRADIENT, NOT_UPDATED, ZERO_GRADIENT, TRAINING)
 
-# One line each: what the status means, and what to do about it.
-EXPLANATIONS = {
-    TRAINING: "Its value moves; its gradient is finite and non-zero.",
-    NOT_UPDATED: "It is trainable and has a gradient, but nothing changed its value.",
-    NO_GRADIENT: "The loss does not depend on it differentiably (gradient is None).",
-    ZERO_GRADIENT: "Its gradient was exactly zero for the whole epoch.",
-    NON_FINITE: "Its value or gradient is NaN or Inf.",
-    FROZEN: "trainable=False: it is not meant to train.",
-}
-FIXES = {
-    TRAINING: "",
-    NOT_UPDATED: (
-        "Call loss_param_tracker.make_trainable(model) after compile and before fit, "
-        "so that the optimizer trains it."
+# Every status, in order of precedence: where several apply, the first one
+# wins; except that a trainable variable whose value moved while the
+# optimizer was not handed it is `training` (updated outside the optimizer)
+# unless non_finite. Adding a status is adding a row here (and its rule in
+# `loss_param_tracker.diagnosis`): the warnings, the report, `/runs` and the
+# tab's colours read this table.
+STATUS_TABLE = (
+    Status(FROZEN, "trainable=False: it is not meant to train.", "", "info"),
+    Status(
+        NON_FINITE,
+        "Its value or gradient is NaN or Inf.",
+        "Lower the learning rate, clip the gradient, or keep the parameter in range "
+        "(e.g. learn a log, guard log(0) with an epsilon).",
+        "bad",
+        warned=True,
     ),
-    NO_GRADIENT: (
-        "Compute the loss with TensorFlow/keras.ops only: no numpy, Python "
-        "float(), int casts or stop_gradient on the path to the variable."
+    Status(
+        NO_GRADIENT,
+        "The loss does not depend on it differentiably (gradient is None).",
+        "Compute the loss with TensorFlow/keras.ops only: no numpy, Python float(), int "
+        "casts or stop_gradient on the path to the variable.",
+        "bad",
+        warned=True,
     ),
-    ZERO_GRADIENT: (
-        "Look for a dead branch, a clamp or a saturated op (relu, clip, "
-        "minimum) between the variable and the loss."
+    Status(
+        NOT_UPDATED,
+        "It is trainable and has a gradient, but nothing changed its value.",
+        "Call loss_param_tracker.make_trainable(model) after compile and before fit, so that "
+        "the optimizer trains it.",
+        "bad",
+        warned=True,
     ),
-    NON_FINITE: (
-        "Lower the learning rate, clip the gradient, or keep the parameter in "
-        "range (e.g. learn a log, guard log(0) with an epsilon)."
+    Status(
+        ZERO_GRADIENT,
+        "Its gradient was exactly zero for the whole epoch.",
+        "Look for a dead branch, a clamp or a saturated op (relu, clip, minimum) between the "
+        "variable and the loss.",
+        "warn",
     ),
-    FROZEN: "",
-}
+    Status(TRAINING, "Its value moves; its gradient is finite and non-zero.", "", "good"),
+)
+STATUS = {s.name: s for s in STATUS_TABLE}
+STATUSES = tuple(STATUS)
+WARNED_STATUSES = tuple(s.name for s in STATUS_TABLE if s.warned)
 
-# Why a variable has its status, where a status has several causes that call
-# for different fixes: the diagnosis's third column.
 NOT_IN_OPTIMIZER = "not_in_optimizer"
 OPTIMIZER_NO_EFFECT = "optimizer_no_effect"
 OUTSIDE_OPTIMIZER = "outside_optimizer"
@@ -131,36 +177,41 @@ FIX_NOT_REACHED = "fix_not_reached"
 UNBOUNDED = "unbounded"
 LINEAR = "linear"
 
-# {cause: (explanation, fix)}; the fix replaces the status's own.
-CAUSES = {
-    NOT_IN_OPTIMIZER: (
+CAUSE_TABLE = (
+    Cause(
+        NOT_IN_OPTIMIZER,
         "The optimizer is not handed it and nothing else moved it during the epoch's "
         "steps: model.fit only trains model.trainable_variables.",
-        FIXES[NOT_UPDATED] + " (If it is meant to stay constant, create it with trainable=False.)",
+        STATUS[NOT_UPDATED].fix + " (If it is meant to stay constant, create it with trainable=False.)",
     ),
-    OPTIMIZER_NO_EFFECT: (
+    Cause(
+        OPTIMIZER_NO_EFFECT,
         "The optimizer is handed it and its gradient, but its value did not change.",
         "Check the learning rate (0, or a schedule at 0) and the optimizer's exclusions "
         "(exclude_from_weight_decay, a gradient mask, a frozen sub-optimizer).",
     ),
-    OUTSIDE_OPTIMIZER: (
+    Cause(
+        OUTSIDE_OPTIMIZER,
         "Its value moves, though model.optimizer is not handed it: something else "
         "updates it (a second optimizer, an assign in the loss or a callback). Healthy.",
         "",
     ),
-    GRADIENT_UNKNOWN: (
+    Cause(
+        GRADIENT_UNKNOWN,
         "Its gradient could not be observed: the training step computed its loss "
         "without model.compute_loss or the compiled loss object.",
         "",
     ),
-    FIX_NOT_REACHED: (
+    Cause(
+        FIX_NOT_REACHED,
         "make_trainable handed it to the optimizer, but the objective has no gradient for "
         "it: the code that computes the loss reads another variable (one captured before "
         "the fix, by a traced tf.function or a copy).",
         "Create the variable as keras.Variable(...) where the loss's code reads it, or call "
         "make_trainable(model) before anything traces that code (summary(), a first call).",
     ),
-    UNBOUNDED: (
+    Cause(
+        UNBOUNDED,
         "Nothing changed it, and descent has no minimum for it: the objective was linear in "
         "it at every step measured, with a gradient that never pointed down, as for a weight of a "
         "loss term (compile(loss_weights=...)): an optimizer would drive it down without "
@@ -171,7 +222,8 @@ CAUSES = {
         "create it with trainable=False; to learn task weights, add a term that bounds "
         "them (uncertainty weighting's log-variances).",
     ),
-    LINEAR: (
+    Cause(
+        LINEAR,
         "Nothing changed it; the objective was linear in it at every step measured and its "
         "gradient never positive: descent would raise it for as long as that lasts. A Lagrange "
         "multiplier trained by gradient reversal wants exactly that; the weight of a bonus "
@@ -180,12 +232,20 @@ CAUSES = {
         "loss_param_tracker.make_trainable(model) after compile and before fit. For the "
         "weight of a term: set it from a callback, or create it with trainable=False.",
     ),
-}
+)
+CAUSES = {c.name: c for c in CAUSE_TABLE}
 
 
 def advice(status, cause=""):
-    """Returns `(explanation, fix)` of a status and its cause (`""` when it has none)."""
-    return CAUSES.get(cause) or (EXPLANATIONS.get(status, ""), FIXES.get(status, ""))
+    """Returns `(meaning, fix)` of a status and its cause; `("", "")` for names this version does not know."""
+    row = CAUSES.get(cause) or STATUS.get(status)
+    return (row.meaning, row.fix) if row else ("", "")
+
+
+def severity(status):
+    """The status's severity (see `Status`), `"unknown"` for one this version does not know."""
+    row = STATUS.get(status)
+    return row.severity if row else "unknown"
 
 
 def tag(path, kind, granularity=EPOCH, field=""):
@@ -196,10 +256,17 @@ def tag(path, kind, granularity=EPOCH, field=""):
     carry a `batch_` prefix on the suffix, as `keras.callbacks.TensorBoard`
     does for its batch-level scalars.
     """
-    suffix = _SUFFIX[kind]
+    suffix = KIND_NAMES[kind]
     if granularity == BATCH:
         suffix = "batch_" + suffix
     return f"{path}/{suffix}/{field}" if field else f"{path}/{suffix}"
+
+
+# The tags of the run-level series.
+DIAGNOSIS_TAG = tag(RUN_DIAGNOSIS, DIAGNOSIS)
+GLOBAL_GRAD_NORM_TAG = tag(RUN_GRAD_NORM, GRAD_NORM)
+MODEL_TAG = tag(RUN_MODEL, WEIGHT_NORMS)
+STEPS_TAG = tag(RUN_STEPS, STEPS)
 
 
 def fields(kind, shape=()):

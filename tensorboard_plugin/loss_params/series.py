@@ -23,7 +23,6 @@ logger = logging.getLogger("loss_param_tracker")
 # time by `--samples_per_plugin` (the plugin's loader makes that "all").
 ALL_POINTS = 2**31 - 1
 
-ROLE_NAMES = {metadata.ROLE_LOSS: "loss", metadata.ROLE_MODEL: "model", metadata.ROLE_RUN: "run"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +35,8 @@ class Series:
     Attributes:
         tag: The series' tag without a field, e.g. `loss/GaussianNLL/log_var/grad_norm`.
         path: The variable's path, e.g. `loss/GaussianNLL/log_var`.
-        role: `"loss"`, `"model"` or `"run"`.
+        role: `metadata.ROLE_LOSS`, `ROLE_MODEL` or `ROLE_RUN` (named by
+            `metadata.ROLE_NAMES`).
         kind: One of `metadata.VALUE`, `STATS`, ... (`metadata.PluginData` kinds).
         shape: The variable's shape.
         dtype: The variable's dtype name.
@@ -52,11 +52,13 @@ class Series:
             for as stored (also where the recorded display cannot be read).
         layer_index: For a model weight, the place of its layer in the
             model (see `plugin_data.proto`), or `None` (logs of older versions).
+        display_problem: Why the recorded display cannot be applied (a newer
+            tracker's function), or `""`.
     """
 
     tag: str
     path: str
-    role: str
+    role: int
     kind: int
     shape: tuple
     dtype: str
@@ -66,20 +68,24 @@ class Series:
     shapes: tuple = ()
     display: Display = None
     layer_index: int = None
+    display_problem: str = ""
 
     @property
     def scalar(self):
         return self.kind in metadata.SCALAR_KINDS
 
 
-def list_series(data_provider, ctx, experiment_id, runs=None, *, batch=False, invalid=None):
+def list_series(
+    data_provider, ctx, experiment_id, runs=None, *, batch=False, invalid=None, newer=None
+):
     """Lists the epoch series of every run (batch series on request), from metadata only.
 
-    No data is read. A tag whose metadata cannot be parsed, names a role, kind
-    or granularity this version does not know, or a shape no variable can
-    have (see `_shape_problem`), is logged and skipped, so one bad tag never
-    hides the rest. Series written by a newer version of the format are
-    skipped silently, and batch series unless asked for.
+    No data is read. A tag whose metadata cannot be parsed, or names a shape
+    no variable can have (see `_shape_problem`), is logged and skipped, so
+    one bad tag never hides the rest. A tag of a newer tracker (a newer
+    version of the format, or a role, kind or granularity this version does
+    not know) is left out, and logged once per process: the rest of its run
+    reads as ever. Batch series are skipped unless asked for.
 
     Args:
         data_provider: A `tensorboard.data.provider.DataProvider`.
@@ -92,6 +98,9 @@ def list_series(data_provider, ctx, experiment_id, runs=None, *, batch=False, in
         invalid: A dict that, when given, receives `{run: {tag: reason}}` for
             each tag skipped for its metadata, in place of the log line (for
             readers that refuse a run with such a tag).
+        newer: A dict that, when given, receives `{run: {tag: what}}` for
+            each tag of a newer tracker left out, in place of the log line
+            (for readers that warn in their own way).
 
     Returns:
         `{run: {tag: Series}}`, runs and tags sorted.
@@ -105,16 +114,26 @@ def list_series(data_provider, ctx, experiment_id, runs=None, *, batch=False, in
     for listing in (data_provider.list_scalars(ctx, **kwargs), data_provider.list_tensors(ctx, **kwargs)):
         for run, tags in listing.items():
             for tag, time_series in tags.items():
-                data = _parse(run, tag, time_series.plugin_content, batch, invalid)
+                data = _parse(run, tag, time_series.plugin_content, batch, invalid, newer)
                 if data is not None:
                     key = metadata.tag(data.path, data.kind, data.granularity)
                     parsed.setdefault(run, {}).setdefault(key, []).append(
                         (data.field, tag, data, int(time_series.max_step))
                     )
-    return {
+    listing = {
         run: {key: _series(key, parsed[run][key]) for key in sorted(parsed[run])}
         for run in sorted(parsed)
     }
+    if newer is None:
+        for run, tags in listing.items():
+            for one in tags.values():
+                if one.display_problem:
+                    _say_once(
+                        (one.path, one.display_problem),
+                        "Showing %r of run %r as stored: %s.",
+                        one.path, run, one.display_problem,
+                    )
+    return listing
 
 
 def read(data_provider, ctx, experiment_id, wanted, downsample=ALL_POINTS, *, by_field=False):
@@ -315,20 +334,15 @@ _GRANULARITIES = frozenset(metadata.PluginData.Granularity.values())
 _MAX_RANK = 64  # numpy's NPY_MAXDIMS
 
 
-def _parse(run, tag, content, batch, invalid):
+def _parse(run, tag, content, batch, invalid, newer):
     """The tag's metadata, or `None` for a tag to skip (see `list_series`)."""
     try:
         data = metadata.parse_plugin_metadata(content)
     except Exception as error:  # noqa: BLE001 - one bad tag must not hide the rest
         return _skip(run, tag, f"its metadata cannot be parsed: {error}", invalid)
-    if data is None:
-        return None  # a newer version of the format
-    if data.role not in ROLE_NAMES:
-        return _skip(run, tag, f"its metadata names an unknown role, {data.role}", invalid)
-    if data.kind not in _KINDS:
-        return _skip(run, tag, f"its metadata names an unknown kind, {data.kind}", invalid)
-    if data.granularity not in _GRANULARITIES:
-        return _skip(run, tag, f"its metadata names an unknown granularity, {data.granularity}", invalid)
+    unknown = _newer_than_this_version(content, data)
+    if unknown:
+        return _leave_out(run, tag, unknown, newer)
     problem = _shape_problem(data)
     if problem:
         return _skip(run, tag, f"its metadata names {problem}", invalid)
@@ -361,6 +375,45 @@ def _shape_problem(data):
     return ""
 
 
+def _newer_than_this_version(content, data):
+    """What of a tag's metadata only a newer tracker writes, or `""`.
+
+    Protobuf keeps an enum value it does not know: a role, kind or
+    granularity added after this version reads as a number.
+    """
+    if data is None:
+        return f"version {metadata.PluginData.FromString(content).version} of the format"
+    if data.role not in metadata.ROLE_NAMES:
+        return f"an unknown role, {data.role}"
+    if data.kind not in _KINDS:
+        return f"an unknown kind, {data.kind}"
+    if data.granularity not in _GRANULARITIES:
+        return f"an unknown granularity, {data.granularity}"
+    return ""
+
+
+def _leave_out(run, tag, what, newer):
+    if newer is not None:
+        newer.setdefault(run, {})[tag] = what
+    else:
+        _say_once(
+            (run, what),
+            "Leaving out tag %r of run %r: its metadata names %s, which a newer "
+            "loss-param-tracker writes; upgrade to read it. (Said once per run and %s.)",
+            tag, run, what, what,
+        )
+    return None
+
+
+_SAID = set()  # what this process has logged once
+
+
+def _say_once(key, message, *args):
+    if key not in _SAID:
+        _SAID.add(key)
+        logger.warning(message, *args)
+
+
 def _skip(run, tag, reason, invalid):
     if invalid is None:
         logger.warning("Skipping tag %r of run %r: %s", tag, run, reason)
@@ -378,7 +431,7 @@ def _series(key, parts):
     return Series(
         tag=key,
         path=data.path,
-        role=ROLE_NAMES[data.role],
+        role=data.role,
         kind=data.kind,
         shape=shape,
         dtype=data.dtype,
@@ -386,20 +439,19 @@ def _series(key, parts):
         parts=tuple((field, tag) for _, field, tag in stored),
         granularity=data.granularity,
         shapes=tuple((field, shapes[field]) for _, field, _ in stored),
-        display=_display(key, data),
         layer_index=data.layer_index if data.HasField("layer_index") else None,
+        **_display(data),
     )
 
 
-def _display(key, data):
-    """The series' `Display`, or `None`; one this version cannot show is read as stored."""
+def _display(data):
+    """The series' `display` and `display_problem`: one this version cannot apply is read as stored."""
     if not data.HasField("display"):
-        return None
+        return {}
     try:
-        return Display.from_proto(data.display)
+        return {"display": Display.from_proto(data.display)}
     except ValueError as error:
-        logger.warning("Showing %r as stored: its display cannot be read (%s).", key, error)
-        return None
+        return {"display_problem": f"its display cannot be applied ({error}); a newer tracker wrote it"}
 
 
 def _by_step(points, scalar=False):
