@@ -12,7 +12,7 @@ OLDEST_INSTALLED := $(OLDEST)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo screenshot bench proto
+.PHONY: test unit demo screenshot bench proto
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ $(OLDEST_INSTALLED): setup.cfg pyproject.toml tests/oldest.txt
 test: $(INSTALLED) $(OLDEST_INSTALLED) $(CHROMIUM)
 	$(PY) -m pytest
 	$(OLDEST)/bin/python -m pytest -p no:cacheprovider tests/test_compat.py tests/test_backends.py
+
+# The pure modules' unit tests, in seconds: the loop to run while changing them.
+# (--noconftest: tests/conftest.py imports Keras and TensorFlow for the fits.)
+unit: $(INSTALLED)
+	$(PY) -m pytest -q --noconftest -m unit tests/unit
 
 # Trains the demos into ./logs (about 90 s on 2 CPU cores), then serves the
 # dashboard. The runs come in pairs: the loss as usually written (its

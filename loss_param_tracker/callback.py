@@ -1,8 +1,11 @@
 """The `LossParamTracker` callback: collects every epoch, and delegates.
 
-Discovery (`discovery`), gradient capture (`capture`), the diagnosis
-(`diagnosis`) and the summary format (`tensorboard_plugin.loss_params`) are
-separate units; this module wires them to Keras's callback hooks.
+Discovery (`discovery`), gradient capture and which process writes
+(`capture` and its backend modules), snapshots and norms (`snapshot`), the
+diagnosis (`diagnosis`), the summaries of each kind
+(`tensorboard_plugin.loss_params.summary`) and the run's files (`writer`)
+are separate units; this module wires them to Keras's callback hooks and
+holds the evidence: what was seen of each variable, and when.
 """
 
 import contextlib
@@ -22,18 +25,12 @@ from loss_param_tracker import diagnosis as diagnosis_lib
 from loss_param_tracker import discovery
 from loss_param_tracker import writer as writer_lib
 from loss_param_tracker.capture import GradientStats
-from tensorboard_plugin.loss_params import metadata, summary
+from loss_param_tracker.snapshot import Snapshot, static_shape
+from tensorboard_plugin.loss_params import metadata, norms, summary
 from tensorboard_plugin.loss_params.display import Display
 
 logger = logging.getLogger("loss_param_tracker")
 
-# A weight of more elements is followed, within an epoch, through a fixed
-# sample of this many of its elements and a fingerprint of the whole, instead
-# of a copy: the tracker's host memory stays small next to a large model's.
-SAMPLE_SIZE = 1 << 16
-# A model weight is read in chunks of this many elements (4 MB of float32),
-# never whole: the host holds one chunk of it at a time.
-CHUNK_SIZE = 1 << 20
 # On a long first epoch, the tracker looks once after this many training
 # steps at the loss variables the optimizer is not handed, and says which
 # nothing has moved so far: hours before the epoch's end.
@@ -84,60 +81,6 @@ class Tracked:
     @property
     def trainable(self):
         return bool(self.variable.trainable)
-
-
-@dataclasses.dataclass(frozen=True)
-class Snapshot:
-    """What the tracker keeps of a variable's value at the start of an epoch.
-
-    Attributes:
-        sample: The value's flat elements, or a fixed strided sample of
-            `SAMPLE_SIZE` of them for a larger variable.
-        fingerprint: float64 sum and sum of squares of every element: an
-            exact change detector where `sample` is partial (the sum is
-            `None` where `sample` is whole).
-        finite: Whether every element is finite.
-    """
-
-    sample: np.ndarray
-    fingerprint: tuple
-    finite: bool
-
-    @classmethod
-    def of(cls, variable):
-        """Reads `variable` chunk by chunk, keeping only what the snapshot holds."""
-        size = _size(variable)
-        if size <= SAMPLE_SIZE:  # the common case, in few numpy calls
-            sample = np.ravel(variable.numpy()).astype(np.float64)
-            squares = np.square(sample)
-            return cls(sample, (None, float(squares.sum())), bool(np.isfinite(sample).all()))
-        stride = max(1, size // SAMPLE_SIZE)
-        total = squares = 0.0
-        finite = True
-        samples = []
-        for begin, chunk in _chunks(variable, size):
-            total += float(chunk.sum(dtype=np.float64))
-            squares += float(np.square(chunk, dtype=np.float64).sum())
-            finite = finite and bool(np.isfinite(chunk).all())
-            samples.append(chunk[(-begin) % stride :: stride].copy())  # a view would keep the chunk
-        sample = np.concatenate(samples)[:SAMPLE_SIZE].astype(np.float64) if samples else np.zeros(0)
-        return cls(sample, (total, squares), finite)
-
-    @property
-    def norm(self):
-        return math.sqrt(self.fingerprint[1])
-
-    def changed(self, later):
-        return self.fingerprint != later.fingerprint or not np.array_equal(
-            self.sample, later.sample, equal_nan=True
-        )
-
-    def update_ratio(self, later):
-        """||later - self|| / ||self|| over the sample (exact up to `SAMPLE_SIZE` elements)."""
-        start_norm = summary.l2_norm(self.sample)
-        if start_norm == 0:
-            return math.nan
-        return summary.l2_norm(later.sample - self.sample) / start_norm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,7 +220,7 @@ class LossParamTracker(keras.callbacks.Callback):
                 "Expected a directory path, e.g. 'logs/run1'."
             )
         self.log_dir = os.fspath(log_dir)
-        _check_writable(self.log_dir)
+        self._writer = writer_lib.RunWriter(self.log_dir)
         self.update_freq = update_freq
         self._extra_variables = discovery.check_variables(variables)
         self.display = _check_display(display)
@@ -285,7 +228,6 @@ class LossParamTracker(keras.callbacks.Callback):
             raise ValueError(f"Received: add_to_logs={add_to_logs!r}. Expected True or False.")
         self.add_to_logs = add_to_logs
         self.diagnosis = {}
-        self._writer = None
         self._last_step = None
         self._batch_step = 0
         self._capture = None
@@ -322,7 +264,7 @@ class LossParamTracker(keras.callbacks.Callback):
         self._pending = None  # (step, records) of an epoch whose statuses wait for every on_epoch_end
         # One writer per run, as keras.callbacks.TensorBoard: under several
         # workers the chief; the others diagnose alike and write nothing.
-        self._writes = _writes_summaries(self.model)
+        self._writes = capture_lib.writes_summaries(self.model)
         found = self._discover()
         self._track_loss_variables(found.variables)
         self._track_networks(found.networks)
@@ -333,7 +275,7 @@ class LossParamTracker(keras.callbacks.Callback):
             lambda: self._discover().all_variables(),
         )
         if self._writes:
-            self._make_train_dir()
+            self._writer.make_dir()
         with self._survive("writing summaries"):
             self._write_initial()
         if not self._loss_tracked:
@@ -397,10 +339,8 @@ class LossParamTracker(keras.callbacks.Callback):
             with self._survive("removing the gradient capture"):
                 self._capture.release()
             self._capture = None
-        if self._writer is not None:
-            with self._survive("closing the summary writer"):
-                self._writer.close()
-            self._writer = None
+        with self._survive("closing the summary writer"):
+            self._writer.close()
 
     # Collection --------------------------------------------------------
 
@@ -563,49 +503,31 @@ class LossParamTracker(keras.callbacks.Callback):
         weights = []
         for r in records:
             with self._survive_variable(r.tracked):
-                if r.tracked.path in self._networks:
-                    values += summary.values(
-                        metadata.ROLE_LOSS, metadata.WEIGHT_NORMS, r.tracked.path, r.value, dtype="float32"
-                    )
-                elif r.tracked.role == metadata.ROLE_LOSS:
-                    values += _loss_variable_values(r.tracked, r.value, r.grads)
+                t = r.tracked
+                if t.path in self._networks:
+                    values += summary.weight_norms(t.path, r.value, role=metadata.ROLE_LOSS)
+                elif t.role == metadata.ROLE_LOSS:
+                    values += _loss_variable_values(t, r.value, (r.grads.mean, r.grads.max))
                 else:
-                    values += _model_weight_values(r)
-                    if r.tracked.network is None:
+                    values += summary.weight_norms(
+                        t.path, _norms_row(r), shape=static_shape(t.variable), dtype=_dtype_name(t.variable),
+                        layer_index=t.layer_index,
+                    )
+                    if t.network is None:
                         weights.append(r)
         if weights:
             # The whole model's norms, for the dashboard's model panel: one
             # series to read instead of one per weight.
-            values += summary.values(
-                metadata.ROLE_RUN, metadata.WEIGHT_NORMS, metadata.RUN_MODEL, _combined_norms(weights)
-            )
+            values += summary.weight_norms(metadata.RUN_MODEL, _combined_norms(weights), role=metadata.ROLE_RUN)
         if self._capture is not None:
             counts, mean, maximum = self._capture.read_global()
-            values += summary.values(
-                metadata.ROLE_RUN,
-                metadata.GRAD_NORM,
-                metadata.RUN_GRAD_NORM,
-                np.array([mean, maximum], np.float32),
-            )
-            values += summary.values(
-                metadata.ROLE_RUN,
-                metadata.STEPS,
-                metadata.RUN_STEPS,
-                np.array([counts.captured, counts.skipped], np.float32),
-            )
+            values += summary.grad_norm(metadata.RUN_GRAD_NORM, mean, maximum, role=metadata.ROLE_RUN)
+            values += summary.steps(counts.captured, counts.skipped)
         self._write(values, step)
 
     def _write_diagnosis(self, step, records):
-        rows = np.array(
-            [[r.tracked.path, r.diagnosis.status, r.diagnosis.cause] for r in records if r.diagnosis],
-            dtype=object,
-        )
-        self._write(
-            summary.values(
-                metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, rows.reshape(-1, 3)
-            ),
-            step,
-        )
+        rows = [(r.tracked.path, r.diagnosis.status, r.diagnosis.cause) for r in records if r.diagnosis]
+        self._write(summary.diagnosis(rows), step)
 
     def _write_initial(self):
         """Writes the loss variables' values before this fit trains them, as a batch step.
@@ -639,28 +561,12 @@ class LossParamTracker(keras.callbacks.Callback):
             mean = (total - before_total) / count if count > 0 and stats.has_gradient else math.nan
             with self._survive_variable(t):
                 value = np.asarray(t.variable.numpy())
-                values += _loss_variable_values(
-                    t, value, dataclasses.replace(stats, mean=mean), metadata.BATCH
-                )
+                values += _loss_variable_values(t, value, (mean, stats.max), metadata.BATCH)
         self._write(values, step)
 
     def _write(self, values, step):
-        if not self._writes:
-            return
-        if self._writer is not None and not self._train_dir_exists():
-            # Removed under a running fit: the open file would swallow every
-            # later epoch. Start a new one where the user looks for it.
-            self._writer.close()
-            self._writer = None
-            logger.warning(
-                "LossParamTracker: %s was removed during training; it is created again, "
-                "and the epochs written before are lost.",
-                self._train_dir(),
-            )
-        if self._writer is None:
-            self._make_train_dir()
-            self._writer = writer_lib.create(self._train_dir())
-        self._writer.write(values, step)
+        if self._writes:
+            self._writer.write(values, step)
 
     # Console -----------------------------------------------------------
 
@@ -860,36 +766,6 @@ class LossParamTracker(keras.callbacks.Callback):
                 self._failed.add(what)
                 logger.warning("LossParamTracker: " + said, what, type(error).__name__, error)
 
-    def _train_dir(self):
-        return os.path.join(self.log_dir, "train")
-
-    def _train_dir_exists(self):
-        return "://" in self.log_dir or os.path.isdir(self._train_dir())
-
-    def _make_train_dir(self):
-        if self._train_dir_exists():
-            return
-        try:
-            os.makedirs(self._train_dir(), exist_ok=True)
-        except OSError as error:
-            raise ValueError(
-                f"LossParamTracker cannot create its log directory {self._train_dir()!r}: "
-                f"{error}. Pass a log_dir you can write to."
-            ) from error
-
-
-def _writes_summaries(model):
-    """Whether this process writes the run's summaries: not a worker other than the chief."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return bool(model.distribute_strategy.extended.should_save_summary)
-    if backend == "jax":
-        import jax
-
-        return jax.process_index() == 0
-    return True
-
-
 def _check_display(display):
     """`{name: Display}` of the `display` argument; raises a ValueError that shows what was received."""
     if display is None:
@@ -959,116 +835,23 @@ def _names(name, path):
     return path == name or path.endswith("/" + name)
 
 
-def _check_writable(log_dir):
-    """Raises a ValueError naming `log_dir` when it can clearly not be written."""
-    if "://" in log_dir:
-        return  # Remote filesystems are checked when the writer is created.
-    existing = os.path.abspath(log_dir)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        reason = f"{existing!r} is a file, not a directory"
-    elif not os.access(existing, os.W_OK | os.X_OK):
-        reason = f"{existing!r} is not writable"
-    else:
-        return
-    raise ValueError(
-        f"Received: log_dir={log_dir!r}, which cannot be written: {reason}. "
-        "Pass a directory you can write to."
+def _loss_variable_values(t, value, grad, granularity=metadata.EPOCH):
+    """The `Summary.Value`s of a loss variable: `grad` is `(mean, max)`, or `None` before training."""
+    return summary.loss_variable(
+        t.path, value, shape=static_shape(t.variable), dtype=_dtype_name(t.variable),
+        granularity=granularity, display=t.display, grad=grad,
     )
 
 
-def _loss_variable_values(t, value, grads, granularity=metadata.EPOCH):
-    """The `Summary.Value`s of a loss variable: its value (or stats and histogram) and gradient norm.
-
-    `grads` is `None` for the value before training, which has no gradient.
-    """
-    shape = _static_shape(t.variable)
-    # A variable with a dimension unknown until run time (a memory bank that
-    # grows) is always logged as statistics: one series, whatever its size.
-    whole = value.size <= metadata.MAX_WHOLE_ELEMENTS and -1 not in shape
-    common = dict(
-        shape=value.shape if whole else shape,
-        dtype=_dtype_name(t.variable),
-        granularity=granularity,
-        display=t.display,
-    )
-    if whole:
-        values = summary.values(metadata.ROLE_LOSS, metadata.VALUE, t.path, _loggable(value), **common)
-    else:
-        values = summary.values(metadata.ROLE_LOSS, metadata.STATS, t.path, summary.stats(value), **common)
-        if granularity == metadata.EPOCH:
-            values += summary.values(
-                metadata.ROLE_LOSS, metadata.HISTOGRAM, t.path, summary.histogram(value), **common
-            )
-    if grads is not None:
-        grad_norm = np.array([grads.mean, grads.max], np.float32)
-        values += summary.values(metadata.ROLE_LOSS, metadata.GRAD_NORM, t.path, grad_norm, **common)
-    return values
-
-
-def _model_weight_values(record):
-    t = record.tracked
-    return summary.values(
-        metadata.ROLE_MODEL,
-        metadata.WEIGHT_NORMS,
-        t.path,
-        np.array([record.norm, record.grads.mean, record.grads.max, record.update_ratio], np.float32),
-        shape=_static_shape(t.variable),
-        dtype=_dtype_name(t.variable),
-        layer_index=t.layer_index,
-    )
-
-
-def _static_shape(variable):
-    """The variable's shape as known before run time, -1 for an unknown dimension."""
-    return tuple(-1 if d is None else int(d) for d in variable.shape)
-
-
-def _size(variable):
-    """The number of elements of the variable's value, also where a dimension is unknown until run time."""
-    shape = _static_shape(variable)
-    if -1 not in shape:
-        return math.prod(shape)
-    return int(np.size(variable.numpy()))
-
-
-def _chunks(variable, size):
-    """Yields `(offset, flat numpy chunk)` of `variable`'s value, `CHUNK_SIZE` elements at a time."""
-    if size <= CHUNK_SIZE:
-        yield 0, np.ravel(variable.numpy())
-        return
-    flat = keras.ops.reshape(variable, [-1])
-    for begin in range(0, size, CHUNK_SIZE):
-        yield begin, keras.ops.convert_to_numpy(flat[begin : begin + CHUNK_SIZE])
+def _norms_row(record):
+    """A model weight's `metadata.FIELDS[WEIGHT_NORMS]` row."""
+    return [record.norm, record.grads.mean, record.grads.max, record.update_ratio]
 
 
 def _combined_norms(weights):
-    """float32[4] of weights' `Record`s as one vector (see `metadata.FIELDS[WEIGHT_NORMS]`).
-
-    The norm of all weights; the root-sum-square of the weights' gradient
-    norms (mean, max over the epoch's steps); and ||change|| / ||start||
-    over the weights whose start of the epoch is known.
-    """
-    known = [r for r in weights if not math.isnan(r.update_ratio)]
-    start_norm = _root_sum_square([r.start_norm for r in known])
-    change = _root_sum_square([r.start_norm * r.update_ratio for r in known])
-    return np.array(
-        [
-            _root_sum_square([r.norm for r in weights]),
-            _root_sum_square([r.grads.mean for r in weights]),
-            _root_sum_square([r.grads.max for r in weights]),
-            change / start_norm if start_norm > 0 else math.nan,
-        ],
-        np.float32,
-    )
-
-
-def _root_sum_square(norms):
-    """sqrt(sum of squares) of the norms, NaN ones (no gradient) left out; NaN if all are."""
-    x = np.asarray(norms, np.float64)
-    x = x[~np.isnan(x)]
-    return float(np.sqrt(np.sum(x**2))) if x.size else math.nan
+    """The `metadata.FIELDS[WEIGHT_NORMS]` row of weights' `Record`s as one vector (see `norms`)."""
+    rows = [_norms_row(r) for r in weights]
+    return norms.combine_weight_norms(rows, start_norms=[r.start_norm for r in weights])
 
 
 def _fix(found):
@@ -1085,9 +868,3 @@ def _fix(found):
 
 def _dtype_name(variable):
     return keras.backend.standardize_dtype(variable.dtype)
-
-
-def _loggable(value):
-    if value.dtype in (np.float32, np.float64):
-        return value
-    return value.astype(np.float32)

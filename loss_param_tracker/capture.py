@@ -10,7 +10,9 @@ it at each epoch's start and reads it at the end.
 with the reason logged once: values are then still logged, gradients are not.
 Each backend's implementation (`capture_tf`, `capture_jax`, `capture_torch`)
 is the only code that knows how Keras runs a step on that backend; each
-subclasses `HookedCapture`.
+subclasses `HookedCapture` as `StepCapture`, and says which process writes
+(`writes_summaries(model)`). Adding a backend is adding its module and its
+entry in `_BACKENDS`.
 """
 
 import abc
@@ -397,6 +399,24 @@ def _retrace(model):
         model.make_train_function(force=True)
 
 
+def _backend_module():
+    """The module `capture_<x>` of the running Keras backend, or `None` where there is none."""
+    backend = keras.backend.backend()
+    if backend not in _BACKENDS:
+        return None
+    return importlib.import_module(f"loss_param_tracker.capture_{_BACKENDS[backend]}")
+
+
+def writes_summaries(model):
+    """Whether this process writes the run's summaries: the chief, as each backend's module says.
+
+    As `keras.callbacks.TensorBoard`, one writer per run: the other
+    processes of a multi-worker fit diagnose alike and write nothing.
+    """
+    module = _backend_module()
+    return True if module is None else module.writes_summaries(model)
+
+
 def attach(model, loss_variables, losses, rediscover):
     """Returns the capture of `model` for its backend, or `None` with the reason logged.
 
@@ -409,10 +429,9 @@ def attach(model, loss_variables, losses, rediscover):
             variables a loss creates on its first call.
     """
     try:
-        backend = keras.backend.backend()
-        if backend not in _BACKENDS:
-            raise Unsupported(f"not on the {backend} backend")
-        module = importlib.import_module(f"loss_param_tracker.capture_{_BACKENDS[backend]}")
+        module = _backend_module()
+        if module is None:
+            raise Unsupported(f"not on the {keras.backend.backend()} backend")
         return module.StepCapture.attach(model, loss_variables, losses, rediscover)
     except Unsupported as reason:
         logger.warning(

@@ -70,6 +70,11 @@ class _Step:
     head: tuple = None  # (x, y, y_pred, sample_weight) as handed to compute_metrics
 
 
+def writes_summaries(model):
+    """Whether this process writes: of a multi-process JAX fit, process 0 only."""
+    return jax.process_index() == 0
+
+
 class StepCapture(HookedCapture):
     """Accumulates gradient norms of the loss's variables and the model's weights (JAX)."""
 

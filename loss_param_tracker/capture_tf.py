@@ -67,6 +67,11 @@ class _Step:
     outer_recording: bool = False  # until the gradient is taken: never over the step's own backward
 
 
+def writes_summaries(model):
+    """Whether this process writes: under a multi-worker strategy, the chief only."""
+    return bool(model.distribute_strategy.extended.should_save_summary)
+
+
 class StepCapture(HookedCapture):
     """Accumulates gradient norms of the loss's variables and the model's weights (TensorFlow)."""
 

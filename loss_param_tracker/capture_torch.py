@@ -23,6 +23,12 @@ from loss_param_tracker.capture import HookedCapture
 from loss_param_tracker.discovery import variable_key
 
 
+def writes_summaries(model):
+    """Whether this process writes: of a `torch.distributed` fit, rank 0 only."""
+    distributed = torch.distributed
+    return not (distributed.is_available() and distributed.is_initialized()) or distributed.get_rank() == 0
+
+
 class StepCapture(HookedCapture):
     """Accumulates gradient norms of the loss's variables and the model's weights (PyTorch)."""
 

@@ -8,6 +8,7 @@ This module holds the rules that pick one.
 import dataclasses
 import math
 
+from tensorboard_plugin.loss_params import norms
 from tensorboard_plugin.loss_params.metadata import (
     FIX_NOT_REACHED,
     FROZEN,
@@ -98,17 +99,11 @@ def combine(observations):
         value_changed=True if any(changed) else (None if None in changed else False),
         steps=max((o.steps for o in observations), default=0),
         has_gradient=True if any(gradients) else (None if None in gradients else False),
-        grad_norm_mean=_root_sum_square([o.grad_norm_mean for o in trainable]),
-        grad_norm_max=_root_sum_square([o.grad_norm_max for o in trainable]),
+        grad_norm_mean=norms.root_sum_square([o.grad_norm_mean for o in trainable]),
+        grad_norm_max=norms.root_sum_square([o.grad_norm_max for o in trainable]),
         moved_before=any(o.moved_before for o in observations),
         attached=any(o.attached for o in trainable),
     )
-
-
-def _root_sum_square(norms):
-    """sqrt(sum of squares) of the norms, NaN ones left out; NaN when all are."""
-    known = [n * n for n in norms if not math.isnan(n)]
-    return math.sqrt(sum(known)) if known else math.nan
 
 
 def diagnose(obs):

@@ -1,4 +1,10 @@
-"""The event file of a run: TensorFlow's summary writer where TensorFlow runs, TensorBoard's elsewhere.
+"""The event files of a run: its directory, and a writer created when first needed.
+
+`RunWriter(log_dir)` owns `log_dir/train` as `keras.callbacks.TensorBoard`
+does: the directory is checked when the callback is made, the writer is
+created at the first write, and a directory removed under a running fit is
+made again. The file writer is TensorFlow's where TensorFlow runs,
+TensorBoard's elsewhere.
 
 Both write the same `Summary` protos (built by `tensorboard_plugin.loss_params.
 summary`, from TensorBoard's own protobufs) as one event per step, which every
@@ -11,6 +17,8 @@ reader (TensorBoard on either loader, `load()`, the report) reads alike:
   `EventFileWriter`. TensorFlow is never imported just to write.
 """
 
+import logging
+import os
 import sys
 import time
 
@@ -18,6 +26,86 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tensorboard_plugin.loss_params import summary
+
+logger = logging.getLogger("loss_param_tracker")
+
+
+class RunWriter:
+    """The summaries of one run, under `log_dir/train`.
+
+    Args:
+        log_dir: The run's directory, as `LossParamTracker(log_dir=...)`.
+
+    Raises:
+        ValueError: When `log_dir` can clearly not be written (a file, not
+            writable); the message names it.
+    """
+
+    def __init__(self, log_dir):
+        check_writable(log_dir)
+        self.log_dir = log_dir
+        self.train_dir = os.path.join(log_dir, "train")
+        self._writer = None
+
+    def make_dir(self):
+        """Creates `log_dir/train` where missing.
+
+        Raises:
+            ValueError: When it cannot be created; the message says why.
+        """
+        if self._dir_exists():
+            return
+        try:
+            os.makedirs(self.train_dir, exist_ok=True)
+        except OSError as error:
+            raise ValueError(
+                f"LossParamTracker cannot create its log directory {self.train_dir!r}: "
+                f"{error}. Pass a log_dir you can write to."
+            ) from error
+
+    def write(self, values, step):
+        """Writes `Summary.Value`s as one event at `step`, creating the file writer at the first write."""
+        if self._writer is not None and not self._dir_exists():
+            # Removed under a running fit: the open file would swallow every
+            # later epoch. Start a new one where the user looks for it.
+            self.close()
+            logger.warning(
+                "LossParamTracker: %s was removed during training; it is created again, "
+                "and the epochs written before are lost.",
+                self.train_dir,
+            )
+        if self._writer is None:
+            self.make_dir()
+            self._writer = create(self.train_dir)
+        self._writer.write(values, step)
+
+    def close(self):
+        """Closes the file writer, if one was created; the next write opens a new one."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def _dir_exists(self):
+        return "://" in self.log_dir or os.path.isdir(self.train_dir)
+
+
+def check_writable(log_dir):
+    """Raises a ValueError naming `log_dir` when it can clearly not be written."""
+    if "://" in log_dir:
+        return  # Remote filesystems are checked when the writer is created.
+    existing = os.path.abspath(log_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        reason = f"{existing!r} is a file, not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing!r} is not writable"
+    else:
+        return
+    raise ValueError(
+        f"Received: log_dir={log_dir!r}, which cannot be written: {reason}. "
+        "Pass a directory you can write to."
+    )
 
 
 def create(log_dir):

@@ -360,26 +360,26 @@ def test_bad_variables_argument_fails_at_construction(log_dir):
 
 
 def test_a_large_weight_is_followed_through_chunks_and_a_sample(monkeypatch):
-    from loss_param_tracker import callback
+    from loss_param_tracker import snapshot
 
-    monkeypatch.setattr(callback, "CHUNK_SIZE", 1000)
-    monkeypatch.setattr(callback, "SAMPLE_SIZE", 64)
+    monkeypatch.setattr(snapshot, "CHUNK_SIZE", 1000)
+    monkeypatch.setattr(snapshot, "SAMPLE_SIZE", 64)
     value = np.random.default_rng(0).normal(size=(300, 7)).astype("float32")  # 3 chunks
     variable = keras.Variable(value)
-    start = callback.Snapshot.of(variable)
+    start = snapshot.Snapshot.of(variable)
     flat = value.ravel().astype(np.float64)
     np.testing.assert_array_equal(start.sample, flat[:: 2100 // 64][:64])
     np.testing.assert_allclose(start.fingerprint, (flat.sum(), flat @ flat), rtol=1e-12)
-    assert start.finite and not start.changed(callback.Snapshot.of(variable))
+    assert start.finite and not start.changed(snapshot.Snapshot.of(variable))
 
     variable.assign(value * 1.1)
-    later = callback.Snapshot.of(variable)
+    later = snapshot.Snapshot.of(variable)
     assert start.changed(later)
     np.testing.assert_allclose(start.update_ratio(later), 0.1, rtol=1e-5)
     one = value.copy()
     one[150, 3] += 1.0  # an element the sample does not hold: the fingerprint sees it
     variable.assign(one)
-    assert start.changed(callback.Snapshot.of(variable))
+    assert start.changed(snapshot.Snapshot.of(variable))
     one[299, 6] = np.nan
     variable.assign(one)
-    assert not callback.Snapshot.of(variable).finite
+    assert not snapshot.Snapshot.of(variable).finite

@@ -1,4 +1,11 @@
-"""Writers of the loss_params summaries, and the numpy reductions they log.
+"""Writers of the loss_params summaries, one function per kind, and the numpy reductions they log.
+
+As TensorBoard's `summary_v2.scalar` does for Scalars, each function takes
+one step of one series and gives its `Summary.Value` protos, with the
+plugin's metadata: `loss_variable` (a loss variable's value, or statistics
+and histogram, and gradient norm), `grad_norm`, `weight_norms`,
+`diagnosis`, `steps`; `values` is the engine under them. A writer
+(`loss_param_tracker.writer`) puts one step's protos in one event.
 
 TensorFlow is imported inside `write` only: the plugin imports this package
 and TensorBoard must start without TensorFlow. The protos are built with
@@ -11,7 +18,7 @@ import numpy as np
 from tensorboard.compat.proto import summary_pb2, tensor_pb2, types_pb2
 from tensorboard.util import tensor_util
 
-from tensorboard_plugin.loss_params import metadata
+from tensorboard_plugin.loss_params import metadata, norms
 
 
 @functools.lru_cache(maxsize=4096)
@@ -22,11 +29,75 @@ def _metadata(role, kind, path, shape, dtype, granularity, field, display, layer
     )
 
 
+def loss_variable(path, value, *, shape, dtype, granularity=metadata.EPOCH, display=None, grad=None):
+    """One step of a loss variable: its value, or statistics and histogram, and its gradient norm.
+
+    A variable of at most `metadata.MAX_WHOLE_ELEMENTS` elements is logged
+    whole (VALUE); a larger one, or one with a dimension unknown until run
+    time (a memory bank that grows: one series whatever its size), as STATS,
+    and at epoch granularity also as a HISTOGRAM.
+
+    Args:
+        path: The variable's path.
+        value: Its value now, a numpy array.
+        shape: Its static shape (-1 for a dimension unknown until run time).
+        dtype: Its dtype's name.
+        granularity: `metadata.EPOCH` or `metadata.BATCH`.
+        display: Its `display.Display`, or `None`.
+        grad: `(mean, max)` of its gradient norm over the steps, or `None`
+            (the value before training, which has no gradient).
+    """
+    value = np.asarray(value)
+    whole = value.size <= metadata.MAX_WHOLE_ELEMENTS and -1 not in tuple(shape)
+    common = dict(
+        shape=value.shape if whole else shape, dtype=dtype, granularity=granularity, display=display
+    )
+    if whole:
+        loggable = value if value.dtype in (np.float32, np.float64) else value.astype(np.float32)
+        result = values(metadata.ROLE_LOSS, metadata.VALUE, path, loggable, **common)
+    else:
+        result = values(metadata.ROLE_LOSS, metadata.STATS, path, stats(value), **common)
+        if granularity == metadata.EPOCH:
+            result += values(metadata.ROLE_LOSS, metadata.HISTOGRAM, path, histogram(value), **common)
+    if grad is not None:
+        result += grad_norm(path, *grad, **common)
+    return result
+
+
+def grad_norm(path, mean, maximum, *, role=metadata.ROLE_LOSS, **described):
+    """One step of a gradient norm series: its mean and max over the steps (NaN where none).
+
+    `described`: `shape`, `dtype`, `granularity`, `display`, as `values` takes them.
+    """
+    return values(role, metadata.GRAD_NORM, path, np.array([mean, maximum], np.float32), **described)
+
+
+def weight_norms(path, row, *, role=metadata.ROLE_MODEL, shape=(), dtype="float32", layer_index=None):
+    """One step of a weight's (or weights' as one vector) norms: `row` as `metadata.FIELDS[WEIGHT_NORMS]`."""
+    return values(
+        role, metadata.WEIGHT_NORMS, path, np.asarray(row, np.float32), shape=shape, dtype=dtype,
+        layer_index=layer_index,
+    )
+
+
+def diagnosis(rows):
+    """One step of the run's diagnosis: `rows`, `(path, status, cause)` of each diagnosed variable."""
+    table = np.array([list(row) for row in rows], dtype=object).reshape(-1, 3)
+    return values(metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, table)
+
+
+def steps(captured, skipped):
+    """One step of the run's step counts: training steps captured, and skipped for overflow."""
+    return values(
+        metadata.ROLE_RUN, metadata.STEPS, metadata.RUN_STEPS, np.array([captured, skipped], np.float32)
+    )
+
+
 def values(
     role, kind, path, data, *, shape=(), dtype="", granularity=metadata.EPOCH, display=None,
     layer_index=None,
 ):
-    """Returns one step of a series as `Summary.Value` protos (no TensorFlow needed).
+    """Returns one step of a series as `Summary.Value` protos (no TensorFlow needed): the per-kind functions' engine.
 
     A vector kind gives one scalar value per element or field (see
     `metadata.fields`); HISTOGRAM and DIAGNOSIS give one tensor value.
@@ -106,19 +177,9 @@ def stats(value):
     if flat.size == 0:
         return np.full(5, np.nan, dtype=np.float32)
     return np.array(
-        [flat.mean(), flat.std(), flat.min(), flat.max(), l2_norm(flat)],
+        [flat.mean(), flat.std(), flat.min(), flat.max(), norms.l2_norm(flat)],
         dtype=np.float32,
     )
-
-
-def l2_norm(value):
-    """The L2 norm of `value` in float64, without BLAS.
-
-    A BLAS call (`np.dot`, `np.linalg.norm`) wakes OpenBLAS's worker
-    threads, which then spin for a while: beside a training loop that cost
-    more CPU time than all the tracker's own work.
-    """
-    return float(np.sqrt(np.square(value, dtype=np.float64).sum()))
 
 
 def histogram(value, bins=metadata.HISTOGRAM_BINS):

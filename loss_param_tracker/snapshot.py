@@ -1,0 +1,100 @@
+"""What the tracker keeps of a variable's value, and the arithmetic of its norms.
+
+A `Snapshot` is taken at an epoch's start and at each look: enough to tell
+whether a variable changed, its norm, and its update ratio, without a copy
+of a large model on the host. Variables are read chunk by chunk.
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+
+from tensorboard_plugin.loss_params import norms
+
+# A weight of more elements is followed, within an epoch, through a fixed
+# sample of this many of its elements and a fingerprint of the whole, instead
+# of a copy: the tracker's host memory stays small next to a large model's.
+SAMPLE_SIZE = 1 << 16
+# A model weight is read in chunks of this many elements (4 MB of float32),
+# never whole: the host holds one chunk of it at a time.
+CHUNK_SIZE = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What the tracker keeps of a variable's value at one moment.
+
+    Attributes:
+        sample: The value's flat elements, or a fixed strided sample of
+            `SAMPLE_SIZE` of them for a larger variable.
+        fingerprint: float64 sum and sum of squares of every element: an
+            exact change detector where `sample` is partial (the sum is
+            `None` where `sample` is whole).
+        finite: Whether every element is finite.
+    """
+
+    sample: np.ndarray
+    fingerprint: tuple
+    finite: bool
+
+    @classmethod
+    def of(cls, variable):
+        """Reads `variable` chunk by chunk, keeping only what the snapshot holds."""
+        size = size_of(variable)
+        if size <= SAMPLE_SIZE:  # the common case, in few numpy calls
+            sample = np.ravel(variable.numpy()).astype(np.float64)
+            squares = np.square(sample)
+            return cls(sample, (None, float(squares.sum())), bool(np.isfinite(sample).all()))
+        stride = max(1, size // SAMPLE_SIZE)
+        total = squares = 0.0
+        finite = True
+        samples = []
+        for begin, chunk in _chunks(variable, size):
+            total += float(chunk.sum(dtype=np.float64))
+            squares += float(np.square(chunk, dtype=np.float64).sum())
+            finite = finite and bool(np.isfinite(chunk).all())
+            samples.append(chunk[(-begin) % stride :: stride].copy())  # a view would keep the chunk
+        sample = np.concatenate(samples)[:SAMPLE_SIZE].astype(np.float64) if samples else np.zeros(0)
+        return cls(sample, (total, squares), finite)
+
+    @property
+    def norm(self):
+        return math.sqrt(self.fingerprint[1])
+
+    def changed(self, later):
+        """Whether `later`, a snapshot of the same variable, differs from this one."""
+        return self.fingerprint != later.fingerprint or not np.array_equal(
+            self.sample, later.sample, equal_nan=True
+        )
+
+    def update_ratio(self, later):
+        """||later - self|| / ||self|| over the sample (exact up to `SAMPLE_SIZE` elements)."""
+        start_norm = norms.l2_norm(self.sample)
+        if start_norm == 0:
+            return math.nan
+        return norms.l2_norm(later.sample - self.sample) / start_norm
+
+
+def static_shape(variable):
+    """The variable's shape as known before run time, -1 for an unknown dimension."""
+    return tuple(-1 if d is None else int(d) for d in variable.shape)
+
+
+def size_of(variable):
+    """The number of elements of the variable's value, also where a dimension is unknown until run time."""
+    shape = static_shape(variable)
+    if -1 not in shape:
+        return math.prod(shape)
+    return int(np.size(variable.numpy()))
+
+
+def _chunks(variable, size):
+    """Yields `(offset, flat numpy chunk)` of `variable`'s value, `CHUNK_SIZE` elements at a time."""
+    if size <= CHUNK_SIZE:
+        yield 0, np.ravel(variable.numpy())
+        return
+    flat = keras.ops.reshape(variable, [-1])
+    for begin in range(0, size, CHUNK_SIZE):
+        yield begin, keras.ops.convert_to_numpy(flat[begin : begin + CHUNK_SIZE])
