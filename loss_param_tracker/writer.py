@@ -14,16 +14,20 @@ reader (TensorBoard on either loader, `load()`, the report) reads alike:
   that uses it), `tf.summary`'s writer, as `keras.callbacks.TensorBoard`
   uses: its file systems (`gs://`, ...) and file names.
 - Otherwise (JAX or PyTorch without TensorFlow), TensorBoard's pure-Python
-  `EventFileWriter`. TensorFlow is never imported just to write.
+  `RecordWriter` over a local file, or its `EventFileWriter` for a remote
+  one. TensorFlow is never imported just to write a local file.
 """
 
+import itertools
 import logging
 import os
+import socket
 import sys
 import time
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 from tensorboard_plugin.loss_params import summary
 
@@ -112,6 +116,8 @@ def create(log_dir):
     """Returns a writer of a new event file in `log_dir`, which it creates if needed."""
     if sys.modules.get("tensorflow") is not None:
         return TensorFlowWriter(log_dir)
+    if "://" in log_dir:
+        return RemotePythonWriter(log_dir)
     return PythonWriter(log_dir)
 
 
@@ -134,7 +140,35 @@ class TensorFlowWriter:
 
 
 class PythonWriter:
-    """Writes through TensorBoard's `EventFileWriter`, without TensorFlow."""
+    """Writes a local event file through TensorBoard's `RecordWriter`, without TensorFlow.
+
+    TensorBoard's `EventFileWriter` opens its file through `tensorboard.
+    compat.tf`, which imports TensorFlow wherever it is installed: seconds
+    and hundreds of MB in a JAX or PyTorch process. A local file needs no
+    file system layer: the records are TensorBoard's, the file a plain one.
+    """
+
+    def __init__(self, log_dir):
+        os.makedirs(log_dir, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_UID)}"
+        self._file = open(os.path.join(log_dir, name), "wb")  # noqa: SIM115 - closed in close()
+        self._records = RecordWriter(self._file)
+        self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def write(self, values, step):
+        """Writes `Summary.Value`s as one event at `step`, and flushes it to the file."""
+        self._add(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)))
+
+    def _add(self, event):
+        self._records.write(event.SerializeToString())
+        self._file.flush()
+
+    def close(self):
+        self._file.close()
+
+
+class RemotePythonWriter:
+    """Writes a remote event file (`gs://`, ...) through TensorBoard's `EventFileWriter` and its file systems."""
 
     def __init__(self, log_dir):
         self._writer = EventFileWriter(log_dir)
@@ -149,3 +183,6 @@ class PythonWriter:
 
     def close(self):
         self._writer.close()
+
+
+_UID = itertools.count()  # tells apart the files one process opens in the same second

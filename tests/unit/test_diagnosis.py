@@ -4,7 +4,10 @@ import math
 
 import pytest
 
-from loss_param_tracker.diagnosis import Diagnosis, Observation, diagnose, warning_message
+from loss_param_tracker.diagnosis import Diagnosis, Observation, combine, diagnose, warning_message
+from tensorboard_plugin.loss_params import metadata
+
+pytestmark = pytest.mark.unit
 
 HEALTHY = dict(
     trainable=True,
@@ -120,3 +123,31 @@ def test_warning_names_variable_status_and_the_fix_of_its_cause(cause, fix):
     assert fix in message
     other = "learning rate" if cause == "not_in_optimizer" else "make_trainable"
     assert other not in message, message
+
+
+def test_every_status_the_rules_give_is_a_row_of_the_table_and_warned_as_it_says():
+    observations = [
+        Observation(trainable=False, seen_by_optimizer=False),
+        Observation(**{**HEALTHY, "value_finite": False}),
+        Observation(**{**HEALTHY, "has_gradient": False}),
+        Observation(**{**HEALTHY, "seen_by_optimizer": False, "value_changed": False}),
+        Observation(**{**HEALTHY, "grad_norm_max": 0.0, "grad_norm_mean": 0.0}),
+        Observation(**HEALTHY),
+    ]
+    given = [diagnose(o).status for o in observations]
+    assert given == list(metadata.STATUSES), "one observation per status, in the table's order"
+    for observation in observations:
+        d = diagnose(observation)
+        message = warning_message("loss/L/w", d)
+        row = metadata.STATUS[d.status]
+        explanation, fix = metadata.advice(d.status, d.cause)
+        assert explanation in message and (not fix or fix in message)
+        assert (d.status in metadata.WARNED_STATUSES) == row.warned
+
+
+def test_a_network_combines_its_weights_gradient_norms_as_one_vector():
+    a = Observation(**{**HEALTHY, "grad_norm_mean": 3.0, "grad_norm_max": 3.0})
+    b = Observation(**{**HEALTHY, "grad_norm_mean": 4.0, "grad_norm_max": math.nan, "has_gradient": None})
+    combined = combine([a, b])
+    assert combined.grad_norm_mean == 5.0 and combined.grad_norm_max == 3.0
+    assert combined.has_gradient and combined.trainable and combined.seen_by_optimizer

@@ -1,0 +1,104 @@
+"""One summary function per kind, the reductions they log, the norms, and the run's writer: no TensorFlow."""
+
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.compat.proto import event_pb2
+from tensorboard.util import tensor_util
+
+from loss_param_tracker import writer
+from tensorboard_plugin.loss_params import metadata, norms, summary
+from tensorboard_plugin.loss_params.display import Display
+
+pytestmark = pytest.mark.unit
+
+
+def kinds(values):
+    return [metadata.parse_plugin_metadata(v.metadata.plugin_data.content).kind for v in values]
+
+
+def test_a_small_loss_variable_is_logged_whole_with_its_gradient_norm():
+    values = summary.loss_variable(
+        "loss/L/w", np.float32([1, 2]), shape=(2,), dtype="float32", grad=(0.5, 1.0), display=Display("exp")
+    )
+    assert [v.tag for v in values] == ["loss/L/w/value/0", "loss/L/w/value/1", "loss/L/w/grad_norm/mean",
+                                       "loss/L/w/grad_norm/max"]
+    assert [tensor_util.make_ndarray(v.tensor).item() for v in values] == [1.0, 2.0, 0.5, 1.0]
+    first = metadata.parse_plugin_metadata(values[0].metadata.plugin_data.content)
+    assert first.display.fn == "exp" and list(first.shape) == [2]
+
+
+@pytest.mark.parametrize("shape", [(100,), (-1, 2)])
+def test_a_large_or_growing_loss_variable_is_logged_as_statistics_and_a_histogram(shape):
+    value = np.arange(200.0 if -1 in shape else 100.0)
+    values = summary.loss_variable("loss/L/bank", value, shape=shape, dtype="float32")
+    assert set(kinds(values)) == {metadata.STATS, metadata.HISTOGRAM}
+    batch = summary.loss_variable("loss/L/bank", value, shape=shape, dtype="float32", granularity=metadata.BATCH)
+    assert set(kinds(batch)) == {metadata.STATS}, "a batch write holds no histogram"
+
+
+def test_the_run_level_kinds_and_a_wrong_size_are_refused_with_what_was_received():
+    rows = summary.diagnosis([("loss/L/w", "training", ""), ("loss/L/v", "not_updated", "not_in_optimizer")])
+    (one,) = rows
+    assert one.tag == metadata.DIAGNOSIS_TAG and tensor_util.make_ndarray(one.tensor).shape == (2, 3)
+    assert tensor_util.make_ndarray(summary.diagnosis([])[0].tensor).shape == (0, 3)
+    assert [v.tag for v in summary.steps(10, 1)] == ["run/steps/captured", "run/steps/skipped"]
+    with pytest.raises(ValueError, match="needs 4 numbers; received 3"):
+        summary.weight_norms("model/d/kernel", [1, 2, 3])
+
+
+def test_stats_and_histogram_leave_out_non_finite_elements_from_counts():
+    value = np.array([1.0, 2.0, 3.0, np.nan])
+    assert math.isnan(summary.stats(value)[0])
+    buckets = summary.histogram(value, bins=3)
+    assert buckets.shape == (3, 3) and buckets[:, 2].sum() == 3
+    assert summary.histogram(np.array([np.inf])).tolist() == [[0, 0, 0]]
+
+
+def test_root_sum_square_leaves_out_nan_and_is_nan_only_when_all_are():
+    assert norms.root_sum_square([3.0, 4.0, math.nan]) == 5.0
+    assert math.isnan(norms.root_sum_square([math.nan]))
+    np.testing.assert_array_equal(norms.root_sum_square([[3.0, math.nan], [4.0, math.nan]], axis=0), [5.0, math.nan])
+    assert norms.l2_norm(np.float32([3, 4])) == 5.0
+
+
+def test_weights_combine_into_one_vector_with_the_ratio_over_the_start_norms():
+    rows = [[3.0, 1.0, 2.0, 0.1], [4.0, math.nan, 2.0, math.nan]]  # the second: a bias that started at 0
+    combined = norms.combine_weight_norms(rows, start_norms=[3.0, 0.0])
+    np.testing.assert_allclose(combined, [5.0, 1.0, math.sqrt(8), 0.1])
+    over_steps = norms.combine_weight_norms(np.array(rows)[:, None, :])
+    assert over_steps.shape == (1, 4)
+
+
+def test_the_run_writer_creates_its_directory_lazily_and_again_when_removed(tmp_path, caplog):
+    assert "tensorflow" not in sys.modules, "the unit tests run without TensorFlow"
+    run = writer.RunWriter(str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists(), "nothing is created before the first write"
+    run.write(summary.steps(1, 0), step=0)
+    os.rename(tmp_path / "run" / "train", tmp_path / "elsewhere")
+    run.write(summary.steps(2, 0), step=1)
+    run.close()
+    assert "was removed during training" in caplog.text
+    (event_file,) = (tmp_path / "run" / "train").iterdir()
+    assert [e.step for e in events(event_file) if e.HasField("summary")] == [1]
+    assert "tensorflow" not in sys.modules, "a local event file is written without TensorFlow"
+
+
+def events(path):
+    """The events of a file, framed as TFRecords (length, its CRC, data, its CRC): no TensorFlow to read."""
+    data, at, found = path.read_bytes(), 0, []
+    while at < len(data):
+        (length,) = struct.unpack("<Q", data[at : at + 8])
+        found.append(event_pb2.Event.FromString(data[at + 12 : at + 12 + length]))
+        at += 12 + length + 4
+    return found
+
+
+def test_a_log_dir_that_cannot_be_written_is_refused_with_its_name(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        writer.RunWriter(str(tmp_path / "file" / "run"))
