@@ -16,6 +16,8 @@ import os
 import re
 import sys
 import warnings
+from collections.abc import Iterable, Mapping
+from typing import Optional, Union
 
 import keras
 import numpy as np
@@ -204,7 +206,14 @@ class LossParamTracker(keras.callbacks.Callback):
         TypeError: When `variables` holds something that is not a variable.
     """
 
-    def __init__(self, log_dir="logs", update_freq="epoch", variables=None, display=None, add_to_logs=True):
+    def __init__(
+        self,
+        log_dir: Union[str, os.PathLike] = "logs",
+        update_freq: Union[str, int] = "epoch",
+        variables: Optional[Iterable] = None,
+        display: Optional[Mapping[str, Union[str, Display]]] = None,
+        add_to_logs: bool = True,
+    ):
         super().__init__()
         if update_freq == "batch":
             update_freq = 1
@@ -227,7 +236,7 @@ class LossParamTracker(keras.callbacks.Callback):
         if not isinstance(add_to_logs, bool):
             raise ValueError(f"Received: add_to_logs={add_to_logs!r}. Expected True or False.")
         self.add_to_logs = add_to_logs
-        self.diagnosis = {}
+        self.diagnosis: dict[str, str] = {}
         self._last_step = None
         self._batch_step = 0
         self._capture = None

@@ -11,6 +11,8 @@ import logging
 import sys
 import threading
 import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Optional, Union
 
 import keras
 
@@ -24,7 +26,11 @@ logger = logging.getLogger("loss_param_tracker")
 ATTRIBUTE = discovery.ATTACHED_ATTRIBUTE
 
 
-def make_trainable(model, loss=None, variables=None):
+def make_trainable(
+    model: keras.Model,
+    loss: Optional[Union[keras.losses.Loss, Callable, Sequence, Mapping]] = None,
+    variables: Optional[Iterable] = None,  # keras.Variable or tf.Variable
+) -> list[keras.Variable]:
     """Hands the optimizer the variables `model.fit` would not train.
 
     In Keras 3, `fit` only optimizes `model.trainable_variables`. A variable

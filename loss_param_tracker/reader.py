@@ -26,6 +26,7 @@ import dataclasses
 import os
 import struct
 import warnings
+from typing import Optional, Union
 
 import numpy as np
 from tensorboard import context
@@ -130,30 +131,30 @@ class Variable:
 
     path: str
     role: str
-    shape: tuple
+    shape: tuple[int, ...]
     dtype: str
-    steps: np.ndarray = None
-    value: np.ndarray = None
-    stats: np.ndarray = None
-    grad_norm: np.ndarray = None
-    norms: np.ndarray = None
-    status: np.ndarray = None
-    cause: np.ndarray = None
-    initial: np.ndarray = None
-    display: Display = None
+    steps: Optional[np.ndarray] = None
+    value: Optional[np.ndarray] = None
+    stats: Optional[np.ndarray] = None
+    grad_norm: Optional[np.ndarray] = None
+    norms: Optional[np.ndarray] = None
+    status: Optional[np.ndarray] = None
+    cause: Optional[np.ndarray] = None
+    initial: Optional[np.ndarray] = None
+    display: Optional[Display] = None
 
     @property
-    def shown(self):
+    def shown(self) -> Optional[np.ndarray]:
         """`value` as the display shows it (CLIP's scale for its `logit_scale`); `value` without one."""
         return _shown(self.display, self.value)
 
     @property
-    def shown_initial(self):
+    def shown_initial(self) -> Optional[np.ndarray]:
         """`initial` as the display shows it, for a `value`; `initial` without a display."""
         return _shown(self.display, self.initial) if self.value is not None else self.initial
 
     @property
-    def last_status(self):
+    def last_status(self) -> Optional[str]:
         return str(self.status[-1]) if self.status is not None and len(self.status) else None
 
 
@@ -175,14 +176,14 @@ class Run:
     """
 
     name: str
-    variables: dict
-    grad_norm: tuple = None
-    model_norms: tuple = None
-    step_counts: tuple = None
-    unreadable: dict = dataclasses.field(default_factory=dict)
+    variables: dict[str, Variable]
+    grad_norm: Optional[tuple[np.ndarray, np.ndarray]] = None
+    model_norms: Optional[tuple[np.ndarray, np.ndarray]] = None
+    step_counts: Optional[tuple[np.ndarray, np.ndarray]] = None
+    unreadable: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
-    def loss_variables(self):
+    def loss_variables(self) -> dict[str, Variable]:
         return {p: v for p, v in self.variables.items() if v.role == _LOSS}
 
     def _repr_html_(self):
@@ -192,7 +193,7 @@ class Run:
         return render.html_table(report.summarize({self.name: self}))
 
 
-def load(log_dir):
+def load(log_dir: Union[str, os.PathLike]) -> Runs:
     """Loads every run under `log_dir` that holds loss_params summaries.
 
     A run that cannot be read whole (see the module's docstring) is left out,
