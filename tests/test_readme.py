@@ -257,3 +257,20 @@ def test_the_display_example_records_sigma_beside_the_stored_log_var(readme):
     np.testing.assert_allclose(noise.shown, np.exp(0.5 * noise.value), rtol=1e-6)
     assert noise.shown_initial == pytest.approx(np.exp(0.5 * noise.initial))
     assert not [w for w in readme.warnings[readme.block_with("logs/run3")] if issubclass(w.category, LossParamWarning)]
+
+
+def table_rows(heading):
+    """The first cells of the rows of the first table under `heading`, in order."""
+    text = README.read_text(encoding="utf-8").split(heading, 1)[1]
+    rows = re.findall(r"^\| `(\w+)` \|(?: `(\w+)` \|)?", text.split("\n## ", 1)[0], re.MULTILINE)
+    return rows
+
+
+def test_the_readme_status_tables_are_the_vocabulary_rows():
+    from tensorboard_plugin.loss_params import metadata
+
+    rows = table_rows("## What each status means")
+    statuses = [status for status, cause in rows if not cause]
+    causes = [cause for _, cause in rows if cause]
+    assert statuses == list(metadata.STATUSES), "the README lists the statuses of metadata.STATUS_TABLE in order"
+    assert sorted(causes) == sorted(metadata.CAUSES), "and every cause of metadata.CAUSE_TABLE once"
