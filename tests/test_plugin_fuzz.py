@@ -4,9 +4,11 @@ Hypothesis builds the requests: known and unknown parameter names, repeated
 parameters, real run names and variable paths, any unicode (lone surrogates
 and undecodable bytes included, percent-encoded as a browser or a hostile
 client sends them), NUL, texts of up to 10,000 characters, numbers of every
-size, and path-traversal attempts on `/static`. The log directory holds good
-runs written with the summary API beside damaged ones. The examples are
-derandomized, so CI tests the same requests every time.
+size, and path-traversal attempts on `/static`. The routes are the plugin's
+own (`get_plugin_apps()`) and the parameters those its `http_api.md` names,
+so a new route is fuzzed, and must be documented, with no edit here. The log
+directory holds good runs written with the summary API beside damaged ones.
+The examples are derandomized, so CI tests the same requests every time.
 """
 
 import datetime
@@ -24,6 +26,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from tensorboard.plugins import base_plugin
 
 from tensorboard_plugin.loss_params import metadata, plugin, summary
 from tests.conftest import NETWORK, NETWORK_LAYERS, NETWORK_RUNS, damaged_copy
@@ -55,8 +58,15 @@ NO_SUCH = ["", "broken", "broken/train/", "/broken/train", "Broken/train", "nope
 RUNS = [*VARIABLES_OF, *NO_SUCH]
 VARIABLES = sorted({v for paths in VARIABLES_OF.values() for v in paths}) + NO_SUCH
 LAYERS = ["", "model/net/hidden", "model/net/out", NETWORK, f"{NETWORK}/{NETWORK_LAYERS[0]}", *NO_SUCH]
-ROUTES = ["runs", "series", "series_multirun", "weights", "weights_multirun", "diagnosis"]
+# Every route the plugin serves, from the plugin itself: a new route is fuzzed as it is added.
+APPS = plugin.LossParamsPlugin(base_plugin.TBContext()).get_plugin_apps()
+ROUTES = [route.lstrip("/") for route in APPS if not route.endswith("/*")]
+# The routes that serve a path rather than a query: each has its own test below.
+PATH_ROUTES = {"/static/*"}
 STATIC = {path.name: path.read_bytes() for path in pathlib.Path(plugin.STATIC_DIR).iterdir()}
+# The query parameters http_api.md names in its routes' headings (`?run=RUN&variable=PATH[&samples=N]...`).
+HTTP_API = (pathlib.Path(plugin.__file__).parent / "http_api.md").read_text()
+HEADINGS = re.findall(r"^## `(/[^`?]*)\??([^`]*)`", HTTP_API, re.MULTILINE)
 
 
 def write_summary_run(directory, statuses, epochs=4):
@@ -123,7 +133,7 @@ NUMBERS = st.one_of(
 RAW = st.sampled_from(["%", "%zz", "%0", "%ff%fe", "%00", "%c3%28", "%ed%a0%80", "%252e", "+", "%2B", "=",
                        "==", ";", "&", "#", "%26", "%3D", "\\"])
 FORMATS = st.sampled_from(["csv", "json", "junk", "CSV", "", "csv\x00", "json "])
-KNOWN_NAMES = ["run", "variable", "layer", "place", "samples", "columns", "format"]
+KNOWN_NAMES = sorted({name for _, query in HEADINGS for name in re.findall(r"(\w+)=", query)})
 NAMES = st.one_of(
     st.sampled_from(KNOWN_NAMES + ["Run", "run[]", "run ", "samples[]", "experiment", "_"]).map(_encode),
     TEXT.map(_encode),
@@ -216,6 +226,16 @@ def _check_disposition(header, shown):
     plain, _, extended = header.partition("; filename*=UTF-8''")
     assert plain.isascii() and plain.startswith('attachment; filename="'), f"{shown}: {header!r}"
     assert re.fullmatch(r"([A-Za-z0-9!#$&+.^_`|~-]|%[0-9A-F]{2})+", extended), f"{shown}: {header!r}"
+
+
+def test_every_route_is_fuzzed_and_documented_with_its_parameters():
+    assert ROUTES, "no route found in get_plugin_apps()"
+    assert {route for route in APPS if route.endswith("/*")} == PATH_ROUTES, (
+        "a route that serves paths needs its own test, as test_static_serves_its_files_and_nothing_else"
+    )
+    documented = {route for route, _ in HEADINGS}
+    assert {f"/{route}" for route in ROUTES} | {"/static/FILE"} == documented, "http_api.md has a section per route"
+    assert {"run", "variable", "layer", "place", "samples", "columns", "format"} <= set(KNOWN_NAMES)
 
 
 @settings(FUZZ, max_examples=150)

@@ -2,9 +2,9 @@
 
 Pure functions: the series a route reads are picked from a run's listing
 (`{tag: Series}`, see `series.list_series`), and its body built from what
-`series.read` gave for them. Nothing here talks to the data provider; the
-routes are in `plugin.py`, the reads in `cache.py`, and `http_api.md`
-describes every body.
+`series.read` gave for them (through `cache.RunCache`, which gives data and
+never a body). Nothing here talks to the data provider; the routes are in
+`plugin.py`, and `http_api.md` describes every body.
 """
 
 import csv
@@ -16,6 +16,7 @@ import numpy as np
 from tensorboard import errors
 
 from tensorboard_plugin.loss_params import decimate, metadata
+from tensorboard_plugin.loss_params import norms as norms_lib
 from tensorboard_plugin.loss_params import series as series_lib
 
 # The kinds of a variable's own series: its value (or statistics) and norms.
@@ -114,10 +115,15 @@ def weights_members(run, tags, layer, place=None):
 
 
 def runs_body(listed):
-    """The `/runs` body: `listed` is `[(entry or None, [skipped])]`, each run's, sorted by run."""
+    """The `/runs` body of `listed`: the runs as `cache.RunCache.listed` gives them, sorted.
+
+    A run that cannot be read, or has no listing, has no entry; one that
+    cannot be read is named in `skipped` with the reason, and each tag left
+    out of a listed run for its metadata is named there with its own.
+    """
     return {
-        "runs": [entry for entry, _ in listed if entry],
-        "skipped": [skip for _, skips in listed for skip in skips],
+        "runs": [_run_entry(one) for one in listed if one.tags is not None],
+        "skipped": [skip for one in listed for skip in _run_skips(one)],
         "statuses": {
             s.name: {"explanation": s.meaning, "fix": s.fix, "severity": s.severity}
             for s in metadata.STATUS_TABLE
@@ -126,20 +132,48 @@ def runs_body(listed):
     }
 
 
-def run_entry(run, tags, latest, last):
-    """The `/runs` entry of a run: `tags` its listing, `latest` its last diagnosis as read.
-
-    `last` is `(step, wall time)` of that diagnosis.
-    """
-    data = latest.get(metadata.DIAGNOSIS_TAG)
-    statuses = series_lib.diagnoses(data[1][-1:])[0] if data else {}
-    step, wall_time = last
+def _run_entry(one):
+    """The `/runs` entry of a listed run: its last diagnosis's step and time, its variables with their statuses."""
+    step, wall_time = one.last
     return {
-        "name": run,
+        "name": one.run,
         "last_step": step,
         "last_wall_time": wall_time,
-        "variables": _variables(tags.values(), statuses),
+        "variables": _variables(one.tags.values(), one.latest),
     }
+
+
+def _run_skips(one):
+    """What `/runs` names as skipped of a listed run: the run with its reason, or its tags left out."""
+    if one.reason:
+        return [_skip(one.run, one.reason)]
+    return [{"run": one.run, "tag": tag, "reason": why} for tag, why in sorted(one.invalid.items())]
+
+
+def _skipped(reasons):
+    """The `skipped` of an answer: `[{"run", "reason"}]` of `reasons`, `{run: reason}`, sorted by run."""
+    return [_skip(run, reason) for run, reason in sorted(reasons.items())]
+
+
+def _skip(run, reason):
+    return {"run": run, "reason": reason}
+
+
+def series_multirun_body(path, built, reasons):
+    """The `/series_multirun` body of variable `path`.
+
+    Args:
+        path: The variable.
+        built: `{run: its series_body}`.
+        reasons: `{run: reason}` of the runs that could not be read.
+    """
+    return {"variable": path, "runs": built, "skipped": _skipped(reasons)}
+
+
+def weights_multirun_body(layer, built, reasons):
+    """The `/weights_multirun` body, as `series_multirun_body`: `layer` a path, or an `int`, the place asked."""
+    asked = {"place": layer} if isinstance(layer, int) else {"layer": layer}
+    return {**asked, "runs": built, "skipped": _skipped(reasons)}
 
 
 def series_body(run, path, mine, data, samples=None, columns=None):
@@ -259,7 +293,7 @@ def weights_body(run, weights, data, samples=None, columns=None):
     elif weights.whole:
         combined = norms[0]
     else:
-        combined = _combine(norms)
+        combined = norms_lib.combine_weight_norms(norms)
     arrays = {metadata.WEIGHT_NORMS: combined}
     if metadata.GLOBAL_GRAD_NORM_TAG in data:
         arrays[metadata.GRAD_NORM] = _align(steps, *data[metadata.GLOBAL_GRAD_NORM_TAG])
@@ -401,26 +435,6 @@ def _networks(tags):
 def _layer(path):
     """A weight's layer: its path without the last component."""
     return path.rsplit("/", 1)[0]
-
-
-def _combine(norms):
-    """Combines weights' WEIGHT_NORMS rows ([steps, 4] each) into their layer's.
-
-    Norms and gradient norms combine as root-sum-squares. A weight's ratio is
-    its change over its norm at the epoch's start; the layer's is near
-    sqrt(sum change^2) / sqrt(sum norm^2), over the weights whose ratio is
-    known (not a bias that started at zero).
-    """
-    stacked = np.stack(norms)  # [weights, steps, 4]
-    norm, grad_mean, grad_max, ratio = (stacked[..., i] for i in range(4))
-    known = np.isfinite(ratio)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        update_ratio = np.sqrt(
-            np.sum(np.where(known, ratio * norm, 0.0) ** 2, axis=0)
-            / np.sum(np.where(known, norm, 0.0) ** 2, axis=0)
-        )
-    rss = [np.sqrt(np.sum(x**2, axis=0)) for x in (norm, grad_mean, grad_max)]
-    return np.stack([*rss, update_ratio], axis=-1)
 
 
 def _fields(kind, values):

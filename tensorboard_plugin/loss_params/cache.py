@@ -2,9 +2,13 @@
 
 A run's listing (`{tag: Series}`, from metadata) never changes for a tag
 once written, so the routes of one run reuse it and make a single read from
-the provider (each provider call costs tens of ms on the Rust loader). The
-`/runs` entries are kept the same way, refreshed when a run's diagnosis
-moves on. `RunCache` holds both, behind one lock.
+the provider (each provider call costs tens of ms on the Rust loader). What
+`/runs` shows of each run (its listing and latest diagnosis, a `Listed`) is
+kept the same way, read again when the run's diagnosis moves on. `RunCache`
+holds both, behind one lock.
+
+This module gives data, never a body: the routes (`plugin.py`) hand what it
+gives to the body builders (`bodies.py`).
 """
 
 import functools
@@ -15,7 +19,7 @@ import typing
 from tensorboard import errors
 from tensorboard.data import provider as tb_provider
 
-from tensorboard_plugin.loss_params import bodies, metadata
+from tensorboard_plugin.loss_params import metadata
 from tensorboard_plugin.loss_params import series as series_lib
 
 # The most characters of an error message an answer names a skipped run with.
@@ -38,8 +42,31 @@ class Read(typing.NamedTuple):
     gone: set
 
 
+class Listed(typing.NamedTuple):
+    """What `RunCache.listed` gives of one run: what `/runs` shows of it.
+
+    Attributes:
+        run: The run's name.
+        last: `(step, wall time)` of its latest diagnosis.
+        tags: Its listing, `{tag: Series}`, or `None` when it has none (it
+            cannot be read, or none of its tags can).
+        latest: Its latest diagnosis, `{path: (status, cause)}`; empty when
+            it cannot be read.
+        reason: Why the run cannot be read, or `""`.
+        invalid: `{tag: reason}` of the tags left out of its listing for
+            their metadata.
+    """
+
+    run: str
+    last: tuple
+    tags: dict
+    latest: dict
+    reason: str
+    invalid: dict
+
+
 class RunCache:
-    """The runs' listings and `/runs` entries, and the reads of their data.
+    """The runs' listings and what `/runs` shows of them, and the reads of their data.
 
     TensorBoard serves requests from several threads. Every read and every
     replacement of the state goes through `_lock`, and the state is
@@ -59,24 +86,23 @@ class RunCache:
         self._lock = threading.Lock()
         # {run: {tag: Series}} as last listed.
         self._listing = {}
-        # {run: ((last diagnosis step, its wall time), the run's `/runs` entry or
-        # None, [what `/runs` names as skipped of it])}; see `listed`.
-        self._entries = {}
+        # {run: Listed} as `listed` last gave them.
+        self._listed = {}
 
     def listed(self, ctx, experiment):
-        """Each run's `/runs` entry (or None) and what is skipped of it: `[(entry, [skip])]`, sorted by run.
+        """Each run with loss_params data, as `/runs` shows it: `[Listed]`, sorted by run.
 
         The frontend polls `/runs`, so this costs one small provider call
         while nothing is written: the callback writes a diagnosis every
         epoch, and only a run whose diagnosis moved on (a new last step, or a
         new write time, as when a resumed run writes an epoch again) or a new
-        run is listed again and has its latest statuses read. A run is listed
-        from its first diagnosis on; runs gone since are forgotten.
+        run is listed again and has its latest diagnosis read. A run is
+        listed from its first diagnosis on; runs gone since are forgotten.
 
         A run that cannot be read (its latest diagnosis is damaged, the
-        provider fails on its data) has no entry and is named in its skips,
-        with the reason, as is each tag left out of a listed run for its
-        metadata: one bad run never hides the others.
+        provider fails on its data) has no `tags` and gives the `reason`;
+        each tag left out of a listed run for its metadata is in its
+        `invalid`: one bad run never hides the others.
         """
         heartbeats = self._data_provider.list_tensors(
             ctx,
@@ -90,11 +116,11 @@ class RunCache:
             if metadata.DIAGNOSIS_TAG in tags
         }
         with self._lock:
-            entries = self._entries
-        changed = [run for run in last if entries.get(run, (None,))[0] != last[run]]
-        if changed or entries.keys() - last.keys():
-            entries = self._list_runs(ctx, experiment, changed, last)
-        return [entries[run][1:] for run in sorted(last) if run in entries]
+            listed = self._listed
+        changed = [run for run in last if run not in listed or listed[run].last != last[run]]
+        if changed or listed.keys() - last.keys():
+            listed = self._list_runs(ctx, experiment, changed, last)
+        return [listed[run] for run in sorted(last) if run in listed]
 
     def tags_of(self, ctx, experiment, run):
         """`{tag: Series}` of `run`, listed from the provider the first time it is asked for.
@@ -140,27 +166,8 @@ class RunCache:
             self._update_listing(listing, gone)
         return Read(data, skipped, gone)
 
-    def bodies(self, ctx, experiment, members, wanted, build, downsample=series_lib.ALL_POINTS):
-        """Reads `wanted` (`{run: [Series]}`) and builds each run's body: `({run: body}, {run: reason})`.
-
-        `build(run, members[run], data)` builds a run's body from its data
-        as read. Runs gone are left out of both; runs the read skipped, or
-        whose data `build` refuses (it does not match its metadata), are
-        named with the reason.
-        """
-        read = self.read(ctx, experiment, wanted, downsample)
-        built, skipped = {}, dict(read.skipped)
-        for run, mine in members.items():
-            if run in skipped or run in read.gone:
-                continue
-            try:
-                built[run] = build(run, mine, read.data.get(run, {}))
-            except Exception as error:  # noqa: BLE001 - one bad run must not fail the rest
-                skipped[run] = _reason(run, error)
-        return built, skipped
-
     def _list_runs(self, ctx, experiment, runs, last):
-        """Lists `runs` afresh and reads their latest statuses, for `listed`; returns the new entries.
+        """Lists `runs` afresh and reads their latest diagnoses, for `listed`; returns the new `{run: Listed}`.
 
         Runs no longer in `last` (deleted since) are forgotten.
         """
@@ -177,31 +184,37 @@ class RunCache:
                     f"its metadata names {what}, which a newer loss-param-tracker writes; "
                     "upgrade to read it"
                 )
-        wanted = {run: bodies.diagnosis_series(tags) for run, tags in listing.items()}
-        latest = self.read(ctx, experiment, wanted, downsample=1)
-        failed.update(latest.skipped)
+        latest, unreadable = self._latest(ctx, experiment, listing)
+        failed.update(unreadable)
         fresh = {}
         for run in runs:
-            reason, entry = failed.get(run), None
-            if not reason and run in listing:
-                try:
-                    entry = bodies.run_entry(run, listing[run], latest.data.get(run, {}), last[run])
-                except Exception as error:  # noqa: BLE001 - one bad run must not hide the rest
-                    reason = _reason(run, error)
-            if reason:
-                skips = [{"run": run, "reason": reason}]
-            else:
-                skips = [
-                    {"run": run, "tag": tag, "reason": why}
-                    for tag, why in sorted(invalid.get(run, {}).items())
-                ]
-            fresh[run] = (last[run], entry, skips)
+            why = failed.get(run, "")
+            tags = None if why else listing.get(run)
+            fresh[run] = Listed(run, last[run], tags, latest.get(run, {}), why, invalid.get(run, {}))
         with self._lock:
-            gone = self._entries.keys() - last.keys()
-            self._entries = {run: e for run, e in {**self._entries, **fresh}.items() if run in last}
-            entries = self._entries
+            gone = self._listed.keys() - last.keys()
+            self._listed = {run: one for run, one in {**self._listed, **fresh}.items() if run in last}
+            listed = self._listed
         self._update_listing(listing, gone)
-        return entries
+        return listed
+
+    def _latest(self, ctx, experiment, listing):
+        """The latest diagnosis of each run of `listing`: `{run: {path: (status, cause)}}`, `{run: reason}`.
+
+        A run without a diagnosis has none; a run whose diagnosis cannot be
+        read or decoded is named with the reason.
+        """
+        wanted = {
+            run: [tags[metadata.DIAGNOSIS_TAG]] for run, tags in listing.items() if metadata.DIAGNOSIS_TAG in tags
+        }
+        read = self.read(ctx, experiment, wanted, downsample=1)
+        latest, failed = {}, dict(read.skipped)
+        for run, data in read.data.items():
+            try:
+                latest[run] = series_lib.diagnoses(data[metadata.DIAGNOSIS_TAG][1][-1:])[0]
+            except Exception as error:  # noqa: BLE001 - one bad run must not hide the rest
+                failed[run] = reason(run, error)
+        return latest, failed
 
     def _update_listing(self, listing, gone=()):
         """Merges `listing` (`{run: {tag: Series}}`) into the listing, and drops the runs `gone`."""
@@ -232,12 +245,16 @@ def _each_run(runs, call):
         try:
             result.update(call([run]))
         except Exception as error:  # noqa: BLE001 - one bad run must not fail the rest
-            failed[run] = _reason(run, error)
+            failed[run] = reason(run, error)
     return result, failed
 
 
-def _reason(run, error):
-    """One line, of bounded length, that says why `run` could not be read; logged too."""
+def reason(run, error):
+    """One line, of bounded length, that says why `run` could not be read (`error`); logged once too.
+
+    The routes name a run they leave out with it, whether its read or its
+    body failed.
+    """
     text = " ".join(f"{type(error).__name__}: {error}".split())
     if len(text) > _MAX_REASON:
         text = text[: _MAX_REASON - 1] + "…"

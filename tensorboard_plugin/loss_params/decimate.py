@@ -1,5 +1,9 @@
 """Extreme-preserving decimation: the steps a chart some pixels wide needs to draw every series exactly.
 
+This is the reduction behind the routes' `columns=N` parameter (see
+`http_api.md`, which says what it guarantees); `bodies._reduced` applies it
+to a body.
+
 A line chart N pixels wide draws at most N columns of pixels. Of the points
 that fall in one column, the first, the last, the lowest and the highest
 give the same pixels as all of them (M4: Jugel et al., "M4: A
@@ -8,6 +12,29 @@ random sample of as many points may miss a one-epoch spike. The chart draws
 a NaN or an infinity as a gap with a mark, so the first and last non-finite
 value of each column are kept too: a NaN epoch is always in the view, and a
 gap's edges are where they are.
+
+The reduction of a body, step by step:
+
+1. Its steps, from the first to the last, are split into N columns of equal
+   width by step value, not by count (a resumed run, or one logged every few
+   epochs, is unevenly spaced); the last step falls in the last column.
+2. Every array of the body is a set of series: each element of `value`,
+   each quantile of `distribution`, each field of `stats`, `grad_norm`,
+   `norms`, `global_grad_norm` and of the `/weights` norms. In every column,
+   each series keeps the steps of its first and last finite value, of its
+   lowest and highest finite value, and of its first and last NaN or
+   infinity; each column also keeps its first and last step, whatever the
+   series.
+3. The body keeps the union of those steps, and every array at each of
+   them: the same layout as unreduced, on fewer `steps`. That is at most 6
+   steps per column and series, usually 2 to 4.
+4. Where that keeps more than half of the steps (`bodies.KEEP_ALL_ABOVE`),
+   the body keeps every one: it would be barely smaller, and the tab would
+   read the series again for its tooltip.
+
+A display (`display.py`) is monotone, so the steps that draw the stored
+values exactly draw the shown ones exactly too. All of it is vectorised
+(`keep_indices`): no Python loop runs over the steps or the series.
 """
 
 import numpy as np

@@ -1,11 +1,12 @@
 """The "Loss Params" TensorBoard plugin: its routes and the static frontend.
 
-Every route validates its query, calls an `*_impl` that returns the data,
-and answers with `http_util.Respond`. The reads go through `cache.py`
-(through `context.data_provider`, so the plugin works on the Python loader
-and on the Rust data server alike), the bodies are built in `bodies.py`.
-The routes are documented, with an example each, in `http_api.md` next to
-this file.
+Every route validates its query, calls an `*_impl` that returns its body,
+and answers with `http_util.Respond`. The layers run one way: an `*_impl`
+gets data from `cache.py` (which reads through `context.data_provider`, so
+the plugin works on the Python loader and on the Rust data server alike,
+and never builds a body) and hands it to the builders in `bodies.py`. The
+routes are documented, with an example each, in `http_api.md` next to this
+file; `get_plugin_apps` is the one list of them (the fuzz tests take it).
 """
 
 import json
@@ -38,6 +39,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         self._static = _read_static_files(STATIC_DIR)
 
     def get_plugin_apps(self):
+        """`{route: WSGI app}`: every route the plugin serves, under `/data/plugin/loss_params`."""
         return {
             "/runs": self._serve_runs,
             "/series": self._serve_series,
@@ -49,12 +51,15 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         }
 
     def is_active(self):
-        return False  # Activated by data: see data_plugin_names.
+        """False: TensorBoard activates the tab by data (see `data_plugin_names`)."""
+        return False
 
     def data_plugin_names(self):
+        """The summaries' plugin name: the tab shows where there are any."""
         return (metadata.PLUGIN_NAME,)
 
     def frontend_metadata(self):
+        """The tab: `static/index.js` in an iframe."""
         return base_plugin.FrontendMetadata(es_module_path="/static/index.js", tab_name="Loss Params")
 
     @wrappers.Request.application
@@ -156,8 +161,8 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         """
         wanted = _found(runs, lambda run: self._series_of(ctx, experiment, run, path))
         mine = {r: m for r, m in wanted.items() if m}
-        series, skipped = self._series_bodies(ctx, experiment, path, mine, samples, columns)
-        return {"variable": path, "runs": series, "skipped": _named(skipped)}
+        built, skipped = self._series_bodies(ctx, experiment, path, mine, samples, columns)
+        return bodies.series_multirun_body(path, built, skipped)
 
     def _series_bodies(self, ctx, experiment, path, series, samples, columns):
         """`({run: body}, {run: reason})` of `series` (`{run: {tag: Series}}` of one variable).
@@ -165,10 +170,10 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         With `samples`, each series is a sample of at most that many epochs
         (the last among them), taken by the provider: a quick first view of
         a long run. With `columns`, every epoch is read, and the body keeps
-        those a chart that wide needs to draw it exactly. See
-        `cache.RunCache.bodies` for the runs left out.
+        those a chart that wide needs to draw it exactly. See `_bodies` for
+        the runs left out.
         """
-        return self._runs.bodies(
+        return self._bodies(
             ctx,
             experiment,
             series,
@@ -193,13 +198,12 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         read are left out and named in `skipped`.
         """
         members = _found(runs, lambda run: self._weights_of(ctx, experiment, run, layer))
-        weights, skipped = self._weights_bodies(ctx, experiment, members, samples, columns)
-        answer = {"runs": weights, "skipped": _named(skipped)}
-        return {"place": layer, **answer} if isinstance(layer, int) else {"layer": layer, **answer}
+        built, skipped = self._weights_bodies(ctx, experiment, members, samples, columns)
+        return bodies.weights_multirun_body(layer, built, skipped)
 
     def _weights_bodies(self, ctx, experiment, members, samples, columns):
         """`({run: body}, {run: reason})` of `members` (`{run: bodies.Weights}`), as `_series_bodies`."""
-        return self._runs.bodies(
+        return self._bodies(
             ctx,
             experiment,
             members,
@@ -213,15 +217,36 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         tags = self._runs.tags_of(ctx, experiment, run)
         return _only(
             run,
-            *self._runs.bodies(
+            *self._bodies(
                 ctx, experiment, {run: tags}, {run: bodies.diagnosis_series(tags)}, bodies.diagnosis_body
             ),
         )
 
+    def _bodies(self, ctx, experiment, members, wanted, build, downsample=series_lib.ALL_POINTS):
+        """Reads `wanted` (`{run: [Series]}`) and builds each run's body: `({run: body}, {run: reason})`.
+
+        `build(run, members[run], data)` builds a run's body from its data
+        as read. Runs gone are left out of both; runs the read skipped, or
+        whose data `build` refuses (it does not match its metadata), are
+        named with the reason.
+        """
+        read = self._runs.read(ctx, experiment, wanted, downsample)
+        built, skipped = {}, dict(read.skipped)
+        for run, mine in members.items():
+            if run in skipped or run in read.gone:
+                continue
+            try:
+                built[run] = build(run, mine, read.data.get(run, {}))
+            except Exception as error:  # noqa: BLE001 - one bad run must not fail the rest
+                skipped[run] = cache.reason(run, error)
+        return built, skipped
+
     def _series_of(self, ctx, experiment, run, path):
+        """`{tag: Series}` of variable `path` of `run` (see `bodies.variable_series`)."""
         return bodies.variable_series(self._runs.tags_of(ctx, experiment, run), path)
 
     def _weights_of(self, ctx, experiment, run, layer):
+        """The `bodies.Weights` of `run` for `layer`, a path or a place (see `weights_impl`)."""
         tags = self._runs.tags_of(ctx, experiment, run)
         if isinstance(layer, int):
             return bodies.weights_members(run, tags, "", place=layer)
@@ -235,11 +260,6 @@ def _only(run, found, skipped):
     if run not in found:
         raise errors.NotFoundError(f"No run {run!r} with loss_params data.")
     return found[run]
-
-
-def _named(skipped):
-    """`[{"run", "reason"}]` of `{run: reason}`, sorted: the `skipped` of an answer."""
-    return [{"run": run, "reason": reason} for run, reason in sorted(skipped.items())]
 
 
 def _found(runs, lookup):
@@ -267,6 +287,7 @@ def _attachment(name, extension):
 
 
 def _read_static_files(directory):
+    """`{name: (content, mimetype)}` of the files of `directory` that the tab loads (`_MIME_TYPES`)."""
     files = {}
     for name in sorted(os.listdir(directory)):
         mimetype = _MIME_TYPES.get(os.path.splitext(name)[1])
@@ -277,10 +298,12 @@ def _read_static_files(directory):
 
 
 def _context(request):
+    """`(RequestContext, experiment id)` of a request."""
     return tb_context.from_environ(request.environ), plugin_util.experiment_id(request.environ)
 
 
 def _runs(request):
+    """The runs of a multirun route: `run`, given once per run, at least once."""
     runs = [r for r in request.args.getlist("run") if r]
     if not runs:
         raise errors.InvalidArgumentError(
@@ -347,6 +370,7 @@ def _positive_int(request, name, most, meaning, least=1):
 
 
 def _required(request, name):
+    """The query parameter `name`, which must be given and not empty."""
     value = request.args.get(name)
     if not value:
         raise errors.InvalidArgumentError(
@@ -356,6 +380,7 @@ def _required(request, name):
 
 
 def _respond_json(request, body):
+    """Answers `body` as strict, compact JSON (no NaN or Infinity: see `bodies._json_floats`)."""
     return http_util.Respond(
         request, json.dumps(body, allow_nan=False, separators=(",", ":")), "application/json"
     )
