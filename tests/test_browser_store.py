@@ -1,4 +1,4 @@
-"""model.js's Store in real Chromium: the order its requests go out in.
+"""store.js's Store in real Chromium: the order its requests go out in.
 
 The page's `fetch` is replaced by one that records each request of the
 test's variables and answers it only when the test says, so what is in flight
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.browser
 # answers them in the order `steps` gives (a variable each), and returns,
 # before any answer and after each, the variables whose requests went out.
 ORDER = """async (steps) => {
-    const {Store} = await import('./static/model.js');
+    const {Store} = await import('./static/store.js');
     const started = [];
     const answers = new Map();
     const reductions = ['a', 'b', 'c', 'd', 'e', 'f'];

@@ -1,17 +1,25 @@
 // A line chart over epochs, drawn in SVG: lines, optional bands, axes with
 // ticks and titles, a log-y option and a hover rule with a tooltip. Out:
-// drawChart, the number format it shares with the tab, and followTheme,
-// which keeps the tab's colours on TensorBoard's light or dark theme.
+// drawChart, lines (a series' raw and smoothed lines), and followTheme,
+// which keeps the tab's colours on TensorBoard's light or dark theme. Ticks
+// and their labels are numeric.js's.
+
+import {logTicks, niceTicks, smooth, tickLabels} from './numeric.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const HEIGHT = 180;
 // Room at the left for tick labels such as "1.23e-5" and the y title beside
-// them; at the bottom for the epoch labels and the x title below them.
+// them (more where the labels are longer); at the bottom for the epoch
+// labels and the x title below them.
 const MARGIN = {top: 8, right: 12, bottom: 32, left: 64};
-// Below this many pixels per label, labels of a log axis overlap.
-const LABEL_SPACING = 20;
-// Above this many decades, minor grid lines of a log axis are a smear.
-const MINOR_DECADES = 3;
+// About how wide a character of a tick label (10px) and of the empty
+// chart's message (12px) is, in pixels: enough for digits and most words.
+const TICK_CHAR = 5.8;
+const MESSAGE_CHAR = 6.8;
+// The y title's room at the left, beside the tick labels, and the gap
+// between the labels and the plot.
+const TITLE_ROOM = 20;
+const TICK_GAP = 6;
 
 /**
  * @typedef {{x: number[], y: number[], color: string, opacity?: number,
@@ -51,11 +59,14 @@ export function drawChart(host, spec) {
   for (const line of spec.lines) widen(xRange, line.x, (i) => shown(line.y[i]));
   for (const band of bands) widen(xRange, band.x, (i) => shown(band.lo[i]) && shown(band.hi[i]));
   if (xRange.lo > xRange.hi) {
-    const message = spec.logY ? 'No positive values to show on a log scale' : spec.empty || 'No finite values';
-    svg.append(text(message, {x: width / 2, y: HEIGHT / 2, 'text-anchor': 'middle', class: 'empty'}));
+    const finite = spec.lines.some((line) => line.y.some(Number.isFinite)) ||
+        bands.some((band) => band.lo.some(Number.isFinite));
+    const message = spec.logY && finite ? 'No positive values to show on a log scale' :
+      spec.empty || 'No finite values';
+    svg.append(wrapped(message, width));
     return;
   }
-  const x = linearScale(xRange.lo, xRange.hi, 0, plot.w);
+  let x = linearScale(xRange.lo, xRange.hi, 0, plot.w);
   const column = (v) => Math.floor(x(v));
   // Which indices of each x array some line or band shows: the steps a hover can land on.
   const marks = new Map();
@@ -64,9 +75,19 @@ export function drawChart(host, spec) {
   const keptLines = spec.lines.map((line) => reduceLine(line, column, shown, markOf(line.x), yRange));
   const keptBands = bands.map((band) => reduceBand(band, column, shown, markOf(band.x), yRange));
   const y = (spec.logY ? logScale : linearScale)(yRange.lo, yRange.hi, plot.h, 0);
-  const g = el('g', {transform: `translate(${MARGIN.left},${MARGIN.top})`});
+  const labels = tickLabels(y.ticks);
+  // Long labels (ticks that differ in their sixth digit) take room from the
+  // plot. The points kept per column of the wider plot are a superset of
+  // those the narrower one needs: the drawing stays exact.
+  const left = Math.max(MARGIN.left,
+      Math.ceil(Math.max(0, ...labels.map((l) => l.length)) * TICK_CHAR) + TICK_GAP + TITLE_ROOM);
+  if (left > MARGIN.left) {
+    plot.w -= left - MARGIN.left;
+    x = linearScale(xRange.lo, xRange.hi, 0, plot.w);
+  }
+  const g = el('g', {transform: `translate(${left},${MARGIN.top})`});
   svg.append(g);
-  drawAxes(g, x, y, plot, spec.yTitle);
+  drawAxes(g, x, y, labels, plot, left, spec.yTitle);
   bands.forEach((band, b) => {
     const d = bandPath(band, keptBands[b], x, y);
     g.append(el('path', {d, fill: band.color, 'fill-opacity': 0.15, stroke: 'none'}));
@@ -90,6 +111,25 @@ export function drawChart(host, spec) {
     }
   });
   addHover(g, x, plot, union([...marks].map(([xs, mark]) => markedSteps(xs, mark))), spec.tooltip);
+}
+
+/**
+ * The lines of one series: the raw values, and when smoothing is on, the
+ * smoothed values drawn over a faint raw line, as in the Scalars tab.
+ * @param {number[]} steps
+ * @param {number[]} values
+ * @param {number} weight the smoothing's
+ * @param {Object<string, string>} attrs `color`, and the path's data attributes (without `data-`)
+ * @return {Line[]}
+ */
+export function lines(steps, values, weight, attrs) {
+  const data = Object.fromEntries(Object.entries(attrs).filter(([k]) => k !== 'color')
+      .map(([k, v]) => [`data-${k}`, v]));
+  if (!weight) return [{x: steps, y: values, color: attrs.color, attrs: data}];
+  return [
+    {x: steps, y: values, color: attrs.color, opacity: 0.25, attrs: data},
+    {x: steps, y: smooth(values, weight), color: attrs.color, attrs: {...data, 'data-smoothed': 'true'}},
+  ];
 }
 
 /**
@@ -296,28 +336,64 @@ function merge(a, b) {
   return out;
 }
 
-function drawAxes(g, x, y, plot, yTitle) {
+/**
+ * The grid, the ticks with their labels, and the axes' titles.
+ * @param {SVGElement} g the plot's group
+ * @param {Function} x the epoch scale
+ * @param {Function} y the value scale, with its `ticks` and `minor` ticks
+ * @param {string[]} labels the labels of `y.ticks`
+ * @param {{w: number, h: number}} plot
+ * @param {number} left the room at the plot's left
+ * @param {string=} yTitle
+ */
+function drawAxes(g, x, y, labels, plot, left, yTitle) {
   const axes = el('g', {class: 'axes'});
   g.append(axes);
   for (const t of y.minor || []) {
     axes.append(el('line', {x1: 0, x2: plot.w, y1: y(t), y2: y(t), class: 'grid minor'}));
   }
-  for (const t of y.ticks) {
+  y.ticks.forEach((t, i) => {
     axes.append(el('line', {x1: 0, x2: plot.w, y1: y(t), y2: y(t), class: 'grid'}));
-    axes.append(text(formatNumber(t), {x: -6, y: y(t) + 3, 'text-anchor': 'end'}));
-  }
+    axes.append(text(labels[i], {x: -TICK_GAP, y: y(t) + 3, 'text-anchor': 'end'}));
+  });
   for (const t of x.ticks.filter(Number.isInteger)) {
     axes.append(text(String(t), {x: x(t), y: plot.h + 14, 'text-anchor': 'middle'}));
   }
   axes.append(el('line', {x1: 0, x2: plot.w, y1: plot.h, y2: plot.h, class: 'axis'}));
   axes.append(text('epoch', {x: plot.w / 2, y: plot.h + 27, 'text-anchor': 'middle', class: 'title'}));
   if (yTitle) {
-    const left = 6 - MARGIN.left;
+    const at = 6 - left;
     axes.append(text(yTitle, {
-      x: left, y: plot.h / 2, 'text-anchor': 'middle', 'dominant-baseline': 'hanging',
-      transform: `rotate(-90 ${left} ${plot.h / 2})`, class: 'title',
+      x: at, y: plot.h / 2, 'text-anchor': 'middle', 'dominant-baseline': 'hanging',
+      transform: `rotate(-90 ${at} ${plot.h / 2})`, class: 'title',
     }));
   }
+}
+
+/**
+ * An empty chart's message, centred, in as many lines as the chart's width
+ * needs: one text node (its text the message, whole), a line per tspan.
+ * @param {string} message
+ * @param {number} width
+ * @return {SVGElement}
+ */
+function wrapped(message, width) {
+  const most = Math.max(10, Math.floor((width - 24) / MESSAGE_CHAR));
+  const lines = [''];
+  for (const word of message.split(' ')) {
+    const line = lines[lines.length - 1];
+    if (line && (line + word).length > most) lines.push('');
+    lines[lines.length - 1] += `${word} `;
+  }
+  const node = el('text', {x: width / 2, y: HEIGHT / 2 - (lines.length - 1) * 8, 'text-anchor': 'middle',
+    class: 'empty'});
+  lines.forEach((line, i) => {
+    const span = el('tspan', {x: width / 2, dy: i ? 16 : 0});
+    // The break's space stays with the line before it: the node's text is the message.
+    span.textContent = i === lines.length - 1 ? line.trimEnd() : line;
+    node.append(span);
+  });
+  return node;
 }
 
 /** An SVG text node; `content` as text, never markup. */
@@ -425,71 +501,6 @@ function logScale(lo, hi, from, to) {
   const [low, high] = inner.domain;
   Object.assign(scale, logTicks(10 ** low, 10 ** high, Math.abs(to - from)));
   return scale;
-}
-
-/**
- * Ticks of a log axis over [lo, hi], `length` pixels long: powers of ten
- * when two or more fall inside (every second or third when they would
- * crowd), else 1, 2 and 5 times powers of ten, else (a range within a
- * factor of about 2) linear ones; never the range's own ends, which are
- * arbitrary numbers. Minor ticks, for grid lines, at 1..9 times powers of
- * ten when few decades are shown.
- * @param {number} lo > 0
- * @param {number} hi > lo
- * @param {number} length
- * @return {{ticks: number[], minor: number[]}}
- */
-function logTicks(lo, hi, length) {
-  const inside = (multiples) => {
-    const found = [];
-    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-      for (const m of multiples) {
-        // Rounded: 10 ** -3 is 0.0010000000000000002, just outside [0.001, ...].
-        const t = Number((m * 10 ** e).toPrecision(12));
-        if (t >= lo * (1 - 1e-12) && t <= hi * (1 + 1e-12)) found.push(t);
-      }
-    }
-    return found;
-  };
-  const decades = inside([1]);
-  const oneTwoFive = inside([1, 2, 5]);
-  let ticks;
-  if (decades.length >= 2) {
-    const every = Math.ceil(decades.length / Math.max(2, Math.floor(length / LABEL_SPACING)));
-    ticks = decades.filter((t) => Math.round(Math.log10(t)) % every === 0);
-  } else {
-    ticks = oneTwoFive.length >= 2 ? oneTwoFive : niceTicks(lo, hi);
-  }
-  const minor = Math.log10(hi / lo) <= MINOR_DECADES ?
-    inside([1, 2, 3, 4, 5, 6, 7, 8, 9]).filter((t) => !ticks.includes(t)) : [];
-  return {ticks, minor};
-}
-
-function niceTicks(lo, hi, count = 4) {
-  const raw = (hi - lo) / count;
-  const magnitude = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw);
-  if (!(step > 0) || !Number.isFinite(step)) return [lo];
-  const ticks = [];
-  // Counting in whole steps: adding a step to a large value can leave it unchanged.
-  for (let i = Math.ceil(lo / step); i * step <= hi + step * 1e-9 && ticks.length <= count * 3; i++) {
-    ticks.push(Number((i * step).toPrecision(12)));
-  }
-  return ticks;
-}
-
-/**
- * Formats a number for axes and tooltips: 4 significant digits, or 3 in
- * exponent notation without trailing zeros ("1e-4", "2.5e+6"). Axes label
- * powers of ten with it too, rather than as 10^k: an axis and the tooltip
- * beside it then write one value the same way.
- * @param {number} v
- * @return {string}
- */
-export function formatNumber(v) {
-  if (!Number.isFinite(v)) return String(v);
-  if (v !== 0 && (Math.abs(v) >= 1e5 || Math.abs(v) < 1e-3)) return Number(v.toPrecision(3)).toExponential();
-  return String(Number(v.toPrecision(4)));
 }
 
 /**

@@ -1,209 +1,68 @@
-// Fetches the plugin's routes (relative URLs: the page's base is the plugin's
-// route prefix), caches series per run until the run writes a new epoch, and
-// holds the pure data transforms the views need.
+// What the routes' bodies hold and how the panels read them (see
+// http_api.md): the listing's types, a status's severity, the values a
+// display shows, a series' gradient norm, an epoch's index.
 
 /**
  * @typedef {{fn: string, inner_scale: number, shift: number, scale: number,
  *            offset: number, label: string}} Display
  * @typedef {{path: string, role: string, shape: number[], dtype: string,
  *            kind: string, status: string, cause: string, display?: Display,
- *            layer_index?: number}} VariableInfo
+ *            layer_index?: number, weights?: number}} VariableInfo
  * @typedef {{name: string, last_step: number, last_wall_time: number,
  *            variables: VariableInfo[]}} RunInfo
- * @typedef {{runs: RunInfo[], statuses: Object<string, {explanation: string, fix: string}>,
+ * @typedef {{explanation: string, fix: string, severity?: string}} StatusText
+ * @typedef {{runs: RunInfo[], skipped?: Object[], statuses: Object<string, StatusText>,
  *            causes: Object<string, {explanation: string, fix: string}>}} Listing
+ * @typedef {{name: string, info: VariableInfo}} RunVariable a run and its entry for one variable
  */
 
-const PALETTE = [
-  '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b',
-  '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#393b79', '#ad494a',
-];
+/** The severities the listing gives its statuses; a badge's class is `severity-<severity>`. */
+const SEVERITIES = new Set(['good', 'bad', 'warn', 'info']);
 
-export class Store {
-  constructor() {
-    this.queue = new Queue(5);
-    /** @type {Map<string, Promise<Object>>} */
-    this.cache = new Map();
-    /** @type {Map<string, string>} last diagnosis seen per run: its step and time */
-    this.lastWrite = new Map();
-    /** @type {Map<string, string>} a colour per run, kept for the page's life */
-    this.colors = new Map();
-  }
+// The two words of the diagnosis the gradient chart needs by name: a status
+// that says no gradient reached the variable, and a cause that says the
+// tracker could not see its gradient. Every other status is read from the
+// listing (its severity, explanation and fix).
+const NO_GRADIENT = 'no_gradient';
+const GRADIENT_UNKNOWN = 'gradient_unknown';
 
-  /**
-   * Fetches the run listing; forgets the cached series of runs that have
-   * written since. Returns the listing and the names of the runs that are
-   * new or changed.
-   * @return {Promise<{listing: Listing, changed: Set<string>}>}
-   */
-  async runs() {
-    const listing = await getJson('./runs');
-    const changed = new Set();
-    for (const run of listing.runs) {
-      if (!this.colors.has(run.name)) {
-        this.colors.set(run.name, PALETTE[this.colors.size % PALETTE.length]);
-      }
-      const write = `${run.last_step} ${run.last_wall_time}`;
-      if (this.lastWrite.get(run.name) !== write) {
-        changed.add(run.name);
-        this.lastWrite.set(run.name, write);
-        for (const key of [...this.cache.keys()]) {
-          if (key.startsWith(`${run.name}\n`)) this.cache.delete(key);
-        }
-      }
-    }
-    return {listing, changed};
-  }
-
-  /**
-   * The series of one variable in several runs (see `multirun`).
-   * @param {string[]} runs
-   * @param {string} path
-   * @param {number} columns 0 for every epoch
-   * @return {Promise<Array<Object|null>>}
-   */
-  series(runs, path, columns) {
-    return this.multirun('series_multirun', runs, {variable: path}, columns);
-  }
-
-  /**
-   * The norms of some runs' model weights: all as one vector, or one layer's.
-   * @param {string[]} runs
-   * @param {string} layer a layer's path, `place:N` for the layer at place N
-   *     of each run's model, or '' for the whole model
-   * @param {number} columns 0 for every epoch
-   * @return {Promise<Array<Object|null>>}
-   */
-  weights(runs, layer, columns) {
-    const place = /^place:(\d+)$/.exec(layer);
-    return this.multirun('weights_multirun', runs, place ? {place: place[1]} : {layer}, columns);
-  }
-
-  /**
-   * The bodies a multirun route gives for `runs`, in order; null for a run the
-   * route leaves out (it lacks the variable or layer), `{skipped: reason}` for
-   * one it names as unreadable.
-   *
-   * Per run: the cached series of every epoch when there is one, else, with
-   * `columns`, a cached reduction to a chart that many pixels wide, exact to
-   * the pixel (each column's extremes and non-finite values are in it; see
-   * http_api.md). The runs with neither are fetched in one request. A body's
-   * `sampled` says whether it lacks epochs (for the tooltip and the CSV); a
-   * reduction that lacks none is cached as the whole series.
-   * @param {string} route
-   * @param {string[]} runs
-   * @param {Object<string, string>} params the route's other parameters
-   * @param {number} columns 0 for every epoch
-   * @return {Promise<Array<Object|null>>}
-   */
-  multirun(route, runs, params, columns) {
-    const id = `${route}\n${new URLSearchParams(params)}`;
-    const key = (run, n) => `${run}\n${id}\n${n}`;
-    const cached = (run) => this.cache.get(key(run, 0)) || (columns ? this.cache.get(key(run, columns)) : null);
-    const missing = runs.filter((run) => !cached(run));
-    if (missing.length) {
-      const query = new URLSearchParams(params);
-      if (columns) query.set('columns', String(columns));
-      for (const run of missing) query.append('run', run);
-      const request = this.queue.run(columns > 0, () => getJson(`./${route}?${query}`));
-      for (const run of missing) {
-        const one = request.then((body) => body.runs[run] || skippedBody(body, run));
-        this.cache.set(key(run, columns), one);
-        // Only while still current: a poll may have dropped it, and a newer
-        // read taken its place, meanwhile.
-        const current = () => this.cache.get(key(run, columns)) === one;
-        one.then(
-            (body) => columns && !(body && body.sampled) && current() && !this.cache.has(key(run, 0)) &&
-                this.cache.set(key(run, 0), one),
-            () => current() && this.cache.delete(key(run, columns)));
-      }
-    }
-    return Promise.all(runs.map(cached));
-  }
-}
+/** What the gradient chart says where the tracker could not see a gradient. */
+export const GRADIENT_NOT_OBSERVED =
+  'gradient not observed: the step\'s objective is computed outside compute_loss and the compiled loss';
 
 /**
- * What a multirun answer says of a run it left out: `{skipped: reason}` where
- * it could not read the run, else null (the run lacks the variable or layer).
- * @param {{skipped: Array<{run: string, reason: string}>}} body
- * @param {string} run
- * @return {{skipped: string}|null}
- */
-function skippedBody(body, run) {
-  const skip = (body.skipped || []).find((s) => s.run === run);
-  return skip ? {skipped: skip.reason} : null;
-}
-
-/**
- * Runs at most `slots` requests at a time, reductions first: a read of every
- * epoch starts only while no reduction is running or waiting. TensorBoard
- * answers requests in Python threads that share one interpreter lock, while
- * its data server reads in a process of its own: five at once let the first
- * view (four cards and the model panel in a window of usual size) ask
- * together, more would only take turns at the lock, and a long read beside
- * them would delay the reductions the page draws first.
- */
-class Queue {
-  /** @param {number} slots */
-  constructor(slots) {
-    this.free = slots;
-    /** @type {Array<Array<function()>>} who waits: reductions, then the rest */
-    this.waiting = [[], []];
-    /** how many of each run */
-    this.running = [0, 0];
-  }
-
-  /**
-   * @param {boolean} first whether `task` fetches a reduction, which goes first
-   * @param {function(): Promise} task
-   * @return {Promise}
-   */
-  async run(first, task) {
-    const kind = first ? 0 : 1;
-    await new Promise((go) => {
-      this.waiting[kind].push(go);
-      this.start();
-    });
-    try {
-      return await task();
-    } finally {
-      this.running[kind] -= 1;
-      this.free += 1;
-      this.start();
-    }
-  }
-
-  /** Starts what may start now. */
-  start() {
-    while (this.free > 0) {
-      const kind = this.waiting[0].length ? 0 :
-        this.waiting[1].length && !this.running[0] ? 1 : -1;
-      if (kind < 0) return;
-      this.free -= 1;
-      this.running[kind] += 1;
-      this.waiting[kind].shift()();
-    }
-  }
-}
-
-/**
- * The CSV download URL of one variable's series.
- * @param {string} run
- * @param {string} path
+ * The severity of `status` in the listing: 'good', 'bad', 'warn' or 'info';
+ * 'unknown' for a status it does not name (a newer tracker's, or none yet).
+ * @param {Object<string, StatusText>} statuses the listing's
+ * @param {string} status
  * @return {string}
  */
-export function csvUrl(run, path) {
-  return `${seriesUrl(run, path)}&format=csv`;
+export function severityOf(statuses, status) {
+  const text = (statuses || {})[status];
+  return text && SEVERITIES.has(text.severity) ? text.severity : 'unknown';
 }
 
-function seriesUrl(run, path) {
-  return `./series?${new URLSearchParams({run, variable: path})}`;
-}
-
-async function getJson(url) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: ${response.status} ${await response.text()}`);
-  return response.json();
+/**
+ * What a card's gradient chart says when it has no gradient to draw: that
+ * the tracker could not observe it, where a run's cause says so or a run
+ * in good health has none; the no-gradient status's sentence only where
+ * every run has that status; else that none was observed, and the status
+ * of a run that explains why (a frozen variable, a non-finite one).
+ * @param {RunVariable[]} runs the card's runs
+ * @param {Listing} listing
+ * @param {string} noun 'variable' or 'network'
+ * @return {string}
+ */
+export function noGradientText(runs, listing, noun) {
+  const infos = runs.map((r) => r.info);
+  if (infos.some((info) => info.cause === GRADIENT_UNKNOWN)) return GRADIENT_NOT_OBSERVED;
+  if (infos.length && infos.every((info) => info.status === NO_GRADIENT)) {
+    return `No gradient reached this ${noun}`;
+  }
+  const why = infos.find((info) => info.status !== NO_GRADIENT &&
+      !['good', 'unknown'].includes(severityOf(listing.statuses, info.status)));
+  if (!why) return GRADIENT_NOT_OBSERVED;
+  return `gradient not observed (${why.status}: ${listing.statuses[why.status].explanation})`;
 }
 
 /**
@@ -216,73 +75,58 @@ export function numbers(values) {
 }
 
 /**
- * Exponential moving average with the debiasing of TensorBoard's Scalars tab;
- * non-finite values pass through and do not poison the average.
- * @param {number[]} values
- * @param {number} weight in [0, 1); 0 returns the values unchanged
- * @return {number[]}
+ * The value-like parts of a /series body as its display shows them, from
+ * the body's `shown` (the server applies the display: one formula, in
+ * display.py); null where the body lacks `shown` or one of its parts (an
+ * older server): the stored values are then what can be shown.
+ * @param {Object} body
+ * @return {{value?: Array<Array<number|string>>,
+ *           distribution?: {basis: number[], values: Array<Array<number|string>>}}|null}
  */
-export function smooth(values, weight) {
-  if (!weight) return values;
-  let last = 0;
-  let count = 0;
-  return values.map((v) => {
-    if (!Number.isFinite(v)) return v;
-    last = last * weight + (1 - weight) * v;
-    count += 1;
-    return last / (1 - weight ** count);
-  });
+export function shownParts(body) {
+  const shown = body.shown;
+  if (!shown) return null;
+  if ((body.value && !shown.value) || (body.distribution && !shown.distribution)) return null;
+  return {value: shown.value, distribution: shown.distribution};
 }
 
 /**
- * The colours of a vector's elements in one run: a family of the run's
- * colour, dark to light, so that each run keeps its hue and each element
- * its own shade.
- * @param {string} color the run's colour, '#rrggbb'
- * @param {number} count
+ * The gradient norm of a series, mean and max: a loss variable's own, or the
+ * one of a network's norms (all its weights' gradients as one vector).
+ * @param {Object} series a /series body
+ * @return {{mean: Array<number|string>, max: Array<number|string>}|undefined}
+ */
+export function gradientOf(series) {
+  if (series.grad_norm || !series.norms) return series.grad_norm;
+  return {mean: series.norms.grad_norm_mean, max: series.norms.grad_norm_max};
+}
+
+/**
+ * The index of `step` in the sorted `steps`, or -1: a binary search, as a
+ * hover asks it of every run at every move.
+ * @param {number[]} steps
+ * @param {number} step
+ * @return {number}
+ */
+export function indexOfStep(steps, step) {
+  let lo = 0;
+  let hi = steps.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (steps[mid] === step) return mid;
+    if (steps[mid] < step) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/**
+ * The runs a multirun route could not read, each named with the reason.
+ * @param {Array<{name: string}>} runs
+ * @param {Array<Object|null>} bodies the store's bodies of `runs`, in order
  * @return {string[]}
  */
-export function shades(color, count) {
-  if (count <= 1) return [color];
-  const [h, s] = hsl(color);
-  return Array.from({length: count}, (_, i) => {
-    const lightness = 28 + (44 * i) / (count - 1);
-    return `hsl(${h.toFixed(1)}, ${s.toFixed(1)}%, ${lightness.toFixed(1)}%)`;
-  });
+export function unreadable(runs, bodies) {
+  return runs.flatMap((run, i) =>
+    bodies[i] && bodies[i].skipped ? [`${run.name} (${bodies[i].skipped})`] : []);
 }
-
-function hsl(color) {
-  const [r, g, b] = [1, 3, 5].map((i) => parseInt(color.slice(i, i + 2), 16) / 255);
-  const max = Math.max(r, g, b);
-  const min = Math.min(r, g, b);
-  const l = (max + min) / 2;
-  const d = max - min;
-  if (!d) return [0, 0, l * 100];
-  const s = d / (1 - Math.abs(2 * l - 1));
-  const h = max === r ? ((g - b) / d) % 6 : max === g ? (b - r) / d + 2 : (r - g) / d + 4;
-  return [(h * 60 + 360) % 360, s * 100, l * 100];
-}
-
-/**
- * The shown value of stored values under a display (see display.py):
- * offset + scale * fn(inner_scale * stored + shift). Without a display, the
- * values as they are.
- * @param {Display|undefined} display
- * @param {number[]} values
- * @return {number[]}
- */
-export function shown(display, values) {
-  if (!display) return values;
-  const fn = FUNCTIONS[display.fn];
-  return values.map((v) => display.offset + display.scale * fn(display.inner_scale * v + display.shift));
-}
-
-const FUNCTIONS = {
-  exp: Math.exp,
-  // log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|).
-  softplus: (x) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))),
-  sigmoid: (x) => {
-    const z = Math.exp(-Math.abs(x));
-    return x >= 0 ? 1 / (1 + z) : z / (1 + z);
-  },
-};

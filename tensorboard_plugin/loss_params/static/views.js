@@ -1,6 +1,8 @@
 // DOM builders. Every run name, variable path and message is set with
 // textContent: a run named "<img src=x onerror=...>" shows as those characters.
 
+import {severityOf} from './model.js';
+
 /**
  * Creates an element with a class and text.
  * @param {string} tag
@@ -102,12 +104,14 @@ export function skippedNote(skipped) {
 }
 
 /**
- * The status badge of a variable: the status word, coloured by severity.
+ * The status badge of a variable: the status word, coloured by the severity
+ * the listing gives the status (class `severity-<severity>`), or as unknown.
  * @param {string} status
+ * @param {string} severity 'good', 'bad', 'warn', 'info' or 'unknown' (see model.js's severityOf)
  * @return {HTMLElement}
  */
-export function badge(status) {
-  const node = h('span', `badge status-${status || 'unknown'}`, status || 'no diagnosis yet');
+export function badge(status, severity) {
+  const node = h('span', `badge severity-${severity || 'unknown'}`, status || 'no diagnosis yet');
   node.dataset.status = status;
   return node;
 }
@@ -163,7 +167,7 @@ export function card(path) {
  * The legend of a card: per run, its colour, name, status badge and CSV
  * link; for a vector, its elements' shades, each named `[i]`.
  * @param {HTMLElement} host
- * @param {{run: string, color: string, status: string, csv: string,
+ * @param {{run: string, color: string, status: string, severity: string, csv: string,
  *          elements: string[]}[]} rows `elements`: the elements' colours, in order
  */
 export function legend(host, rows) {
@@ -174,7 +178,7 @@ export function legend(host, rows) {
     link.href = row.csv;
     link.download = '';
     link.title = `Download ${row.run}'s series as CSV`;
-    item.append(swatch(row.color), h('span', 'run-name', row.run), badge(row.status), link);
+    item.append(swatch(row.color), h('span', 'run-name', row.run), badge(row.status, row.severity), link);
     if (row.elements.length > 1) item.append(elementKey(row.elements));
     return item;
   }));
@@ -204,27 +208,70 @@ function elementKey(colors) {
 }
 
 /**
- * One line per status and cause worth a word (not a plain `training`): what
- * it means and the fix, the cause's own where it has one.
+ * One line per status and cause worth a word (not a status of good
+ * severity without a cause): what it means and the fix, the cause's own
+ * where it has one.
  * @param {HTMLElement} host
  * @param {{status: string, cause: string}[]} diagnoses
- * @param {{statuses: Object<string, {explanation: string, fix: string}>,
- *          causes: Object<string, {explanation: string, fix: string}>}} texts
+ * @param {import('./model.js').Listing} texts
  */
 export function help(host, diagnoses, texts) {
   const seen = new Set();
   const lines = [];
   for (const {status, cause} of diagnoses) {
     const text = (texts.causes || {})[cause] || texts.statuses[status];
+    const severity = severityOf(texts.statuses, status);
     const key = `${status}/${cause}`;
-    if (!text || seen.has(key) || (status === 'training' && !cause)) continue;
+    if (!text || seen.has(key) || (severity === 'good' && !cause)) continue;
     seen.add(key);
     const line = h('p');
-    line.append(badge(status), ` ${text.explanation}`);
+    line.append(badge(status, severity), ` ${text.explanation}`);
     if (text.fix) line.append(h('span', 'fix', ` Fix: ${text.fix}`));
     lines.push(line);
   }
   host.replaceChildren(...lines);
+}
+
+/**
+ * Marks `root` (data-sampled) and, where the drawn bodies are reductions
+ * that left epochs out, says so in `note`: every epoch on its way, or too
+ * many to load.
+ * @param {HTMLElement} root
+ * @param {HTMLElement} note
+ * @param {import('./store.js').Coverage} coverage
+ */
+export function markSampled(root, note, coverage) {
+  root.dataset.sampled = String(coverage.sampled);
+  if (!coverage.sampled) return;
+  note.textContent = coverage.more ?
+    'Drawn from the extremes of each pixel column; loading every epoch for the tooltip…' :
+    `Drawn from the extremes of each pixel column, exact at this width; the tooltip names the epochs ` +
+    `drawn (every epoch, ${coverage.values.toLocaleString()} values, is more than the tab loads; the CSV has them).`;
+}
+
+/**
+ * Marks `root` (data-error) and says in `note` why it could not be drawn.
+ * @param {HTMLElement} root
+ * @param {HTMLElement} note
+ * @param {string} what
+ * @param {Error} error
+ */
+export function failed(root, note, what, error) {
+  root.dataset.error = 'true';
+  note.textContent = `${what}: ${error.message}`;
+  console.error(error);
+}
+
+/**
+ * Sets a log toggle the user has not touched to what its chart suggests,
+ * and returns its state: once the user ticks or unticks it, theirs wins.
+ * @param {HTMLInputElement} toggle made by `checkbox`, which notes the user's touch
+ * @param {boolean} suggested
+ * @return {boolean}
+ */
+export function suggest(toggle, suggested) {
+  if (toggle.dataset.chosen !== 'true') toggle.checked = suggested;
+  return toggle.checked;
 }
 
 /**
@@ -293,11 +340,18 @@ function chartTitle(text, control) {
   return title;
 }
 
+/**
+ * A labelled checkbox; `data-chosen` once the user has changed it (see suggest).
+ * @param {string} text
+ * @param {boolean=} checked
+ * @return {{label: HTMLElement, input: HTMLInputElement}}
+ */
 function checkbox(text, checked = false) {
   const label = h('label', 'toggle');
   const input = /** @type {HTMLInputElement} */ (h('input'));
   input.type = 'checkbox';
   input.checked = checked;
+  input.addEventListener('change', () => (input.dataset.chosen = 'true'));
   label.append(input, ` ${text}`);
   return {label, input};
 }
