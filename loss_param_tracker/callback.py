@@ -27,6 +27,7 @@ from loss_param_tracker import diagnosis as diagnosis_lib
 from loss_param_tracker import discovery
 from loss_param_tracker import writer as writer_lib
 from loss_param_tracker.capture import GradientStats
+from loss_param_tracker import snapshot as snapshot_lib
 from loss_param_tracker.snapshot import Snapshot, static_shape
 from tensorboard_plugin.loss_params import metadata, norms, summary
 from tensorboard_plugin.loss_params.display import Display
@@ -271,6 +272,7 @@ class LossParamTracker(keras.callbacks.Callback):
         self._moved = set()  # keys seen to move in this fit, by anything
         self._moved_now = set()  # keys seen to move since the last epoch's end
         self._pending = None  # (step, records) of an epoch whose statuses wait for every on_epoch_end
+        self._reader = None  # reads the small variables together (snapshot.BatchReader)
         # One writer per run, as keras.callbacks.TensorBoard: under several
         # workers the chief; the others diagnose alike and write nothing.
         self._writes = capture_lib.writes_summaries(self.model)
@@ -420,15 +422,17 @@ class LossParamTracker(keras.callbacks.Callback):
         grads = self._gradient_stats(tracked)
         registered = self._registered()
         attached = {discovery.variable_key(v) for v in discovery.attached_variables(self.model)}
+        ends = self._snapshots(tracked)
         records = []
         for t in tracked:
-            with self._survive_variable(t):
-                records.append(self._record(t, grads[t.key], t.key in registered, t.key in attached))
+            if t.key in ends:
+                with self._survive_variable(t):
+                    records.append(self._record(t, ends[t.key], grads[t.key], t.key in registered, t.key in attached))
         self._moved_now = set()
         return records
 
-    def _record(self, t, stats, registered, attached):
-        start, end = self._start.get(t.key), Snapshot.of(t.variable)
+    def _record(self, t, end, stats, registered, attached):
+        start = self._start.get(t.key)
         changed = None if start is None else start.changed(end)
         if not registered and t.trainable:
             looked = t.key in self._last
@@ -455,7 +459,7 @@ class LossParamTracker(keras.callbacks.Callback):
         )
         diagnosis = diagnosis_lib.diagnose(observation)
         if t.role == metadata.ROLE_LOSS:
-            return Record(t, stats, diagnosis, observation, value=np.asarray(t.variable.numpy()))
+            return Record(t, stats, diagnosis, observation, value=_value(t.variable, end))
         if start is None:
             return Record(t, stats, diagnosis, observation, norm=end.norm)
         return Record(
@@ -605,8 +609,18 @@ class LossParamTracker(keras.callbacks.Callback):
         return [t for t in self._all_tracked() if t.trainable and t.key not in registered]
 
     def _snapshots(self, tracked):
+        """`{key: Snapshot}` of `tracked`: the small variables read together, the others alone.
+
+        A variable that cannot be read is named once and left out.
+        """
+        if self._reader is None:
+            self._reader = snapshot_lib.BatchReader(capture_lib.flat_reader)
+        together = self._reader.snapshots([t.variable for t in tracked])
         snapshots = {}
-        for t in tracked:
+        for index, t in enumerate(tracked):
+            if index in together:
+                snapshots[t.key] = together[index]
+                continue
             with self._survive_variable(t):
                 snapshots[t.key] = Snapshot.of(t.variable)
         return snapshots
@@ -850,6 +864,15 @@ def _loss_variable_values(t, value, grad, granularity=metadata.EPOCH):
         t.path, value, shape=static_shape(t.variable), dtype=_dtype_name(t.variable),
         granularity=granularity, display=t.display, grad=grad,
     )
+
+
+def _value(variable, end):
+    """A loss variable's value: from its snapshot where that holds it whole, else read."""
+    shape = static_shape(variable)
+    if end.fingerprint[0] is None and -1 not in shape and end.sample.size == math.prod(shape):
+        dtype = np.float64 if _dtype_name(variable) == "float64" else np.float32
+        return end.sample.reshape(shape).astype(dtype)
+    return np.asarray(variable.numpy())
 
 
 def _norms_row(record):

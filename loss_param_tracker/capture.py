@@ -10,8 +10,9 @@ it at each epoch's start and reads it at the end.
 with the reason logged once: values are then still logged, gradients are not.
 Each backend's implementation (`capture_tf`, `capture_jax`, `capture_torch`)
 is the only code that knows how Keras runs a step on that backend; each
-subclasses `HookedCapture` as `StepCapture`, and says which process writes
-(`writes_summaries(model)`). Adding a backend is adding its module and its
+subclasses `HookedCapture` as `StepCapture`, says which process writes
+(`writes_summaries(model)`) and may read many variables in one device call
+(`flat_reader(variables)`). Adding a backend is adding its module and its
 entry in `_BACKENDS`.
 """
 
@@ -24,6 +25,7 @@ import logging
 import math
 
 import keras
+import numpy as np
 
 from loss_param_tracker.discovery import variable_key
 
@@ -415,6 +417,18 @@ def writes_summaries(model):
     """
     module = _backend_module()
     return True if module is None else module.writes_summaries(model)
+
+
+def flat_reader(variables):
+    """A callable giving `variables`' elements, flattened and concatenated, as a float64 numpy array.
+
+    Each backend's module reads them in one device call where it can
+    (`flat_reader` there); elsewhere they are read one by one.
+    """
+    module = _backend_module()
+    if module is not None and hasattr(module, "flat_reader"):
+        return module.flat_reader(variables)
+    return lambda: np.concatenate([np.ravel(keras.ops.convert_to_numpy(v)).astype(np.float64) for v in variables])
 
 
 def attach(model, loss_variables, losses, rediscover):

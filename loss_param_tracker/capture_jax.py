@@ -70,6 +70,13 @@ class _Step:
     head: tuple = None  # (x, y, y_pred, sample_weight) as handed to compute_metrics
 
 
+def flat_reader(variables):
+    """All `variables`' values in one transfer, flattened and concatenated as float64."""
+    return lambda: np.concatenate(
+        [np.ravel(np.asarray(x, np.float64)) for x in jax.device_get([v.value for v in variables])]
+    )
+
+
 def writes_summaries(model):
     """Whether this process writes: of a multi-process JAX fit, process 0 only."""
     return jax.process_index() == 0

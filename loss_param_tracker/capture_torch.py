@@ -23,6 +23,17 @@ from loss_param_tracker.capture import HookedCapture
 from loss_param_tracker.discovery import variable_key
 
 
+def flat_reader(variables):
+    """All `variables`' values in one copy to the host, flattened and concatenated as float64."""
+
+    def read():
+        with torch.no_grad():
+            flat = torch.cat([_tensor(v).detach().reshape(-1).to(torch.float64) for v in variables])
+        return flat.cpu().numpy()
+
+    return read
+
+
 def writes_summaries(model):
     """Whether this process writes: of a `torch.distributed` fit, rank 0 only."""
     distributed = torch.distributed

@@ -2,7 +2,9 @@
 
 A `Snapshot` is taken at an epoch's start and at each look: enough to tell
 whether a variable changed, its norm, and its update ratio, without a copy
-of a large model on the host. Variables are read chunk by chunk.
+of a large model on the host. A `BatchReader` reads the many small
+variables of a model together, a few device calls an epoch instead of one
+per variable; a larger variable is read chunk by chunk.
 """
 
 import dataclasses
@@ -44,9 +46,7 @@ class Snapshot:
         """Reads `variable` chunk by chunk, keeping only what the snapshot holds."""
         size = size_of(variable)
         if size <= SAMPLE_SIZE:  # the common case, in few numpy calls
-            sample = np.ravel(variable.numpy()).astype(np.float64)
-            squares = np.square(sample)
-            return cls(sample, (None, float(squares.sum())), bool(np.isfinite(sample).all()))
+            return cls.of_flat(np.ravel(variable.numpy()).astype(np.float64))
         stride = max(1, size // SAMPLE_SIZE)
         total = squares = 0.0
         finite = True
@@ -58,6 +58,11 @@ class Snapshot:
             samples.append(chunk[(-begin) % stride :: stride].copy())  # a view would keep the chunk
         sample = np.concatenate(samples)[:SAMPLE_SIZE].astype(np.float64) if samples else np.zeros(0)
         return cls(sample, (total, squares), finite)
+
+    @classmethod
+    def of_flat(cls, flat):
+        """The snapshot of a whole variable from its flat float64 elements (a view is kept)."""
+        return cls(flat, (None, float(np.square(flat).sum())), bool(np.isfinite(flat).all()))
 
     @property
     def norm(self):
@@ -98,3 +103,63 @@ def _chunks(variable, size):
     flat = keras.ops.reshape(variable, [-1])
     for begin in range(0, size, CHUNK_SIZE):
         yield begin, keras.ops.convert_to_numpy(flat[begin : begin + CHUNK_SIZE])
+
+
+class BatchReader:
+    """Reads many small variables in a few device calls: snapshots for all of them.
+
+    Variables of at most `SAMPLE_SIZE` elements are read in groups of at
+    most `CHUNK_SIZE` elements, each group by one call of a function the
+    backend compiles once per group (`read_flat`, see `capture.flat_reader`).
+
+    Args:
+        read_flat: `read_flat(variables)` returns a callable that gives the
+            variables' elements, flattened and concatenated, as float64.
+    """
+
+    def __init__(self, read_flat):
+        self._read_flat = read_flat
+        self._readers = {}  # tuple of variable ids -> the group's compiled read
+
+    def snapshots(self, variables):
+        """`{index: Snapshot}` of the small variables among `variables`, by their index there.
+
+        A variable of unknown or larger size is left out (read alone, in
+        chunks); so is a group whose read fails, its variables then read
+        alone by the caller.
+        """
+        found = {}
+        for group in self._groups(variables):
+            try:
+                flat = self._reader(group, variables)()
+            except Exception:  # noqa: BLE001 - the caller reads them one by one
+                continue
+            sizes = [size for _, size in group]
+            if flat.shape != (sum(sizes),):
+                continue
+            offsets = np.cumsum([0] + sizes[:-1])
+            squares = np.add.reduceat(np.square(flat), offsets)
+            finite = np.logical_and.reduceat(np.isfinite(flat), offsets)
+            for (index, size), offset, square, ok in zip(group, offsets, squares, finite):
+                found[index] = Snapshot(flat[offset : offset + size], (None, float(square)), bool(ok))
+        return found
+
+    def _groups(self, variables):
+        groups, group, total = [], [], 0
+        for index, variable in enumerate(variables):
+            shape = static_shape(variable)
+            size = math.prod(shape)
+            if -1 in shape or not 0 < size <= SAMPLE_SIZE:
+                continue
+            if total + size > CHUNK_SIZE and group:
+                groups.append(group)
+                group, total = [], 0
+            group.append((index, size))
+            total += size
+        return groups + [group] if group else groups
+
+    def _reader(self, group, variables):
+        key = tuple(id(variables[i]) for i, _ in group)
+        if key not in self._readers:
+            self._readers[key] = self._read_flat([variables[i] for i, _ in group])
+        return self._readers[key]
