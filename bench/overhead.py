@@ -40,6 +40,12 @@ against plain fit under the same strategy.
     python bench/overhead.py [--backend tensorflow|jax|torch] [--workload mlp|deep|convnet|perceptual|all]
                              [--repeats 10] [--epochs 4] [--threads 1] [--strategy mirrored]
     python bench/overhead.py --memory [--repeats 3]
+    python bench/overhead.py --scale [--repeats 3] [--backend ...]
+
+Scale (`--scale`). The epoch hooks' CPU time on a model of 1,000 weights
+(500 parallel Dense(1) branches) whose loss holds 200 learned weights,
+against keras TensorBoard's hooks on the same fit; the target is 5% of a
+1-second epoch (50 ms).
 """
 
 import argparse
@@ -85,13 +91,16 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from keras import ops  # noqa: E402
 
-from loss_param_tracker import LossParamTracker, LossParamWarning  # noqa: E402
+from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable  # noqa: E402
 from tests.models import GaussianNLL  # noqa: E402  (the regression loss with a learned log-variance)
 
 BATCH = 128
 BOOTSTRAP_RESAMPLES = 2000
 MB = 1e6
 MEMORY_EPOCHS = 3
+# The scale workload (--scale): model weights, and loss variables.
+SCALE_WEIGHTS = 1000
+SCALE_LOSS_VARIABLES = 200
 
 
 class TemperatureCE(keras.losses.Loss):
@@ -395,6 +404,78 @@ def memory(repeats, threads):
     )
 
 
+class ManyWeights(keras.losses.Loss):
+    """A loss of many learned scalar weights, one per term: the scale workload's 200 loss variables."""
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.weights_ = [keras.Variable(1.0, name=f"w_{i}") for i in range(count)]
+
+    def call(self, y_true, y_pred):
+        error = ops.mean(ops.square(y_true - y_pred))
+        return ops.mean(ops.stack([w * error + ops.square(w - 1.0) for w in self.weights_]))
+
+
+def scale_model():
+    """Returns 500 parallel Dense(1) branches over 8 inputs, summed: 1,000 weights, a cheap step."""
+    inputs = keras.Input((8,))
+    branches = [keras.layers.Dense(1, name=f"branch_{i}")(inputs) for i in range(SCALE_WEIGHTS // 2)]
+    return keras.Model(inputs, keras.layers.Add()(branches))
+
+
+class HookClock(keras.callbacks.Callback):
+    """Wraps a callback: the process CPU time of its epoch hooks (begin and end), per epoch."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.per_epoch, self._spent = inner, [], 0.0
+        for name in ("set_model", "set_params", "on_train_begin", "on_train_end", "on_train_batch_begin"):
+            setattr(self, name, getattr(inner, name))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        start = time.process_time()
+        self.inner.on_epoch_begin(epoch, logs)
+        self._spent = time.process_time() - start
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.process_time()
+        self.inner.on_epoch_end(epoch, logs)
+        self.per_epoch.append(self._spent + time.process_time() - start)
+
+
+def scale(repeats, epochs):
+    """Times the epoch hooks of each variant on a model of 1,000 weights whose loss holds 200 variables.
+
+    A fresh model per repeat; each variant's hooks are timed alone (CPU),
+    epochs 2..N, and printed as ms per epoch and as a share of a 1-second
+    epoch, beside keras TensorBoard's hooks on the same fit.
+    """
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = rng.normal(size=(256, 1)).astype("float32")
+    names = [name for name in VARIANTS if name != "plain fit"]
+    spent = {name: [] for name in names}
+    with tempfile.TemporaryDirectory() as log_root:
+        for r in range(repeats):
+            for name in rotated(names, r):
+                keras.utils.set_random_seed(0)
+                model = scale_model()
+                model.compile(optimizer="sgd", loss=ManyWeights(SCALE_LOSS_VARIABLES))
+                make_trainable(model)
+                clocks = [HookClock(c) for c in VARIANTS[name](tempfile.mkdtemp(dir=log_root))]
+                model.fit(x, y, epochs=epochs, batch_size=len(x), verbose=0, callbacks=clocks)
+                spent[name] += [sum(c.per_epoch[e] for c in clocks) for e in range(1, epochs)]
+                keras.backend.clear_session()
+    print(
+        f"\nscale: {len(scale_model().weights):,} model weights, {SCALE_LOSS_VARIABLES} loss variables "
+        f"(attached), {repeats} repeats x epochs 2..{epochs}"
+    )
+    print(f"  {'variant':36s} {'epoch hooks, CPU ms [90% CI]':>30s}  {'of a 1 s epoch':>14s}")
+    for name in names:
+        median, low, high = median_interval(np.array(spent[name]) * 1e3)
+        print(f"  {name:36s} {f'{median:.1f} [{low:.1f}, {high:.1f}]':>30s}  {median / 1e3:14.1%}")
+
+
 STRATEGY = None  # the tf.distribute strategy of --strategy mirrored
 
 
@@ -447,6 +528,10 @@ def main():
         "--memory", action="store_true", help=f"measure the peak RSS of a 58.7M-parameter model's {MEMORY_EPOCHS}-epoch fit instead"
     )
     parser.add_argument("--memory-child", choices=MEMORY_VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--scale", action="store_true",
+        help=f"time the epoch hooks on {SCALE_WEIGHTS:,} model weights and {SCALE_LOSS_VARIABLES} loss variables instead",
+    )
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: epoch 1 is not timed")
@@ -465,6 +550,9 @@ def main():
     print(f"{version}, keras {keras.__version__}, {os.cpu_count()} CPUs, {args.backend} threads {args.threads or 'default'}")
     if args.memory:
         memory(args.repeats or 3, args.threads)
+        return
+    if args.scale:
+        scale(args.repeats or 3, args.epochs)
         return
     with tempfile.TemporaryDirectory() as log_root:
         for make in WORKLOADS[args.workload]:

@@ -77,9 +77,15 @@ class Tracked:
     display: Display = None
     layer_index: int = None
     key: int = dataclasses.field(init=False)
+    shape: tuple = dataclasses.field(init=False)  # static, -1 for a dimension unknown until run time
+    dtype: str = dataclasses.field(init=False)
 
     def __post_init__(self):
         self.key = discovery.variable_key(self.variable)
+        # A network held by the loss stands for its weights: no shape or dtype of its own.
+        whole = isinstance(self.variable, keras.layers.Layer)
+        self.shape = () if whole else static_shape(self.variable)
+        self.dtype = "float32" if whole else keras.backend.standardize_dtype(self.variable.dtype)
 
     @property
     def trainable(self):
@@ -124,9 +130,10 @@ class LossParamTracker(keras.callbacks.Callback):
     - every model weight's L2 norm, gradient norm and update/weight ratio;
     - the global gradient norm and the status of every variable.
 
-    Statuses (`tracker.diagnosis`, `{path: status}` for the last epoch):
-    `training`, `not_updated`, `no_gradient`, `zero_gradient`, `non_finite`,
-    `frozen`, only from what was observed: a variable seen to move at any
+    Statuses (`tracker.diagnosis`, `{path: status}` for the last epoch; the
+    names, meanings and fixes are `loss_param_tracker.STATUSES`, the rows of
+    `tensorboard_plugin.loss_params.metadata.STATUS_TABLE`), only from what
+    was observed: a variable seen to move at any
     time, by anything (the optimizer, a second optimizer, a callback at an
     epoch's begin or end, an assign in the loss), is never `not_updated`,
     and each status comes with the fix for its cause. Before the first step
@@ -459,7 +466,7 @@ class LossParamTracker(keras.callbacks.Callback):
         )
         diagnosis = diagnosis_lib.diagnose(observation)
         if t.role == metadata.ROLE_LOSS:
-            return Record(t, stats, diagnosis, observation, value=_value(t.variable, end))
+            return Record(t, stats, diagnosis, observation, value=_value(t, end))
         if start is None:
             return Record(t, stats, diagnosis, observation, norm=end.norm)
         return Record(
@@ -523,8 +530,7 @@ class LossParamTracker(keras.callbacks.Callback):
                     values += _loss_variable_values(t, r.value, (r.grads.mean, r.grads.max))
                 else:
                     values += summary.weight_norms(
-                        t.path, _norms_row(r), shape=static_shape(t.variable), dtype=_dtype_name(t.variable),
-                        layer_index=t.layer_index,
+                        t.path, _norms_row(r), shape=t.shape, dtype=t.dtype, layer_index=t.layer_index
                     )
                     if t.network is None:
                         weights.append(r)
@@ -861,18 +867,15 @@ def _names(name, path):
 def _loss_variable_values(t, value, grad, granularity=metadata.EPOCH):
     """The `Summary.Value`s of a loss variable: `grad` is `(mean, max)`, or `None` before training."""
     return summary.loss_variable(
-        t.path, value, shape=static_shape(t.variable), dtype=_dtype_name(t.variable),
-        granularity=granularity, display=t.display, grad=grad,
+        t.path, value, shape=t.shape, dtype=t.dtype, granularity=granularity, display=t.display, grad=grad
     )
 
 
-def _value(variable, end):
+def _value(t, end):
     """A loss variable's value: from its snapshot where that holds it whole, else read."""
-    shape = static_shape(variable)
-    if end.fingerprint[0] is None and -1 not in shape and end.sample.size == math.prod(shape):
-        dtype = np.float64 if _dtype_name(variable) == "float64" else np.float32
-        return end.sample.reshape(shape).astype(dtype)
-    return np.asarray(variable.numpy())
+    if end.fingerprint[0] is None and -1 not in t.shape and end.sample.size == math.prod(t.shape):
+        return end.sample.reshape(t.shape).astype(np.float64 if t.dtype == "float64" else np.float32)
+    return np.asarray(t.variable.numpy())
 
 
 def _norms_row(record):
@@ -897,6 +900,3 @@ def _fix(found):
         )
     return None
 
-
-def _dtype_name(variable):
-    return keras.backend.standardize_dtype(variable.dtype)

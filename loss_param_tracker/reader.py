@@ -37,6 +37,7 @@ from tensorboard.backend.event_processing import (
     plugin_event_multiplexer,
 )
 from tensorboard.compat import tf as tb_tf  # TensorFlow when installed, else TensorBoard's stub
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
 from tensorboard_plugin.loss_params import metadata, series
 from tensorboard_plugin.loss_params.display import Display
@@ -622,9 +623,12 @@ def _check_event_file(path):
         with open(path, "rb") as file:
             while offset < size:
                 file.seek(offset)
-                header = file.read(_HEADER.size)
-                whole = len(header) == _HEADER.size
-                end = offset + _FRAMING + _HEADER.unpack(header)[0] if whole else size + 1
+                header = file.read(_HEADER.size + 4)
+                whole = len(header) == _HEADER.size + 4
+                if whole and struct.unpack("<I", header[_HEADER.size :])[0] != masked_crc32c(header[: _HEADER.size]):
+                    # A length that fails its own checksum is damage, not a cut.
+                    raise tb_tf.errors.DataLossError(None, None, f"the length of record {records} is damaged")
+                end = offset + _FRAMING + _HEADER.unpack(header[: _HEADER.size])[0] if whole else size + 1
                 if end > size:
                     note = (
                         f"event file {name} ends inside a record (at byte {offset} of {size}): cut "

@@ -120,6 +120,9 @@ class BatchReader:
     def __init__(self, read_flat):
         self._read_flat = read_flat
         self._readers = {}  # tuple of variable ids -> the group's compiled read
+        # tuple of variable ids -> (the variables, kept alive so that no id
+        # is reused while cached; their groups, see `_groups`)
+        self._grouped = {}
 
     def snapshots(self, variables):
         """`{index: Snapshot}` of the small variables among `variables`, by their index there.
@@ -129,7 +132,12 @@ class BatchReader:
         alone by the caller.
         """
         found = {}
-        for group in self._groups(variables):
+        key = tuple(map(id, variables))
+        if key not in self._grouped:
+            if len(self._grouped) >= 8:  # lists of earlier epochs (a variable added since)
+                self._grouped.clear()
+            self._grouped[key] = (tuple(variables), self._groups(variables))
+        for group in self._grouped[key][1]:
             try:
                 flat = self._reader(group, variables)()
             except Exception:  # noqa: BLE001 - the caller reads them one by one

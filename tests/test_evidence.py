@@ -417,6 +417,14 @@ def test_a_variable_the_tracker_cannot_read_is_named_once_and_the_others_go_on(t
         return snapshot(variable)
 
     monkeypatch.setattr(callback.Snapshot, "of", staticmethod(fails_for_log_var))
+    read_together = callback.capture_lib.flat_reader
+
+    def fails_with_log_var(variables):  # the batched read fails: each variable is then read alone
+        if any("log_var" in v.name for v in variables):
+            return lambda: fails_for_log_var(next(v for v in variables if "log_var" in v.name))
+        return read_together(variables)
+
+    monkeypatch.setattr(callback.capture_lib, "flat_reader", fails_with_log_var)
     model, loss = make_model(), CrossBatchMemory()
     model.compile(optimizer="adam", loss=loss)
     x, y = make_data()

@@ -122,6 +122,16 @@ def event_file(run_dir):
 # Damaged event files ------------------------------------------------------
 
 
+def test_a_record_whose_length_is_damaged_is_damage_not_a_cut(tmp_path):
+    write_run(tmp_path, "run", epochs([1.0, 2.0, 3.0]))
+    (event,) = (tmp_path / "run").iterdir()
+    data = bytearray(event.read_bytes())
+    data[record_ends(event)[1] + 7] ^= 0x80  # the high byte of the third record's length: far past the end
+    event.write_bytes(bytes(data))
+    runs = load_skipping(tmp_path)
+    assert "damaged record" in runs.skipped["run"] and not runs.incomplete
+
+
 def test_a_damaged_event_file_skips_its_run_and_names_it(tmp_path, dashboard_logdir):
     log_dir = damaged_copy(pathlib.Path(dashboard_logdir), tmp_path / "logs")
     runs = load_skipping(log_dir)

@@ -75,7 +75,7 @@ def test_weights_combine_into_one_vector_with_the_ratio_over_the_start_norms():
 
 
 def test_the_run_writer_creates_its_directory_lazily_and_again_when_removed(tmp_path, caplog):
-    assert "tensorflow" not in sys.modules, "the unit tests run without TensorFlow"
+    tensorflow_before = "tensorflow" in sys.modules  # imported by the rest of the suite, not `make unit`
     run = writer.RunWriter(str(tmp_path / "run"))
     assert not (tmp_path / "run").exists(), "nothing is created before the first write"
     run.write(summary.steps(1, 0), step=0)
@@ -85,7 +85,23 @@ def test_the_run_writer_creates_its_directory_lazily_and_again_when_removed(tmp_
     assert "was removed during training" in caplog.text
     (event_file,) = (tmp_path / "run" / "train").iterdir()
     assert [e.step for e in events(event_file) if e.HasField("summary")] == [1]
-    assert "tensorflow" not in sys.modules, "a local event file is written without TensorFlow"
+    assert ("tensorflow" in sys.modules) == tensorflow_before, "a local event file is written without TensorFlow"
+
+
+def test_a_tag_metadata_is_written_with_its_first_value_in_each_event_file_only(tmp_path):
+    run = writer.RunWriter(str(tmp_path))
+    for step in range(3):
+        run.write(summary.steps(step, 0) + (summary.diagnosis([("loss/L/w", "training", "")]) if step else []), step)
+    run.close()
+    run.write(summary.steps(3, 0), step=3)  # a later fit: a new event file
+    run.close()
+    first, second = sorted((tmp_path / "train").iterdir())
+    with_metadata = [
+        [v.tag for v in e.summary.value if v.HasField("metadata")] for e in events(first) if e.HasField("summary")
+    ]
+    assert with_metadata == [["run/steps/captured", "run/steps/skipped"], ["run/diagnosis"], []]
+    (later,) = [e for e in events(second) if e.HasField("summary")]
+    assert all(v.HasField("metadata") for v in later.summary.value)
 
 
 def events(path):
