@@ -21,11 +21,22 @@ from tensorboard.util import tensor_util
 from tensorboard_plugin.loss_params import metadata, norms
 
 
-@functools.lru_cache(maxsize=4096)
-def _metadata(role, kind, path, shape, dtype, granularity, field, display, layer_index):
-    return metadata.create_summary_metadata(
-        role, kind, path, shape, dtype, granularity, field, display.to_proto() if display else None,
-        layer_index,
+# One entry per series: a model of 1,000 weights and 200 loss variables has
+# about 2,500 (epoch and batch series).
+@functools.lru_cache(maxsize=1 << 14)
+def _tags_and_metadata(described, fields, extra):
+    """`((tag, SummaryMetadata), ...)` of a series' fields; `described` and `extra` as in `values`."""
+    role, kind, path, shape, dtype, granularity = described
+    display, layer_index = extra
+    display = display.to_proto() if display else None
+    return tuple(
+        (
+            metadata.tag(path, kind, granularity, field),
+            metadata.create_summary_metadata(
+                role, kind, path, shape, dtype, granularity, field, display, layer_index
+            ),
+        )
+        for field in fields
     )
 
 
@@ -120,30 +131,22 @@ def values(
     shape = tuple(int(d) for d in shape)
     described = (role, kind, path, shape, dtype, granularity)
     extra = (display, layer_index)
+    names = metadata.fields(kind, shape)
+    protos = _tags_and_metadata(described, names, extra)
     if kind not in metadata.SCALAR_KINDS:
-        tensor = tensor_util.make_tensor_proto(data)
-        return [_value(described, "", extra, tensor)]
+        ((tag, md),) = protos
+        return [summary_pb2.Summary.Value(tag=tag, metadata=md, tensor=tensor_util.make_tensor_proto(data))]
     flat = np.asarray(data).ravel()
     scalar = _double if flat.dtype == np.float64 else _float
-    names = metadata.fields(kind, shape)
     if len(names) != flat.size:
         raise ValueError(
             f"A {metadata.PluginData.Kind.Name(kind)} step of {path!r} needs {len(names)} "
             f"numbers; received {flat.size}."
         )
     return [
-        _value(described, name, extra, scalar(x))
-        for name, x in zip(names, flat.tolist())
+        summary_pb2.Summary.Value(tag=tag, metadata=md, tensor=scalar(x))
+        for (tag, md), x in zip(protos, flat.tolist())
     ]
-
-
-def _value(described, field, extra, tensor):
-    _, kind, path, _, _, granularity = described
-    return summary_pb2.Summary.Value(
-        tag=metadata.tag(path, kind, granularity, field),
-        metadata=_metadata(*described, field, *extra),
-        tensor=tensor,
-    )
 
 
 # Scalar `TensorProto`s as `make_tensor_proto` makes them, at a tenth of its
