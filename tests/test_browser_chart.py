@@ -93,8 +93,8 @@ def draw(page, build, width=420):
 
 
 def points(d):
-    """The (command, x, y) of each point of an SVG path."""
-    return [(command, float(x), float(y)) for command, x, y in POINT.findall(d)]
+    """The (command, x, y) of each point of an SVG path, in pixels: its coordinates are in tenths (chart.js's `point`)."""
+    return [(command, float(x) / 10, float(y) / 10) for command, x, y in POINT.findall(d)]
 
 
 def test_a_one_epoch_spike_among_10_000_is_drawn_with_at_most_4_points_a_column(tab_page):
@@ -185,6 +185,22 @@ def test_a_log_axis_labels_decades_or_1_2_5_and_never_its_extremes(tab_page, lo,
     }}""")
     assert chart["yTicks"] == ticks
     assert (chart["minor"] > 0) == minor, f"{chart['minor']} minor grid lines"
+
+
+def test_an_axis_of_float32_values_keeps_the_ticks_its_ends_round_to(tab_page):
+    # 0.3433 and 0.343301 as float32 (what floats=base64 sends): 0.34330001473..., 0.34330099821...
+    chart = draw(tab_page, """() => {
+        const x = Array.from({length: 101}, (_, i) => i);
+        const y = x.map((i) => Math.fround(0.3433 + 1e-6 * i / 100));
+        return {lines: [{x, y, color: '#1f77b4'}], label: 'narrow', tooltip: () => []};
+    }""")
+    assert chart["yTicks"] == ["0.3433", "0.3433005", "0.343301"]
+    log = draw(tab_page, """() => {
+        const x = Array.from({length: 101}, (_, i) => i);
+        return {lines: [{x, y: x.map((i) => Math.fround(10 ** (-3 + 2 * i / 100))), color: '#1f77b4'}],
+                logY: true, label: 'decades', tooltip: () => []};
+    }""")
+    assert log["yTicks"] == ["0.001", "0.01", "0.1"]
 
 
 def test_axes_are_titled_epoch_and_by_y_title_and_clear_of_the_labels(tab_page):

@@ -6,6 +6,7 @@ the severity the listing gives, and the displayed values taken from the
 server's `shown` (or the stored ones, labelled so, from an older server).
 """
 
+import base64
 import json
 import math
 import re
@@ -279,6 +280,16 @@ def test_every_severity_has_its_colours_and_the_help_skips_plain_good_health(tab
     assert len({(fg, bg) for _, fg, bg in result["badges"][:5]}) == 5, result["badges"]
 
 
+def float32s(text):
+    """The values of an array of floats the tab asks for as base64 (`floats=base64`, see http_api.md)."""
+    return np.frombuffer(base64.b64decode(text), "<f4")
+
+
+def packed(values):
+    """Values as an array of floats of a `floats=base64` body."""
+    return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode("ascii")
+
+
 def shown_route(transform):
     """Rewrites the /series_multirun answers: `transform(body)` changes each run's body in place."""
     def handler(route):
@@ -294,7 +305,7 @@ def shown_route(transform):
 def test_the_display_shows_the_servers_shown_values_and_the_stored_ones_a_toggle_away(
         browser, details_board):  # noqa: F811
     def plus_100(body):  # unlike any display, so that the values drawn are seen to be the server's
-        body["shown"] = {"value": [[float(v) + 100 for v in element] for element in body["value"]]}
+        body["shown"] = {"value": [packed(float32s(element) + 100) for element in body["value"]]}
 
     page, frame, dialogs, errors = open_tab(browser, details_board, [(MULTIRUN, shown_route(plus_100))])
     wide = card(frame, WIDE)

@@ -6,6 +6,7 @@ at each moment is read back exactly, with no timing involved. The tab's own
 requests (its polling of `/runs`, say) still go to the server.
 """
 
+import numpy as np
 import pytest
 
 from tests.test_browser import browser  # noqa: F401 (a fixture)
@@ -58,3 +59,37 @@ def test_reads_of_every_epoch_wait_until_no_reduction_runs(tab_page):  # noqa: F
     # b..e answered: slots are free, but f still runs, so the reads wait.
     assert seen[2] == seen[3] == seen[4] == seen[5] == first_view + ["f"]
     assert sorted(seen[6][6:]) == ["x", "y"], "no reduction left: both reads at once"
+
+
+# A body as a route writes it with floats=base64, decoded by model.js's decodeFloats.
+DECODE = """async () => {
+    const {decodeFloats} = await import('./static/model.js');
+    const packed = (values) => btoa(String.fromCharCode(...new Uint8Array(new Float32Array(values).buffer)));
+    const body = decodeFloats({
+        steps: [0, 1, 2],
+        value: [packed([0.1, NaN, Infinity]), packed([-Infinity, 0, 1e-30])],
+        grad_norm: {mean: packed([1, 2, 3]), max: packed([4, 5, 6])},
+        distribution: {basis: [0, 10000], values: [packed([7, 8, 9]), packed([10, 11, 12])]},
+        shown: {value: [packed([1, 1, 1]), packed([2, 2, 2])]},
+        norm: packed([0.5, 0.25, 0.125]),
+    });
+    const read = (array) => [array.constructor.name, ...Array.from(array, String)];
+    return {
+        steps: body.steps, basis: body.distribution.basis,
+        value: body.value.map(read), gradNorm: [read(body.grad_norm.mean), read(body.grad_norm.max)],
+        quantiles: body.distribution.values.map(read), shown: body.shown.value.map(read), norm: read(body.norm),
+        tenth: Math.fround(0.1),
+    };
+}"""
+
+
+def test_floats_sent_as_base64_are_read_as_their_float32_values(tab_page):  # noqa: F811 (the fixture)
+    body = tab_page.evaluate(DECODE)
+    tenth = str(body["tenth"])  # 0.1 as a float32, read as a double
+    assert body["value"] == [["Float64Array", tenth, "NaN", "Infinity"],
+                             ["Float64Array", "-Infinity", "0", str(np.float64(np.float32(1e-30)))]]
+    assert body["gradNorm"] == [["Float64Array", "1", "2", "3"], ["Float64Array", "4", "5", "6"]]
+    assert body["quantiles"] == [["Float64Array", "7", "8", "9"], ["Float64Array", "10", "11", "12"]]
+    assert body["shown"] == [["Float64Array", "1", "1", "1"], ["Float64Array", "2", "2", "2"]]
+    assert body["norm"] == ["Float64Array", "0.5", "0.25", "0.125"]
+    assert (body["steps"], body["basis"]) == ([0, 1, 2], [0, 10000]), "the rest as sent"

@@ -185,3 +185,27 @@ def hover_first_epoch(page, frame, card_locator):
 
 def y_ticks(card_locator):
     return [float(t) for t in card_locator.locator('[data-chart="value"] .axes text[text-anchor="end"]').all_text_contents()]
+
+
+def test_cards_far_below_the_view_cost_nothing_until_they_come_near(browser, tmp_path):
+    paths = [f"loss/Many/v{i:02d}" for i in range(40)]
+    rows = diagnosis([[path, "training", ""] for path in paths])
+    write_run(tmp_path / "many" / "train", [
+        [value for path in paths
+         for value in summary.values(metadata.ROLE_LOSS, metadata.VALUE, path, np.float32(e), dtype="float32")] + rows
+        for e in range(3)
+    ])
+    read = []
+    with tensorboard(tmp_path) as board:
+        board.wait_for(lambda: board.get_json("/data/plugin/loss_params/runs")["runs"])
+        page, frame, dialogs, errors = open_tab(
+            browser, board, [("**/series_multirun?*", lambda route: (read.append(route.request.url), route.continue_()))])
+        first, last = card(frame, paths[0]), card(frame, paths[-1])
+        drawn_whole(frame, f'article.card[data-path="{paths[0]}"]')
+        assert first.locator(".legend li").count() == 1
+        assert last.locator(".legend li").count() == 0, "far below: not described"
+        assert not any("v39" in url for url in read), "nor read"
+        last.scroll_into_view_if_needed()
+        drawn_whole(frame, f'article.card[data-path="{paths[-1]}"]')
+        assert last.locator(".legend li .badge").text_content() == "training"
+        assert errors == [] and dialogs == []

@@ -1,7 +1,9 @@
 """The plugin's routes through TensorBoard's WSGI app, over a log directory written by real fits."""
 
 import argparse
+import base64
 import csv
+import gzip
 import io
 import json
 import os
@@ -12,13 +14,14 @@ import time
 
 import numpy as np
 import pytest
+from tensorboard import context as tb_context
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 from tensorboard.plugins import base_plugin
 from werkzeug import test as werkzeug_test
 
 from loss_param_tracker import load
-from tensorboard_plugin.loss_params import loader, metadata, plugin
+from tensorboard_plugin.loss_params import loader, metadata, plugin, series
 from tests.conftest import DASHBOARD_RUNS, NETWORK, NETWORK_LAYERS, NETWORK_RUNS, XSS_RUN, damaged_copy
 
 PREFIX = "/data/plugin/loss_params"
@@ -197,6 +200,80 @@ def test_series_multirun_reads_one_variable_in_several_runs(client):
     assert sorted(body["runs"]) == ["broken/train", FIXED], "runs without the variable are left out"
     for run in ("broken/train", FIXED):
         assert body["runs"][run] == get_json(client, "series", run=run, variable=LOG_VAR)
+
+
+def assert_same_floats(packed, plain):
+    """`packed`, a body asked with `floats=base64`, holds `plain`'s floats as float32 bytes, and the rest as is."""
+    if isinstance(packed, str) and isinstance(plain, list):
+        np.testing.assert_array_equal(
+            np.frombuffer(base64.b64decode(packed), "<f4"), np.array([float(v) for v in plain], np.float32)
+        )
+    elif isinstance(plain, dict):
+        assert packed.keys() == plain.keys()
+        for key in plain:
+            assert_same_floats(packed[key], plain[key])
+    elif isinstance(plain, list) and isinstance(packed, list):
+        assert len(packed) == len(plain)
+        for one, other in zip(packed, plain):
+            assert_same_floats(one, other)
+    else:
+        assert packed == plain
+
+
+@pytest.mark.parametrize("route, query", [
+    ("series_multirun", {"variable": LOG_VAR, "run": ["broken/train", FIXED]}),
+    ("series_multirun", {"variable": LOG_VAR, "run": [FIXED], "columns": "7"}),
+    ("series", {"variable": "loss/CenterLoss/centers", "run": "centers/train"}),
+    ("weights_multirun", {"run": ["broken/train", FIXED], "place": "0"}),
+    ("weights", {"run": FIXED, "columns": "5"}),
+])
+def test_floats_as_base64_are_the_same_float32_values(client, route, query):
+    plain = get_json(client, route, **query)
+    packed = get_json(client, route, floats="base64", **query)
+    assert_same_floats(packed, plain)
+    assert get_json(client, route, floats="json", **query) == plain, "json: the default"
+    # Gzipped (with Huffman coding only) for a client that accepts it, as above for one that does not.
+    zipped = client.get(f"{PREFIX}/{route}", query_string={**query, "floats": "base64"},
+                        headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(zipped.get_data())) == packed
+
+
+class _Outside:
+    """A provider seen from outside: `series.read` reads through its `read_scalars` and `read_tensors`."""
+
+    def __init__(self, provider):
+        self._provider = provider
+
+    def __getattr__(self, name):
+        return getattr(self._provider, name)
+
+
+@pytest.mark.parametrize("downsample", [series.ALL_POINTS, 5])
+def test_the_python_loaders_events_read_directly_are_the_providers_read(dashboard_logdir, downsample):
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={metadata.PLUGIN_NAME: 0})
+    multiplexer.AddRunsFromDirectory(dashboard_logdir)
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, dashboard_logdir)
+    ctx = tb_context.RequestContext()
+    wanted = {run: list(tags.values()) for run, tags in series.list_series(provider, ctx, "").items()}
+    assert series._multiplexer(provider) is multiplexer and series._multiplexer(_Outside(provider)) is None
+    fast = series.read(provider, ctx, "", wanted, downsample)
+    slow = series.read(_Outside(provider), ctx, "", wanted, downsample)
+    assert fast.keys() == slow.keys() == set(DASHBOARD_RUNS)
+    kinds = set()
+    for run in fast:
+        assert fast[run].keys() == slow[run].keys()
+        for tag, (steps, values) in fast[run].items():
+            np.testing.assert_array_equal(steps, slow[run][tag][0], err_msg=f"{run} {tag}")
+            if isinstance(values, np.ndarray):
+                np.testing.assert_array_equal(values, slow[run][tag][1], err_msg=f"{run} {tag}")
+            else:  # a tensor per step: a histogram, a diagnosis
+                kinds.add(tag)
+                assert len(values) == len(slow[run][tag][1])
+                for one, other in zip(values, slow[run][tag][1]):
+                    np.testing.assert_array_equal(one, other, err_msg=f"{run} {tag}")
+    assert {metadata.DIAGNOSIS_TAG, "loss/CenterLoss/centers/histogram"} <= kinds
 
 
 def test_series_of_a_large_variable_holds_statistics(client, dashboard_logdir):
@@ -404,6 +481,9 @@ def test_diagnosis_of_a_network_is_one_row_for_all_its_weights(network_client):
         ("weights", {}, 400, "Missing query parameter 'run'"),
         ("weights_multirun", {}, 400, "Missing query parameter 'run'"),
         ("weights_multirun", {"run": FIXED, "samples": "x"}, 400, "received 'x'"),
+        ("weights_multirun", {"run": FIXED, "floats": "xml"}, 400, "'floats' must be 'json'"),
+        ("series", {"run": FIXED, "variable": LOG_VAR, "floats": "base64", "format": "csv"}, 400,
+         "'floats' is for JSON"),
         ("weights", {"run": "nope"}, 404, "No run 'nope'"),
         ("weights", {"run": FIXED, "layer": "model/net/x"}, 404, "no layer 'model/net/x'"),
         ("diagnosis", {}, 400, "Missing query parameter 'run'"),

@@ -132,7 +132,7 @@ NUMBERS = st.one_of(
 # What no encoder makes: broken escapes, separators, escapes of escapes.
 RAW = st.sampled_from(["%", "%zz", "%0", "%ff%fe", "%00", "%c3%28", "%ed%a0%80", "%252e", "+", "%2B", "=",
                        "==", ";", "&", "#", "%26", "%3D", "\\"])
-FORMATS = st.sampled_from(["csv", "json", "junk", "CSV", "", "csv\x00", "json "])
+FORMATS = st.sampled_from(["csv", "json", "base64", "junk", "CSV", "", "csv\x00", "json ", "BASE64"])
 KNOWN_NAMES = sorted({name for _, query in HEADINGS for name in re.findall(r"(\w+)=", query)})
 NAMES = st.one_of(
     st.sampled_from(KNOWN_NAMES + ["Run", "run[]", "run ", "samples[]", "experiment", "_"]).map(_encode),
@@ -167,7 +167,8 @@ def plausible_queries(draw):
     pieces += [f"run={_encode(r)}" for r in draw(st.lists(st.sampled_from(RUNS), max_size=4))]
     options = [("layer", st.sampled_from(LAYERS)), ("samples", st.one_of(st.integers(1, 10).map(str), NUMBERS)),
                ("columns", st.one_of(st.integers(1, 10).map(str), NUMBERS)),
-               ("format", st.one_of(st.sampled_from(["json", "csv"]), FORMATS))]
+               ("format", st.one_of(st.sampled_from(["json", "csv"]), FORMATS)),
+               ("floats", st.one_of(st.sampled_from(["json", "base64"]), FORMATS))]
     pieces += [f"{name}={_encode(draw(values))}" for name, values in options if draw(st.booleans())]
     pieces += draw(st.lists(PIECES, max_size=2))
     return "&".join(draw(st.permutations(pieces)))

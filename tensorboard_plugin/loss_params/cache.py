@@ -4,17 +4,21 @@ A run's listing (`{tag: Series}`, from metadata) never changes for a tag
 once written, so the routes of one run reuse it and make a single read from
 the provider (each provider call costs tens of ms on the Rust loader). What
 `/runs` shows of each run (its listing and latest diagnosis, a `Listed`) is
-kept the same way, read again when the run's diagnosis moves on. `RunCache`
-holds both, behind one lock.
+kept the same way, read again when the run's diagnosis moves on; so is a
+run's whole diagnosis, decoded by variable (a `Diagnosis`, what
+`/diagnosis` shows). `RunCache` holds them, behind one lock.
 
 This module gives data, never a body: the routes (`plugin.py`) hand what it
 gives to the body builders (`bodies.py`).
 """
 
+import collections
 import functools
 import logging
 import threading
 import typing
+
+import numpy as np
 
 from tensorboard import errors
 from tensorboard.data import provider as tb_provider
@@ -24,6 +28,9 @@ from tensorboard_plugin.loss_params import series as series_lib
 
 # The most characters of an error message an answer names a skipped run with.
 _MAX_REASON = 300
+# The most runs whose whole diagnosis is kept decoded (the latest asked for):
+# a run of 1,200 variables x 1,000 epochs holds 10 MB of it.
+_MAX_DIAGNOSES = 32
 
 logger = logging.getLogger("loss_param_tracker")
 
@@ -65,6 +72,23 @@ class Listed(typing.NamedTuple):
     invalid: dict
 
 
+class Diagnosis(typing.NamedTuple):
+    """What `RunCache.diagnosis` gives of one run: its whole diagnosis, decoded by variable.
+
+    Attributes:
+        steps: The epochs diagnosed, int64, ascending.
+        statuses: `{path: [its status at each step]}` of every path of any
+            step, `""` where a step has no row for it (see
+            `series_lib.status_columns`).
+    """
+
+    steps: np.ndarray
+    statuses: dict
+
+
+_NO_DIAGNOSIS = Diagnosis(np.zeros(0, np.int64), {})
+
+
 class RunCache:
     """The runs' listings and what `/runs` shows of them, and the reads of their data.
 
@@ -88,6 +112,9 @@ class RunCache:
         self._listing = {}
         # {run: Listed} as `listed` last gave them.
         self._listed = {}
+        # {run: (the (step, wall time) of its latest diagnosis, its Diagnosis)},
+        # the latest asked for last.
+        self._diagnoses = collections.OrderedDict()
 
     def listed(self, ctx, experiment):
         """Each run with loss_params data, as `/runs` shows it: `[Listed]`, sorted by run.
@@ -137,6 +164,55 @@ class RunCache:
             tags = listing[run]
             self._update_listing({run: tags})
         return tags
+
+    def diagnosis(self, ctx, experiment, run, tags):
+        """`run`'s whole `Diagnosis`, decoded once per write, as a `Read` of `{run: Diagnosis}`.
+
+        Its diagnosis series (`tags[metadata.DIAGNOSIS_TAG]`, none before
+        the first) is read and decoded the first time, and again only once
+        the run has written since: a small provider call tells its latest
+        step and write time (0.3 ms on the Rust loader, where reading and
+        decoding 2,000 epochs of 40 variables takes 70). A run that cannot
+        be read, or whose diagnosis cannot be decoded (it is not a table),
+        is named in `skipped` with the reason; a run deleted since it was
+        listed is `gone`.
+        """
+        if metadata.DIAGNOSIS_TAG not in tags:
+            return Read({run: _NO_DIAGNOSIS}, {}, set())
+        last = self._last_diagnosis(ctx, experiment, run)
+        with self._lock:
+            written, decoded = self._diagnoses.get(run, (None, None))
+            if last is not None and written == last:
+                self._diagnoses.move_to_end(run)
+                return Read({run: decoded}, {}, set())
+        read = self.read(ctx, experiment, {run: [tags[metadata.DIAGNOSIS_TAG]]})
+        if run in read.skipped or run in read.gone:
+            return read
+        steps, values = read.data.get(run, {}).get(metadata.DIAGNOSIS_TAG, (_NO_DIAGNOSIS.steps, []))
+        try:
+            decoded = Diagnosis(steps, series_lib.status_columns(values))
+        except Exception as error:  # noqa: BLE001 - the run is named as unreadable
+            return Read({}, {run: reason(run, error)}, set())
+        if last is not None:  # decoded from no older a write than `last`
+            with self._lock:
+                self._diagnoses[run] = (last, decoded)
+                self._diagnoses.move_to_end(run)
+                while len(self._diagnoses) > _MAX_DIAGNOSES:
+                    self._diagnoses.popitem(last=False)
+        return Read({run: decoded}, {}, set())
+
+    def _last_diagnosis(self, ctx, experiment, run):
+        """`(step, wall time)` of `run`'s latest diagnosis, as the provider lists it, or `None`."""
+        listing = self._data_provider.list_tensors(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            run_tag_filter=tb_provider.RunTagFilter(runs=[run], tags=[metadata.DIAGNOSIS_TAG]),
+        )
+        heartbeat = listing.get(run, {}).get(metadata.DIAGNOSIS_TAG)
+        if heartbeat is None:
+            return None
+        return int(heartbeat.max_step), float(heartbeat.max_wall_time)
 
     def forget(self, run):
         """Drops `run`'s listing: the next `tags_of` lists it afresh (it may have new tags)."""

@@ -76,9 +76,10 @@ def keep_indices(steps, arrays, columns):
         [np.zeros((n, 0)), *(np.asarray(a, dtype=np.float64).reshape(n, -1) for a in arrays)], axis=1
     ).T
     finite = np.isfinite(values)
+    every = finite.all()  # usually: then each column's first and last finite values are its first and last steps
     own = np.cumsum(new_column) - 1  # each step's column, as an index into `starts`
-    lowest = np.minimum.reduceat(np.where(finite, values, np.inf), starts, axis=1)[:, own]
-    highest = np.maximum.reduceat(np.where(finite, values, -np.inf), starts, axis=1)[:, own]
+    lowest = np.minimum.reduceat(values if every else np.where(finite, values, np.inf), starts, axis=1)[:, own]
+    highest = np.maximum.reduceat(values if every else np.where(finite, values, -np.inf), starts, axis=1)[:, own]
     index = np.arange(n)
 
     def first(mask):  # per series and column, n where no value is in `mask`
@@ -89,15 +90,10 @@ def keep_indices(steps, arrays, columns):
 
     # Each column's first and last step whatever the series: with any, they are among
     # its first and last (non-)finite values anyway; with none, the axis needs them.
-    kept = np.concatenate([
-        a.ravel()
-        for a in (
-            starts, ends,
-            first(finite), last(finite),
-            first(finite & (values == lowest)), first(finite & (values == highest)),
-            first(~finite), last(~finite),
-        )
-    ])
+    kept = [starts, ends, first(finite & (values == lowest)), first(finite & (values == highest))]
+    if not every:
+        kept += [first(finite), last(finite), first(~finite), last(~finite)]
+    kept = np.concatenate([a.ravel() for a in kept])
     keep = np.zeros(n, dtype=bool)
     keep[kept[(kept >= 0) & (kept < n)]] = True
     return np.flatnonzero(keep)

@@ -1,5 +1,6 @@
 """The routes' bodies, built from hand-made listings (`{tag: Series}`) and data (`{tag: (steps, values)}`)."""
 
+import base64
 import math
 
 import numpy as np
@@ -218,13 +219,37 @@ def test_diagnosis_body_gives_each_variables_status_at_every_epoch():
                    series(metadata.RUN_DIAGNOSIS, metadata.DIAGNOSIS, metadata.ROLE_RUN, shape=(2, 3)))
     rows = [[LOG_VAR, "not_updated", "not_in_optimizer"], [f"{HIDDEN}/kernel", "training", ""]]
     first = np.array(rows[:1], dtype=object)  # the weight has no row yet: ""
-    data = {metadata.DIAGNOSIS_TAG: (STEPS[:2], [first, np.array(rows, dtype=object)])}
-    assert bodies.diagnosis_series(tags) == [tags[metadata.DIAGNOSIS_TAG]]
-    assert bodies.diagnosis_body("a/train", tags, data) == {
-        "run": "a/train", "steps": [0, 1],
-        "statuses": {LOG_VAR: ["not_updated", "not_updated"], f"{HIDDEN}/kernel": ["", "training"]},
+    # A variable of the diagnosis the listing lacks (written since) is not shown.
+    later = np.array(rows + [["loss/L/new", "training", ""]], dtype=object)
+    decoded = cache.Diagnosis(STEPS, series_lib.status_columns([first, np.array(rows, dtype=object), later]))
+    assert bodies.diagnosis_body("a/train", tags, decoded) == {
+        "run": "a/train", "steps": [0, 1, 2],
+        "statuses": {LOG_VAR: ["not_updated"] * 3, f"{HIDDEN}/kernel": ["", "training", "training"]},
     }
-    assert bodies.diagnosis_body("a/train", tags, {})["steps"] == [], "before the first diagnosis"
+    none_yet = cache.Diagnosis(STEPS[:0], {})
+    assert bodies.diagnosis_body("a/train", tags, none_yet)["steps"] == [], "before the first diagnosis"
+    assert bodies.diagnosis_body("a/train", tags, cache.Diagnosis(STEPS[:1], {}))["statuses"] == {
+        LOG_VAR: [""], f"{HIDDEN}/kernel": [""]}, "a diagnosis of no rows"
+
+
+def test_status_columns_follow_variables_that_come_go_and_change_places():
+    tables = [
+        [[LOG_VAR, "training"]],  # format version 1: no cause
+        [[LOG_VAR, "training", ""], ["loss/L/b", "frozen", ""]],  # b comes
+        [["loss/L/b", "frozen", ""], [LOG_VAR, "non_finite", ""]],  # the rows change places
+        [["loss/L/b", "frozen", ""], ["loss/L/b", "training", ""]],  # b twice (its last row wins); log_var goes
+        [[LOG_VAR.encode(), b"not_updated", b""]],  # as TensorBoard gives them: bytes
+    ]
+    values = [np.array(t, dtype=object) for t in tables]
+    expected = {
+        LOG_VAR: ["training", "training", "non_finite", "", "not_updated"],
+        "loss/L/b": ["", "frozen", "frozen", "training", ""],
+    }
+    assert series_lib.status_columns(values) == expected
+    per_step = series_lib.statuses(values)
+    assert {path: [step.get(path, "") for step in per_step] for path in expected} == expected, "as statuses"
+    with pytest.raises(ValueError, match=r"a diagnosis has shape \(2,\)"):
+        series_lib.status_columns([np.array(["a", "b"], dtype=object)])
 
 
 def test_series_csv_has_a_step_column_then_one_per_element_or_field():
@@ -251,3 +276,20 @@ def test_floats_are_float32_in_their_shortest_digits_and_non_finite_ones_strings
     values = np.array([[0.1, np.nan, np.inf, -np.inf]])
     body = bodies.series_body("a/train", LOG_VAR, mine, {metadata.tag(LOG_VAR, metadata.VALUE): (STEPS[:1], values)})
     assert body["value"] == [[0.1], ["NaN"], ["Infinity"], ["-Infinity"]]
+
+
+def test_floats_as_base64_are_the_float32_bytes_non_finite_ones_too():
+    mine = listing(series(LOG_VAR, metadata.VALUE, shape=(2,)), series(LOG_VAR, metadata.GRAD_NORM))
+    data = {
+        metadata.tag(LOG_VAR, metadata.VALUE): (STEPS, np.array([[0.1, np.nan], [np.inf, -np.inf], [1.0, 2.0]])),
+        metadata.tag(LOG_VAR, metadata.GRAD_NORM): (STEPS, np.array([[0.25, 0.5]] * 3)),
+    }
+    body = bodies.series_body("a/train", LOG_VAR, mine, data, floats=bodies.BASE64)
+    plain = bodies.series_body("a/train", LOG_VAR, mine, data)
+    float32s = lambda text: np.frombuffer(base64.b64decode(text), "<f4")  # noqa: E731
+    np.testing.assert_array_equal(float32s(body["value"][0]), np.float32([0.1, np.inf, 1.0]))
+    np.testing.assert_array_equal(float32s(body["value"][1]), np.float32([np.nan, -np.inf, 2.0]))
+    assert float32s(body["grad_norm"]["max"]).tolist() == [0.5] * 3
+    assert {k: v for k, v in body.items() if k not in ("value", "grad_norm")} == {
+        k: v for k, v in plain.items() if k not in ("value", "grad_norm")
+    }, "the rest as without it"

@@ -188,6 +188,46 @@ def test_a_run_gone_since_its_listing_is_read_as_gone(fake):
         runs.tags_of(CTX, "", "a/train")
 
 
+def test_a_diagnosis_is_decoded_once_per_write(fake):
+    runs = cache.RunCache(fake)
+    tags = runs.tags_of(CTX, "", "b/train")
+    decoded = runs.diagnosis(CTX, "", "b/train", tags).data["b/train"]
+    assert decoded.steps.tolist() == [0, 1, 2] and decoded.statuses == {LOG_VAR: ["not_updated"] * 3}
+    fake.calls.clear()
+    assert runs.diagnosis(CTX, "", "b/train", tags).data["b/train"] is decoded
+    assert fake.calls == [("list_tensors", ("b/train",))], "nothing written since: one small call"
+    fake.write("b/train", 3, rows=[(LOG_VAR, "training", "")])
+    fake.calls.clear()
+    later = runs.diagnosis(CTX, "", "b/train", tags).data["b/train"]
+    assert later.statuses == {LOG_VAR: ["not_updated"] * 3 + ["training"]}
+    assert [name for name, _ in fake.calls] == ["list_tensors", "read_tensors"]
+
+
+def test_a_diagnosis_not_a_table_names_its_run_one_gone_is_gone_and_one_not_yet_written_is_empty(fake):
+    fake.runs["b/train"][metadata.DIAGNOSIS_TAG][1][3] = np.array([b"a", b"b", b"c"], dtype=object)
+    runs = cache.RunCache(fake)
+    read = runs.diagnosis(CTX, "", "b/train", runs.tags_of(CTX, "", "b/train"))
+    assert (read.data, read.skipped) == ({}, {"b/train": "ValueError: a diagnosis has shape (3,); expected (variables, 3)"})
+    tags = runs.tags_of(CTX, "", "a/train")
+    before = {tag: one for tag, one in tags.items() if tag != metadata.DIAGNOSIS_TAG}
+    empty = runs.diagnosis(CTX, "", "a/train", before).data["a/train"]
+    assert (empty.steps.tolist(), empty.statuses) == ([], {})
+    del fake.runs["a/train"]
+    assert runs.diagnosis(CTX, "", "a/train", tags) == cache.Read({}, {}, {"a/train"})
+
+
+def test_the_diagnoses_of_a_few_runs_are_kept_the_latest_asked_for(fake, monkeypatch):
+    monkeypatch.setattr(cache, "_MAX_DIAGNOSES", 1)
+    runs = cache.RunCache(fake)
+    tags = {run: runs.tags_of(CTX, "", run) for run in ("a/train", "b/train")}
+    read = []
+    for run in ("a/train", "b/train", "b/train", "a/train"):
+        fake.calls.clear()
+        runs.diagnosis(CTX, "", run, tags[run])
+        read.append("read_tensors" in [name for name, _ in fake.calls])
+    assert read == [True, True, False, True], "one kept: b's, then a's again"
+
+
 def test_a_reason_is_one_line_of_bounded_length():
     reason = cache.reason("a/train", ValueError("many\nlines " + "x" * 1_000))
     assert reason.startswith("ValueError: many lines x") and "\n" not in reason

@@ -31,47 +31,82 @@ export class Cards {
     this.page = page;
     /** @type {Map<string, Card>} */
     this.cards = new Map();
-    this.observer = new IntersectionObserver((entries) => {
-      for (const entry of entries) {
-        const card = this.cards.get(entry.target.dataset.path);
-        if (card && entry.isIntersecting) card.show();
-      }
+    // A card is read once in view, and described (legend, statuses, help)
+    // once within a screen of it: the cards far below cost nothing.
+    this.inView = new IntersectionObserver((entries) => {
+      for (const [card, entry] of this.entries(entries)) if (entry.isIntersecting) card.show();
     });
+    this.nearView = new IntersectionObserver((entries) => {
+      for (const [card, entry] of this.entries(entries)) {
+        card.near = entry.isIntersecting;
+        if (card.near) card.describe();
+      }
+    }, {rootMargin: '100% 0px'});
   }
 
   /**
-   * Shows a card per path, in order, and redraws the cards in view that
-   * hold a changed run.
+   * The cards of an observer's entries, with their entries.
+   * @param {IntersectionObserverEntry[]} entries
+   * @return {Array<[Card, IntersectionObserverEntry]>}
+   */
+  entries(entries) {
+    return entries.map((entry) => [this.cards.get(entry.target.dataset.path), entry]).filter(([card]) => card);
+  }
+
+  /**
+   * Shows a card per path, in order, and redraws the cards read so far that
+   * hold a changed run. The cards in view are described in order, each read
+   * as soon as it is (its request goes out before the next is described);
+   * the others once they come within a screen of the view (see nearView),
+   * and again at each layout while they are, or once they have been read.
    * @param {string[]} paths
    * @param {Set<string>} changed runs whose charts must be redrawn
    */
   layout(paths, changed) {
     for (const [path, card] of this.cards) {
       if (!paths.includes(path)) {
-        this.observer.unobserve(card.ui.root);
+        this.inView.unobserve(card.ui.root);
+        this.nearView.unobserve(card.ui.root);
         card.ui.root.remove();
         this.cards.delete(path);
       }
     }
-    paths.forEach((path, i) => {
-      let card = this.cards.get(path);
-      if (!card) {
-        card = new Card(path, this.page);
-        this.cards.set(path, card);
-        this.observer.observe(card.ui.root);
-      }
-      if (this.host.children[i] !== card.ui.root) {
-        this.host.insertBefore(card.ui.root, this.host.children[i] || null);
-      }
+    const cards = paths.map((path, i) => this.place(path, i));
+    const update = (card) => {
       card.describe();
-      if (card.visible && this.page.runsWith(path).some((r) => changed.has(r.name))) card.loader.load();
-    });
-    // The observer reports the cards in view after the next frame; asking
-    // the layout now starts their requests a frame sooner.
-    for (const card of this.cards.values()) {
+      if (card.visible && this.page.runsWith(card.path).some((r) => changed.has(r.name))) card.loader.load();
+    };
+    let next = 0;
+    while (next < cards.length) {
+      const card = cards[next++];
+      update(card);
+      // The observer reports the cards in view after the next frame; asking
+      // the layout now starts their requests sooner.
       const box = card.ui.root.getBoundingClientRect();
-      if (box.top < innerHeight && box.bottom > 0) card.show();
+      if (box.top >= innerHeight) break;
+      if (box.bottom > 0) card.show();
     }
+    for (const card of cards.slice(next)) if (card.near || card.visible) update(card);
+  }
+
+  /**
+   * The card of `path`, made if new, at place `i` among the cards.
+   * @param {string} path
+   * @param {number} i
+   * @return {Card}
+   */
+  place(path, i) {
+    let card = this.cards.get(path);
+    if (!card) {
+      card = new Card(path, this.page);
+      this.cards.set(path, card);
+      this.inView.observe(card.ui.root);
+      this.nearView.observe(card.ui.root);
+    }
+    if (this.host.children[i] !== card.ui.root) {
+      this.host.insertBefore(card.ui.root, this.host.children[i] || null);
+    }
+    return card;
   }
 
   /** Redraws the cards in view (the smoothing changed). */
@@ -92,6 +127,8 @@ class Card {
     this.ui = views.card(path);
     /** Whether it has come into view: it is read from then on. */
     this.visible = false;
+    /** Whether it is within a screen of the view, as last seen: it is described. */
+    this.near = false;
     /** Whether the last bodies drawn held the displayed values their runs' displays show. */
     this.served = true;
     this.loader = new Loader({

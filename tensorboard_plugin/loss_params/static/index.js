@@ -8,6 +8,10 @@ import {followTheme} from './chart.js';
 import {Store} from './store.js';
 import * as views from './views.js';
 import {ModelPanel} from './weights.js';
+// Imported by the modules above; named here too, so that the browser fetches
+// them with those rather than once those have arrived (one round trip less).
+import './model.js';
+import './numeric.js';
 
 const REFRESH_MS = 5000;
 

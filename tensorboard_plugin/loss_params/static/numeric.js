@@ -13,6 +13,14 @@ const LABEL_SPACING = 20;
 const MINOR_DECADES = 3;
 
 /**
+ * The relative spacing of float32 values (2^-23): the values the routes
+ * send are float32, read exactly (`floats=base64`), so a series the user
+ * wrote as 0.3433 comes as 0.34330001473. An axis takes in a tick within
+ * this much of its ends, as it does the end itself.
+ */
+export const FLOAT32_EPSILON = 2 ** -23;
+
+/**
  * The colour of the `index`-th run seen.
  * @param {number} index
  * @return {string} '#rrggbb'
@@ -164,7 +172,7 @@ export function logTicks(lo, hi, length) {
       for (const m of multiples) {
         // Rounded: 10 ** -3 is 0.0010000000000000002, just outside [0.001, ...].
         const t = Number((m * 10 ** e).toPrecision(12));
-        if (t >= lo * (1 - 1e-12) && t <= hi * (1 + 1e-12)) found.push(t);
+        if (t >= lo * (1 - FLOAT32_EPSILON) && t <= hi * (1 + FLOAT32_EPSILON)) found.push(t);
       }
     }
     return found;

@@ -4,6 +4,7 @@
 // both panels take to show their runs (Loader): read, draw what is still
 // current, and read every epoch after a reduction to the chart's width.
 
+import {decodeFloats} from './model.js';
 import {runColor} from './numeric.js';
 
 /**
@@ -80,9 +81,10 @@ export class Store {
    * Per run: the cached series of every epoch when there is one, else, with
    * `columns`, a cached reduction to a chart that many pixels wide, exact to
    * the pixel (each column's extremes and non-finite values are in it; see
-   * http_api.md). The runs with neither are fetched in one request. A body's
-   * `sampled` says whether it lacks epochs (for the tooltip and the CSV); a
-   * reduction that lacks none is cached as the whole series.
+   * http_api.md). The runs with neither are fetched in one request, their
+   * floats as base64 (`floats=base64`: see model.js's decodeFloats). A
+   * body's `sampled` says whether it lacks epochs (for the tooltip and the
+   * CSV); a reduction that lacks none is cached as the whole series.
    * @param {string} route
    * @param {string[]} runs
    * @param {Object<string, string>} params the route's other parameters
@@ -97,10 +99,11 @@ export class Store {
     if (missing.length) {
       const query = new URLSearchParams(params);
       if (columns) query.set('columns', String(columns));
+      query.set('floats', 'base64');
       for (const run of missing) query.append('run', run);
       const request = this.queue.run(columns > 0, () => getJson(`./${route}?${query}`));
       for (const run of missing) {
-        const one = request.then((body) => body.runs[run] || skippedBody(body, run));
+        const one = request.then((body) => body.runs[run] ? decodeFloats(body.runs[run]) : skippedBody(body, run));
         this.cache.set(key(run, columns), one);
         // Only while still current: a poll may have dropped it, and a newer
         // read taken its place, meanwhile.
@@ -254,16 +257,28 @@ class Queue {
   }
 
   /**
+   * Runs `task` once a slot is free: within this call where one is, so
+   * that its request goes out before the caller's other work (the page
+   * lays out its other cards meanwhile).
    * @param {boolean} first whether `task` fetches a reduction, which goes first
+   * @param {function(): Promise} task
+   * @return {Promise} what `task` gives
+   */
+  run(first, task) {
+    const kind = first ? 0 : 1;
+    return new Promise((resolve) => {
+      this.waiting[kind].push(() => resolve(this.hold(kind, task)));
+      this.start();
+    });
+  }
+
+  /**
+   * Runs `task` in a slot of `kind` it holds until `task` settles.
+   * @param {number} kind
    * @param {function(): Promise} task
    * @return {Promise}
    */
-  async run(first, task) {
-    const kind = first ? 0 : 1;
-    await new Promise((go) => {
-      this.waiting[kind].push(go);
-      this.start();
-    });
+  async hold(kind, task) {
     try {
       return await task();
     } finally {
