@@ -139,6 +139,7 @@ class BatchReader:
         if key not in self._grouped:
             if len(self._grouped) >= 8:  # lists of earlier epochs (a variable added since)
                 self._grouped.clear()
+                self._readers.clear()  # each holds its variables: none outlives its lists
             self._grouped[key] = (tuple(variables), self._groups(variables))
         for group in self._grouped[key][1]:
             try:
