@@ -29,7 +29,7 @@ import socket
 import sys
 import time
 
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import event_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.summary.writer.record_writer import RecordWriter
 
@@ -73,10 +73,10 @@ class RunWriter:
             ) from error
 
     def write(self, values, step):
-        """Writes `Summary.Value`s as one event at `step`, creating the file writer at the first write.
+        """Writes one step's values (`summary.serialize`) as one event at `step`, creating the file writer at the first write.
 
-        The metadata of the values whose tag the event file already holds
-        is cleared (the protos are changed in place).
+        A tag's metadata is written with its first value in each event file
+        (a `Summary.Value`'s is cleared in place after that).
         """
         if self._writer is not None and not self._dir_exists():
             # Removed under a running fit: the open file would swallow every
@@ -91,12 +91,7 @@ class RunWriter:
             self.make_dir()
             self._writer = create(self.train_dir)
             self._written = set()
-        for value in values:
-            if value.tag in self._written:
-                value.ClearField("metadata")
-            else:
-                self._written.add(value.tag)
-        self._writer.write(values, step)
+        self._writer.write(summary.serialize(values, self._written), step)
 
     def close(self):
         """Closes the file writer, if one was created; the next write opens a new one."""
@@ -144,10 +139,10 @@ class TensorFlowWriter:
 
         self._writer = tf.summary.create_file_writer(log_dir)
 
-    def write(self, values, step):
-        """Writes `Summary.Value`s as one event at `step`, and flushes it to the file."""
+    def write(self, serialized, step):
+        """Writes a serialized `Summary` as one event at `step`, and flushes it to the file."""
         with self._writer.as_default():
-            summary.write(values, step)
+            summary.write_serialized(serialized, step)
         self._writer.flush()
 
     def close(self):
@@ -170,9 +165,9 @@ class PythonWriter:
         self._records = RecordWriter(self._file)
         self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
-    def write(self, values, step):
-        """Writes `Summary.Value`s as one event at `step`, and flushes it to the file."""
-        self._add(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)))
+    def write(self, serialized, step):
+        """Writes a serialized `Summary` as one event at `step`, and flushes it to the file."""
+        self._add(_event(serialized, step))
 
     def _add(self, event):
         self._records.write(event.SerializeToString())
@@ -188,16 +183,19 @@ class RemotePythonWriter:
     def __init__(self, log_dir):
         self._writer = EventFileWriter(log_dir)
 
-    def write(self, values, step):
-        """Writes `Summary.Value`s as one event at `step`, and flushes it to the file."""
-        event = event_pb2.Event(
-            wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=values)
-        )
-        self._writer.add_event(event)
+    def write(self, serialized, step):
+        """Writes a serialized `Summary` as one event at `step`, and flushes it to the file."""
+        self._writer.add_event(_event(serialized, step))
         self._writer.flush()
 
     def close(self):
         self._writer.close()
+
+
+def _event(serialized, step):
+    event = event_pb2.Event(wall_time=time.time(), step=int(step))
+    event.summary.ParseFromString(serialized)
+    return event
 
 
 _UID = itertools.count()  # tells apart the files one process opens in the same second

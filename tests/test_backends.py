@@ -154,7 +154,7 @@ def test_the_python_writer_writes_what_the_tensorflow_writer_writes(tmp_path):
         log_dir = str(tmp_path / cls.__name__)
         w = cls(log_dir)
         for step, values in steps.items():
-            w.write(values, step)
+            w.write(summary.serialize(values), step)
         w.close()
         written[cls] = events(log_dir)
     tf_events, python_events = written[writer.TensorFlowWriter], written[writer.PythonWriter]

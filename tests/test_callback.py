@@ -345,7 +345,7 @@ def test_a_logging_failure_never_kills_training(log_dir, monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(summary, "write", broken)
+    monkeypatch.setattr(summary, "write_serialized", broken)
     model = make_model()
     with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
         history = fit(model, "mse", log_dir, epochs=3).model.history

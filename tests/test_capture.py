@@ -57,7 +57,7 @@ def test_a_failing_write_still_warns_and_is_reported_again_in_the_next_fit(log_d
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(summary, "write", broken)
+    monkeypatch.setattr(summary, "write_serialized", broken)
     loss = GaussianNLL()
     model = make_model()
     tracker = LossParamTracker(log_dir)

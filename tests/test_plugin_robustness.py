@@ -26,7 +26,8 @@ def write_run(directory, epochs):
     """Writes one event file: `epochs`, a list of each epoch's `Summary.Value`s."""
     writer = EventFileWriter(str(directory))
     for step, values in enumerate(epochs):
-        event = event_pb2.Event(step=step, wall_time=time.time(), summary=summary_pb2.Summary(value=values))
+        event = event_pb2.Event(step=step, wall_time=time.time())
+        event.summary.ParseFromString(summary.serialize(values))
         writer.add_event(event)
     writer.close()
 

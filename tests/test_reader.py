@@ -318,7 +318,7 @@ def test_a_series_of_a_newer_tracker_is_left_out_and_its_run_read(tmp_path, case
 
 
 def test_a_display_of_a_newer_tracker_shows_the_value_as_stored(tmp_path):
-    values = loss_values(VAR, 2.0)
+    values = [v.proto() for v in loss_values(VAR, 2.0)]
     for v in values:
         content = metadata.PluginData.FromString(v.metadata.plugin_data.content)
         content.display.fn = "arcsinh"  # a function this version cannot apply

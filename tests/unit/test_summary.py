@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.util import tensor_util
 
 from loss_param_tracker import writer
@@ -49,6 +49,14 @@ def test_the_run_level_kinds_and_a_wrong_size_are_refused_with_what_was_received
     assert [v.tag for v in summary.steps(10, 1)] == ["run/steps/captured", "run/steps/skipped"]
     with pytest.raises(ValueError, match="needs 4 numbers; received 3"):
         summary.weight_norms("model/d/kernel", [1, 2, 3])
+
+
+def test_the_diagnosis_table_is_the_tensor_make_tensor_proto_makes():
+    rows = [("loss/L/w", "training", ""), ("loss/L/β", "not_updated", "not_in_optimizer")]
+    for table in (rows, []):
+        (value,) = summary.diagnosis(table)
+        expected = tensor_util.make_tensor_proto(np.array([list(r) for r in table], dtype=object).reshape(-1, 3))
+        assert value.tensor.SerializeToString() == expected.SerializeToString()
 
 
 def test_stats_and_histogram_leave_out_non_finite_elements_from_counts():
@@ -102,6 +110,23 @@ def test_a_tag_metadata_is_written_with_its_first_value_in_each_event_file_only(
     assert with_metadata == [["run/steps/captured", "run/steps/skipped"], ["run/diagnosis"], []]
     (later,) = [e for e in events(second) if e.HasField("summary")]
     assert all(v.HasField("metadata") for v in later.summary.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_scalar_whose_metadata_is_written_is_serialized_as_protobuf_serializes_it(dtype):
+    numbers = np.array([0.0, -0.0, 1.5, -3e-39, np.nan, -np.inf, np.finfo(dtype).max, 7.0], dtype)
+    step = summary.weight_norms("model/d/kernel", numbers[:4], layer_index=3) + summary.values(
+        metadata.ROLE_LOSS, metadata.VALUE, "loss/L/w", numbers[4:], shape=(4,), dtype=np.dtype(dtype).name
+    )
+    written = {v.tag for v in step}
+    expected = summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=v.tag, tensor=v.tensor) for v in step]
+    ).SerializeToString()
+    assert summary.serialize(step, written) == expected
+    with_metadata = summary_pb2.Summary.FromString(summary.serialize(step))
+    assert [v.HasField("metadata") for v in with_metadata.value] == [True] * len(step)
+    read = [tensor_util.make_ndarray(v.tensor).item() for v in with_metadata.value]
+    np.testing.assert_array_equal(np.array(read, dtype), np.concatenate([numbers[:4].astype(np.float32), numbers[4:]]))
 
 
 def events(path):
