@@ -30,7 +30,7 @@ from tensorboard_plugin.loss_params import series as series_lib
 _MAX_REASON = 300
 # The most runs whose whole diagnosis is kept decoded (the latest asked for):
 # a run of 1,200 variables x 1,000 epochs holds 10 MB of it.
-_MAX_DIAGNOSES = 32
+MAX_DIAGNOSES = 32
 
 logger = logging.getLogger("loss_param_tracker")
 
@@ -197,7 +197,7 @@ class RunCache:
             with self._lock:
                 self._diagnoses[run] = (last, decoded)
                 self._diagnoses.move_to_end(run)
-                while len(self._diagnoses) > _MAX_DIAGNOSES:
+                while len(self._diagnoses) > MAX_DIAGNOSES:
                     self._diagnoses.popitem(last=False)
         return Read({run: decoded}, {}, set())
 

@@ -217,7 +217,7 @@ def test_a_diagnosis_not_a_table_names_its_run_one_gone_is_gone_and_one_not_yet_
 
 
 def test_the_diagnoses_of_a_few_runs_are_kept_the_latest_asked_for(fake, monkeypatch):
-    monkeypatch.setattr(cache, "_MAX_DIAGNOSES", 1)
+    monkeypatch.setattr(cache, "MAX_DIAGNOSES", 1)
     runs = cache.RunCache(fake)
     tags = {run: runs.tags_of(CTX, "", run) for run in ("a/train", "b/train")}
     read = []
@@ -243,3 +243,19 @@ def test_the_cache_gives_data_and_never_imports_the_body_builders():
         for alias in node.names
     }
     assert imported == {"metadata", "series"}, "plugin -> cache -> series; the routes hand its data to bodies"
+
+
+def test_the_diagnosis_answer_is_encoded_again_only_after_a_write(fake, monkeypatch):
+    from tensorboard.plugins import base_plugin
+
+    from tensorboard_plugin.loss_params import bodies, plugin
+
+    built = []
+    monkeypatch.setattr(bodies, "diagnosis_body", lambda *args, real=bodies.diagnosis_body: built.append(1) or real(*args))
+    served = plugin.LossParamsPlugin(base_plugin.TBContext(data_provider=fake))
+    first = served._diagnosis_json_of(CTX, "", "b/train")
+    assert served._diagnosis_json_of(CTX, "", "b/train") is first and len(built) == 1
+    fake.write("b/train", 3, rows=[(LOG_VAR, "training", "")])
+    later = served._diagnosis_json_of(CTX, "", "b/train")
+    assert len(built) == 2 and '"steps":[0,1,2,3]' in later and '"training"' in later
+    assert plugin.json.loads(later) == served.diagnosis_impl(CTX, "", "b/train")
