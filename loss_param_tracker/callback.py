@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import operator
 import os
 import re
 import sys
@@ -272,7 +273,10 @@ class LossParamTracker(keras.callbacks.Callback):
         self._model_tracked = None
         self._epoch_offset = None
         self._batch_sums = None
-        self._start = {}
+        self._start = {}  # {key: Snapshot} at the epoch's start
+        # {key: Snapshot} at the last epoch's end of the model weights the
+        # optimizer is handed: the next epoch's start, read once, not twice.
+        self._ends = {}
         self._steps = 0  # training steps of the current epoch
         self._epochs = 0  # epochs begun in this fit
         self._last = {}  # {key: Snapshot}: the last look at each variable the optimizer is not handed
@@ -280,6 +284,10 @@ class LossParamTracker(keras.callbacks.Callback):
         self._moved_now = set()  # keys seen to move since the last epoch's end
         self._pending = None  # (step, records) of an epoch whose statuses wait for every on_epoch_end
         self._reader = None  # reads the small variables together (snapshot.BatchReader)
+        # `_registered()` as walked in this hook, or for `on_epoch_begin`, which
+        # settles the last epoch, at that epoch's end. Hooks set it to None.
+        self._registered_keys = None
+        self._variable_keys = {}  # {id: (variable, discovery.variable_key)} of the model's variables
         # One writer per run, as keras.callbacks.TensorBoard: under several
         # workers the chief; the others diagnose alike and write nothing.
         self._writes = capture_lib.writes_summaries(self.model)
@@ -316,7 +324,7 @@ class LossParamTracker(keras.callbacks.Callback):
         with self._survive("starting the epoch"):
             if self._capture is not None:
                 self._capture.reset()
-            self._start = self._snapshots(self._all_tracked())
+            self._start = self._epoch_start()
         self._settle(self._start)
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -324,6 +332,7 @@ class LossParamTracker(keras.callbacks.Callback):
         # asynchronously, which only batch *end* hooks prevent.
         self._steps += 1
         if self._steps == EARLY_STEPS + 1 and self._epochs == 1:
+            self._registered_keys = None
             with self._survive("looking at the loss variables"):
                 self._look_early()
 
@@ -334,6 +343,7 @@ class LossParamTracker(keras.callbacks.Callback):
                 self._write_batch(self._batch_step)
 
     def on_epoch_end(self, epoch, logs=None):
+        self._registered_keys = None
         step = epoch + self._epoch_offset
         self._last_step = step
         records = None
@@ -352,6 +362,7 @@ class LossParamTracker(keras.callbacks.Callback):
                 self._write_epoch(step, records + self._network_records(records))
 
     def on_train_end(self, logs=None):
+        self._registered_keys = None
         self._settle()
         if self._capture is not None:
             with self._survive("removing the gradient capture"):
@@ -430,11 +441,11 @@ class LossParamTracker(keras.callbacks.Callback):
         registered = self._registered()
         attached = {discovery.variable_key(v) for v in discovery.attached_variables(self.model)}
         ends = self._snapshots(tracked)
-        records = []
-        for t in tracked:
-            if t.key in ends:
-                with self._survive_variable(t):
-                    records.append(self._record(t, ends[t.key], grads[t.key], t.key in registered, t.key in attached))
+        self._ends = {t.key: ends[t.key] for t in tracked if t.key in ends and (t.key in registered or not t.trainable)}
+        records = self._each(
+            [t for t in tracked if t.key in ends],
+            lambda t: self._record(t, ends[t.key], grads[t.key], t.key in registered, t.key in attached),
+        )
         self._moved_now = set()
         return records
 
@@ -519,21 +530,8 @@ class LossParamTracker(keras.callbacks.Callback):
     # Writing -----------------------------------------------------------
 
     def _write_epoch(self, step, records):
-        values = []
-        weights = []
-        for r in records:
-            with self._survive_variable(r.tracked):
-                t = r.tracked
-                if t.path in self._networks:
-                    values += summary.weight_norms(t.path, r.value, role=metadata.ROLE_LOSS)
-                elif t.role == metadata.ROLE_LOSS:
-                    values += _loss_variable_values(t, r.value, (r.grads.mean, r.grads.max))
-                else:
-                    values += summary.weight_norms(
-                        t.path, _norms_row(r), shape=t.shape, dtype=t.dtype, layer_index=t.layer_index
-                    )
-                    if t.network is None:
-                        weights.append(r)
+        values = [value for each in self._each(records, self._epoch_values, operator.attrgetter("tracked")) for value in each]
+        weights = [r for r in records if r.tracked.role == metadata.ROLE_MODEL and r.tracked.network is None]
         if weights:
             # The whole model's norms, for the dashboard's model panel: one
             # series to read instead of one per weight.
@@ -543,6 +541,14 @@ class LossParamTracker(keras.callbacks.Callback):
             values += summary.grad_norm(metadata.RUN_GRAD_NORM, mean, maximum, role=metadata.ROLE_RUN)
             values += summary.steps(counts.captured, counts.skipped)
         self._write(values, step)
+
+    def _epoch_values(self, r):
+        t = r.tracked
+        if t.path in self._networks:
+            return summary.weight_norms(t.path, r.value, role=metadata.ROLE_LOSS)
+        if t.role == metadata.ROLE_LOSS:
+            return _loss_variable_values(t, r.value, (r.grads.mean, r.grads.max))
+        return summary.weight_norms(t.path, _norms_row(r), shape=t.shape, dtype=t.dtype, layer_index=t.layer_index)
 
     def _write_diagnosis(self, step, records):
         rows = [(r.tracked.path, r.diagnosis.status, r.diagnosis.cause) for r in records if r.diagnosis]
@@ -607,7 +613,15 @@ class LossParamTracker(keras.callbacks.Callback):
     # Evidence ------------------------------------------------------------
 
     def _registered(self):
-        return {discovery.variable_key(v) for v in self.model.trainable_variables}
+        """The keys of `model.trainable_variables`, walked once a hook (a thousand layers take 5 ms)."""
+        if self._registered_keys is None:
+            keys, registered = self._variable_keys, set()
+            for v in self.model.trainable_variables:
+                if id(v) not in keys:
+                    keys[id(v)] = (v, discovery.variable_key(v))
+                registered.add(keys[id(v)][1])
+            self._registered_keys = registered
+        return self._registered_keys
 
     def _unregistered(self):
         """The trainable variables the optimizer is not handed (a frozen one's movement changes no status)."""
@@ -630,6 +644,23 @@ class LossParamTracker(keras.callbacks.Callback):
             with self._survive_variable(t):
                 snapshots[t.key] = Snapshot.of(t.variable)
         return snapshots
+
+    def _epoch_start(self):
+        """`{key: Snapshot}` of every tracked variable at the epoch's start.
+
+        A variable the optimizer is handed, or a frozen one, starts where the
+        last epoch's end read it: one read an epoch instead of two (a
+        thousand weights cost 15 ms a read on TensorFlow). Whatever moves it
+        in between (a later callback) counts in this epoch's change and
+        update ratio. The trainable variables the optimizer is not handed
+        are read now: whether they move, and when, is what the diagnosis is
+        about (`_look`).
+        """
+        ends, self._ends = self._ends, {}
+        tracked = self._all_tracked()
+        start = self._snapshots([t for t in tracked if t.key not in ends])
+        start.update((t.key, ends[t.key]) for t in tracked if t.key in ends)
+        return start
 
     def _note_look(self, key, snapshot):
         """Keeps `snapshot` as the last look at a variable; notes whether it moved since the one before."""
@@ -743,6 +774,23 @@ class LossParamTracker(keras.callbacks.Callback):
             return
         self._warned.add(key)
         warnings.warn(text, LossParamWarning, stacklevel=_user_stacklevel())
+
+    def _each(self, items, fn, tracked_of=lambda item: item):
+        """`[fn(item) for item in items]`, leaving out an item whose variable cannot be read or summarised.
+
+        That variable (`tracked_of(item)`) is named once; the others keep
+        their results. One guard around the list, and one per item only
+        after a failure: a guard costs as much as the work of a weight.
+        """
+        try:
+            return [fn(item) for item in items]
+        except Exception:  # noqa: BLE001 - again one by one, to lose only what fails
+            pass
+        results = []
+        for item in items:
+            with self._survive_variable(tracked_of(item)):
+                results.append(fn(item))
+        return results
 
     def _survive_variable(self, t):
         """Leaves out, and names once, a variable the tracker cannot read or summarise."""
