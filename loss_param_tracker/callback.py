@@ -530,8 +530,11 @@ class LossParamTracker(keras.callbacks.Callback):
     # Writing -----------------------------------------------------------
 
     def _write_epoch(self, step, records):
-        values = [value for each in self._each(records, self._epoch_values, operator.attrgetter("tracked")) for value in each]
-        weights = [r for r in records if r.tracked.role == metadata.ROLE_MODEL and r.tracked.network is None]
+        weights = [r for r in records if r.tracked.role == metadata.ROLE_MODEL]
+        others = [r for r in records if r.tracked.role != metadata.ROLE_MODEL]
+        values = self._weight_values(weights)
+        values += [value for each in self._each(others, self._epoch_values, operator.attrgetter("tracked")) for value in each]
+        weights = [r for r in weights if r.tracked.network is None]
         if weights:
             # The whole model's norms, for the dashboard's model panel: one
             # series to read instead of one per weight.
@@ -541,6 +544,17 @@ class LossParamTracker(keras.callbacks.Callback):
             values += summary.grad_norm(metadata.RUN_GRAD_NORM, mean, maximum, role=metadata.ROLE_RUN)
             values += summary.steps(counts.captured, counts.skipped)
         self._write(values, step)
+
+    def _weight_values(self, records):
+        """The norms of model weights (and of a network's, one by one), all at once; one by one after a failure."""
+        try:
+            return summary.many_weight_norms(
+                [(r.tracked.path, r.tracked.shape, r.tracked.dtype, r.tracked.layer_index) for r in records],
+                [_norms_row(r) for r in records],
+            )
+        except Exception:  # noqa: BLE001 - again one by one, to lose only what fails
+            each = self._each(records, self._epoch_values, operator.attrgetter("tracked"))
+            return [value for values in each for value in values]
 
     def _epoch_values(self, r):
         t = r.tracked

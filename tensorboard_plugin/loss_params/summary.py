@@ -92,10 +92,33 @@ def grad_norm(path, mean, maximum, *, role=metadata.ROLE_LOSS, **described):
 
 def weight_norms(path, row, *, role=metadata.ROLE_MODEL, shape=(), dtype="float32", layer_index=None):
     """One step of a weight's (or weights' as one vector) norms: `row` as `metadata.FIELDS[WEIGHT_NORMS]`."""
-    return values(
-        role, metadata.WEIGHT_NORMS, path, np.asarray(row, np.float32), shape=shape, dtype=dtype,
-        layer_index=layer_index,
-    )
+    return many_weight_norms([(path, shape, dtype, layer_index)], [row], role=role)
+
+
+def many_weight_norms(weights, rows, *, role=metadata.ROLE_MODEL):
+    """`weight_norms` of many weights at once: a model's thousand weights in one conversion of their numbers.
+
+    Args:
+        weights: `[(path, shape, dtype, layer_index)]` of each weight.
+        rows: Each weight's row, as `metadata.FIELDS[WEIGHT_NORMS]`.
+        role: The role of all of them.
+    """
+    if not weights:
+        return []
+    fields = metadata.FIELDS[metadata.WEIGHT_NORMS]
+    rows = np.asarray(rows, "<f4")
+    if rows.shape != (len(weights), len(fields)):
+        received = rows[0].size if rows.ndim == 2 and len(rows) else rows.size
+        raise ValueError(
+            f"A WEIGHT_NORMS step of {weights[0][0]!r} needs {len(fields)} numbers; received {received}."
+        )
+    raw = rows.tobytes()
+    result = []
+    for at, (path, shape, dtype, layer_index) in zip(range(0, len(raw), 4 * len(fields)), weights):
+        described = (role, metadata.WEIGHT_NORMS, path, tuple(int(d) for d in shape), dtype, metadata.EPOCH)
+        protos = _tags_and_metadata(described, fields, (None, layer_index))
+        result += [Scalar(tag, md, raw[at + 4 * i : at + 4 * i + 4]) for i, (tag, md) in enumerate(protos)]
+    return result
 
 
 def diagnosis(rows):

@@ -59,6 +59,15 @@ def test_the_diagnosis_table_is_the_tensor_make_tensor_proto_makes():
         assert value.tensor.SerializeToString() == expected.SerializeToString()
 
 
+def test_many_weights_norms_at_once_are_each_weights_norms():
+    weights = [("model/d/kernel", (8, 4), "float32", 0), ("model/d/bias", (4,), "float16", 0), ("model/e/w", (), "float32", None)]
+    rows = np.random.default_rng(0).normal(size=(3, 4))
+    one_by_one = [v for (path, shape, dtype, place), row in zip(weights, rows)
+                  for v in summary.weight_norms(path, row, shape=shape, dtype=dtype, layer_index=place)]
+    assert summary.many_weight_norms(weights, rows) == one_by_one and len(one_by_one) == 12
+    assert summary.many_weight_norms([], []) == []
+
+
 def test_stats_and_histogram_leave_out_non_finite_elements_from_counts():
     value = np.array([1.0, 2.0, 3.0, np.nan])
     assert math.isnan(summary.stats(value)[0])
@@ -127,6 +136,13 @@ def test_a_scalar_whose_metadata_is_written_is_serialized_as_protobuf_serializes
     assert [v.HasField("metadata") for v in with_metadata.value] == [True] * len(step)
     read = [tensor_util.make_ndarray(v.tensor).item() for v in with_metadata.value]
     np.testing.assert_array_equal(np.array(read, dtype), np.concatenate([numbers[:4].astype(np.float32), numbers[4:]]))
+
+
+def test_the_python_writer_checksums_its_records_as_tensorboard_does():
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    for data in (b"", b"a", struct.pack("<Q", 1 << 40), bytes(range(256)) * 40):
+        assert writer._masked_crc(data) == struct.pack("<I", masked_crc32c(data))
 
 
 def events(path):
