@@ -29,15 +29,17 @@ variant's own epoch hooks raised the RSS above where it was just before.
 
 Backends (`--backend jax|torch`). The same workloads and pairing on Keras's
 JAX or PyTorch backend, in a process where TensorFlow cannot be imported (as
-on a machine without it: the tracker writes through TensorBoard's writer),
-against plain fit only (keras TensorBoard needs TensorFlow). XLA's CPU client
-or torch runs on `--threads` threads.
+on a machine without it: the tracker writes its own event file), against
+plain fit only (keras TensorBoard needs TensorFlow); with `--with-tensorflow`,
+TensorFlow is imported first and keras TensorBoard is timed too (both then
+write through `tf.summary`). XLA's CPU client or torch runs on `--threads`
+threads.
 
 Strategy (`--strategy mirrored`). The TensorFlow variants, each built and
 compiled under a `tf.distribute.MirroredStrategy` over 2 logical CPU devices,
 against plain fit under the same strategy.
 
-    python bench/overhead.py [--backend tensorflow|jax|torch] [--workload mlp|deep|convnet|perceptual|all]
+    python bench/overhead.py [--backend tensorflow|jax|torch [--with-tensorflow]] [--workload mlp|deep|convnet|perceptual|all]
                              [--repeats 10] [--epochs 4] [--threads 1] [--strategy mirrored]
     python bench/overhead.py --memory [--repeats 3]
     python bench/overhead.py --scale [--repeats 3] [--backend ...]
@@ -74,12 +76,13 @@ def _early_arguments():
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"], default="tensorflow")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--with-tensorflow", action="store_true")
     return parser.parse_known_args()[0]
 
 
 EARLY = _early_arguments()
 os.environ["KERAS_BACKEND"] = EARLY.backend
-if EARLY.backend != "tensorflow":
+if EARLY.backend != "tensorflow" and not EARLY.with_tensorflow:
     sys.modules["tensorflow"] = None  # as without TensorFlow: `import tensorflow` fails
 if EARLY.backend == "jax" and EARLY.threads:
     os.environ["XLA_FLAGS"] = (
@@ -223,8 +226,10 @@ VARIANTS = {
     "LossParamTracker": lambda d: [LossParamTracker(log_dir=d)],
 }
 MEMORY_VARIANTS = ["plain fit", "LossParamTracker", "keras TensorBoard"]
-if EARLY.backend != "tensorflow":  # keras TensorBoard writes through TensorFlow
+if EARLY.backend != "tensorflow" and not EARLY.with_tensorflow:  # keras TensorBoard writes through TensorFlow
     VARIANTS = {name: make for name, make in VARIANTS.items() if "TensorBoard" not in name}
+elif EARLY.backend != "tensorflow":
+    import tensorflow  # noqa: E402, F401 - before any variant: every writer then writes through it
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -520,6 +525,10 @@ def main():
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="the backend's intra-op and inter-op threads; 0 for its default (default: 1)"
+    )
+    parser.add_argument(
+        "--with-tensorflow", action="store_true",
+        help="on jax or torch, leave TensorFlow importable (imported first) and time keras TensorBoard too",
     )
     parser.add_argument(
         "--strategy", choices=["mirrored"], help="train under tf.distribute.MirroredStrategy over 2 logical CPU devices"

@@ -440,18 +440,23 @@ class LossParamTracker(keras.callbacks.Callback):
         grads = self._gradient_stats(tracked)
         registered = self._registered()
         attached = {discovery.variable_key(v) for v in discovery.attached_variables(self.model)}
-        ends = self._snapshots(tracked)
+        ends, changes = self._snapshots(tracked, since=self._start)
         self._ends = {t.key: ends[t.key] for t in tracked if t.key in ends and (t.key in registered or not t.trainable)}
         records = self._each(
             [t for t in tracked if t.key in ends],
-            lambda t: self._record(t, ends[t.key], grads[t.key], t.key in registered, t.key in attached),
+            lambda t: self._record(
+                t, ends[t.key], changes.get(t.key), grads[t.key], t.key in registered, t.key in attached
+            ),
         )
         self._moved_now = set()
         return records
 
-    def _record(self, t, end, stats, registered, attached):
+    def _record(self, t, end, change, stats, registered, attached):
+        """`t`'s `Record` from its `end` snapshot and its `change` since the epoch's start (`None`: to compute)."""
         start = self._start.get(t.key)
-        changed = None if start is None else start.changed(end)
+        if change is None and start is not None:
+            change = snapshot_lib.Change(start.changed(end), start.update_ratio(end))
+        changed = None if change is None else change.changed
         if not registered and t.trainable:
             looked = t.key in self._last
             self._note_look(t.key, end)
@@ -487,7 +492,7 @@ class LossParamTracker(keras.callbacks.Callback):
             observation,
             norm=end.norm,
             start_norm=start.norm,
-            update_ratio=start.update_ratio(end),
+            update_ratio=change.update_ratio,
         )
 
     def _network_records(self, records):
@@ -642,14 +647,18 @@ class LossParamTracker(keras.callbacks.Callback):
         registered = self._registered()
         return [t for t in self._all_tracked() if t.trainable and t.key not in registered]
 
-    def _snapshots(self, tracked):
+    def _snapshots(self, tracked, since=None):
         """`{key: Snapshot}` of `tracked`: the small variables read together, the others alone.
 
-        A variable that cannot be read is named once and left out.
+        A variable that cannot be read is named once and left out. With
+        `since` (`{key: Snapshot}` taken earlier), returns `(snapshots,
+        {key: snapshot.Change})`: the changes the reads computed in bulk
+        (the others are `Snapshot.changed` and `update_ratio`'s to compute).
         """
         if self._reader is None:
             self._reader = snapshot_lib.BatchReader(capture_lib.flat_reader)
-        together = self._reader.snapshots([t.variable for t in tracked])
+        earlier = {i: since[t.key] for i, t in enumerate(tracked) if t.key in since} if since else None
+        together, changes = self._reader.snapshots([t.variable for t in tracked], earlier)
         snapshots = {}
         for index, t in enumerate(tracked):
             if index in together:
@@ -657,7 +666,9 @@ class LossParamTracker(keras.callbacks.Callback):
                 continue
             with self._survive_variable(t):
                 snapshots[t.key] = Snapshot.of(t.variable)
-        return snapshots
+        if since is None:
+            return snapshots
+        return snapshots, {tracked[index].key: change for index, change in changes.items()}
 
     def _epoch_start(self):
         """`{key: Snapshot}` of every tracked variable at the epoch's start.

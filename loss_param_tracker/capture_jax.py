@@ -163,11 +163,12 @@ class StepCapture(HookedCapture):
         inverse = self._inverse_scale(step.optimizer_variables)
         zero = jnp.zeros((), jnp.float32)
         squares = [zero] * len(self._slots)
-        for key, grad in zip(self._optimizer_keys, step.grads):
-            squares[self._slots[key]] = _squared_norm(grad, inverse)
-        for key, grad in (loss or {}).items():
-            if grad is not None:
-                squares[self._slots[key]] = _squared_norm(grad)
+        scaled = _squared_norms(step.grads, inverse)
+        for key, square in zip(self._optimizer_keys, scaled):
+            squares[self._slots[key]] = square
+        own = [(key, grad) for key, grad in (loss or {}).items() if grad is not None]
+        for (key, _), square in zip(own, _squared_norms([grad for _, grad in own])):
+            squares[self._slots[key]] = square
         squares = jnp.stack(squares)
         in_optimizer = np.array([key in optimizer_keys for key in self._slots])
         global_square = jnp.sum(jnp.where(in_optimizer, squares, 0.0), keepdims=True)
@@ -233,12 +234,43 @@ class StepCapture(HookedCapture):
         }
 
 
+# A gradient of at most this many elements is reduced with others of its size.
+_SMALL = 1 << 12
+
+
+def _squared_norms(grads, inverse_scale=None):
+    """The squared L2 norms of `grads` in float32, each times `inverse_scale` first when given.
+
+    XLA on the CPU runs each reduction as a kernel of its own, a few
+    microseconds each: the small gradients (a deep net's biases and
+    normalization scales) are padded to a power of two and reduced
+    together, one kernel per size.
+    """
+    squares = [None] * len(grads)
+    by_width = {}
+    for i, grad in enumerate(grads):
+        size = int(np.prod(np.shape(grad)))
+        if size > _SMALL:
+            squares[i] = _squared_norm(grad, inverse_scale)
+        else:
+            by_width.setdefault(1 << max(0, size - 1).bit_length(), []).append((i, size))
+    for width, members in by_width.items():
+        rows = jnp.stack(
+            [jnp.pad(jnp.ravel(_scaled(grads[i], inverse_scale)), (0, width - size)) for i, size in members]
+        )
+        for (i, _), square in zip(members, jnp.sum(jnp.square(rows), axis=1)):
+            squares[i] = square
+    return squares
+
+
+def _scaled(grad, inverse_scale):
+    grad = jnp.asarray(grad, jnp.float32)
+    return grad if inverse_scale is None else grad * inverse_scale
+
+
 def _squared_norm(grad, inverse_scale=None):
     """The squared L2 norm of `grad` in float32, times `inverse_scale` first when given."""
-    grad = jnp.asarray(grad, jnp.float32)
-    if inverse_scale is not None:
-        grad = grad * inverse_scale
-    return jnp.sum(jnp.square(grad))
+    return jnp.sum(jnp.square(_scaled(grad, inverse_scale)))
 
 
 def _symbolic_zero(graph, out):

@@ -9,8 +9,8 @@ per variable; a larger variable is read chunk by chunk.
 
 import dataclasses
 import math
+from typing import NamedTuple
 
-import keras
 import numpy as np
 
 from tensorboard_plugin.loss_params import norms
@@ -74,7 +74,10 @@ class Snapshot:
         (Compared as bytes: a NaN that stays NaN is no change, and the
         comparison costs a memcmp, a thirtieth of `np.array_equal`'s.)
         """
-        return self.fingerprint != later.fingerprint or self.sample.tobytes() != later.sample.tobytes()
+        if self.sample.tobytes() != later.sample.tobytes():
+            return True
+        # A whole sample is the value; a partial one's fingerprint, as bytes too.
+        return self.fingerprint[0] is not None and _bits(self.fingerprint) != _bits(later.fingerprint)
 
     def update_ratio(self, later):
         """||later - self|| / ||self|| over the sample (exact up to `SAMPLE_SIZE` elements)."""
@@ -83,6 +86,13 @@ class Snapshot:
         if start_norm == 0:
             return math.nan
         return norms.l2_norm(later.sample - self.sample) / start_norm
+
+
+class Change(NamedTuple):
+    """What a variable did between two snapshots: `Snapshot.changed` and `Snapshot.update_ratio`, computed for many at once."""
+
+    changed: bool
+    update_ratio: float
 
 
 def static_shape(variable):
@@ -103,6 +113,8 @@ def _chunks(variable, size):
     if size <= CHUNK_SIZE:
         yield 0, np.ravel(variable.numpy())
         return
+    import keras  # here: the rest of this module is numpy, for tests without a backend
+
     flat = keras.ops.reshape(variable, [-1])
     for begin in range(0, size, CHUNK_SIZE):
         yield begin, keras.ops.convert_to_numpy(flat[begin : begin + CHUNK_SIZE])
@@ -127,14 +139,25 @@ class BatchReader:
         # is reused while cached; their groups, see `_groups`)
         self._grouped = {}
 
-    def snapshots(self, variables):
-        """`{index: Snapshot}` of the small variables among `variables`, by their index there.
+    def snapshots(self, variables, since=None):
+        """`{index: Snapshot}` of the small variables among `variables`, by their index there, and their changes.
 
         A variable of unknown or larger size is left out (read alone, in
         chunks); so is a group whose read fails, its variables then read
         alone by the caller.
+
+        Args:
+            variables: The variables.
+            since: `{index: Snapshot}` of some of them, taken earlier.
+
+        Returns:
+            `({index: Snapshot}, {index: Change})`: the changes since
+            `since`, of the groups where it holds every variable (one
+            computation for the group, where `Snapshot.changed` and
+            `update_ratio` take several numpy calls a variable).
         """
-        found = {}
+        found, changes = {}, {}
+        since = since or {}
         key = tuple(map(id, variables))
         if key not in self._grouped:
             if len(self._grouped) >= 8:  # lists of earlier epochs (a variable added since)
@@ -154,9 +177,13 @@ class BatchReader:
             finite = np.logical_and.reduceat(np.isfinite(flat), offsets)
             for (index, size), offset, square, ok in zip(group, offsets, squares, finite):
                 found[index] = Snapshot(flat[offset : offset + size], (None, float(square)), bool(ok))
-        return found
+            starts = [since.get(index) for index, _ in group]
+            if all(_whole(start, size) for start, size in zip(starts, sizes)):
+                changes.update(zip((index for index, _ in group), _changes(starts, flat, offsets)))
+        return found, changes
 
     def _groups(self, variables):
+        """`[[(index, size), ...], ...]`: the small variables in groups of at most `CHUNK_SIZE` elements."""
         groups, group, total = [], [], 0
         for index, variable in enumerate(variables):
             shape = static_shape(variable)
@@ -175,3 +202,29 @@ class BatchReader:
         if key not in self._readers:
             self._readers[key] = self._read_flat([variables[i] for i, _ in group])
         return self._readers[key]
+
+
+def _whole(snapshot, size):
+    """Whether `snapshot` holds every element of a variable of `size` elements, as float64."""
+    return (
+        snapshot is not None
+        and snapshot.fingerprint[0] is None
+        and snapshot.sample.shape == (size,)
+        and snapshot.sample.dtype == np.float64
+    )
+
+
+def _bits(numbers):
+    return np.array(numbers, np.float64).tobytes()
+
+
+def _changes(starts, flat, offsets):
+    """The `Change`s from whole snapshots `starts` to a group's `flat` elements (`offsets` its variables')."""
+    before = np.concatenate([start.sample for start in starts])
+    # Bit for bit, as `Snapshot.changed`: a NaN that stays NaN is no change.
+    changed = np.logical_or.reduceat(before.view(np.int64) != flat.view(np.int64), offsets)
+    moved = np.sqrt(np.add.reduceat(np.square(flat - before), offsets))
+    start_norms = np.sqrt([start.fingerprint[1] for start in starts])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(start_norms == 0, math.nan, moved / start_norms)
+    return [Change(bool(c), float(r)) for c, r in zip(changed, ratios)]
