@@ -340,12 +340,12 @@ def test_keyboard_interrupt_keeps_what_was_logged(log_dir):
 
 
 def test_a_logging_failure_never_kills_training(log_dir, monkeypatch, caplog):
-    from tensorboard_plugin.loss_params import summary
+    from loss_param_tracker import writer
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(summary, "write_serialized", broken)
+    monkeypatch.setattr(writer.PythonWriter, "_add", broken)
     model = make_model()
     with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
         history = fit(model, "mse", log_dir, epochs=3).model.history

@@ -52,12 +52,12 @@ def test_a_variable_created_at_every_eager_call_warns_and_training_goes_on(log_d
 
 
 def test_a_failing_write_still_warns_and_is_reported_again_in_the_next_fit(log_dir, monkeypatch, caplog):
-    from tensorboard_plugin.loss_params import summary
+    from loss_param_tracker import writer
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(summary, "write_serialized", broken)
+    monkeypatch.setattr(writer.PythonWriter, "_add", broken)
     loss = GaussianNLL()
     model = make_model()
     tracker = LossParamTracker(log_dir)

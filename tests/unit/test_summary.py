@@ -145,6 +145,19 @@ def test_the_python_writer_checksums_its_records_as_tensorboard_does():
         assert writer._masked_crc(data) == struct.pack("<I", masked_crc32c(data))
 
 
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 1 << 14, 1 << 21])
+def test_the_python_writer_frames_an_event_as_protobuf_does(tmp_path, size):
+    # A summary whose length takes 1 to 4 bytes to write.
+    serialized = summary.serialize(summary.diagnosis([("w" * size, "training", "")])) if size else b""
+    local = writer.PythonWriter(str(tmp_path))
+    local.write(serialized, step=7)
+    local.close()
+    (path,) = tmp_path.iterdir()
+    _, event = events(path)
+    expected = event_pb2.Event(wall_time=event.wall_time, step=7, summary=summary_pb2.Summary.FromString(serialized))
+    assert event == expected and event.HasField("summary")
+
+
 def events(path):
     """The events of a file, framed as TFRecords (length, its CRC, data, its CRC): no TensorFlow to read."""
     data, at, found = path.read_bytes(), 0, []
