@@ -455,7 +455,9 @@ class LossParamTracker(keras.callbacks.Callback):
         """`t`'s `Record` from its `end` snapshot and its `change` since the epoch's start (`None`: to compute)."""
         start = self._start.get(t.key)
         if change is None and start is not None:
-            change = snapshot_lib.Change(start.changed(end), start.update_ratio(end))
+            # A loss variable logs its value, not an update ratio (a growing one has none).
+            ratio = math.nan if t.role == metadata.ROLE_LOSS else start.update_ratio(end)
+            change = snapshot_lib.Change(start.changed(end), ratio)
         changed = None if change is None else change.changed
         if not registered and t.trainable:
             looked = t.key in self._last
@@ -535,9 +537,8 @@ class LossParamTracker(keras.callbacks.Callback):
     # Writing -----------------------------------------------------------
 
     def _write_epoch(self, step, records):
-        weights = [r for r in records if r.tracked.role == metadata.ROLE_MODEL]
+        values, weights = self._weight_values([r for r in records if r.tracked.role == metadata.ROLE_MODEL])
         others = [r for r in records if r.tracked.role != metadata.ROLE_MODEL]
-        values = self._weight_values(weights)
         values += [value for each in self._each(others, self._epoch_values, operator.attrgetter("tracked")) for value in each]
         weights = [r for r in weights if r.tracked.network is None]
         if weights:
@@ -551,15 +552,19 @@ class LossParamTracker(keras.callbacks.Callback):
         self._write(values, step)
 
     def _weight_values(self, records):
-        """The norms of model weights (and of a network's, one by one), all at once; one by one after a failure."""
+        """`(values, records logged)` of model weights' norms (and of a network's, one by one).
+
+        All at once; one by one after a failure, leaving out what fails.
+        """
         try:
-            return summary.many_weight_norms(
+            values = summary.many_weight_norms(
                 [(r.tracked.path, r.tracked.shape, r.tracked.dtype, r.tracked.layer_index) for r in records],
                 [_norms_row(r) for r in records],
             )
+            return values, records
         except Exception:  # noqa: BLE001 - again one by one, to lose only what fails
-            each = self._each(records, self._epoch_values, operator.attrgetter("tracked"))
-            return [value for values in each for value in values]
+            each = self._each(records, lambda r: (r, self._epoch_values(r)), operator.attrgetter("tracked"))
+            return [value for _, values in each for value in values], [r for r, _ in each]
 
     def _epoch_values(self, r):
         t = r.tracked
@@ -938,7 +943,7 @@ def _names(name, path):
 
 
 def _loss_variable_values(t, value, grad, granularity=metadata.EPOCH):
-    """The `Summary.Value`s of a loss variable: `grad` is `(mean, max)`, or `None` before training."""
+    """The summary values of a loss variable: `grad` is `(mean, max)`, or `None` before training."""
     return summary.loss_variable(
         t.path, value, shape=t.shape, dtype=t.dtype, granularity=granularity, display=t.display, grad=grad
     )

@@ -80,7 +80,9 @@ class Snapshot:
         return self.fingerprint[0] is not None and _bits(self.fingerprint) != _bits(later.fingerprint)
 
     def update_ratio(self, later):
-        """||later - self|| / ||self|| over the sample (exact up to `SAMPLE_SIZE` elements)."""
+        """||later - self|| / ||self|| over the sample (exact up to `SAMPLE_SIZE` elements); NaN where the shape changed."""
+        if self.sample.shape != later.sample.shape:
+            return math.nan
         whole = self.fingerprint[0] is None
         start_norm = self.norm if whole else norms.l2_norm(self.sample)
         if start_norm == 0:

@@ -379,31 +379,36 @@ def test_make_trainable_takes_a_raw_variable_created_in_a_name_scope():
 class CrossBatchMemory(keras.losses.Loss):
     """A memory bank created on the first call with a dimension unknown until run time, beside a learned weight."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, keep=100, **kwargs):
         super().__init__(**kwargs)
         self.log_var = keras.Variable(0.0, name="log_var")
         self.memory = None
+        self.keep = keep  # the rows kept of the bank: more than a fit adds, and it grows all along
 
     def call(self, y_true, y_pred):
         if self.memory is None:
             self.memory = tf.Variable(
                 tf.zeros([0, 1]), shape=tf.TensorShape([None, 1]), trainable=False, name="memory"
             )
-        self.memory.assign(tf.concat([self.memory[-100:], tf.stop_gradient(y_pred)], 0))
+        self.memory.assign(tf.concat([self.memory[-self.keep :], tf.stop_gradient(y_pred)], 0))
         error = tf.reduce_mean(tf.square(y_true - y_pred), axis=-1)
         return tf.exp(-self.log_var) * error + self.log_var + 0.0 * tf.reduce_mean(self.memory)
 
 
-def test_a_variable_of_unknown_shape_costs_no_other_variable_its_status(tmp_path):
+@pytest.mark.parametrize("keep", [100, 100_000], ids=["settles", "grows"])
+def test_a_variable_of_unknown_shape_costs_no_other_variable_its_status(tmp_path, keep, caplog):
     model = make_model()
-    model.compile(optimizer="adam", loss=CrossBatchMemory())
+    model.compile(optimizer="adam", loss=CrossBatchMemory(keep))
     tracker, _ = fit_warned(model, tmp_path)
+    assert "cannot be summarised" not in caplog.text
     assert tracker.diagnosis["loss/CrossBatchMemory/log_var"] == "not_updated"
     assert tracker.diagnosis["loss/CrossBatchMemory/memory"] == "frozen"
     assert any(p.startswith("model/") for p in tracker.diagnosis), "the model's weights keep theirs"
     run = load(str(tmp_path))["train"]
     memory = run.variables["loss/CrossBatchMemory/memory"]
     assert memory.shape == (-1, 1) and memory.stats.shape == (2, 5), "a growing bank is logged as statistics"
+    if keep > 100:
+        assert memory.stats[1, 0] != memory.stats[0, 0], "its statistics change as it grows"
     assert not run.unreadable
     assert report.main(["report", str(tmp_path)]) == 1, "a finding: log_var does not train"
 

@@ -1,8 +1,8 @@
 """Writers of the loss_params summaries, one function per kind, and the numpy reductions they log.
 
 As TensorBoard's `summary_v2.scalar` does for Scalars, each function takes
-one step of one series and gives its `Summary.Value` protos, with the
-plugin's metadata: `loss_variable` (a loss variable's value, or statistics
+one step of one series and gives its values (`Scalar`s and `Summary.Value`
+protos, see below), with the plugin's metadata: `loss_variable` (a loss variable's value, or statistics
 and histogram, and gradient norm), `grad_norm`, `weight_norms`,
 `diagnosis`, `steps`; `values` is the engine under them. A writer
 (`loss_param_tracker.writer`) puts one step's values, `serialize`d, in one
@@ -108,9 +108,9 @@ def many_weight_norms(weights, rows, *, role=metadata.ROLE_MODEL):
     fields = metadata.FIELDS[metadata.WEIGHT_NORMS]
     rows = np.asarray(rows, "<f4")
     if rows.shape != (len(weights), len(fields)):
-        received = rows[0].size if rows.ndim == 2 and len(rows) else rows.size
         raise ValueError(
-            f"A WEIGHT_NORMS step of {weights[0][0]!r} needs {len(fields)} numbers; received {received}."
+            f"A WEIGHT_NORMS step of {weights[0][0]!r} needs {len(fields)} numbers a weight, "
+            f"{len(weights)} weights; received numbers of shape {rows.shape}."
         )
     raw = rows.tobytes()
     result = []

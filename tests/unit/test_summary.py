@@ -47,7 +47,7 @@ def test_the_run_level_kinds_and_a_wrong_size_are_refused_with_what_was_received
     assert one.tag == metadata.DIAGNOSIS_TAG and tensor_util.make_ndarray(one.tensor).shape == (2, 3)
     assert tensor_util.make_ndarray(summary.diagnosis([])[0].tensor).shape == (0, 3)
     assert [v.tag for v in summary.steps(10, 1)] == ["run/steps/captured", "run/steps/skipped"]
-    with pytest.raises(ValueError, match="needs 4 numbers; received 3"):
+    with pytest.raises(ValueError, match=r"needs 4 numbers a weight, 1 weights; received numbers of shape \(1, 3\)"):
         summary.weight_norms("model/d/kernel", [1, 2, 3])
 
 
