@@ -128,7 +128,9 @@ class StepCapture(HookedCapture):
         norms = torch.stack(norms)
         if self._scale is not None:
             norms = norms / self._scale.to(accumulator.device, torch.float32)
-        optimizer_norms = norms[self._in_optimizer]
+        # Zeros where the optimizer is not handed the variable: a boolean index
+        # would wait for the device at every step (its size is data-dependent).
+        optimizer_norms = torch.where(self._in_optimizer, norms, self._zero)
         global_norm = torch.linalg.vector_norm(optimizer_norms).reshape(1)
         row = torch.cat([norms, global_norm, self._captured])
         if self._skips_overflow:
