@@ -274,8 +274,8 @@ class LossParamTracker(keras.callbacks.Callback):
         self._epoch_offset = None
         self._batch_sums = None
         self._start = {}  # {key: Snapshot} at the epoch's start
-        # {key: Snapshot} at the last epoch's end of the model weights the
-        # optimizer is handed: the next epoch's start, read once, not twice.
+        # {key: Snapshot} at the last epoch's end of the variables the optimizer
+        # is handed and the frozen ones: the next epoch's start (`_epoch_start`).
         self._ends = {}
         self._steps = 0  # training steps of the current epoch
         self._epochs = 0  # epochs begun in this fit
