@@ -655,14 +655,17 @@ class LossParamTracker(keras.callbacks.Callback):
     def _snapshots(self, tracked, since=None):
         """`{key: Snapshot}` of `tracked`: the small variables read together, the others alone.
 
-        A variable that cannot be read is named once and left out. With
-        `since` (`{key: Snapshot}` taken earlier), returns `(snapshots,
-        {key: snapshot.Change})`: the changes the reads computed in bulk
-        (the others are `Snapshot.changed` and `update_ratio`'s to compute).
+        A variable that cannot be read is named once and left out.
+
+        Returns:
+            `(snapshots, {key: snapshot.Change})`: with the changes since
+            `since` (`{key: Snapshot}` taken earlier) that the reads
+            computed in bulk; the others are `Snapshot.changed` and
+            `update_ratio`'s to compute.
         """
         if self._reader is None:
             self._reader = snapshot_lib.BatchReader(capture_lib.flat_reader)
-        earlier = {i: since[t.key] for i, t in enumerate(tracked) if t.key in since} if since else None
+        earlier = {i: since[t.key] for i, t in enumerate(tracked) if t.key in since} if since else {}
         together, changes = self._reader.snapshots([t.variable for t in tracked], earlier)
         snapshots = {}
         for index, t in enumerate(tracked):
@@ -671,8 +674,6 @@ class LossParamTracker(keras.callbacks.Callback):
                 continue
             with self._survive_variable(t):
                 snapshots[t.key] = Snapshot.of(t.variable)
-        if since is None:
-            return snapshots
         return snapshots, {tracked[index].key: change for index, change in changes.items()}
 
     def _epoch_start(self):
@@ -688,7 +689,7 @@ class LossParamTracker(keras.callbacks.Callback):
         """
         ends, self._ends = self._ends, {}
         tracked = self._all_tracked()
-        start = self._snapshots([t for t in tracked if t.key not in ends])
+        start, _ = self._snapshots([t for t in tracked if t.key not in ends])
         start.update((t.key, ends[t.key]) for t in tracked if t.key in ends)
         return start
 
@@ -709,7 +710,7 @@ class LossParamTracker(keras.callbacks.Callback):
         """
         taken = taken or {}
         unregistered = self._unregistered()
-        snapshots = self._snapshots([t for t in unregistered if t.key not in taken])
+        snapshots, _ = self._snapshots([t for t in unregistered if t.key not in taken])
         for t in unregistered:
             snapshot = taken.get(t.key) or snapshots.get(t.key)
             if snapshot is not None:

@@ -456,14 +456,14 @@ class StepCapture(HookedCapture):
         # communication, and a read takes the first replica's: every replica
         # sums the same reduced gradients.
         with tf.init_scope(), (self._strategy or tf.distribute.get_strategy()).scope():
+            self._starts = (tf.zeros([2, len(self._slots) + 3]), _probe_start(len(self._slots)))
             self._accumulator = tf.Variable(
-                tf.zeros([2, len(self._slots) + 3]),
+                self._starts[0],
                 trainable=False,
                 name="lpt_grad_norms",
                 synchronization=tf.VariableSynchronization.ON_READ,
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
-            self._starts = (tf.zeros([2, len(self._slots) + 3]), _probe_start(len(self._slots)))
             self._probe = tf.Variable(
                 self._starts[1],
                 trainable=False,

@@ -116,19 +116,13 @@ def many_weight_norms(weights, rows, *, role=metadata.ROLE_MODEL):
     result = []
     for at, (path, shape, dtype, layer_index) in zip(range(0, len(raw), 4 * len(fields)), weights):
         described = (role, metadata.WEIGHT_NORMS, path, tuple(int(d) for d in shape), dtype, metadata.EPOCH)
-        protos = _tags_and_metadata(described, fields, (None, layer_index))
-        result += [Scalar(tag, md, raw[at + 4 * i : at + 4 * i + 4]) for i, (tag, md) in enumerate(protos)]
+        result += _scalars(_tags_and_metadata(described, fields, (None, layer_index)), raw, at, 4)
     return result
 
 
 def diagnosis(rows):
     """One step of the run's diagnosis: `rows`, `(path, status, cause)` of each diagnosed variable."""
-    ((tag, md),) = _tags_and_metadata(
-        (metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, (), "", metadata.EPOCH),
-        metadata.fields(metadata.DIAGNOSIS, ()),
-        (None, None),
-    )
-    return [summary_pb2.Summary.Value(tag=tag, metadata=md, tensor=_string_table(rows, 3))]
+    return values(metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, _string_table(rows, 3))
 
 
 def _string_table(rows, width):
@@ -165,7 +159,8 @@ def values(
         path: The variable's path, e.g. `loss/GaussianNLL/log_var`.
         data: The step's data as the kind defines it (a numpy array): the
             variable for VALUE, the vector of `metadata.FIELDS[kind]` for
-            the other vector kinds, the tensor for the tensor kinds.
+            the other vector kinds, the tensor for the tensor kinds (or its
+            `TensorProto`, made already).
         shape: Shape of the variable itself. Defaults to `()`.
         dtype: Name of the variable's dtype. Defaults to `""`.
         granularity: `metadata.EPOCH` or `metadata.BATCH`. Defaults to `EPOCH`.
@@ -181,7 +176,8 @@ def values(
     protos = _tags_and_metadata(described, names, extra)
     if kind not in metadata.SCALAR_KINDS:
         ((tag, md),) = protos
-        return [summary_pb2.Summary.Value(tag=tag, metadata=md, tensor=tensor_util.make_tensor_proto(data))]
+        tensor = data if isinstance(data, tensor_pb2.TensorProto) else tensor_util.make_tensor_proto(data)
+        return [summary_pb2.Summary.Value(tag=tag, metadata=md, tensor=tensor)]
     flat = np.asarray(data).ravel()
     if len(names) != flat.size:
         raise ValueError(
@@ -189,8 +185,12 @@ def values(
             f"numbers; received {flat.size}."
         )
     flat = flat.astype("<f8" if flat.dtype == np.float64 else "<f4", copy=False)
-    raw, size = flat.tobytes(), flat.itemsize
-    return [Scalar(tag, md, raw[i : i + size]) for (tag, md), i in zip(protos, range(0, len(raw), size))]
+    return _scalars(protos, flat.tobytes(), 0, flat.itemsize)
+
+
+def _scalars(protos, raw, at, size):
+    """A `Scalar` per `(tag, metadata)` of `protos`, their numbers the `size`-byte ones of `raw` from `at`."""
+    return [Scalar(tag, md, raw[at + i * size : at + (i + 1) * size]) for i, (tag, md) in enumerate(protos)]
 
 
 class Scalar(NamedTuple):
