@@ -6,6 +6,7 @@ This module holds the rules that pick one.
 """
 
 import dataclasses
+import functools
 import math
 
 from tensorboard_plugin.loss_params import norms
@@ -82,6 +83,11 @@ class Diagnosis:
     cause: str = ""
 
 
+# One shared instance per (status, cause): a thousand weights' diagnoses are
+# a few objects, not a thousand more for the garbage collector to follow.
+_diagnosis = functools.cache(Diagnosis)
+
+
 def combine(observations):
     """One `Observation` of several variables taken as one (a network's weights).
 
@@ -118,27 +124,27 @@ def diagnose(obs):
     zero_gradient, training.
     """
     if not obs.trainable:
-        return Diagnosis(FROZEN)
+        return _diagnosis(FROZEN)
     known = obs.has_gradient is not None
     if not obs.value_finite or (known and obs.has_gradient and not math.isfinite(obs.grad_norm_mean)):
-        return Diagnosis(NON_FINITE)
+        return _diagnosis(NON_FINITE)
     if (obs.value_changed or obs.moved_before) and not obs.seen_by_optimizer:
-        return Diagnosis(TRAINING, OUTSIDE_OPTIMIZER)
+        return _diagnosis(TRAINING, OUTSIDE_OPTIMIZER)
     if known and not obs.has_gradient:
         missed = obs.attached and obs.read_by_step is False  # the code reads another variable
-        return Diagnosis(NO_GRADIENT, FIX_NOT_REACHED if missed else "")
+        return _diagnosis(NO_GRADIENT, FIX_NOT_REACHED if missed else "")
     zero = known and obs.grad_norm_max == 0
     if obs.steps == 0 or obs.value_changed is None:
-        return Diagnosis(ZERO_GRADIENT) if zero else None
+        return _diagnosis(ZERO_GRADIENT) if zero else None
     if not obs.seen_by_optimizer:
         if obs.unbounded:
-            return Diagnosis(NOT_UPDATED, UNBOUNDED)
-        return Diagnosis(NOT_UPDATED, LINEAR if obs.linear else NOT_IN_OPTIMIZER)
+            return _diagnosis(NOT_UPDATED, UNBOUNDED)
+        return _diagnosis(NOT_UPDATED, LINEAR if obs.linear else NOT_IN_OPTIMIZER)
     if obs.value_changed is False and not zero:
-        return Diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
+        return _diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
     if zero:
-        return Diagnosis(ZERO_GRADIENT)
-    return Diagnosis(TRAINING, "" if known else GRADIENT_UNKNOWN)
+        return _diagnosis(ZERO_GRADIENT)
+    return _diagnosis(TRAINING, "" if known else GRADIENT_UNKNOWN)
 
 
 def warning_message(path, diagnosis, owner=None, fix=None):
