@@ -23,6 +23,7 @@ import functools
 import importlib
 import logging
 import math
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -36,8 +37,7 @@ ATTRIBUTE = "_loss_param_tracker_capture"  # the model's capture during a fit
 _BACKENDS = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}  # module capture_<name>
 
 
-@dataclasses.dataclass(frozen=True)
-class GradientStats:
+class GradientStats(NamedTuple):
     """Gradient statistics of one variable over the steps since the last reset.
 
     Attributes:

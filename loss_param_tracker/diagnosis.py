@@ -8,6 +8,7 @@ This module holds the rules that pick one.
 import dataclasses
 import functools
 import math
+from typing import NamedTuple
 
 from tensorboard_plugin.loss_params import norms
 from tensorboard_plugin.loss_params.metadata import (
@@ -28,8 +29,7 @@ from tensorboard_plugin.loss_params.metadata import (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """What one epoch showed of one variable.
 
     Attributes:

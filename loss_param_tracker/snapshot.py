@@ -7,7 +7,6 @@ variables of a model together, a few device calls an epoch instead of one
 per variable; a larger variable is read chunk by chunk.
 """
 
-import dataclasses
 import math
 from typing import NamedTuple
 
@@ -24,8 +23,7 @@ SAMPLE_SIZE = 1 << 16
 CHUNK_SIZE = 1 << 20
 
 
-@dataclasses.dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """What the tracker keeps of a variable's value at one moment.
 
     Attributes:
@@ -171,21 +169,25 @@ class BatchReader:
                 flat = self._reader(group, variables)()
             except Exception:  # noqa: BLE001 - the caller reads them one by one
                 continue
-            sizes = [size for _, size in group]
-            if flat.shape != (sum(sizes),):
+            indices, sizes, offsets = group
+            if flat.shape != (offsets[-1] + sizes[-1],):
                 continue
-            offsets = np.cumsum([0] + sizes[:-1])
-            squares = np.add.reduceat(np.square(flat), offsets)
-            finite = np.logical_and.reduceat(np.isfinite(flat), offsets)
-            for (index, size), offset, square, ok in zip(group, offsets, squares, finite):
-                found[index] = Snapshot(flat[offset : offset + size], (None, float(square)), bool(ok))
-            starts = [since.get(index) for index, _ in group]
-            if all(_whole(start, size) for start, size in zip(starts, sizes)):
-                changes.update(zip((index for index, _ in group), _changes(starts, flat, offsets)))
+            squares = np.add.reduceat(np.square(flat), offsets).tolist()
+            finite = np.logical_and.reduceat(np.isfinite(flat), offsets).tolist()
+            found.update(
+                (index, Snapshot(flat[offset : offset + size], (None, square), ok))
+                for index, offset, size, square, ok in zip(indices, offsets, sizes, squares, finite)
+            )
+            starts = [since.get(index) for index in indices]
+            if all(map(_whole, starts, sizes)):
+                changes.update(zip(indices, _changes(starts, flat, offsets)))
         return found, changes
 
     def _groups(self, variables):
-        """`[[(index, size), ...], ...]`: the small variables in groups of at most `CHUNK_SIZE` elements."""
+        """`[(indices, sizes, offsets), ...]`: the small variables in groups of at most `CHUNK_SIZE` elements.
+
+        `offsets`: where each variable's elements begin in the group's flat read.
+        """
         groups, group, total = [], [], 0
         for index, variable in enumerate(variables):
             shape = static_shape(variable)
@@ -197,13 +199,23 @@ class BatchReader:
                 group, total = [], 0
             group.append((index, size))
             total += size
-        return groups + [group] if group else groups
+        groups = groups + [group] if group else groups
+        return [_columns(group) for group in groups]
 
     def _reader(self, group, variables):
-        key = tuple(id(variables[i]) for i, _ in group)
+        key = tuple(id(variables[i]) for i in group[0])
         if key not in self._readers:
-            self._readers[key] = self._read_flat([variables[i] for i, _ in group])
+            self._readers[key] = self._read_flat([variables[i] for i in group[0]])
         return self._readers[key]
+
+
+def _columns(group):
+    """`(indices, sizes, offsets)` of a group's `[(index, size), ...]`."""
+    indices, sizes = [index for index, _ in group], [size for _, size in group]
+    offsets = [0]
+    for size in sizes[:-1]:
+        offsets.append(offsets[-1] + size)
+    return indices, sizes, offsets
 
 
 def _whole(snapshot, size):
@@ -229,4 +241,4 @@ def _changes(starts, flat, offsets):
     start_norms = np.sqrt([start.fingerprint[1] for start in starts])
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(start_norms == 0, math.nan, moved / start_norms)
-    return [Change(bool(c), float(r)) for c, r in zip(changed, ratios)]
+    return list(map(Change, changed.tolist(), ratios.tolist()))

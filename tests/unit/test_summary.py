@@ -172,3 +172,19 @@ def test_a_log_dir_that_cannot_be_written_is_refused_with_its_name(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file, not a directory"):
         writer.RunWriter(str(tmp_path / "file" / "run"))
+
+
+def test_a_block_of_weight_norms_is_serialized_as_its_scalars_are():
+    weights = [("model/d/kernel", (8, 4), "float32", 0), ("model/d/bias", (4,), "float32", 0), ("model/e/w", (), "float32", None)]
+    rows = np.array([[1.5, np.nan, -0.0, 3e-39], [np.inf, 2.0, 0.0, np.finfo(np.float32).max], [7.0, 0.5, 0.25, -1.0]])
+    block = summary.weight_norms_block(weights, rows)
+    scalars = block.scalars()
+    assert scalars == summary.many_weight_norms(weights, rows) and len(scalars) == 12
+    first, later = set(), {s.tag for s in scalars}
+    assert summary.serialize([block], first) == summary.serialize(scalars), "the first write holds each tag's metadata"
+    assert first == later
+    for step_rows in (rows, rows[::-1].copy()):  # the template, filled twice: nothing of the first stays
+        block = summary.weight_norms_block(weights, step_rows)
+        assert summary.serialize([block], later) == summary.serialize(block.scalars(), later)
+    partly = later - {"model/d/bias/weight_norms/norm"}
+    assert summary.serialize([block], set(partly)) == summary.serialize(block.scalars(), set(partly))
