@@ -1,5 +1,6 @@
 """LossParamTracker in real `model.fit` runs, read back from the event files."""
 
+import gc
 import glob
 import logging
 import os
@@ -184,6 +185,36 @@ def test_tracking_does_not_change_training(log_dir):
     for a, b in zip(plain, tracked):
         np.testing.assert_array_equal(a, b)
     assert float(plain[-1]) != 0.0, "the registered log_var should have trained"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_left_as_the_user_had_it(log_dir, enabled):
+    """The tracker pauses Python's collector during its own hooks only: every other hook, and the steps, see it as set."""
+    seen = set()
+
+    class Interrupted(LossParamTracker):
+        def _settle(self, *args):
+            raise KeyboardInterrupt
+
+    class Look(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.add(gc.isenabled())
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen.add(gc.isenabled())
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.add(gc.isenabled())
+
+    (gc.enable if enabled else gc.disable)()
+    try:
+        fit(make_model(), GaussianNLL(), log_dir, epochs=2, callbacks=[Look()])
+        # Ctrl-C in the middle of the tracker's own hook leaves it as it was too.
+        with pytest.raises(KeyboardInterrupt):
+            fit(make_model(), GaussianNLL(), log_dir, epochs=3, tracker=Interrupted(log_dir))
+        assert gc.isenabled() == enabled and seen == {enabled}
+    finally:
+        gc.enable()
 
 
 def test_steps_continue_across_fits_and_initial_epoch(log_dir):
