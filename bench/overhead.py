@@ -47,11 +47,16 @@ against plain fit under the same strategy.
 Scale (`--scale`). The epoch hooks' CPU time on a model of 1,000 weights
 (500 parallel Dense(1) branches) whose loss holds 200 learned weights,
 against keras TensorBoard's hooks on the same fit; the target is 5% of a
-1-second epoch (50 ms).
+1-second epoch (50 ms). 16 epochs a fit: the mean over them holds the full
+garbage collections that fall in a hook (one every ten or more epochs, a
+few hundred ms each in a process holding a framework); the whole fit's CPU
+time per epoch is printed beside plain fit's, with the full collections of
+each variant.
 """
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -269,20 +274,23 @@ def rotated(names, r):
     return names[r:] + names[:r]
 
 
-def median_interval(values):
-    """Returns the median of values and the 5th and 95th percentiles of its bootstrap distribution.
+def median_interval(values, statistic=np.median):
+    """Returns the statistic of values (the median) and the 5th and 95th percentiles of its bootstrap distribution.
 
     Args:
         values: 1-D array of paired ratios or differences, one per repeat.
+        statistic: `np.median`, or `np.mean` where rare large values (a
+            full garbage collection) are part of the cost.
 
     Returns:
-        (median, low, high): the median and its 90% bootstrap interval from
-        BOOTSTRAP_RESAMPLES resamples with replacement (numpy default_rng(0)).
+        (statistic, low, high): the statistic and its 90% bootstrap interval
+        from BOOTSTRAP_RESAMPLES resamples with replacement (numpy
+        default_rng(0)).
     """
     rng = np.random.default_rng(0)
     resamples = values[rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))]
-    low, high = np.percentile(np.median(resamples, axis=1), [5, 95])
-    return np.median(values), low, high
+    low, high = np.percentile(statistic(resamples, axis=1), [5, 95])
+    return statistic(values), low, high
 
 
 def run_once(workload, variant, epochs, log_root):
@@ -422,10 +430,14 @@ class ManyWeights(keras.losses.Loss):
 
 
 def scale_model():
-    """Returns 500 parallel Dense(1) branches over 8 inputs, summed: 1,000 weights, a cheap step."""
+    """Returns 500 parallel Dense(1) branches over 8 inputs, averaged: 1,000 weights, a cheap step.
+
+    (Averaged, not summed: a sum of 500 branches diverges to NaN within a
+    few epochs, and the hooks would time non-finite weights.)
+    """
     inputs = keras.Input((8,))
     branches = [keras.layers.Dense(1, name=f"branch_{i}")(inputs) for i in range(SCALE_WEIGHTS // 2)]
-    return keras.Model(inputs, keras.layers.Add()(branches))
+    return keras.Model(inputs, keras.layers.Average()(branches))
 
 
 class HookClock(keras.callbacks.Callback):
@@ -448,18 +460,55 @@ class HookClock(keras.callbacks.Callback):
         self.per_epoch.append(self._spent + time.process_time() - start)
 
 
+class FitClock(keras.callbacks.Callback):
+    """The fit's process CPU time over epochs 2..N, and the full garbage collections in them.
+
+    Put first among the callbacks. A full (oldest-generation) collection
+    takes a few hundred milliseconds in a process holding a framework; how
+    often one comes depends on how many objects the hooks leave to be
+    promoted, so its cost shows in the mean of the hooks (where it falls in
+    a hook) and in the fit's time (where it falls in a step).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.cpu, self.collections, self._start, self._at = 0.0, [], None, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            self._start = time.process_time()
+            gc.callbacks.append(self._collected)
+
+    def on_train_end(self, logs=None):
+        if self._start is not None:
+            self.cpu = time.process_time() - self._start
+            gc.callbacks.remove(self._collected)
+
+    def _collected(self, phase, info):
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._at = time.process_time()
+        elif self._at is not None:
+            self.collections.append(time.process_time() - self._at)
+
+
 def scale(repeats, epochs):
     """Times the epoch hooks of each variant on a model of 1,000 weights whose loss holds 200 variables.
 
     A fresh model per repeat; each variant's hooks are timed alone (CPU),
-    epochs 2..N, and printed as ms per epoch and as a share of a 1-second
-    epoch, beside keras TensorBoard's hooks on the same fit.
+    epochs 2..N, and printed as ms per epoch, median and mean (the mean
+    holds the full garbage collections that fall in a hook), as a share of
+    a 1-second epoch, beside keras TensorBoard's hooks on the same fit; and
+    the whole fit's CPU time per epoch, beside plain fit's.
     """
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 8)).astype("float32")
     y = rng.normal(size=(256, 1)).astype("float32")
-    names = [name for name in VARIANTS if name != "plain fit"]
+    names = list(VARIANTS)
     spent = {name: [] for name in names}
+    fits = {name: [] for name in names}  # CPU s per epoch over epochs 2..N, per repeat
+    collections = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as log_root:
         for r in range(repeats):
             for name in rotated(names, r):
@@ -468,17 +517,39 @@ def scale(repeats, epochs):
                 model.compile(optimizer="sgd", loss=ManyWeights(SCALE_LOSS_VARIABLES))
                 make_trainable(model)
                 clocks = [HookClock(c) for c in VARIANTS[name](tempfile.mkdtemp(dir=log_root))]
-                model.fit(x, y, epochs=epochs, batch_size=len(x), verbose=0, callbacks=clocks)
-                spent[name] += [sum(c.per_epoch[e] for c in clocks) for e in range(1, epochs)]
+                fit_clock = FitClock()
+                model.fit(x, y, epochs=epochs, batch_size=len(x), verbose=0, callbacks=[fit_clock] + clocks)
+                if clocks:
+                    spent[name] += [sum(c.per_epoch[e] for c in clocks) for e in range(1, epochs)]
+                fits[name].append(fit_clock.cpu / (epochs - 1))
+                collections[name] += fit_clock.collections
                 keras.backend.clear_session()
     print(
         f"\nscale: {len(scale_model().weights):,} model weights, {SCALE_LOSS_VARIABLES} loss variables "
-        f"(attached), {repeats} repeats x epochs 2..{epochs}"
+        f"(attached), one step an epoch, {repeats} repeats x epochs 2..{epochs}"
     )
-    print(f"  {'variant':36s} {'epoch hooks, CPU ms [90% CI]':>30s}  {'of a 1 s epoch':>14s}")
+    print(
+        f"  {'variant':36s} {'epoch hooks, CPU ms: median [90% CI]':>37s} {'mean [90% CI]':>22s}  {'of a 1 s epoch':>14s}"
+        f"  {'fit CPU ms/epoch':>16s}  full collections"
+    )
     for name in names:
-        median, low, high = median_interval(np.array(spent[name]) * 1e3)
-        print(f"  {name:36s} {f'{median:.1f} [{low:.1f}, {high:.1f}]':>30s}  {median / 1e3:14.1%}")
+        fit = np.median(fits[name]) * 1e3
+        gcs = collections[name]
+        collected = f"{len(gcs)} x {np.mean(gcs) * 1e3:.0f} ms" if gcs else "0"
+        if not spent[name]:
+            print(f"  {name:36s} {'':>37s} {'':>22s}  {'':>14s}  {fit:16.1f}  {collected}")
+            continue
+        hooks = np.array(spent[name]) * 1e3
+        median, low, high = median_interval(hooks)
+        mean, mean_low, mean_high = median_interval(hooks, np.mean)
+        print(
+            f"  {name:36s} {f'{median:.1f} [{low:.1f}, {high:.1f}]':>37s} {f'{mean:.1f} [{mean_low:.1f}, {mean_high:.1f}]':>22s}"
+            f"  {mean / 1e3:14.1%}  {fit:16.1f}  {collected}"
+        )
+    print(
+        "  (of a 1 s epoch: the mean; fit CPU: the whole fit's per epoch, steps included, median over repeats; "
+        "full collections: oldest-generation garbage collections in epochs 2..N of all repeats)"
+    )
 
 
 STRATEGY = None  # the tf.distribute strategy of --strategy mirrored
@@ -519,7 +590,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workload", choices=list(WORKLOADS), default="all", help="workload(s) to time (default: all)")
     parser.add_argument("--repeats", type=int, help="repeats per variant (default: 10, or 3 with --memory)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per timed run, epochs 2..N timed (default: 4)")
+    parser.add_argument(
+        "--epochs", type=int, help="epochs per timed run, epochs 2..N timed (default: 4, or 16 with --scale)"
+    )
     parser.add_argument(
         "--backend", choices=["tensorflow", "jax", "torch"], default="tensorflow", help="Keras backend (default: tensorflow)"
     )
@@ -542,6 +615,7 @@ def main():
         help=f"time the epoch hooks on {SCALE_WEIGHTS:,} model weights and {SCALE_LOSS_VARIABLES} loss variables instead",
     )
     args = parser.parse_args()
+    args.epochs = args.epochs or (16 if args.scale else 4)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: epoch 1 is not timed")
     if args.repeats is not None and args.repeats < 1:

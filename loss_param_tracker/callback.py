@@ -823,6 +823,8 @@ class LossParamTracker(keras.callbacks.Callback):
                 self._warn_once(r.tracked, r.diagnosis)
 
     def _warn_once(self, t, diagnosis):
+        if (t.path, diagnosis) in self._warned:
+            return  # said already: a thousand non-finite weights build no message an epoch
         # A variable's own fix replaces the generic one of its cause, not
         # one that says the generic fix is wrong (a loss weight, a missed fix).
         own_fix = t.fix if diagnosis.cause == metadata.NOT_IN_OPTIMIZER else None
