@@ -489,7 +489,8 @@ class LossParamTracker(keras.callbacks.Callback):
             ratio = math.nan if t.role == metadata.ROLE_LOSS else start.update_ratio(end)
             change = snapshot_lib.Change(start.changed(end), ratio)
         changed = None if change is None else change.changed
-        if not registered and t.trainable:
+        trainable = t.trainable
+        if not registered and trainable:
             looked = t.key in self._last
             self._note_look(t.key, end)
             if t.key in self._moved_now or changed:
@@ -497,7 +498,7 @@ class LossParamTracker(keras.callbacks.Callback):
             elif start is None and not looked:
                 changed = None  # first seen now (created by the loss's first call): unknown
         observation = diagnosis_lib.Observation(
-            trainable=t.trainable,
+            trainable=trainable,
             seen_by_optimizer=stats.seen_by_optimizer if stats.steps else registered,
             value_finite=end.finite,
             value_changed=changed,

@@ -316,23 +316,25 @@ class HookedCapture(Capture):
         sums, maxes = sums.tolist(), maxes.tolist()
         probed = None if probed is None else (probed[0].tolist(), probed[1].tolist())
         result = {}
+        steps, nan = counts.captured, math.nan
         for key in keys:
             index = self._slots.get(key)
             if index is None:
                 result[key] = GradientStats(steps=0)
                 continue
             has_gradient = self._has_gradient.get(key)
-            known = counts.captured > 0 and has_gradient
+            known = steps > 0 and has_gradient
             measured = probed is not None and known and math.isfinite(probed[1][index])
+            # Positional, in the fields' order: a thousand weights an epoch.
             result[key] = GradientStats(
-                steps=counts.captured,
-                has_gradient=has_gradient if counts.captured else None,
-                seen_by_optimizer=key in self._seen,
-                mean=sums[index] / counts.captured if known else math.nan,
-                max=maxes[index] if known else math.nan,
-                curvature=probed[0][index] if measured else math.nan,
-                grad_min=probed[1][index] if measured else math.nan,
-                read_by_step=self._read_by_step(key),
+                steps,
+                has_gradient if steps else None,
+                key in self._seen,
+                sums[index] / steps if known else nan,
+                maxes[index] if known else nan,
+                probed[0][index] if measured else nan,
+                probed[1][index] if measured else nan,
+                self._read_by_step(key),
             )
         return result
 
