@@ -14,9 +14,12 @@ on_train_end is not. Ratios are paired: a variant's time over the same
 repeat's plain fit. Printed per workload and variant: the median CPU ms per
 step; the median paired CPU-time ratio and, beside it, the wall-time one, each
 with a 90% bootstrap interval of the median (2000 resamples of the paired
-ratios); and the extra CPU ms per step, the median of the paired differences.
+ratios); the extra CPU ms per step, the median of the paired differences;
+and the variant's fastest epoch over plain fit's in CPU time (every timed
+epoch of every repeat, a 90% bootstrap interval over repeats): a neighbour's
+load only ever adds time, so on a busy machine this is the steadiest figure.
 Workloads: an MLP 2x256, a deep net of 24 Dense + LayerNormalization blocks
-(98 weights) and a small convnet.
+(98 weights), a small convnet, and a perceptual loss holding a frozen network.
 
 Memory (`--memory`). A 58.7M-parameter MLP trains for 3 epochs on 512 x 1024,
 batch 128, with plain fit, LossParamTracker and keras TensorBoard, each run in
