@@ -241,11 +241,17 @@ elif EARLY.backend != "tensorflow":
 
 
 class EpochClock(keras.callbacks.Callback):
-    """First in the list: process CPU and wall time from epoch 2's start to on_train_end, and each epoch's CPU."""
+    """First in the list: process CPU and wall time from epoch 2's start to on_train_end, and each epoch's CPU.
+
+    `last`, put last in the list, marks the end of the last epoch after every
+    callback's on_train_end: the tracker settles the last epoch there, as it
+    settles the others at the next epoch's start.
+    """
 
     def __init__(self):
         super().__init__()
-        self.marks = []  # process CPU at each epoch's start from epoch 2, and at on_train_end
+        self.marks = []  # process CPU at each epoch's start from epoch 2, and after the last on_train_end
+        self.last = keras.callbacks.LambdaCallback(on_train_end=lambda logs: self.marks.append(time.process_time()))
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == 1:
@@ -255,7 +261,6 @@ class EpochClock(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.end = (time.process_time(), time.perf_counter())
-        self.marks.append(self.end[0])
 
     @property
     def epochs(self):
@@ -333,7 +338,8 @@ def run_once(workload, variant, epochs, log_root):
         model.compile(optimizer="adam", loss=loss)
     clock = EpochClock()
     log_dir = tempfile.mkdtemp(dir=log_root)
-    model.fit(workload.x, workload.y, epochs=epochs, batch_size=BATCH, verbose=0, callbacks=[clock] + VARIANTS[variant](log_dir))
+    callbacks = [clock] + VARIANTS[variant](log_dir) + [clock.last]
+    model.fit(workload.x, workload.y, epochs=epochs, batch_size=BATCH, verbose=0, callbacks=callbacks)
     keras.backend.clear_session()
     cpu, wall = (end - start for end, start in zip(clock.end, clock.start))
     return cpu / (epochs - 1), wall / (epochs - 1), clock.epochs

@@ -587,6 +587,8 @@ class LossParamTracker(keras.callbacks.Callback):
 
         All at once; one by one after a failure, leaving out what fails.
         """
+        if not records:
+            return [], records
         try:
             block = summary.weight_norms_block(
                 [(r.tracked.path, r.tracked.shape, r.tracked.dtype, r.tracked.layer_index) for r in records],

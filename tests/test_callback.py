@@ -217,6 +217,21 @@ def test_the_garbage_collector_is_left_as_the_user_had_it(log_dir, enabled):
         gc.enable()
 
 
+def test_a_model_whose_only_weights_are_the_loss_variables_is_logged_every_epoch(log_dir):
+    """No model weight to log (the learned noise of a fixed predictor): the loss variable's epochs are all there."""
+    from loss_param_tracker import make_trainable
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Identity()])
+    loss = GaussianNLL()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    make_trainable(model)
+    x = np.random.default_rng(0).normal(size=(256, 1)).astype("float32")
+    tracker = fit(model, loss, log_dir, epochs=3, data=(x, x + 2.0))
+    assert tracker.diagnosis == {"loss/GaussianNLL/log_var": "training"}
+    log_var = load_run(log_dir).variables["loss/GaussianNLL/log_var"]
+    assert log_var.steps.tolist() == [0, 1, 2] and log_var.value[-1] > 0.0, "it learns the noise's log-variance, log 4"
+
+
 def test_steps_continue_across_fits_and_initial_epoch(log_dir):
     loss = GaussianNLL()
     model = make_model()

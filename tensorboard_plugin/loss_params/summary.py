@@ -266,6 +266,8 @@ def serialize(values, written=None):
     parts = []
     for value in values:
         if isinstance(value, ScalarBlock):
+            if not value.protos:
+                continue
             tags = tuple(tag for tag, _ in value.protos)
             if written is not None and written.issuperset(tags):
                 parts.append(_fill(_template(tags, value.size), value.raw))
@@ -303,7 +305,7 @@ def _frame(tag, size):
 def _template(tags, size):
     """`(bytes, where)`: the `_frame`s of `tags` with `size` zero bytes after each, and where those bytes are."""
     frames = [_frame(tag, size) for tag in tags]
-    ends = np.cumsum([len(frame) + size for frame in frames])
+    ends = np.cumsum([len(frame) + size for frame in frames], dtype=np.int64)
     where = (ends[:, None] - size + np.arange(size)).ravel()
     return b"".join(frame + bytes(size) for frame in frames), where
 
