@@ -7,6 +7,7 @@ variables of a model together, a few device calls an epoch instead of one
 per variable; a larger variable is read chunk by chunk.
 """
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -212,10 +213,7 @@ class BatchReader:
 def _columns(group):
     """`(indices, sizes, offsets)` of a group's `[(index, size), ...]`."""
     indices, sizes = [index for index, _ in group], [size for _, size in group]
-    offsets = [0]
-    for size in sizes[:-1]:
-        offsets.append(offsets[-1] + size)
-    return indices, sizes, offsets
+    return indices, sizes, list(itertools.accumulate(sizes[:-1], initial=0))
 
 
 def _whole(snapshot, size):
