@@ -42,6 +42,7 @@ import warnings
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context, execute
 
 from loss_param_tracker.capture import (
     HookedCapture,
@@ -69,17 +70,44 @@ class _Step:
 
 
 def flat_reader(variables):
-    """A read of all `variables`, flattened and concatenated as float64: one bare op per variable.
+    """A read of all `variables`, flattened and concatenated as float64: one op per device.
 
-    `ReadVariableOp` on each variable's resource, eagerly: a quarter of the
-    cost of `variable.numpy()`, and no tracing (a `tf.function` over a
-    thousand reads takes seconds to trace).
+    The op is `_ReadVariablesOp`, TensorFlow's read of many resource
+    variables at once, run eagerly: a thousand variables in 2 ms, where a
+    `ReadVariableOp` each takes 17 ms and a `tf.function` over them seconds
+    to trace. Where it fails, the variables are read one bare
+    `ReadVariableOp` each (for the rest of the reader's life in a
+    TensorFlow without the op).
     """
     resources = [(v.handle, v.dtype) for v in (v.value if isinstance(v, keras.Variable) else v for v in variables)]
+    by_device = {}  # {device: ([position in variables], [handle], [dtype enum])}
+    for position, (handle, dtype) in enumerate(resources):
+        positions, handles, dtypes = by_device.setdefault(handle.device, ([], [], []))
+        positions.append(position)
+        handles.append(handle)
+        dtypes.append(dtype.as_datatype_enum)
+    together = True
+
+    def read_together():
+        values = [None] * len(resources)
+        for positions, handles, dtypes in by_device.values():
+            attributes = ("N", len(handles), "dtypes", dtypes)
+            read = execute.execute("_ReadVariablesOp", len(handles), handles, attributes, context.context())
+            for position, value in zip(positions, read):
+                values[position] = value._numpy()  # a view: the concatenation copies
+        return values
 
     def read():
-        values = [np.ravel(tf.raw_ops.ReadVariableOp(resource=h, dtype=d).numpy()) for h, d in resources]
-        return np.concatenate(values).astype(np.float64, copy=False)
+        nonlocal together
+        if together:
+            try:
+                return np.concatenate(read_together(), axis=None, dtype=np.float64)
+            except tf.errors.NotFoundError:  # no such op in this TensorFlow
+                together = False
+            except tf.errors.OpError:  # one variable's read: the bare reads say which
+                pass
+        values = [tf.raw_ops.ReadVariableOp(resource=h, dtype=d).numpy() for h, d in resources]
+        return np.concatenate(values, axis=None, dtype=np.float64)
 
     return read
 

@@ -179,3 +179,32 @@ def test_hooks_that_cannot_all_be_attached_leave_none_behind(log_dir, monkeypatc
     assert not {"train_step", "compute_loss", "_loss_param_tracker_capture"} & set(vars(model))
     assert not {"apply", "scale_loss"} & set(vars(model.optimizer))
     assert tracker.diagnosis["loss/GaussianNLL/log_var"] == "training", "values are still logged and diagnosed"
+
+
+def test_the_batched_read_gives_each_variables_own_elements_with_or_without_its_op(monkeypatch):
+    rng = np.random.default_rng(0)
+    variables = [
+        keras.Variable(rng.normal(size=(3, 4)).astype("float32")),
+        keras.Variable(np.float32(np.nan)),
+        keras.Variable(rng.normal(size=5).astype("float16"), dtype="float16"),
+        keras.Variable(np.arange(4), dtype="int32", trainable=False),
+        tf.Variable(rng.normal(size=(2, 2))),  # a bare float64 TensorFlow variable
+    ]
+    expected = np.concatenate([np.ravel(keras.ops.convert_to_numpy(v)).astype(np.float64) for v in variables])
+    read = capture_tf.flat_reader(variables)
+    np.testing.assert_array_equal(read(), expected)
+    variables[0].assign(np.zeros((3, 4), "float32"))
+    expected[:12] = 0
+    np.testing.assert_array_equal(read(), expected, err_msg="a read is of the value now, not a copy kept")
+
+    tried = []
+
+    def unregistered(op_name, *args, **kwargs):
+        tried.append(op_name)
+        raise tf.errors.NotFoundError(None, None, f"'{op_name}' is neither a type of a primitive operation")
+
+    monkeypatch.setattr(capture_tf.execute, "execute", unregistered)
+    read = capture_tf.flat_reader(variables)
+    np.testing.assert_array_equal(read(), expected)
+    np.testing.assert_array_equal(read(), expected)
+    assert tried == ["_ReadVariablesOp"], "a TensorFlow without the op is asked once"
