@@ -36,6 +36,7 @@ function, so a later `fit` runs exactly as without the tracker.
 
 import dataclasses
 import functools
+import math
 import threading
 import warnings
 
@@ -124,7 +125,7 @@ class StepCapture(HookedCapture):
 
     def __init__(self, model, loss_variables, losses, rediscover):
         super().__init__(model, loss_variables, losses, rediscover)
-        self._accumulator = None  # float32[2, slots + 3]: see `_build_slots`
+        self._accumulator = None  # (sums, maxes), each float32[slots + 3]: see `_build_accumulator`
         self._starts = None  # (accumulator, probe) as `reset` sets them
         self._probe = None  # float32[2, slots]: max curvature, min gradient element (`_probe_curvature`)
         self._reads = None  # {key} of the variables the traced step reads; None when not traced
@@ -160,12 +161,15 @@ class StepCapture(HookedCapture):
     def reset(self):
         if self._accumulator is not None:
             # The values made once: building them eagerly each epoch took 2 ms.
-            accumulator, probe = self._starts
-            self._accumulator.assign(accumulator)
+            zeros, probe = self._starts
+            for variable in self._accumulator:
+                variable.assign(zeros)
             self._probe.assign(probe)
 
     def _accumulated(self):
-        return self._accumulator.numpy()
+        accumulated = np.stack([variable.numpy() for variable in self._accumulator])
+        accumulated[:, :-2] *= math.sqrt(2)  # the norms, accumulated over the square root of 2
+        return accumulated
 
     def _probed(self):
         return None if self._probe is None else self._probe.numpy()
@@ -403,26 +407,29 @@ class StepCapture(HookedCapture):
         # Unscaled before squaring: a scaled square can overflow float32.
         scale = step.scale if step is not None and not reduced else None
         inverse = None if scale is None else 1.0 / tf.cast(scale, tf.float32)
-        squares, in_optimizer = [None] * len(self._slots), [0.0] * len(self._slots)
+        halves, in_optimizer = [None] * len(self._slots), []
         for key, index in self._slots.items():
             scaled = key in optimizer_keys
-            squares[index] = _half_squared_norm(by_key.get(key), inverse if scaled else None)
-            in_optimizer[index] = float(scaled)
-        squares = tf.stack(squares)
-        global_square = tf.tensordot(squares, tf.constant(in_optimizer), 1)
-        norms = tf.sqrt(2.0 * tf.concat([squares, [global_square]], 0))
-        row = tf.concat([norms, [1.0, 0.0]], 0)  # and one more captured step
+            halves[index] = _half_squared_norm(by_key.get(key), inverse if scaled else None)
+            if scaled:
+                in_optimizer.append(halves[index])
+        global_half = tf.add_n(in_optimizer) if in_optimizer else tf.constant(0.0)
+        # The norms over the square root of 2 (`_accumulated` multiplies them
+        # back), and one more captured step: a stack and a square root, the
+        # fewest ops a step (sqrt(1) = 1, sqrt(0) = 0).
+        row = tf.sqrt(tf.stack(halves + [global_half, tf.constant(1.0), tf.constant(0.0)]))
         if self._skips_overflow and not reduced:
             # The optimizer skips a step whose gradients overflowed: so do the
             # norms, and the step counts as skipped.
             skipped = tf.one_hot(len(self._slots) + 2, len(self._slots) + 3)
             row = tf.where(_all_finite(grads), row, skipped)
-        # One read and one write of one variable a step: sums, and maxes.
-        before = self._accumulator.read_value()
-        self._accumulator.assign(tf.stack([before[0] + row, tf.maximum(before[1], row)]))
-        if step is not None and step.outer is not None and step.grads and not reduced:
+        sums, maxes = self._accumulator
+        captured = sums.read_value()[len(self._slots) + 1] if step is not None and step.outer is not None else None
+        sums.assign_add(row)
+        maxes.assign(tf.maximum(maxes.read_value(), row))
+        if captured is not None and step.grads and not reduced:
             with self._guard("curvature"):
-                self._probe_curvature(step, captured=before[0][len(self._slots) + 1])
+                self._probe_curvature(step, captured=captured)
 
     def _probe_curvature(self, step, captured):
         """In an epoch's first `PROBE_STEPS` steps, keeps per watched variable its largest curvature
@@ -477,28 +484,29 @@ class StepCapture(HookedCapture):
         return step.grads
 
     def _build_accumulator(self):
-        # Rows: sums and maxes over the steps. Columns: the slots' gradient
-        # norms, the global norm, then captured and skipped steps (sums row).
-        # Created outside the traced function, as Keras builds its optimizer.
-        # Under a strategy each replica adds to its own copy, without any
-        # communication, and a read takes the first replica's: every replica
-        # sums the same reduced gradients.
+        # Two rows, each a variable: the sums and the maxes over the steps of
+        # [the slots' gradient norms, the global norm, captured steps, skipped
+        # steps]. Created outside the traced function, as Keras builds its
+        # optimizer. Under a strategy each replica adds to its own copy,
+        # without any communication, and a read takes the first replica's:
+        # every replica sums the same reduced gradients.
         with tf.init_scope(), (self._strategy or tf.distribute.get_strategy()).scope():
-            self._starts = (tf.zeros([2, len(self._slots) + 3]), _probe_start(len(self._slots)))
-            self._accumulator = tf.Variable(
-                self._starts[0],
-                trainable=False,
-                name="lpt_grad_norms",
-                synchronization=tf.VariableSynchronization.ON_READ,
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            self._starts = (tf.zeros([len(self._slots) + 3]), _probe_start(len(self._slots)))
+            self._accumulator = tuple(
+                _replica_local(self._starts[0], f"lpt_grad_norm_{row}") for row in ("sums", "maxes")
             )
-            self._probe = tf.Variable(
-                self._starts[1],
-                trainable=False,
-                name="lpt_curvature",
-                synchronization=tf.VariableSynchronization.ON_READ,
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            )
+            self._probe = _replica_local(self._starts[1], "lpt_curvature")
+
+
+def _replica_local(initial, name):
+    """A variable of the capture's: each replica's own, read from the first."""
+    return tf.Variable(
+        initial,
+        trainable=False,
+        name=name,
+        synchronization=tf.VariableSynchronization.ON_READ,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
 
 
 def _probe_start(slots):
