@@ -376,12 +376,14 @@ class LossParamTracker(keras.callbacks.Callback):
         step = epoch + self._epoch_offset
         self._last_step = step
         records = None
-        with self._survive("diagnosing the epoch"):
-            self._discover_created()
-            self._warn_unmatched_display()
-            records = self._collect()
-            self._warn_capture_problems(trained=bool(logs))
-        if records is not None:
+        with self._capture_held():
+            with self._survive("diagnosing the epoch"):
+                self._discover_created()
+                self._warn_unmatched_display()
+                records = self._collect()
+                self._warn_capture_problems(trained=bool(logs))
+            if records is None:
+                return
             self._pending = (step, records)
             if self.add_to_logs and logs is not None:
                 with self._survive("adding the loss variables to logs"):
@@ -454,6 +456,10 @@ class LossParamTracker(keras.callbacks.Callback):
                 for path, variable in weights
             ]
         return self._loss_tracked + self._network_tracked + (self._model_tracked or [])
+
+    def _capture_held(self):
+        """A context in which the capture's accumulators are read once (`Capture.held`): a hook's."""
+        return contextlib.nullcontext() if self._capture is None else self._capture.held()
 
     def _gradient_stats(self, tracked):
         if self._capture is None:

@@ -126,6 +126,14 @@ class Capture(abc.ABC):
     def created_variables(self):
         """Whether a loss created variables since the last call (then discover again)."""
 
+    def held(self):
+        """A context in which the accumulators are read from the device at most once.
+
+        For a callback hook, where no step runs: its `read` and
+        `read_global` calls then share one read.
+        """
+        return contextlib.nullcontext()
+
     @abc.abstractmethod
     def problems(self):
         """Returns `[str]`: why some part of the capture is off or blind, for the console."""
@@ -171,6 +179,7 @@ class HookedCapture(Capture):
         self._notes = {}  # {loss name: what its steps showed about the training}
         self._users = 0
         self._fit = None
+        self._held = None  # within `held`: [] until read, then [(accumulated, probed)]
 
     @classmethod
     def attach(cls, model, loss_variables, losses, rediscover):
@@ -307,11 +316,22 @@ class HookedCapture(Capture):
     def _accumulated(self):
         """Returns float numpy `[2, slots + 3]`: the sums and the maxes of the rows since `reset`."""
 
+    def _fetch(self):
+        """`(_accumulated(), _probed())`: a backend that reads both in one device call overrides it."""
+        return self._accumulated(), self._probed()
+
+    @contextlib.contextmanager
+    def held(self):
+        self._held = []
+        try:
+            yield
+        finally:
+            self._held = None
+
     def read(self, keys):
         if self._slots is None:
             return {key: GradientStats(steps=0) for key in keys}
-        sums, maxes, counts = self._read()
-        probed = self._probed()
+        sums, maxes, counts, probed = self._read()
         # Python floats: a numpy scalar costs ten times as much to index and divide.
         sums, maxes = sums.tolist(), maxes.tolist()
         probed = None if probed is None else (probed[0].tolist(), probed[1].tolist())
@@ -350,16 +370,24 @@ class HookedCapture(Capture):
     def read_global(self):
         if self._slots is None:
             return StepCounts(), float("nan"), float("nan")
-        sums, maxes, counts = self._read()
+        sums, maxes, counts, _ = self._read()
         if counts.captured == 0:
             return counts, float("nan"), float("nan")
         return counts, float(sums[-1] / counts.captured), float(maxes[-1])
 
     def _read(self):
-        """(sums, maxes) of the norms, the global one last, and the `StepCounts`: one device read."""
-        sums, maxes = self._accumulated()
+        """(sums, maxes) of the norms, the global one last, the `StepCounts`, and `_probed()`.
+
+        One device read, or none within `held` once read.
+        """
+        if self._held:
+            (sums, maxes), probed = self._held[0]
+        else:
+            (sums, maxes), probed = fetched = self._fetch()
+            if self._held is not None:
+                self._held.append(fetched)
         captured, skipped = sums[-2:]
-        return sums[:-2], maxes[:-2], StepCounts(int(captured), int(skipped))
+        return sums[:-2], maxes[:-2], StepCounts(int(captured), int(skipped)), probed
 
     def created_variables(self):
         created, self._created = self._created, False

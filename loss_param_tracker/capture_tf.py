@@ -128,6 +128,7 @@ class StepCapture(HookedCapture):
         self._accumulator = None  # (sums, maxes), each float32[slots + 3]: see `_build_accumulator`
         self._starts = None  # (accumulator, probe) as `reset` sets them
         self._probe = None  # float32[2, slots]: max curvature, min gradient element (`_probe_curvature`)
+        self._read_all = None  # the accumulator and the probe in one read (`flat_reader`), without a strategy
         self._reads = None  # {key} of the variables the traced step reads; None when not traced
         self._local = threading.local()  # a strategy traces its replicas in threads
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
@@ -167,12 +168,17 @@ class StepCapture(HookedCapture):
             self._probe.assign(probe)
 
     def _accumulated(self):
-        accumulated = np.stack([variable.numpy() for variable in self._accumulator])
-        accumulated[:, :-2] *= math.sqrt(2)  # the norms, accumulated over the square root of 2
-        return accumulated
+        return _norms_back(np.stack([variable.numpy() for variable in self._accumulator]))
 
     def _probed(self):
         return None if self._probe is None else self._probe.numpy()
+
+    def _fetch(self):
+        if self._read_all is None:  # under a strategy: each variable's first replica
+            return super()._fetch()
+        flat = self._read_all()
+        width = len(self._slots) + 3
+        return _norms_back(flat[: 2 * width].reshape(2, width)), flat[2 * width :].reshape(2, -1)
 
     def _read_by_step(self, key):
         return None if self._reads is None else key in self._reads
@@ -414,7 +420,7 @@ class StepCapture(HookedCapture):
             if scaled:
                 in_optimizer.append(halves[index])
         global_half = tf.add_n(in_optimizer) if in_optimizer else tf.constant(0.0)
-        # The norms over the square root of 2 (`_accumulated` multiplies them
+        # The norms over the square root of 2 (`_norms_back` multiplies them
         # back), and one more captured step: a stack and a square root, the
         # fewest ops a step (sqrt(1) = 1, sqrt(0) = 0).
         row = tf.sqrt(tf.stack(halves + [global_half, tf.constant(1.0), tf.constant(0.0)]))
@@ -496,6 +502,14 @@ class StepCapture(HookedCapture):
                 _replica_local(self._starts[0], f"lpt_grad_norm_{row}") for row in ("sums", "maxes")
             )
             self._probe = _replica_local(self._starts[1], "lpt_curvature")
+        if self._strategy is None:
+            self._read_all = flat_reader([*self._accumulator, self._probe])
+
+
+def _norms_back(accumulated):
+    """The accumulated rows with their norms multiplied back by the square root of 2 (see `_record_step`)."""
+    accumulated[:, :-2] *= math.sqrt(2)
+    return accumulated
 
 
 def _replica_local(initial, name):

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, make_trainable
+from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
 
 
@@ -208,3 +209,35 @@ def test_the_batched_read_gives_each_variables_own_elements_with_or_without_its_
     np.testing.assert_array_equal(read(), expected)
     np.testing.assert_array_equal(read(), expected)
     assert tried == ["_ReadVariablesOp"], "a TensorFlow without the op is asked once"
+
+
+def test_an_epochs_end_reads_the_accumulators_once_and_reads_them_current(log_dir, monkeypatch):
+    fetched = []
+    fetch = capture_tf.StepCapture._fetch
+
+    def counted(self):
+        fetched.append(None)
+        return fetch(self)
+
+    monkeypatch.setattr(capture_tf.StepCapture, "_fetch", counted)
+    before, after = [], []
+
+    class Before(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            before.append(len(fetched))
+
+    class After(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            capture = vars(self.model)[capture_lib.ATTRIBUTE]
+            # Outside the tracker's hook: a read of its own, of the same steps.
+            after.append((len(fetched), capture.read_global()))
+
+    loss = GaussianNLL()
+    model = make_model()
+    model.compile(optimizer="adam", loss=loss)
+    make_trainable(model, loss)
+    tracker = LossParamTracker(log_dir=log_dir)
+    model.fit(*make_data(), epochs=3, batch_size=64, verbose=0, callbacks=[Before(), tracker, After()])
+    assert [count - begun for begun, (count, _) in zip(before, after)] == [1, 1, 1], (before, after)
+    _, global_norm = load_run(log_dir).grad_norm
+    np.testing.assert_allclose(global_norm, [[mean, maximum] for _, (_, mean, maximum) in after], rtol=1e-6)
