@@ -552,9 +552,9 @@ class LossParamTracker(keras.callbacks.Callback):
                 mean=observation.grad_norm_mean,
                 max=observation.grad_norm_max,
             )
-            norms = _combined_norms(rs)
+            combined = _combined_norms(rs)
             result.append(
-                Record(tracked, stats, diagnosis_lib.diagnose(observation), observation, value=norms)
+                Record(tracked, stats, diagnosis_lib.diagnose(observation), observation, value=combined)
             )
         return result
 
@@ -574,36 +574,41 @@ class LossParamTracker(keras.callbacks.Callback):
     # Writing -----------------------------------------------------------
 
     def _write_epoch(self, step, records):
-        values, weights = self._weight_values([r for r in records if r.tracked.role == metadata.ROLE_MODEL])
+        weights = [r for r in records if r.tracked.role == metadata.ROLE_MODEL]
+        rows = [_norms_row(r) for r in weights]
+        values, logged = self._weight_values(weights, rows)
         others = [r for r in records if r.tracked.role != metadata.ROLE_MODEL]
         values += [value for each in self._each(others, self._epoch_values, operator.attrgetter("tracked")) for value in each]
-        weights = [r for r in weights if r.tracked.network is None]
-        if weights:
+        whole = [i for i in logged if weights[i].tracked.network is None]
+        if whole:
             # The whole model's norms, for the dashboard's model panel: one
             # series to read instead of one per weight.
-            values += summary.weight_norms(metadata.RUN_MODEL, _combined_norms(weights), role=metadata.ROLE_RUN)
+            combined = norms.combine_weight_norms([rows[i] for i in whole], [weights[i].start_norm for i in whole])
+            values += summary.weight_norms(metadata.RUN_MODEL, combined, role=metadata.ROLE_RUN)
         if self._capture is not None:
             counts, mean, maximum = self._capture.read_global()
             values += summary.grad_norm(metadata.RUN_GRAD_NORM, mean, maximum, role=metadata.ROLE_RUN)
             values += summary.steps(counts.captured, counts.skipped)
         self._write(values, step)
 
-    def _weight_values(self, records):
-        """`(values, records logged)` of model weights' norms (and of a network's, one by one).
+    def _weight_values(self, records, rows):
+        """`(values, indices of the records logged)` of model weights' norms (and of a network's, one by one).
 
-        All at once; one by one after a failure, leaving out what fails.
+        `rows`: each record's `_norms_row`. All at once; one by one after a
+        failure, leaving out what fails.
         """
         if not records:
-            return [], records
+            return [], []
         try:
             block = summary.weight_norms_block(
-                [(r.tracked.path, r.tracked.shape, r.tracked.dtype, r.tracked.layer_index) for r in records],
-                [_norms_row(r) for r in records],
+                [(r.tracked.path, r.tracked.shape, r.tracked.dtype, r.tracked.layer_index) for r in records], rows
             )
-            return [block], records
+            return [block], range(len(records))
         except Exception:  # noqa: BLE001 - again one by one, to lose only what fails
-            each = self._each(records, lambda r: (r, self._epoch_values(r)), operator.attrgetter("tracked"))
-            return [value for _, values in each for value in values], [r for r, _ in each]
+            each = self._each(
+                range(len(records)), lambda i: (i, self._epoch_values(records[i])), lambda i: records[i].tracked
+            )
+            return [value for _, values in each for value in values], [i for i, _ in each]
 
     def _epoch_values(self, r):
         t = r.tracked

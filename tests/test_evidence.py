@@ -441,3 +441,34 @@ def test_a_variable_the_tracker_cannot_read_is_named_once_and_the_others_go_on(t
     assert "loss/CrossBatchMemory/log_var" not in tracker.diagnosis
     assert tracker.diagnosis["model/net/out/kernel"] == "training"
     assert load(str(tmp_path))["train"].variables["model/net/out/kernel"].status.tolist() == ["training"] * 3
+
+
+def test_a_weight_whose_norms_cannot_be_summarised_is_left_out_of_the_models_norms_too(tmp_path, caplog, monkeypatch):
+    block = callback.summary.weight_norms_block
+
+    def block_of_many_fails(weights, rows, **kwargs):  # the tracker's block of all; a weight's own still made
+        if len(weights) > 1:
+            raise ValueError("a block that cannot be made")
+        return block(weights, rows, **kwargs)
+
+    weight_norms = callback.summary.weight_norms
+
+    def fails_for_the_hidden_bias(path, row, **kwargs):
+        if path == "model/net/hidden/bias":
+            raise ValueError("a row that cannot be summarised")
+        return weight_norms(path, row, **kwargs)
+
+    monkeypatch.setattr(callback.summary, "weight_norms_block", block_of_many_fails)
+    monkeypatch.setattr(callback.summary, "weight_norms", fails_for_the_hidden_bias)
+    model = make_model()
+    model.compile(optimizer="adam", loss="mse")
+    tracker = LossParamTracker(str(tmp_path))
+    with caplog.at_level(logging.WARNING, "loss_param_tracker"):
+        model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=[tracker])
+    run = load(str(tmp_path))["train"]
+    logged = ["model/net/hidden/kernel", "model/net/out/kernel", "model/net/out/bias"]
+    assert sorted(run.variables) == sorted(logged), list(run.variables)
+    _, whole = run.model_norms
+    own = np.sqrt(sum(run.variables[path].norms[:, 0].astype(np.float64) ** 2 for path in logged))
+    np.testing.assert_allclose(whole[:, 0], own, rtol=1e-5, err_msg="the model's norm is of the weights logged")
+    assert "model/net/hidden/bias" in caplog.text, caplog.text
