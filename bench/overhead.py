@@ -38,6 +38,11 @@ TensorFlow is imported first and keras TensorBoard is timed too (both then
 write through `tf.summary`). XLA's CPU client or torch runs on `--threads`
 threads.
 
+Operations (`--ops`). The operations of one traced TensorFlow training step,
+plain fit against the tracker's, on every workload, with its loss variable
+left to the tracker to find and after `make_trainable`: a figure that no
+neighbour's load moves, where the timings scatter.
+
 Strategy (`--strategy mirrored`). The TensorFlow variants, each built and
 compiled under a `tf.distribute.MirroredStrategy` over 2 logical CPU devices,
 against plain fit under the same strategy.
@@ -46,6 +51,7 @@ against plain fit under the same strategy.
                              [--repeats 10] [--epochs 4] [--threads 1] [--strategy mirrored]
     python bench/overhead.py --memory [--repeats 3]
     python bench/overhead.py --scale [--repeats 3] [--backend ...]
+    python bench/overhead.py --ops
 
 Scale (`--scale`). The epoch hooks' CPU time on a model of 1,000 weights
 (500 parallel Dense(1) branches) whose loss holds 200 learned weights,
@@ -597,6 +603,55 @@ def scale(repeats, epochs):
     )
 
 
+def traced_ops(workload, variant, trained, log_root):
+    """The number of operations in one traced TensorFlow training step of a variant's fit.
+
+    Counted at the end of `model.train_step` (the tracker's hooks wrap it
+    and run inside it), before TensorFlow's graph optimizations. `trained`:
+    `make_trainable` first, so that the loss variables are the optimizer's.
+    """
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model, loss = workload.build()
+    model.compile(optimizer="adam", loss=loss)
+    if trained:
+        make_trainable(model, loss)
+    counted, step = [], model.train_step
+
+    def counting(data):
+        outputs = step(data)
+        if not tf.executing_eagerly():
+            counted.append(len(tf.compat.v1.get_default_graph().get_operations()))
+        return outputs
+
+    model.train_step = counting
+    callbacks = VARIANTS[variant](tempfile.mkdtemp(dir=log_root))
+    model.fit(workload.x[: 2 * BATCH], workload.y[: 2 * BATCH], epochs=1, batch_size=BATCH, verbose=0, callbacks=callbacks)
+    keras.backend.clear_session()
+    return counted[0]
+
+
+def op_counts():
+    """Prints the operations of one traced step, plain fit against the tracker, on every workload.
+
+    A figure no neighbour's load moves: each operation a step runs costs
+    about a microsecond on one CPU thread (far more on a busy machine), so
+    the ops the tracker adds bound its per-step cost where timings scatter.
+    """
+    print("\noperations in one traced training step (TensorFlow), before graph optimization")
+    print(f"  {'workload':58s} {'plain fit':>9s}  {'tracker':>13s}  {'tracker, after make_trainable':>29s}")
+    with tempfile.TemporaryDirectory() as log_root:
+        for make in WORKLOADS["all"]:
+            workload = make()
+            plain, fixed_plain = (traced_ops(workload, "plain fit", trained, log_root) for trained in (False, True))
+            tracked, fixed = (traced_ops(workload, "LossParamTracker", trained, log_root) for trained in (False, True))
+            print(
+                f"  {workload.label[:58]:58s} {plain:9d}  {f'+{tracked - plain}':>13s}  "
+                f"{f'+{fixed - fixed_plain} (of {fixed_plain})':>29s}"
+            )
+
+
 STRATEGY = None  # the tf.distribute strategy of --strategy mirrored
 
 
@@ -659,6 +714,9 @@ def main():
         "--scale", action="store_true",
         help=f"time the epoch hooks on {SCALE_WEIGHTS:,} model weights and {SCALE_LOSS_VARIABLES} loss variables instead",
     )
+    parser.add_argument(
+        "--ops", action="store_true", help="count the operations the tracker adds to a traced training step instead"
+    )
     args = parser.parse_args()
     args.epochs = args.epochs or (16 if args.scale else 4)
     if args.epochs < 2:
@@ -667,6 +725,8 @@ def main():
         parser.error("--repeats must be at least 1")
     if args.memory and args.backend != "tensorflow":
         parser.error("--memory measures the TensorFlow backend")
+    if args.ops and (args.backend != "tensorflow" or args.strategy):
+        parser.error("--ops counts the TensorFlow backend's step, on one device")
     if args.strategy and (args.backend != "tensorflow" or args.memory):
         parser.error("--strategy times the TensorFlow backend's fit")
     version = set_threads(args.backend, args.threads, args.strategy)
@@ -681,6 +741,9 @@ def main():
         return
     if args.scale:
         scale(args.repeats or 3, args.epochs)
+        return
+    if args.ops:
+        op_counts()
         return
     with tempfile.TemporaryDirectory() as log_root:
         for make in WORKLOADS[args.workload]:
