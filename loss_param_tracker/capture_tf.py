@@ -413,17 +413,14 @@ class StepCapture(HookedCapture):
         # Unscaled before squaring: a scaled square can overflow float32.
         scale = step.scale if step is not None and not reduced else None
         inverse = None if scale is None else 1.0 / tf.cast(scale, tf.float32)
-        halves, in_optimizer = [None] * len(self._slots), []
+        grads_in_slots = [None] * len(self._slots)
+        scaled = [False] * len(self._slots)
         for key, index in self._slots.items():
-            scaled = key in optimizer_keys
-            halves[index] = _half_squared_norm(by_key.get(key), inverse if scaled else None)
-            if scaled:
-                in_optimizer.append(halves[index])
-        global_half = tf.add_n(in_optimizer) if in_optimizer else tf.constant(0.0)
+            grads_in_slots[index] = by_key.get(key)
+            scaled[index] = key in optimizer_keys
         # The norms over the square root of 2 (`_norms_back` multiplies them
-        # back), and one more captured step: a stack and a square root, the
-        # fewest ops a step (sqrt(1) = 1, sqrt(0) = 0).
-        row = tf.sqrt(tf.stack(halves + [global_half, tf.constant(1.0), tf.constant(0.0)]))
+        # back), and one more captured step (sqrt(1) = 1, sqrt(0) = 0).
+        row = tf.sqrt(_halves_row(grads_in_slots, scaled, inverse))
         if self._skips_overflow and not reduced:
             # The optimizer skips a step whose gradients overflowed: so do the
             # norms, and the step counts as skipped.
@@ -575,17 +572,68 @@ def _graph_key():
     return id(tf.compat.v1.get_default_graph())
 
 
+def _halves_row(grads, scaled, inverse_scale):
+    """float32 `[len(grads) + 3]`: half the squared norm of each of `grads` (0 for `None`), half the
+    squared global norm of those `scaled` (the optimizer's), then 1 and 0.
+
+    Each op costs about a microsecond a step on a CPU thread, as much as
+    reading a few thousand elements: a gradient alone takes one `L2Loss`,
+    and `_GROUPED` or more small gradients of one shape and dtype (a deep
+    net's biases and normalization scales) are stacked and reduced
+    together, four ops for all of them (and two to put them in order). `scaled` ones are multiplied by `inverse_scale` (when not
+    `None`) first.
+    """
+    shared = {}
+    for index, grad in enumerate(grads):
+        if isinstance(grad, tf.Tensor) and grad.shape.is_fully_defined() and grad.shape.num_elements() <= _SMALL:
+            shared.setdefault((tuple(grad.shape), grad.dtype, scaled[index]), []).append(index)
+    groups = [members for members in shared.values() if len(members) >= _GROUPED]
+    grouped = {index for members in groups for index in members}
+    alone = [index for index in range(len(grads)) if index not in grouped]
+    halves = {index: _half_squared_norm(grads[index], inverse_scale if scaled[index] else None) for index in alone}
+    in_global = [halves[index] for index in alone if scaled[index]]
+    columns, order = [], []
+    for members in groups:
+        stacked = tf.stack([grads[index] for index in members])
+        stacked = _unscaled(stacked, inverse_scale if scaled[members[0]] else None)
+        column = 0.5 * tf.reduce_sum(tf.square(stacked), axis=list(range(1, stacked.shape.rank)))
+        columns.append(column)
+        order += members
+        if scaled[members[0]]:
+            in_global.append(tf.reduce_sum(column))
+    global_half = tf.add_n(in_global) if in_global else tf.constant(0.0)
+    head = tf.stack([halves[index] for index in alone] + [global_half, tf.constant(1.0), tf.constant(0.0)])
+    if not columns:
+        return head  # `alone` is every index, in order
+    # [alone..., global, 1, 0, grouped...] to [each index in order..., global, 1, 0]
+    position = {index: at for at, index in enumerate(alone)}
+    position.update({index: len(alone) + 3 + at for at, index in enumerate(order)})
+    taken = [position[index] for index in range(len(grads))] + [len(alone), len(alone) + 1, len(alone) + 2]
+    return tf.gather(tf.concat([head, *columns], 0), taken)
+
+
+def _unscaled(grad, inverse_scale):
+    """`grad` in float32, times `inverse_scale` when given."""
+    if grad.dtype != tf.float32:
+        grad = tf.cast(grad, tf.float32)
+    return grad if inverse_scale is None else grad * inverse_scale
+
+
+# A gradient of at most this many elements is reduced with the others of its
+# shape, when there are at least `_GROUPED` of them: stacking a larger one
+# would cost more than the op it saves, and a smaller group more ops than
+# its members' own.
+_SMALL = 1 << 10
+_GROUPED = 8
+
+
 def _half_squared_norm(grad, inverse_scale=None):
     """Half the squared L2 norm of `grad` in float32 (one op), times `inverse_scale` first when given."""
     if grad is None:
         return tf.constant(0.0)
     if isinstance(grad, tf.IndexedSlices):
         grad = grad.values
-    if grad.dtype != tf.float32:
-        grad = tf.cast(grad, tf.float32)
-    if inverse_scale is not None:
-        grad = grad * inverse_scale
-    return tf.nn.l2_loss(grad)
+    return tf.nn.l2_loss(_unscaled(grad, inverse_scale))
 
 
 def _all_finite(grads):

@@ -170,6 +170,51 @@ def test_gradient_norm_equals_the_analytic_gradient_of_a_linear_model(log_dir):
     np.testing.assert_allclose(kernel.norms[0, 3], np.linalg.norm(update) / np.linalg.norm(w0), rtol=1e-4)
 
 
+class ShiftedNLL(keras.losses.Loss):
+    """Loss variables of one shape, which the optimizer is not handed: a per-output log-variance and 8 shifts."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.log_var = keras.Variable(np.linspace(-0.5, 0.5, 4), dtype="float32", name="log_var")
+        self.shifts = [keras.Variable(np.full(4, 0.1 * i), dtype="float32", name=f"shift_{i}") for i in range(8)]
+
+    def call(self, y_true, y_pred):
+        error = y_true - y_pred - sum(shift * (i + 1) for i, shift in enumerate(self.shifts))
+        return keras.ops.mean(keras.ops.exp(-self.log_var) * keras.ops.square(error) + self.log_var, axis=-1)
+
+
+@pytest.mark.parametrize("scaled", [False, True], ids=["float32", "loss-scaled"])
+def test_gradient_norms_of_weights_of_one_shape_are_each_their_own(log_dir, scaled):
+    """Small gradients of one shape are reduced together: each weight's norm is still its own gradient's."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = rng.normal(size=(32, 4)).astype("float32")
+    keras.utils.set_random_seed(2)
+    layers = [keras.layers.Dense(4, activation="tanh", name=f"d{i}") for i in range(8)]
+    model = keras.Sequential([keras.Input((4,)), *layers], name="stack")
+    for layer in model.layers:
+        layer.bias.assign(rng.normal(size=4).astype("float32"))
+    loss = ShiftedNLL()
+    with tf.GradientTape() as tape:
+        objective = loss(y, model(x))
+    loss_variables = [loss.log_var, *loss.shifts]
+    expected = [float(np.linalg.norm(g)) for g in tape.gradient(objective, model.trainable_variables + loss_variables)]
+    optimizer = keras.optimizers.SGD(0.01)
+    if scaled:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=1024.0)
+    model.compile(optimizer=optimizer, loss=loss)
+    with pytest.warns(LossParamWarning):
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[LossParamTracker(log_dir=log_dir)])
+
+    run = load_run(log_dir)
+    weights = [run.variables[f"model/{v.path}"].norms[0, 1] for v in model.trainable_variables]
+    paths = ["loss/ShiftedNLL/log_var"] + [f"loss/ShiftedNLL/shifts/{i}" for i in range(8)]
+    own = [run.variables[path].grad_norm[0, 0] for path in paths]
+    np.testing.assert_allclose(weights + own, expected, rtol=1e-5)
+    _, global_norm = run.grad_norm
+    np.testing.assert_allclose(global_norm[0, 0], np.linalg.norm(expected[: len(weights)]), rtol=1e-5)
+
+
 def test_tracking_does_not_change_training(log_dir):
     def train(callbacks):
         model = make_model(seed=3)
