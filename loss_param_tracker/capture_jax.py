@@ -31,6 +31,7 @@ goes only into the metric's variable.
 
 import dataclasses
 import inspect
+import math
 
 import jax
 import jax.numpy as jnp
@@ -161,15 +162,13 @@ class StepCapture(HookedCapture):
         # Squared norms first, one square root for all: each operation added
         # to the compiled step costs a few microseconds on the CPU.
         inverse = self._inverse_scale(step.optimizer_variables)
-        zero = jnp.zeros((), jnp.float32)
-        squares = [zero] * len(self._slots)
-        scaled = _squared_norms(step.grads, inverse)
-        for key, square in zip(self._optimizer_keys, scaled):
-            squares[self._slots[key]] = square
         own = [(key, grad) for key, grad in (loss or {}).items() if grad is not None]
-        for (key, _), square in zip(own, _squared_norms([grad for _, grad in own])):
-            squares[self._slots[key]] = square
-        squares = jnp.stack(squares)
+        squares = _squared_norms(
+            [*step.grads, *(grad for _, grad in own)],
+            [inverse] * len(step.grads) + [None] * len(own),
+            [self._slots[key] for key in [*self._optimizer_keys, *(key for key, _ in own)]],
+            len(self._slots),
+        )
         in_optimizer = np.array([key in optimizer_keys for key in self._slots])
         global_square = jnp.sum(jnp.where(in_optimizer, squares, 0.0), keepdims=True)
         row = jnp.concatenate([jnp.sqrt(jnp.concatenate([squares, global_square])), jnp.array([1.0, 0.0])])
@@ -234,43 +233,40 @@ class StepCapture(HookedCapture):
         }
 
 
-# A gradient of at most this many elements is reduced with others of its size.
+# A gradient of at most this many elements is reduced with the others of its shape.
 _SMALL = 1 << 12
 
 
-def _squared_norms(grads, inverse_scale=None):
-    """The squared L2 norms of `grads` in float32, each times `inverse_scale` first when given.
+def _squared_norms(grads, inverse_scales, slots, size):
+    """float32 `[size]`: the squared L2 norm of `grads[i]`, times `inverse_scales[i]` first (`None`: 1), at `slots[i]`; 0 elsewhere.
 
     XLA on the CPU runs each reduction as a kernel of its own, a few
-    microseconds each: the small gradients (a deep net's biases and
-    normalization scales) are padded to a power of two and reduced
-    together, one kernel per size.
+    microseconds each, and its compile time grows with the number of
+    operations: small gradients of one shape (a deep net's biases and
+    normalization scales, a thousand branches' kernels) are stacked and
+    reduced together, and the results put in place by one gather.
     """
-    squares = [None] * len(grads)
-    by_width = {}
+    groups = {}
     for i, grad in enumerate(grads):
-        size = int(np.prod(np.shape(grad)))
-        if size > _SMALL:
-            squares[i] = _squared_norm(grad, inverse_scale)
-        else:
-            by_width.setdefault(1 << max(0, size - 1).bit_length(), []).append((i, size))
-    for width, members in by_width.items():
-        rows = jnp.stack(
-            [jnp.pad(jnp.ravel(_scaled(grads[i], inverse_scale)), (0, width - size)) for i, size in members]
-        )
-        for (i, _), square in zip(members, jnp.sum(jnp.square(rows), axis=1)):
-            squares[i] = square
-    return squares
+        shape = tuple(np.shape(grad))
+        # A larger gradient is a group of its own: stacking would copy it.
+        key = (shape, jnp.result_type(grad), inverse_scales[i] is None) if math.prod(shape) <= _SMALL else i
+        groups.setdefault(key, []).append(i)
+    parts, order = [], []
+    for members in groups.values():
+        stacked = jnp.stack([grads[i] for i in members])
+        stacked = _scaled(stacked, inverse_scales[members[0]])
+        parts.append(jnp.sum(jnp.square(stacked), axis=tuple(range(1, stacked.ndim))))
+        order += members
+    parts.append(jnp.zeros((1,), jnp.float32))  # where no gradient is
+    where = np.full(size, len(order))
+    where[[slots[i] for i in order]] = np.arange(len(order))
+    return jnp.concatenate(parts)[where]
 
 
 def _scaled(grad, inverse_scale):
     grad = jnp.asarray(grad, jnp.float32)
     return grad if inverse_scale is None else grad * inverse_scale
-
-
-def _squared_norm(grad, inverse_scale=None):
-    """The squared L2 norm of `grad` in float32, times `inverse_scale` first when given."""
-    return jnp.sum(jnp.square(_scaled(grad, inverse_scale)))
 
 
 def _symbolic_zero(graph, out):

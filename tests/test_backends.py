@@ -204,3 +204,24 @@ for attempt in (lambda: make_trainable(model),
     assert len(errors) == 2, result.stdout + result.stderr[-3000:]
     for error in errors:
         assert "tf_keras (Keras 2) model" in error and "needs Keras 3" in error, error
+
+
+def test_jax_squared_norms_put_each_gradients_own_norm_in_its_slot():
+    """The JAX capture's norms: small gradients of one shape reduced together, each still in its own slot."""
+    import jax.numpy as jnp
+
+    from loss_param_tracker import capture_jax
+
+    rng = np.random.default_rng(0)
+    shapes = [(4, 3)] * 5 + [(3,)] * 4 + [()] * 3 + [(64, 80)]  # the last is above `_SMALL`: alone
+    grads = [rng.normal(size=shape).astype("float32") for shape in shapes]
+    inverse = np.float32(0.25)
+    inverses = [inverse if i % 2 else None for i in range(len(grads))]  # each shape split in two groups
+    slots = list(rng.permutation(len(grads) + 3))[: len(grads)]  # in any order, with slots left empty
+    got = np.asarray(
+        capture_jax._squared_norms([jnp.asarray(g) for g in grads], inverses, slots, len(grads) + 3)
+    )
+    expected = np.zeros(len(grads) + 3, np.float32)
+    for grad, scale, slot in zip(grads, inverses, slots):
+        expected[slot] = np.sum(np.square(grad * (1 if scale is None else scale)))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
