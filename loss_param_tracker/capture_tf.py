@@ -580,8 +580,8 @@ def _halves_row(grads, scaled, inverse_scale):
     reading a few thousand elements: a gradient alone takes one `L2Loss`,
     and `_GROUPED` or more small gradients of one shape and dtype (a deep
     net's biases and normalization scales) are stacked and reduced
-    together, four ops for all of them (and two to put them in order). `scaled` ones are multiplied by `inverse_scale` (when not
-    `None`) first.
+    together, four ops for all of them (and two to put them in order).
+    `scaled` ones are multiplied by `inverse_scale` (when not `None`) first.
     """
     shared = {}
     for index, grad in enumerate(grads):
