@@ -590,3 +590,26 @@ print(len(runs), "tensorflow" in sys.modules and sys.modules["tensorflow"] is no
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(len(DASHBOARD_RUNS)), "False"]
+
+
+@pytest.mark.parametrize("budget", [plugin.MAX_DIAGNOSIS_JSON_CHARS, 1])
+def test_diagnosis_answers_are_kept_encoded_within_a_size_budget(dashboard_logdir, monkeypatch, budget):
+    monkeypatch.setattr(plugin, "MAX_DIAGNOSIS_JSON_CHARS", budget)
+    built = []
+    diagnosis_body = plugin.bodies.diagnosis_body
+
+    def counted(run, *args):
+        built.append(run)
+        return diagnosis_body(run, *args)
+
+    monkeypatch.setattr(plugin.bodies, "diagnosis_body", counted)
+    client = make_client(dashboard_logdir)
+    runs = sorted(DASHBOARD_RUNS)
+    assert len(runs) > 4, "more runs than the four answers kept before the budget"
+    first = [get_json(client, "diagnosis", run=run) for run in runs]
+    again = [get_json(client, "diagnosis", run=run) for run in runs]
+    assert again == first
+    # Within the budget every answer is kept; at one character, only the latest.
+    assert built == (runs if budget > 1 else runs + runs)
+    get_json(client, "diagnosis", run=runs[-1])
+    assert len(built) == (len(runs) if budget > 1 else 2 * len(runs)), "the latest answer is always kept"

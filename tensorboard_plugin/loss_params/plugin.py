@@ -31,9 +31,11 @@ MAX_COLUMNS = 100_000
 _MIME_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
-# The most runs whose `/diagnosis` answer is kept encoded (13 MB for 1,200
-# variables x 2,000 epochs): the latest asked for.
-MAX_DIAGNOSIS_JSON = 4
+# The most characters of `/diagnosis` answers kept encoded, the latest asked
+# for first (13 MB for 1,200 variables x 2,000 epochs, 0.9 MB for 40): a
+# budget in size, not in runs, so that switching among 20 runs of a usual
+# size costs no encoding (75 ms each), and the latest answer is always kept.
+MAX_DIAGNOSIS_JSON_CHARS = 64 << 20
 
 
 class LossParamsPlugin(base_plugin.TBPlugin):
@@ -266,8 +268,9 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         with self._diagnosis_lock:
             self._diagnosis_json[run] = (tags, decoded, text)
             self._diagnosis_json.move_to_end(run)
-            while len(self._diagnosis_json) > MAX_DIAGNOSIS_JSON:
-                self._diagnosis_json.popitem(last=False)
+            size = sum(len(entry[2]) for entry in self._diagnosis_json.values())
+            while size > MAX_DIAGNOSIS_JSON_CHARS and len(self._diagnosis_json) > 1:
+                size -= len(self._diagnosis_json.popitem(last=False)[1][2])
         return text
 
     def _bodies(self, ctx, experiment, members, wanted, build, downsample=series_lib.ALL_POINTS):
