@@ -77,8 +77,9 @@ def flat_reader(variables):
     variables at once, run eagerly: a thousand variables in 2 ms, where a
     `ReadVariableOp` each takes 17 ms and a `tf.function` over them seconds
     to trace. Where it fails, the variables are read one bare
-    `ReadVariableOp` each (for the rest of the reader's life in a
-    TensorFlow without the op).
+    `ReadVariableOp` each: for that read where a variable's read failed,
+    for the rest of the reader's life in a TensorFlow without the op or
+    whose eager internals differ.
     """
     resources = [(v.handle, v.dtype) for v in (v.value if isinstance(v, keras.Variable) else v for v in variables)]
     by_device = {}  # {device: ([position in variables], [handle], [dtype enum])}
@@ -107,6 +108,8 @@ def flat_reader(variables):
                 together = False
             except tf.errors.OpError:  # one variable's read: the bare reads say which
                 pass
+            except Exception:  # noqa: BLE001 - TensorFlow's eager internals differ: the bare reads from now on
+                together = False
         values = [tf.raw_ops.ReadVariableOp(resource=h, dtype=d).numpy() for h, d in resources]
         return np.concatenate(values, axis=None, dtype=np.float64)
 

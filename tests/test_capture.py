@@ -210,6 +210,16 @@ def test_the_batched_read_gives_each_variables_own_elements_with_or_without_its_
     np.testing.assert_array_equal(read(), expected)
     assert tried == ["_ReadVariablesOp"], "a TensorFlow without the op is asked once"
 
+    def moved(*args, **kwargs):  # an eager API that is not where it was
+        tried.append("moved")
+        raise TypeError("execute() got an unexpected keyword argument")
+
+    monkeypatch.setattr(capture_tf.execute, "execute", moved)
+    read = capture_tf.flat_reader(variables)
+    np.testing.assert_array_equal(read(), expected)
+    np.testing.assert_array_equal(read(), expected)
+    assert tried.count("moved") == 1, "nor is a TensorFlow whose eager internals differ"
+
 
 def test_an_epochs_end_reads_the_accumulators_once_and_reads_them_current(log_dir, monkeypatch):
     fetched = []
