@@ -251,3 +251,36 @@ def test_an_epochs_end_reads_the_accumulators_once_and_reads_them_current(log_di
     assert [count - begun for begun, (count, _) in zip(before, after)] == [1, 1, 1], (before, after)
     _, global_norm = load_run(log_dir).grad_norm
     np.testing.assert_allclose(global_norm, [[mean, maximum] for _, (_, mean, maximum) in after], rtol=1e-6)
+
+
+def test_the_curvature_probes_condition_stays_a_call_and_still_measures(log_dir):
+    # Lowered to Switch and Merge, the condition would make TensorFlow's
+    # executor track the deadness of every operation of the step.
+    conditions, curvature = [], []
+    loss = GaussianNLL()
+    model = make_model()
+    model.compile(optimizer="adam", loss=loss)
+    step = model.train_step
+
+    def traced(data):
+        outputs = step(data)
+        if not tf.executing_eagerly():
+            graph = tf.compat.v1.get_default_graph()
+            conditions.extend(op for op in graph.get_operations() if op.type in ("If", "StatelessIf"))
+        return outputs
+
+    model.train_step = traced
+
+    class Read(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            capture = vars(self.model)[capture_lib.ATTRIBUTE]
+            key = next(k for k, stats in capture.read(list(capture._slots)).items() if stats.curvature == stats.curvature)
+            curvature.append(capture.read([key])[key].curvature)
+
+    model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=[LossParamTracker(log_dir=log_dir), Read()])
+    lowered = {("/" in op.name, op.get_attr("_lower_using_switch_merge")) for op in conditions}
+    # Each trace's probe is kept a call; the optimizer's own conditions (in its
+    # name scope, in the first trace) are left alone.
+    assert lowered == {(False, False), (True, True)}, [(op.name, op.get_attr("_lower_using_switch_merge")) for op in conditions]
+    # The log-variance's objective is not linear in it: 0.5 * exp(-s) * mse has curvature.
+    assert len(curvature) == 2 and all(c > 0 for c in curvature), curvature
