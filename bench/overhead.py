@@ -43,6 +43,19 @@ plain fit against the tracker's, on every workload, with its loss variable
 left to the tracker to find and after `make_trainable`: a figure that no
 neighbour's load moves, where the timings scatter.
 
+Steps (`--steps`). The traced TensorFlow training step alone, plain fit's
+against the tracker's (its loss variable left to it, and after
+`make_trainable`): each variant's step is traced by a short fit, then the
+traced train functions are called in one process in blocks of
+`STEP_BLOCK` steps, the variants' order rotated per block, so that a
+neighbour's load falls on both alike; the paired per-block differences of
+CPU time give the tracker's extra microseconds a step with a 90% bootstrap
+interval a few percent wide, where whole fits' ratios span 10 to 60%. Beside
+it, the tracker's epoch hooks (CPU, the median over epochs 2..4 of a short
+fit), and the fit's overhead they make together at the workload's steps per
+epoch: the extra of a step times the steps, plus the hooks, over plain fit's
+steps.
+
 Strategy (`--strategy mirrored`). The TensorFlow variants, each built and
 compiled under a `tf.distribute.MirroredStrategy` over 2 logical CPU devices,
 against plain fit under the same strategy.
@@ -52,6 +65,7 @@ against plain fit under the same strategy.
     python bench/overhead.py --memory [--repeats 3]
     python bench/overhead.py --scale [--repeats 3] [--backend ...]
     python bench/overhead.py --ops
+    python bench/overhead.py --steps [--workload ...] [--repeats 200]
 
 Scale (`--scale`). The epoch hooks' CPU time on a model of 1,000 weights
 (500 parallel Dense(1) branches) whose loss holds 200 learned weights,
@@ -109,6 +123,7 @@ import psutil  # noqa: E402
 from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable  # noqa: E402
+from loss_param_tracker.capture import ATTRIBUTE as CAPTURE  # noqa: E402  (the model's capture during a fit)
 from tests.models import GaussianNLL  # noqa: E402  (the regression loss with a learned log-variance)
 
 BATCH = 128
@@ -118,6 +133,8 @@ MEMORY_EPOCHS = 3
 # The scale workload (--scale): model weights, and loss variables.
 SCALE_WEIGHTS = 1000
 SCALE_LOSS_VARIABLES = 200
+# --steps: steps a timed block of one variant.
+STEP_BLOCK = 10
 
 
 class TemperatureCE(keras.losses.Loss):
@@ -652,6 +669,109 @@ def op_counts():
             )
 
 
+def traced_step(workload, tracked, trained, log_root):
+    """A variant's traced train function, a batch iterator for it, and the tracker's epoch hooks' CPU seconds.
+
+    A fit of 4 epochs of 2 steps traces the step (with the tracker's hooks
+    where `tracked`) and times the tracker's `on_epoch_begin` and
+    `on_epoch_end`; its train function is kept as the fit ends, and keeps
+    its trace after the tracker has removed its hooks. `trained`:
+    `make_trainable` first.
+
+    Returns:
+        (train_function, iterator, capture, hooks): `capture` the tracker's
+        (its accumulators go on counting the steps), `hooks` the CPU
+        seconds of its epoch hooks per epoch over epochs 2..4; both `None`
+        for plain fit.
+    """
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model, loss = workload.build()
+    model.compile(optimizer="adam", loss=loss)
+    if trained:
+        make_trainable(model, loss)
+    kept, hooks = {}, []
+
+    def keep(logs):  # first in the list: before the tracker's on_train_end removes its hooks
+        kept["function"] = model.train_function
+        kept["capture"] = vars(model).get(CAPTURE)
+
+    callbacks = [keras.callbacks.LambdaCallback(on_train_end=keep)]
+    if tracked:
+        tracker = LossParamTracker(log_dir=tempfile.mkdtemp(dir=log_root))
+        for name in ("on_epoch_begin", "on_epoch_end"):
+            setattr(tracker, name, timed(getattr(tracker, name), hooks))
+        callbacks.append(tracker)
+    model.fit(workload.x[: 2 * BATCH], workload.y[: 2 * BATCH], epochs=4, batch_size=BATCH, verbose=0, callbacks=callbacks)
+    data = tf.data.Dataset.from_tensor_slices((workload.x[: 8 * BATCH], workload.y[: 8 * BATCH]))
+    iterator = iter(data.batch(BATCH, drop_remainder=True).repeat())
+    per_epoch = np.array(hooks).reshape(4, 2).sum(axis=1)[1:] if tracked else None
+    return kept["function"], iterator, kept["capture"], None if per_epoch is None else float(np.median(per_epoch))
+
+
+def timed(hook, seconds):
+    """Wraps a callback's hook so that each call appends the process CPU seconds it took."""
+
+    def wrapper(*args, **kwargs):
+        start = time.process_time()
+        try:
+            return hook(*args, **kwargs)
+        finally:
+            seconds.append(time.process_time() - start)
+
+    return wrapper
+
+
+def step_costs(workload, blocks, log_root):
+    """Prints the tracker's extra CPU time per traced step against plain fit's, paired per block, and its epoch hooks."""
+    steps = math.ceil(len(workload.x) / BATCH)
+    # Plain fit's own epoch: its steps and Keras's per-step work in Python.
+    _, _, epochs = run_once(workload, "plain fit", 4, log_root)
+    epoch = float(np.median(epochs))
+    print(
+        f"\n{workload.label}: {blocks} blocks of {STEP_BLOCK} steps a variant; plain fit's epoch "
+        f"{epoch * 1e3:.0f} CPU ms, {steps} steps"
+    )
+    print(
+        f"  {'loss variable':22s} {'plain CPU ms/step':>17s}  {'tracker extra us/step [90% CI]':>31s}"
+        f"  {'step ratio [90% CI]':>22s}  {'hooks ms/epoch':>14s}  {'fit overhead':>12s}  {'bound':>6s}"
+    )
+    for trained in (False, True):
+        plain, plain_data, _, _ = traced_step(workload, False, trained, log_root)
+        tracked, tracked_data, capture, hooks = traced_step(workload, True, trained, log_root)
+        variants = {"plain": (plain, plain_data), "tracker": (tracked, tracked_data)}
+        for function, data in variants.values():  # warm-up
+            for _ in range(2 * STEP_BLOCK):
+                function(data)
+        before = capture.read_global()[0].captured
+        cpu = {name: [] for name in variants}
+        for b in range(blocks):
+            for name in rotated(list(variants), b):
+                function, data = variants[name]
+                start = time.process_time()
+                for _ in range(STEP_BLOCK):
+                    function(data)
+                cpu[name].append((time.process_time() - start) / STEP_BLOCK)
+        if capture.read_global()[0].captured - before < blocks * STEP_BLOCK:
+            raise RuntimeError("the tracker's traced step was not the one timed (a retrace dropped its hooks)")
+        plain_cpu, tracked_cpu = np.array(cpu["plain"]), np.array(cpu["tracker"])
+        extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(tracked_cpu - plain_cpu)))
+        ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*median_interval(tracked_cpu / plain_cpu))
+        step = np.median(plain_cpu)
+        added = np.median(tracked_cpu - plain_cpu) * steps + hooks
+        label = "after make_trainable" if trained else "left to the tracker"
+        print(
+            f"  {label:22s} {step * 1e3:17.3f}  {extra:>31s}  {ratio:>22s}  {hooks * 1e3:14.2f}"
+            f"  {1 + added / epoch:12.4f}  {1 + added / (step * steps):6.4f}"
+        )
+        keras.backend.clear_session()
+    print(
+        "  (fit overhead: (extra a step x steps + hooks) / plain fit's epoch; bound: over the steps alone "
+        "instead, leaving out Keras's per-step work in Python, which is the same with and without the tracker)"
+    )
+
+
 STRATEGY = None  # the tf.distribute strategy of --strategy mirrored
 
 
@@ -717,6 +837,10 @@ def main():
     parser.add_argument(
         "--ops", action="store_true", help="count the operations the tracker adds to a traced training step instead"
     )
+    parser.add_argument(
+        "--steps", action="store_true",
+        help=f"time the traced TensorFlow step alone, plain fit's against the tracker's, in blocks of {STEP_BLOCK} steps",
+    )
     args = parser.parse_args()
     args.epochs = args.epochs or (16 if args.scale else 4)
     if args.epochs < 2:
@@ -725,8 +849,8 @@ def main():
         parser.error("--repeats must be at least 1")
     if args.memory and args.backend != "tensorflow":
         parser.error("--memory measures the TensorFlow backend")
-    if args.ops and (args.backend != "tensorflow" or args.strategy):
-        parser.error("--ops counts the TensorFlow backend's step, on one device")
+    if (args.ops or args.steps) and (args.backend != "tensorflow" or args.strategy):
+        parser.error("--ops and --steps measure the TensorFlow backend's step, on one device")
     if args.strategy and (args.backend != "tensorflow" or args.memory):
         parser.error("--strategy times the TensorFlow backend's fit")
     version = set_threads(args.backend, args.threads, args.strategy)
@@ -744,6 +868,11 @@ def main():
         return
     if args.ops:
         op_counts()
+        return
+    if args.steps:
+        with tempfile.TemporaryDirectory() as log_root:
+            for make in WORKLOADS[args.workload]:
+                step_costs(make(), args.repeats or 200, log_root)
         return
     with tempfile.TemporaryDirectory() as log_root:
         for make in WORKLOADS[args.workload]:
