@@ -726,16 +726,11 @@ def timed(hook, seconds):
 def step_costs(workload, blocks, log_root):
     """Prints the tracker's extra CPU time per traced step against plain fit's, paired per block, and its epoch hooks."""
     steps = math.ceil(len(workload.x) / BATCH)
-    # Plain fit's own epoch: its steps and Keras's per-step work in Python.
-    _, _, epochs = run_once(workload, "plain fit", 4, log_root)
-    epoch = float(np.median(epochs))
-    print(
-        f"\n{workload.label}: {blocks} blocks of {STEP_BLOCK} steps a variant; plain fit's epoch "
-        f"{epoch * 1e3:.0f} CPU ms, {steps} steps"
-    )
+    print(f"\n{workload.label}: {blocks} blocks of {STEP_BLOCK} steps a variant, {steps} steps an epoch")
     print(
         f"  {'loss variable':22s} {'plain CPU ms/step':>17s}  {'tracker extra us/step [90% CI]':>31s}"
-        f"  {'step ratio [90% CI]':>22s}  {'hooks ms/epoch':>14s}  {'fit overhead':>12s}  {'bound':>6s}"
+        f"  {'step ratio [90% CI]':>22s}  {'hooks ms/epoch':>14s}  {'plain epoch ms':>14s}  {'fit overhead':>12s}"
+        f"  {'bound':>6s}"
     )
     for trained in (False, True):
         plain, plain_data, _, _ = traced_step(workload, False, trained, log_root)
@@ -758,17 +753,19 @@ def step_costs(workload, blocks, log_root):
         plain_cpu, tracked_cpu = np.array(cpu["plain"]), np.array(cpu["tracker"])
         extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(tracked_cpu - plain_cpu)))
         ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*median_interval(tracked_cpu / plain_cpu))
+        keras.backend.clear_session()
+        # Plain fit's own epoch right after (its steps and Keras's per-step work in Python), its loss variable untrained.
+        epoch = float(np.median(run_once(workload, "plain fit", 4, log_root)[2]))
         step = np.median(plain_cpu)
         added = np.median(tracked_cpu - plain_cpu) * steps + hooks
         label = "after make_trainable" if trained else "left to the tracker"
         print(
-            f"  {label:22s} {step * 1e3:17.3f}  {extra:>31s}  {ratio:>22s}  {hooks * 1e3:14.2f}"
+            f"  {label:22s} {step * 1e3:17.3f}  {extra:>31s}  {ratio:>22s}  {hooks * 1e3:14.2f}  {epoch * 1e3:14.0f}"
             f"  {1 + added / epoch:12.4f}  {1 + added / (step * steps):6.4f}"
         )
-        keras.backend.clear_session()
     print(
-        "  (fit overhead: (extra a step x steps + hooks) / plain fit's epoch; bound: over the steps alone "
-        "instead, leaving out Keras's per-step work in Python, which is the same with and without the tracker)"
+        "  (fit overhead: (extra a step x steps + hooks) / plain fit's epoch, timed after the blocks; bound: over "
+        "the blocks' steps alone instead, leaving out Keras's per-step work in Python, the same with and without the tracker)"
     )
 
 
