@@ -50,11 +50,14 @@ traced train functions are called in one process in blocks of
 `STEP_BLOCK` steps, the variants' order rotated per block, so that a
 neighbour's load falls on both alike; the paired per-block differences of
 CPU time give the tracker's extra microseconds a step with a 90% bootstrap
-interval a few percent wide, where whole fits' ratios span 10 to 60%. Beside
-it, the tracker's epoch hooks (CPU, the median over epochs 2..4 of a short
-fit), and the fit's overhead they make together at the workload's steps per
-epoch: the extra of a step times the steps, plus the hooks, over plain fit's
-steps.
+interval a few percent of the step wide, where whole fits' ratios span 10
+to 60%. Beside it, the tracker's epoch hooks (CPU, the median over epochs
+2..4 of a short fit), plain fit's epoch timed right after the blocks, and
+the fit's overhead they make together: the extra of a step times the
+workload's steps, plus the hooks, over that epoch (and, as a bound, over
+the blocks' plain steps alone, without Keras's per-step work in Python).
+The run stops if the timed step was not the tracker's (its accumulators
+must have counted every timed step).
 
 Strategy (`--strategy mirrored`). The TensorFlow variants, each built and
 compiled under a `tf.distribute.MirroredStrategy` over 2 logical CPU devices,
