@@ -352,16 +352,27 @@ def fastest_ratio(variant, plain):
     return variant.min() / plain.min(), low, high
 
 
+def compiled(workload, trained=False):
+    """A fresh `(model, loss)` of the workload, seeded, compiled with Adam (under `STRATEGY` if set).
+
+    `trained`: `make_trainable` after, so that the loss variables are the optimizer's.
+    """
+    keras.utils.set_random_seed(0)
+    with STRATEGY.scope() if STRATEGY is not None else contextlib.nullcontext():
+        model, loss = workload.build()
+        model.compile(optimizer="adam", loss=loss)
+    if trained:
+        make_trainable(model, loss)
+    return model, loss
+
+
 def run_once(workload, variant, epochs, log_root):
     """Fits a fresh model with one variant's callbacks.
 
     Returns:
         (cpu, wall): process CPU seconds and wall seconds per epoch over epochs 2..epochs.
     """
-    keras.utils.set_random_seed(0)
-    with STRATEGY.scope() if STRATEGY is not None else contextlib.nullcontext():
-        model, loss = workload.build()
-        model.compile(optimizer="adam", loss=loss)
+    model, _ = compiled(workload)
     clock = EpochClock()
     log_dir = tempfile.mkdtemp(dir=log_root)
     callbacks = [clock] + VARIANTS[variant](log_dir) + [clock.last]
@@ -632,11 +643,7 @@ def traced_ops(workload, variant, trained, log_root):
     """
     import tensorflow as tf
 
-    keras.utils.set_random_seed(0)
-    model, loss = workload.build()
-    model.compile(optimizer="adam", loss=loss)
-    if trained:
-        make_trainable(model, loss)
+    model, loss = compiled(workload, trained)
     counted, step = [], model.train_step
 
     def counting(data):
@@ -689,11 +696,7 @@ def traced_step(workload, tracked, trained, log_root):
     """
     import tensorflow as tf
 
-    keras.utils.set_random_seed(0)
-    model, loss = workload.build()
-    model.compile(optimizer="adam", loss=loss)
-    if trained:
-        make_trainable(model, loss)
+    model, loss = compiled(workload, trained)
     kept, hooks = {}, []
 
     def keep(logs):  # first in the list: before the tracker's on_train_end removes its hooks

@@ -1,6 +1,7 @@
 """The capture's promises on real fits: it never fails a step, says what it could not see, and cleans up."""
 
 import logging
+import math
 import shutil
 import warnings
 
@@ -274,8 +275,8 @@ def test_the_curvature_probes_condition_stays_a_call_and_still_measures(log_dir)
     class Read(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             capture = vars(self.model)[capture_lib.ATTRIBUTE]
-            key = next(k for k, stats in capture.read(list(capture._slots)).items() if stats.curvature == stats.curvature)
-            curvature.append(capture.read([key])[key].curvature)
+            measured = [s.curvature for s in capture.read(list(capture._slots)).values() if not math.isnan(s.curvature)]
+            curvature.extend(measured)  # the log-variance's only: the probe measures no other
 
     model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=[LossParamTracker(log_dir=log_dir), Read()])
     lowered = {("/" in op.name, op.get_attr("_lower_using_switch_merge")) for op in conditions}
