@@ -169,7 +169,8 @@ class HookedCapture(Capture):
         self._rediscover = rediscover
         self._skips_overflow = isinstance(self._optimizer, keras.optimizers.LossScaleOptimizer)
         self._slots = None  # {variable_key: index}, fixed at the first captured step
-        self._has_gradient = {}
+        self._has_gradient = {}  # {key: whether a step of this epoch had its gradient}, see `_note_step`
+        self._last_step = {}  # {key: whether the last step noted had its gradient}
         self._seen = set()
         self._saved = []  # (object, attribute, its own previous value or None)
         self._off = {}  # {hook: why it stepped aside}
@@ -291,8 +292,22 @@ class HookedCapture(Capture):
         keys += [k for k in optimizer_keys if k not in keys]
         self._slots = {key: index for index, key in enumerate(keys)}
 
+    def reset(self):
+        # An epoch's steps start as the last one noted: a traced step is noted
+        # once, when traced; an eager one (PyTorch, run_eagerly) when it differs.
+        self._has_gradient = dict(self._last_step)
+        self._zero_accumulators()
+
+    @abc.abstractmethod
+    def _zero_accumulators(self):
+        """Zeroes the backend's sums and maxes."""
+
     def _note_step(self, optimizer_keys, loss_keys):
         """Records which slots the optimizer was handed and which had a gradient this step.
+
+        A slot had a gradient in the epoch when it had one in any of its
+        steps: an eager loss may read a variable in some steps and not in
+        others, and its mean norm counts the others as zeros.
 
         Args:
             optimizer_keys: `{key: whether its gradient exists}` of the
@@ -306,9 +321,11 @@ class HookedCapture(Capture):
         known = dict(loss_keys or {})
         known.update(optimizer_keys)
         self._seen.update(k for k in optimizer_keys if k in self._slots)
-        for key in self._slots:
-            # Absent: this step computed no gradient for it that can be seen.
-            self._has_gradient[key] = known.get(key)
+        # Absent: this step computed no gradient for it that can be seen.
+        self._last_step = {key: known.get(key) for key in self._slots}
+        for key, now in self._last_step.items():
+            before = self._has_gradient.get(key)
+            self._has_gradient[key] = True if now or before else False if False in (now, before) else None
 
     # Reading -----------------------------------------------------------
 

@@ -110,7 +110,7 @@ class StepCapture(HookedCapture):
             self._model._metrics.remove(self._metric)
         super()._restore()
 
-    def reset(self):
+    def _zero_accumulators(self):
         if self._metric is not None:
             self._metric.sums_and_maxes.assign(jnp.zeros(self._metric.sums_and_maxes.shape))
 

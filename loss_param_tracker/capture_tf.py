@@ -164,7 +164,7 @@ class StepCapture(HookedCapture):
                 "capture cannot see them"
             )
 
-    def reset(self):
+    def _zero_accumulators(self):
         if self._accumulator is not None:
             # The values made once: building them eagerly each epoch took 2 ms.
             zeros, probe = self._starts

@@ -7,7 +7,7 @@ the model's gradients to `optimizer.apply`. The hooks here only read:
 - `model.optimizer.scale_loss`: the step's loss-scale factor, to report
   unscaled norms;
 - `model.optimizer.apply`: the exact gradients of the step, whose norms are
-  added to an accumulator on their device (no host read per step);
+  buffered and added up on their device (no host read per step);
 - a tensor hook (`register_hook`) on each loss variable the optimizer is not
   handed: the gradient the same `backward` computes for it, before it would
   be added to `.grad`. A loss variable whose hook did not fire in a step had
@@ -16,6 +16,9 @@ the model's gradients to `optimizer.apply`. The hooks here only read:
 Nothing of the training computation changes. A hook that fails steps aside
 for the rest of the fit and says why in `problems()`.
 """
+
+import operator
+from typing import NamedTuple
 
 import torch
 
@@ -40,6 +43,9 @@ def writes_summaries(model):
     return not (distributed.is_available() and distributed.is_initialized()) or distributed.get_rank() == 0
 
 
+_BUFFERED = 32  # steps whose norms are buffered before they are added up
+
+
 class StepCapture(HookedCapture):
     """Accumulates gradient norms of the loss's variables and the model's weights (PyTorch)."""
 
@@ -47,10 +53,13 @@ class StepCapture(HookedCapture):
 
     def __init__(self, model, loss_variables, losses, rediscover):
         super().__init__(model, loss_variables, losses, rediscover)
-        self._accumulator = None  # float32[2, slots + 3] on the gradients' device
+        self._accumulator = None  # float32[2, slots + 3] on the gradients' device: sums, maxes
         self._scale = None  # the loss-scale factor of the step being run
         self._watched = {}  # {key: hook handle} of the unregistered loss variables
         self._pending = {}  # {key: gradient} their hooks received since the last step
+        self._plan = None  # the last step's `_Plan`
+        self._filled = 0  # steps in the buffer, not yet in the accumulator
+        self._scaled = False  # a step's loss was scaled: the buffer's factors are written every step
 
     def _install(self):
         self._hook(self._optimizer, "scale_loss", "optimizer.scale_loss", self._scale_loss)
@@ -77,11 +86,13 @@ class StepCapture(HookedCapture):
 
         return hook
 
-    def reset(self):
+    def _zero_accumulators(self):
         if self._accumulator is not None:
+            self._filled = 0
             self._accumulator.zero_()
 
     def _accumulated(self):
+        self._fold()
         return self._accumulator.cpu().numpy()
 
     # Hooks -------------------------------------------------------------
@@ -102,53 +113,123 @@ class StepCapture(HookedCapture):
     def _record_step(self, grads, variables):
         if variables is None:
             variables = self._optimizer.trainable_variables
-        by_key = {variable_key(v): g for v, g in zip(variables, grads)}
-        optimizer_keys = {k: g is not None for k, g in by_key.items()}
+        grads = list(grads)
         if self._slots is None:
             before = {variable_key(v) for v in self._loss_variables}
             self._stale = True  # a loss may have created variables in its first call
-            self._build_slots(list(by_key))
+            self._build_slots([variable_key(v) for v in variables])
             self._created = bool({variable_key(v) for v in self._loss_variables} - before)
             self._watch(self._unregistered_loss_variables())
-            self._build_accumulator(next((g.device for g in grads if g is not None), None), optimizer_keys)
+            self._build_accumulator(next((g.device for g in grads if g is not None), None))
         pending, self._pending = self._pending, {}
-        loss_keys = {k: k in pending for k in self._watched if k not in optimizer_keys}
-        self._note_step(optimizer_keys, loss_keys)
-        by_key.update({k: pending[k] for k, seen in loss_keys.items() if seen})
+        plan = self._plan
+        if plan is None or not plan.fits(variables, grads, pending):
+            self._fold()  # the rows buffered so far are of the last plan's slots
+            plan = self._plan = self._new_plan(variables, grads, pending)
 
+        # Each step writes its norms to a row of a buffer, which is folded into
+        # the sums and maxes every `_BUFFERED` steps and when read: two kernels
+        # a step, where the step's own row would take six (a step's Python and
+        # dispatch run cold, between Keras's forward and the optimizer).
+        norms = self._norm_rows[self._filled]
+        if plan.present:
+            present = [pending[ref] if hooked else grads[ref] for hooked, ref in plan.present]
+            # One fused kernel for every norm, as torch.nn.utils.clip_grad_norm_,
+            # in float32 whatever the gradients' dtype.
+            found = torch._foreach_norm(present, 2, dtype=torch.float32)
+            if plan.index is None:  # every slot, in order, on the buffer's device
+                torch.stack(found, out=norms)
+            else:
+                norms.zero_().index_copy_(0, plan.index, torch.stack([n.to(norms.device) for n in found]))
+        else:
+            norms.zero_()
         # Every gradient, the loss variables' too, comes from the backward of
-        # the scaled loss: unscaled here, as the optimizer does.
-        accumulator = self._accumulator
-        norms = [self._zero] * len(self._slots)
-        present = [(index, by_key[key]) for key, index in self._slots.items() if by_key.get(key) is not None]
-        if present:
-            # One fused kernel for every norm, as torch.nn.utils.clip_grad_norm_.
-            for (index, _), norm in zip(present, torch._foreach_norm([g for _, g in present])):
-                norms[index] = norm.to(accumulator.device, torch.float32)
-        norms = torch.stack(norms)
+        # the scaled loss: unscaled when folded, as the optimizer does.
         if self._scale is not None:
-            norms = norms / self._scale.to(accumulator.device, torch.float32)
+            self._scales[self._filled].copy_(self._scale)
+            self._scaled = True
+        elif self._scaled:
+            self._scales[self._filled].fill_(1.0)
+        self._filled += 1
+        if self._filled == _BUFFERED:
+            self._fold()
+
+    def _fold(self):
+        """Adds the buffered steps' rows to the sums and the maxes, and empties the buffer."""
+        if not self._filled:
+            return
+        steps, self._filled = self._buffer[: self._filled], 0
+        size = len(self._slots)
+        norms = steps[:, :size] / steps[:, size:]
+        mask = self._plan.mask
         # Zeros where the optimizer is not handed the variable: a boolean index
-        # would wait for the device at every step (its size is data-dependent).
-        optimizer_norms = torch.where(self._in_optimizer, norms, self._zero)
-        global_norm = torch.linalg.vector_norm(optimizer_norms).reshape(1)
-        row = torch.cat([norms, global_norm, self._captured])
+        # would wait for the device (its size is data-dependent).
+        optimizer_norms = norms if mask is None else torch.where(mask, norms, self._zero)
+        global_norm = torch.linalg.vector_norm(optimizer_norms, dim=1, keepdim=True)
+        captured = torch.ones_like(global_norm)
+        rows = torch.cat([norms, global_norm, captured, torch.zeros_like(captured)], dim=1)
         if self._skips_overflow:
             # The optimizer skips a step whose gradients overflowed: so do the
             # norms, and the step counts as skipped.
-            row = torch.where(torch.isfinite(optimizer_norms).all(), row, self._skipped)
-        accumulator[0].add_(row)
-        torch.maximum(accumulator[1], row, out=accumulator[1])
+            rows = torch.where(torch.isfinite(optimizer_norms).all(dim=1, keepdim=True), rows, self._skipped)
+        self._sums.add_(rows.sum(dim=0))
+        torch.maximum(self._maxes, rows.amax(dim=0), out=self._maxes)
 
-    def _build_accumulator(self, device, optimizer_keys):
-        """The accumulator and the constant parts of a step's row, on the gradients' device."""
+    def _new_plan(self, variables, grads, pending):
+        """Where each slot's gradient is found in a step of this shape, which `_note_step` records."""
+        by_key = {variable_key(v): index for index, v in enumerate(variables)}
+        optimizer_keys = {key: grads[index] is not None for key, index in by_key.items()}
+        loss_keys = {key: key in pending for key in self._watched if key not in optimizer_keys}
+        self._note_step(optimizer_keys, loss_keys)
+        sources = {key: (False, index) for key, index in by_key.items() if grads[index] is not None}
+        sources.update({key: (True, key) for key, seen in loss_keys.items() if seen})
+        slots = [(index, sources[key]) for key, index in self._slots.items() if key in sources]
+        present = [source for _, source in slots]
+        device = self._buffer.device
+        in_order = [index for index, _ in slots] == list(range(len(self._slots))) and all(
+            (pending[ref] if hooked else grads[ref]).device == device for hooked, ref in present
+        )
+        index = None if in_order else torch.tensor([index for index, _ in slots], dtype=torch.long, device=device)
+        in_optimizer = [key in optimizer_keys for key in self._slots]
+        mask = None if all(in_optimizer) else torch.tensor(in_optimizer, device=device)
+        return _Plan(tuple(variables), tuple(g is None for g in grads), frozenset(pending), present, index, mask)
+
+    def _build_accumulator(self, device):
+        """The accumulator and the buffer of the steps' norms, on the gradients' device."""
         size = len(self._slots)
         self._accumulator = torch.zeros((2, size + 3), dtype=torch.float32, device=device)
+        self._sums, self._maxes = self._accumulator
         self._zero = torch.zeros((), dtype=torch.float32, device=device)
-        self._in_optimizer = torch.tensor([key in optimizer_keys for key in self._slots], device=device)
-        self._captured = torch.tensor([1.0, 0.0], device=device)  # one more captured step
-        self._skipped = torch.zeros(size + 3, device=device)
+        self._skipped = torch.zeros(size + 3, device=device)  # no norm, no captured step, one skipped
         self._skipped[-1] = 1.0
+        # Per buffered step: its norms, then the loss-scale factor it was taken at (1: none).
+        self._buffer = torch.ones((_BUFFERED, size + 1), dtype=torch.float32, device=device)
+        self._norm_rows = [row[:size] for row in self._buffer]
+        self._scales = [row[size] for row in self._buffer]
+
+
+class _Plan(NamedTuple):
+    """A step's shape (its variables, which of their gradients are absent, which loss
+    variables' hooks fired) and where each slot's gradient is then found."""
+
+    variables: tuple
+    absent: tuple
+    pending: frozenset
+    present: list  # per slot with a gradient, in slot order: (False, its index in `grads`) or (True, its hook's key)
+    index: object  # the slots of `present` as a long tensor; `None` when they are every slot, in order
+    mask: object  # bool tensor, the slots the optimizer is handed; `None` when all are
+
+    def fits(self, variables, grads, pending):
+        return (
+            len(variables) == len(self.variables)
+            and all(map(operator.is_, variables, self.variables))
+            and all(map(operator.is_, map(_is_none, grads), self.absent))
+            and pending.keys() == self.pending
+        )
+
+
+def _is_none(value):
+    return value is None
 
 
 def _tensor(variable):

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, load, make_trainable  # noqa: E402
-from tests.models import ClampedWeight, GaussianNLL, StoppedGradient, make_data, make_model  # noqa: E402
+from tests.models import ClampedWeight, GaussianNLL, SometimesNLL, StoppedGradient, make_data, make_model  # noqa: E402
 
 
 class FrozenWeight(keras.losses.Loss):
@@ -157,6 +157,94 @@ def batch_writes(logs):
     return series
 
 
+class SgdSteps(keras.callbacks.Callback):
+    """Each step's gradients, from the update SGD made with them: (before - after) / learning rate."""
+
+    def __init__(self, learning_rate):
+        super().__init__()
+        self.learning_rate = learning_rate
+        self.epochs = []  # per epoch, per step: ([kernel, bias] gradients, the kernel before)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append([])
+
+    def _weights(self):
+        return [ops.convert_to_numpy(w).astype(np.float64) for w in self.model.trainable_weights]
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._before = self._weights()
+
+    def on_train_batch_end(self, batch, logs=None):
+        grads = [(b - a) / self.learning_rate for b, a in zip(self._before, self._weights())]
+        self.epochs[-1].append((grads, self._before))
+
+
+def every_step(logs, policy="float32"):
+    """Two epochs of 64 steps of a linear model under SGD, each step's gradients known.
+
+    Returns, per epoch, what the tracker logged (the kernel's and the global
+    gradient norms' mean and max, the log-variance's, the captured and
+    skipped steps) and the same from the steps' own gradients: the
+    model's from SGD's updates (a step with no update was skipped), the
+    log-variance's analytic, `mean(-r^2 / 2 + 1 / 2)` at its value 0, on
+    the steps whose loss read it. Under mixed precision the loss scale
+    starts at 2^40 so that the first steps overflow and are skipped.
+    """
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        x, y = make_data()
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, name="linear")], name="linear_model")
+        learning_rate, batch = 0.05, 4
+        optimizer = keras.optimizers.SGD(learning_rate)
+        if policy != "float32":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0**40)
+        loss = SometimesNLL(run=40 if keras.backend.backend() == "torch" else None)
+        steps = SgdSteps(learning_rate)
+        tracker = LossParamTracker(os.path.join(logs, f"every_step_{policy}"))
+        model.compile(optimizer=optimizer, loss=loss)
+        model.fit(x, y, epochs=2, batch_size=batch, shuffle=False, verbose=0, callbacks=[steps, tracker])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    run = load(tracker.log_dir)["train"]
+    kernel = run.variables["model/linear_model/linear/kernel"].norms
+    log_var = run.variables["loss/SometimesNLL/log_var"].grad_norm
+    reads = iter(loss.reads[-2 * len(steps.epochs[0]) :])  # Keras may call the loss before the steps
+    epochs = []
+    for epoch, taken in enumerate(steps.epochs):
+        kernels, globals_, log_vars, skipped = [], [], [], 0
+        for index, ((kernel_grad, bias_grad), (kernel_before, bias_before)) in enumerate(taken):
+            read = loss.run is None or next(reads)
+            if not (kernel_grad.any() or bias_grad.any()):
+                skipped += 1
+                continue
+            kernels.append(np.linalg.norm(kernel_grad))
+            globals_.append(np.sqrt(np.sum(kernel_grad**2) + np.sum(bias_grad**2)))
+            rows = slice(index * batch, (index + 1) * batch)
+            residual = y[rows] - (x[rows].astype(np.float64) @ kernel_before + bias_before)
+            log_vars.append(abs(np.mean(-0.5 * residual**2 + 0.5)) if read else 0.0)
+        epochs.append(
+            {
+                "logged": {
+                    "kernel": kernel[epoch, 1:3].tolist(),
+                    "global": run.grad_norm[1][epoch].tolist(),
+                    "log_var": log_var[epoch].tolist(),
+                    "counts": run.step_counts[1][epoch].tolist(),
+                },
+                "expected": {
+                    "kernel": [float(np.mean(kernels)), float(np.max(kernels))],
+                    "global": [float(np.mean(globals_)), float(np.max(globals_))],
+                    "log_var": [float(np.sum(log_vars) / len(log_vars)), float(np.max(log_vars))],
+                    "counts": [len(kernels), skipped],
+                },
+            }
+        )
+    return {
+        "epochs": epochs,
+        "reads": loss.reads[-2 * len(steps.epochs[0]) :] if loss.run else None,
+        "diagnosis": tracker.diagnosis,
+    }
+
+
 def reports(logs):
     """The report's exit code on a broken run and on a fixed one."""
     from loss_param_tracker import report
@@ -174,6 +262,8 @@ def main(out_dir):
         "mixed_float16": analytic(logs, "mixed_float16"),
         "identical": identical(logs),
         "batches": batch_writes(logs),
+        "every_step": every_step(logs),
+        "every_step_mixed_float16": every_step(logs, "mixed_float16"),
     }
     results["report"] = reports(logs)
     results["tensorflow_imported"] |= sys.modules.get("tensorflow") is not None

@@ -22,6 +22,30 @@ class GaussianNLL(keras.losses.Loss):
         return ops.mean(0.5 * ops.exp(-self.log_var) * ops.square(y_true - y_pred) + 0.5 * self.log_var)
 
 
+class SometimesNLL(keras.losses.Loss):
+    """A Gaussian NLL whose log-variance only the calls of every other run of `run` calls read.
+
+    An eager step (PyTorch, `run_eagerly=True`) runs the loss at every step,
+    so its steps differ: the log-variance has a gradient in runs of steps and
+    none between them. A traced step fixes the branch when traced: there
+    `run=None` reads it every call.
+    """
+
+    def __init__(self, run=None, **kwargs):
+        super().__init__(**kwargs)
+        self.log_var = keras.Variable(0.0, name="log_var")
+        self.run = run
+        self.reads = []  # per call, whether it read the log-variance
+
+    def call(self, y_true, y_pred):
+        reads = self.run is None or len(self.reads) // self.run % 2 == 0
+        self.reads.append(reads)
+        squared = ops.square(y_true - ops.cast(y_pred, "float32"))
+        if reads:
+            return ops.mean(0.5 * ops.exp(-self.log_var) * squared + 0.5 * self.log_var)
+        return ops.mean(0.5 * squared)
+
+
 class StoppedGradient(keras.losses.Loss):
     """Reads its parameter through stop_gradient: the loss has no gradient for it."""
 

@@ -95,6 +95,30 @@ def test_gradient_norms_are_the_analytic_ones_of_a_linear_model(fits, backend, p
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_each_epochs_norms_are_those_of_its_own_steps(fits, backend, policy):
+    """Two epochs of 64 SGD steps of a linear model: the logged mean and max of each epoch's gradient norms
+    (the kernel's, the global one, the loss's log-variance's) are those of its steps' own gradients.
+
+    On PyTorch the loss reads its log-variance in runs of 40 calls, so that an
+    epoch's steps differ: the log-variance has a gradient in some and none in
+    others (counted as zeros). Under mixed precision the first steps overflow
+    and are skipped.
+    """
+    _, results = fits[backend]
+    one = results[f"every_step_{policy}" if policy != "float32" else "every_step"]
+    if backend == "torch":
+        reads = one["reads"]
+        assert set(reads[:64]) == set(reads[64:]) == {True, False}, "each epoch has steps with and without the gradient"
+    assert one["diagnosis"]["loss/SometimesNLL/log_var"] == "not_updated"
+    if policy == "mixed_float16":
+        assert one["epochs"][0]["expected"]["counts"][1] > 0, "the first steps overflowed"
+    for epoch in one["epochs"]:
+        for field, logged in epoch["logged"].items():
+            np.testing.assert_allclose(logged, epoch["expected"][field], rtol=1e-4 if policy == "float32" else 2e-3, err_msg=field)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_training_is_bit_identical_and_not_traced_again(fits, backend):
     _, results = fits[backend]
     same = results["identical"]

@@ -41,6 +41,35 @@ def test_overflowed_steps_are_counted_apart_and_left_out_of_the_norms(log_dir, c
     assert set(tracker.diagnosis.values()) == {"training"}, tracker.diagnosis
 
 
+def test_an_eager_loss_that_reads_its_variable_in_some_steps_is_said_to_have_its_gradient(log_dir):
+    """run_eagerly, 250 samples in batches of 64: the loss reads its log-variance in the three full
+    batches, not in the last one. The epoch had its gradient: not `no_gradient`, which only the last
+    step showed and whose advice (no numpy, no stop_gradient) would be wrong."""
+
+    class FullBatchesNLL(keras.losses.Loss):
+        def __init__(self):
+            super().__init__()
+            self.log_var = keras.Variable(0.0, name="log_var")
+
+        def call(self, y_true, y_pred):
+            squared = tf.square(y_true - y_pred)
+            if y_true.shape[0] == 64:
+                return tf.reduce_mean(0.5 * tf.exp(-self.log_var) * squared + 0.5 * self.log_var)
+            return tf.reduce_mean(0.5 * squared)
+
+    loss = FullBatchesNLL()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss, run_eagerly=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tracker = fit(model, loss, log_dir, epochs=2, data=make_data(n=250))
+    said = [str(w.message) for w in caught if w.category is LossParamWarning]
+    assert tracker.diagnosis["loss/FullBatchesNLL/log_var"] == "not_updated", said
+    assert not any("[no_gradient]" in w for w in said), said
+    grad_norm = load_run(log_dir).variables["loss/FullBatchesNLL/log_var"].grad_norm
+    assert (np.isfinite(grad_norm) & (grad_norm > 0)).all(), grad_norm
+
+
 def test_a_variable_created_at_every_eager_call_warns_and_training_goes_on(log_dir):
     class CreatesInCall(keras.losses.Loss):
         def call(self, y_true, y_pred):
