@@ -43,10 +43,10 @@ plain fit against the tracker's, on every workload, with its loss variable
 left to the tracker to find and after `make_trainable`: a figure that no
 neighbour's load moves, where the timings scatter.
 
-Steps (`--steps`). The traced TensorFlow training step alone, plain fit's
-against the tracker's (its loss variable left to it, and after
-`make_trainable`): each variant's step is traced by a short fit, then the
-traced train functions are called in one process in blocks of
+Steps (`--steps`). The training step alone, on TensorFlow (traced) or
+PyTorch, plain fit's against the tracker's (its loss variable left to it,
+and after `make_trainable`): each variant's step is built by a short fit,
+then the train functions are called in one process in blocks of
 `STEP_BLOCK` steps, the variants' order rotated per block, so that a
 neighbour's load falls on both alike; the paired per-block differences of
 CPU time give the tracker's extra microseconds a step with a 90% bootstrap
@@ -68,7 +68,7 @@ against plain fit under the same strategy.
     python bench/overhead.py --memory [--repeats 3]
     python bench/overhead.py --scale [--repeats 3] [--backend ...]
     python bench/overhead.py --ops
-    python bench/overhead.py --steps [--workload ...] [--repeats 200]
+    python bench/overhead.py --steps [--backend tensorflow|torch] [--workload ...] [--repeats 200]
 
 Scale (`--scale`). The epoch hooks' CPU time on a model of 1,000 weights
 (500 parallel Dense(1) branches) whose loss holds 200 learned weights,
@@ -83,6 +83,7 @@ each variant.
 import argparse
 import contextlib
 import gc
+import itertools
 import json
 import math
 import os
@@ -680,28 +681,30 @@ def op_counts():
 
 
 def traced_step(workload, tracked, trained, log_root):
-    """A variant's traced train function, a batch iterator for it, and the tracker's epoch hooks' CPU seconds.
+    """A variant's training step, callable alone, and the tracker's epoch hooks' CPU seconds.
 
-    A fit of 4 epochs of 2 steps traces the step (with the tracker's hooks
-    where `tracked`) and times the tracker's `on_epoch_begin` and
-    `on_epoch_end`; its train function is kept as the fit ends, and keeps
-    its trace after the tracker has removed its hooks. `trained`:
+    A fit of 4 epochs of 2 steps builds the step (on TensorFlow, traces it,
+    with the tracker's hooks where `tracked`) and times the tracker's
+    `on_epoch_begin` and `on_epoch_end`; its train function is kept as the
+    fit ends. On TensorFlow the trace keeps the hooks after the tracker has
+    removed them; on PyTorch the step is Python, so the capture is kept
+    attached (one more user) for the timed steps. `trained`:
     `make_trainable` first.
 
     Returns:
-        (train_function, iterator, capture, hooks): `capture` the tracker's
-        (its accumulators go on counting the steps), `hooks` the CPU
-        seconds of its epoch hooks per epoch over epochs 2..4; both `None`
-        for plain fit.
+        (step, capture, hooks): `step()` runs one training step on the next
+        batch; `capture` the tracker's (its accumulators go on counting the
+        steps), `hooks` the CPU seconds of its epoch hooks per epoch over
+        epochs 2..4; both `None` for plain fit.
     """
-    import tensorflow as tf
-
     model, loss = compiled(workload, trained)
     kept, hooks = {}, []
 
     def keep(logs):  # first in the list: before the tracker's on_train_end removes its hooks
         kept["function"] = model.train_function
         kept["capture"] = vars(model).get(CAPTURE)
+        if kept["capture"] is not None and keras.backend.backend() == "torch":
+            kept["capture"]._users += 1  # the tracker's release leaves the hooks installed
 
     callbacks = [keras.callbacks.LambdaCallback(on_train_end=keep)]
     if tracked:
@@ -710,10 +713,30 @@ def traced_step(workload, tracked, trained, log_root):
             setattr(tracker, name, timed(getattr(tracker, name), hooks))
         callbacks.append(tracker)
     model.fit(workload.x[: 2 * BATCH], workload.y[: 2 * BATCH], epochs=4, batch_size=BATCH, verbose=0, callbacks=callbacks)
-    data = tf.data.Dataset.from_tensor_slices((workload.x[: 8 * BATCH], workload.y[: 8 * BATCH]))
-    iterator = iter(data.batch(BATCH, drop_remainder=True).repeat())
+    function = kept["function"]
+    if keras.backend.backend() == "torch":
+        import torch
+
+        batches = [
+            [(torch.as_tensor(workload.x[i : i + BATCH]), torch.as_tensor(workload.y[i : i + BATCH]))]
+            for i in range(0, 8 * BATCH, BATCH)
+        ]
+        cycle = itertools.cycle(batches)
+
+        def step():
+            return function(next(cycle))
+
+    else:
+        import tensorflow as tf
+
+        data = tf.data.Dataset.from_tensor_slices((workload.x[: 8 * BATCH], workload.y[: 8 * BATCH]))
+        iterator = iter(data.batch(BATCH, drop_remainder=True).repeat())
+
+        def step():
+            return function(iterator)
+
     per_epoch = np.array(hooks).reshape(4, 2).sum(axis=1)[1:] if tracked else None
-    return kept["function"], iterator, kept["capture"], None if per_epoch is None else float(np.median(per_epoch))
+    return step, kept["capture"], None if per_epoch is None else float(np.median(per_epoch))
 
 
 def timed(hook, seconds):
@@ -739,23 +762,25 @@ def step_costs(workload, blocks, log_root):
         f"  {'bound':>6s}"
     )
     for trained in (False, True):
-        plain, plain_data, _, _ = traced_step(workload, False, trained, log_root)
-        tracked, tracked_data, capture, hooks = traced_step(workload, True, trained, log_root)
-        variants = {"plain": (plain, plain_data), "tracker": (tracked, tracked_data)}
-        for function, data in variants.values():  # warm-up
+        plain, _, _ = traced_step(workload, False, trained, log_root)
+        tracked, capture, hooks = traced_step(workload, True, trained, log_root)
+        variants = {"plain": plain, "tracker": tracked}
+        for run in variants.values():  # warm-up
             for _ in range(2 * STEP_BLOCK):
-                function(data)
+                run()
         before = capture.read_global()[0].captured
         cpu = {name: [] for name in variants}
         for b in range(blocks):
             for name in rotated(list(variants), b):
-                function, data = variants[name]
+                run = variants[name]
                 start = time.process_time()
                 for _ in range(STEP_BLOCK):
-                    function(data)
+                    run()
                 cpu[name].append((time.process_time() - start) / STEP_BLOCK)
         if capture.read_global()[0].captured - before < blocks * STEP_BLOCK:
-            raise RuntimeError("the tracker's traced step was not the one timed (a retrace dropped its hooks)")
+            raise RuntimeError("the tracker's step was not the one timed (a retrace dropped its hooks)")
+        if keras.backend.backend() == "torch":
+            capture.release()  # the hooks kept for the timed steps
         plain_cpu, tracked_cpu = np.array(cpu["plain"]), np.array(cpu["tracker"])
         extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(tracked_cpu - plain_cpu)))
         ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*median_interval(tracked_cpu / plain_cpu))
@@ -842,7 +867,7 @@ def main():
     )
     parser.add_argument(
         "--steps", action="store_true",
-        help=f"time the traced TensorFlow step alone, plain fit's against the tracker's, in blocks of {STEP_BLOCK} steps",
+        help=f"time the training step alone (TensorFlow, PyTorch), plain fit's against the tracker's, in blocks of {STEP_BLOCK} steps",
     )
     args = parser.parse_args()
     args.epochs = args.epochs or (16 if args.scale else 4)
@@ -852,8 +877,10 @@ def main():
         parser.error("--repeats must be at least 1")
     if args.memory and args.backend != "tensorflow":
         parser.error("--memory measures the TensorFlow backend")
-    if (args.ops or args.steps) and (args.backend != "tensorflow" or args.strategy):
-        parser.error("--ops and --steps measure the TensorFlow backend's step, on one device")
+    if args.ops and (args.backend != "tensorflow" or args.strategy):
+        parser.error("--ops counts the TensorFlow backend's step, on one device")
+    if args.steps and (args.backend == "jax" or args.strategy):
+        parser.error("--steps times the TensorFlow or PyTorch backend's step, on one device (JAX's is one compiled program)")
     if args.strategy and (args.backend != "tensorflow" or args.memory):
         parser.error("--strategy times the TensorFlow backend's fit")
     version = set_threads(args.backend, args.threads, args.strategy)
