@@ -43,11 +43,12 @@ plain fit against the tracker's, on every workload, with its loss variable
 left to the tracker to find and after `make_trainable`: a figure that no
 neighbour's load moves, where the timings scatter.
 
-Steps (`--steps`). The training step alone, on TensorFlow (traced) or
-PyTorch, plain fit's against the tracker's (its loss variable left to it,
-and after `make_trainable`): each variant's step is built by a short fit,
-then the train functions are called in one process in blocks of
-`STEP_BLOCK` steps, the variants' order rotated per block, so that a
+Steps (`--steps`). The training step alone (TensorFlow's traced one, JAX's
+compiled one on its state, PyTorch's in Python), plain fit's against the
+tracker's (its loss variable left to it, and after `make_trainable`): each
+variant's step is built by a short fit, then the train functions are
+called in one process in blocks of `STEP_BLOCK` steps, each step waited
+for, the variants' order rotated per block, so that a
 neighbour's load falls on both alike; the paired per-block differences of
 CPU time give the tracker's extra microseconds a step with a 90% bootstrap
 interval a few percent of the step wide, where whole fits' ratios span 10
@@ -68,7 +69,7 @@ against plain fit under the same strategy.
     python bench/overhead.py --memory [--repeats 3]
     python bench/overhead.py --scale [--repeats 3] [--backend ...]
     python bench/overhead.py --ops
-    python bench/overhead.py --steps [--backend tensorflow|torch] [--workload ...] [--repeats 200]
+    python bench/overhead.py --steps [--backend ...] [--workload ...] [--repeats 200]
 
 Scale (`--scale`). The epoch hooks' CPU time on a model of 1,000 weights
 (500 parallel Dense(1) branches) whose loss holds 200 learned weights,
@@ -683,19 +684,20 @@ def op_counts():
 def traced_step(workload, tracked, trained, log_root):
     """A variant's training step, callable alone, and the tracker's epoch hooks' CPU seconds.
 
-    A fit of 4 epochs of 2 steps builds the step (on TensorFlow, traces it,
-    with the tracker's hooks where `tracked`) and times the tracker's
+    A fit of 4 epochs of 2 steps builds the step (traces or compiles it, with
+    the tracker's hooks where `tracked`) and times the tracker's
     `on_epoch_begin` and `on_epoch_end`; its train function is kept as the
-    fit ends. On TensorFlow the trace keeps the hooks after the tracker has
-    removed them; on PyTorch the step is Python, so the capture is kept
-    attached (one more user) for the timed steps. `trained`:
-    `make_trainable` first.
+    fit ends. A traced step (TensorFlow) or compiled one (JAX) keeps the
+    hooks after the tracker has removed them; on PyTorch the step is
+    Python, so the capture is kept attached (one more user) until `close`.
+    `trained`: `make_trainable` first.
 
     Returns:
-        (step, capture, hooks): `step()` runs one training step on the next
-        batch; `capture` the tracker's (its accumulators go on counting the
-        steps), `hooks` the CPU seconds of its epoch hooks per epoch over
-        epochs 2..4; both `None` for plain fit.
+        (step, hooks): `step()` runs one training step on the next batch
+        and returns when it is done; `step.captured()` counts the steps the
+        tracker's accumulators have counted (`None` for plain fit); `hooks`
+        the CPU seconds of the tracker's epoch hooks per epoch over epochs
+        2..4 (`None` for plain fit).
     """
     model, loss = compiled(workload, trained)
     kept, hooks = {}, []
@@ -703,6 +705,11 @@ def traced_step(workload, tracked, trained, log_root):
     def keep(logs):  # first in the list: before the tracker's on_train_end removes its hooks
         kept["function"] = model.train_function
         kept["capture"] = vars(model).get(CAPTURE)
+        if keras.backend.backend() == "jax":  # the state the compiled step was traced for, its accumulator in it
+            kept["metrics"] = list(model.metrics_variables)
+            kept["state"] = model._get_jax_state(
+                trainable_variables=True, non_trainable_variables=True, optimizer_variables=True, metrics_variables=True
+            )
         if kept["capture"] is not None and keras.backend.backend() == "torch":
             kept["capture"]._users += 1  # the tracker's release leaves the hooks installed
 
@@ -713,30 +720,73 @@ def traced_step(workload, tracked, trained, log_root):
             setattr(tracker, name, timed(getattr(tracker, name), hooks))
         callbacks.append(tracker)
     model.fit(workload.x[: 2 * BATCH], workload.y[: 2 * BATCH], epochs=4, batch_size=BATCH, verbose=0, callbacks=callbacks)
-    function = kept["function"]
-    if keras.backend.backend() == "torch":
-        import torch
+    batches = [(workload.x[i : i + BATCH], workload.y[i : i + BATCH]) for i in range(0, 8 * BATCH, BATCH)]
+    step = STEPS[keras.backend.backend()](model, kept, batches)
+    per_epoch = np.array(hooks).reshape(4, 2).sum(axis=1)[1:] if tracked else None
+    return step, None if per_epoch is None else float(np.median(per_epoch))
 
-        batches = [
-            [(torch.as_tensor(workload.x[i : i + BATCH]), torch.as_tensor(workload.y[i : i + BATCH]))]
-            for i in range(0, 8 * BATCH, BATCH)
-        ]
-        cycle = itertools.cycle(batches)
 
-        def step():
-            return function(next(cycle))
+class TensorFlowStep:
+    """The traced train function, on a `tf.data` iterator of the batches."""
 
-    else:
+    def __init__(self, model, kept, batches):
         import tensorflow as tf
 
-        data = tf.data.Dataset.from_tensor_slices((workload.x[: 8 * BATCH], workload.y[: 8 * BATCH]))
-        iterator = iter(data.batch(BATCH, drop_remainder=True).repeat())
+        self.function, self.capture = kept["function"], kept["capture"]
+        x, y = (np.concatenate(parts) for parts in zip(*batches))
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True)
+        self.iterator = iter(data.repeat())
 
-        def step():
-            return function(iterator)
+    def __call__(self):
+        self.function(self.iterator)  # returns when done: its logs are read
 
-    per_epoch = np.array(hooks).reshape(4, 2).sum(axis=1)[1:] if tracked else None
-    return step, kept["capture"], None if per_epoch is None else float(np.median(per_epoch))
+    def captured(self):
+        return None if self.capture is None else self.capture.read_global()[0].captured
+
+    def close(self):
+        pass
+
+
+class TorchStep(TensorFlowStep):
+    """Keras's train function, in Python, on the batches as torch tensors; the capture kept attached."""
+
+    def __init__(self, model, kept, batches):
+        import torch
+
+        self.function, self.capture = kept["function"], kept["capture"]
+        self.batches = itertools.cycle([[(torch.as_tensor(x), torch.as_tensor(y))] for x, y in batches])
+
+    def __call__(self):
+        self.function(next(self.batches))
+
+    def close(self):
+        if self.capture is not None:
+            self.capture.release()  # the hooks kept for the timed steps
+
+
+class JaxStep(TensorFlowStep):
+    """The compiled train function on a copy of the model's state, fed back from step to step."""
+
+    def __init__(self, model, kept, batches):
+        import jax
+        import jax.numpy as jnp
+
+        self.function, self.capture, self.block = kept["function"], kept["capture"], jax.block_until_ready
+        self.state = jax.tree.map(jnp.copy, kept["state"])  # the function donates it: the model's own arrays stay
+        self.batches = itertools.cycle([tuple(map(jnp.asarray, batch)) for batch in batches])
+        self.metric = None
+        if self.capture is not None:
+            self.metric = [id(v) for v in kept["metrics"]].index(id(self.capture._metric.sums_and_maxes))
+
+    def __call__(self):
+        _, self.state = self.function(self.state, self.batches)
+        self.block(self.state)  # XLA runs asynchronously: the step's CPU time falls in its own block
+
+    def captured(self):
+        return None if self.metric is None else int(self.state[3][self.metric][0][-2])
+
+
+STEPS = {"tensorflow": TensorFlowStep, "torch": TorchStep, "jax": JaxStep}
 
 
 def timed(hook, seconds):
@@ -762,13 +812,13 @@ def step_costs(workload, blocks, log_root):
         f"  {'bound':>6s}"
     )
     for trained in (False, True):
-        plain, _, _ = traced_step(workload, False, trained, log_root)
-        tracked, capture, hooks = traced_step(workload, True, trained, log_root)
+        plain, _ = traced_step(workload, False, trained, log_root)
+        tracked, hooks = traced_step(workload, True, trained, log_root)
         variants = {"plain": plain, "tracker": tracked}
         for run in variants.values():  # warm-up
             for _ in range(2 * STEP_BLOCK):
                 run()
-        before = capture.read_global()[0].captured
+        before = tracked.captured()
         cpu = {name: [] for name in variants}
         for b in range(blocks):
             for name in rotated(list(variants), b):
@@ -777,10 +827,9 @@ def step_costs(workload, blocks, log_root):
                 for _ in range(STEP_BLOCK):
                     run()
                 cpu[name].append((time.process_time() - start) / STEP_BLOCK)
-        if capture.read_global()[0].captured - before < blocks * STEP_BLOCK:
+        if tracked.captured() - before < blocks * STEP_BLOCK:
             raise RuntimeError("the tracker's step was not the one timed (a retrace dropped its hooks)")
-        if keras.backend.backend() == "torch":
-            capture.release()  # the hooks kept for the timed steps
+        tracked.close()
         plain_cpu, tracked_cpu = np.array(cpu["plain"]), np.array(cpu["tracker"])
         extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(tracked_cpu - plain_cpu)))
         ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*median_interval(tracked_cpu / plain_cpu))
@@ -867,7 +916,7 @@ def main():
     )
     parser.add_argument(
         "--steps", action="store_true",
-        help=f"time the training step alone (TensorFlow, PyTorch), plain fit's against the tracker's, in blocks of {STEP_BLOCK} steps",
+        help=f"time the training step alone, plain fit's against the tracker's, in blocks of {STEP_BLOCK} steps",
     )
     args = parser.parse_args()
     args.epochs = args.epochs or (16 if args.scale else 4)
@@ -879,8 +928,8 @@ def main():
         parser.error("--memory measures the TensorFlow backend")
     if args.ops and (args.backend != "tensorflow" or args.strategy):
         parser.error("--ops counts the TensorFlow backend's step, on one device")
-    if args.steps and (args.backend == "jax" or args.strategy):
-        parser.error("--steps times the TensorFlow or PyTorch backend's step, on one device (JAX's is one compiled program)")
+    if args.steps and args.strategy:
+        parser.error("--steps times the step on one device")
     if args.strategy and (args.backend != "tensorflow" or args.memory):
         parser.error("--strategy times the TensorFlow backend's fit")
     version = set_threads(args.backend, args.threads, args.strategy)
