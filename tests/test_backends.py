@@ -249,3 +249,40 @@ def test_jax_squared_norms_put_each_gradients_own_norm_in_its_slot():
     for grad, scale, slot in zip(grads, inverses, slots):
         expected[slot] = np.sum(np.square(grad * (1 if scale is None else scale)))
     np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_the_jax_joined_read_gives_each_arrays_own_elements_and_steps_aside_where_it_cannot_join(monkeypatch):
+    """Ten arrays of four dtypes, read by one compiled concatenation a dtype: each array's elements, in order,
+    exactly; a joined read that fails where the arrays' own reads work is not tried again."""
+    import jax.numpy as jnp
+
+    from loss_param_tracker import capture_jax
+
+    rng = np.random.default_rng(0)
+    dtypes = ["float32", "float16", "int32", "bfloat16", "float32"] * 2
+    arrays = [jnp.asarray(rng.normal(size=(i % 3 + 1, 4)) * 1000, dtype) for i, dtype in enumerate(dtypes)]
+    arrays[1] = arrays[1].at[0, 0].set(jnp.nan)
+    expected = np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in arrays])
+    read = capture_jax.flat_reader(arrays)
+    np.testing.assert_array_equal(read(), expected)
+
+    joined = []
+
+    def fails(values):
+        joined.append(len(values))
+        raise ValueError("incompatible devices for jitted computation")
+
+    monkeypatch.setattr(capture_jax, "_joined", fails)
+    deleted = jnp.ones(3)
+    deleted.delete()
+    unreadable = capture_jax.flat_reader(arrays + [deleted])
+    with pytest.raises(RuntimeError, match="deleted"):
+        unreadable()
+    with pytest.raises(RuntimeError, match="deleted"):
+        unreadable()
+    assert joined == [11, 11], "a variable that cannot be read is no reason to stop joining"
+    joined.clear()
+    read = capture_jax.flat_reader(arrays)
+    np.testing.assert_array_equal(read(), expected)
+    np.testing.assert_array_equal(read(), expected)
+    assert joined == [10], "asked once, then one by one"
