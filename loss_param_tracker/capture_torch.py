@@ -111,9 +111,9 @@ class StepCapture(HookedCapture):
         return original(grads, trainable_variables)
 
     def _record_step(self, grads, variables):
+        """Buffers the norms of the step's gradients: `grads`, a list, the optimizer's for `variables`."""
         if variables is None:
             variables = self._optimizer.trainable_variables
-        grads = list(grads)
         if self._slots is None:
             before = {variable_key(v) for v in self._loss_variables}
             self._stale = True  # a loss may have created variables in its first call
