@@ -245,6 +245,33 @@ def every_step(logs, policy="float32"):
     }
 
 
+class ScaledSquares(keras.losses.Loss):
+    """20 times the summed squared error: a float16 layer's gradient elements in the hundreds."""
+
+    def call(self, y_true, y_pred):
+        return 20.0 * ops.sum(ops.square(y_true - ops.cast(y_pred, "float32")))
+
+
+def float16_norm(logs):
+    """One step of a float16 Dense(256) whose kernel's gradient norm (about 105,000) is above float16's
+    largest number (65,504), each of its elements finite: the logged norm, and the one computed in float64."""
+    x = np.ones((4, 256), "float16")
+    y = np.zeros((4, 256), "float32")
+    kernel = np.full((256, 256), 0.01, "float16")
+    model = keras.Sequential(
+        [keras.Input((256,), dtype="float16"), keras.layers.Dense(256, use_bias=False, dtype="float16", name="half")],
+        name="half_model",
+    )
+    model.layers[0].kernel.assign(kernel)
+    tracker = LossParamTracker(os.path.join(logs, "float16"))
+    model.compile(optimizer=keras.optimizers.SGD(1e-7), loss=ScaledSquares())
+    model.fit(x, y, epochs=1, batch_size=4, verbose=0, callbacks=[tracker])
+    y_pred = x.astype(np.float64) @ kernel.astype(np.float64)
+    expected = np.linalg.norm(x.T.astype(np.float64) @ (40.0 * (y_pred - y)))
+    logged = load(tracker.log_dir)["train"].variables["model/half_model/half/kernel"].norms[0]
+    return {"logged": float(logged[1]), "expected": float(expected), "diagnosis": tracker.diagnosis}
+
+
 def reports(logs):
     """The report's exit code on a broken run and on a fixed one."""
     from loss_param_tracker import report
@@ -264,6 +291,7 @@ def main(out_dir):
         "batches": batch_writes(logs),
         "every_step": every_step(logs),
         "every_step_mixed_float16": every_step(logs, "mixed_float16"),
+        "float16_norm": float16_norm(logs),
     }
     results["report"] = reports(logs)
     results["tensorflow_imported"] |= sys.modules.get("tensorflow") is not None

@@ -119,6 +119,15 @@ def test_each_epochs_norms_are_those_of_its_own_steps(fits, backend, policy):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_float16_gradients_norm_above_float16s_range_is_logged_finite(fits, backend):
+    """A float16 kernel's gradient: each element finite, its norm (about 105,000) above 65,504.
+    Taken in float16 it was inf, and the kernel said `non_finite`."""
+    one = fits[backend][1]["float16_norm"]
+    np.testing.assert_allclose(one["logged"], one["expected"], rtol=1e-3)
+    assert one["diagnosis"]["model/half_model/half/kernel"] == "training"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_training_is_bit_identical_and_not_traced_again(fits, backend):
     _, results = fits[backend]
     same = results["identical"]
