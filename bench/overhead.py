@@ -738,7 +738,7 @@ class TensorFlowStep:
         self.iterator = iter(data.repeat())
 
     def __call__(self):
-        self.function(self.iterator)  # returns when done: its logs are read
+        self.function(self.iterator)  # a tf.function called eagerly returns once its step has run (on the CPU)
 
     def captured(self):
         return None if self.capture is None else self.capture.read_global()[0].captured

@@ -163,7 +163,7 @@ class SgdSteps(keras.callbacks.Callback):
     def __init__(self, learning_rate):
         super().__init__()
         self.learning_rate = learning_rate
-        self.epochs = []  # per epoch, per step: ([kernel, bias] gradients, the kernel before)
+        self.epochs = []  # per epoch, per step: ([kernel, bias] gradients, [kernel, bias] before it)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epochs.append([])
