@@ -726,7 +726,20 @@ def traced_step(workload, tracked, trained, log_root):
     return step, None if per_epoch is None else float(np.median(per_epoch))
 
 
-class TensorFlowStep:
+class Step:
+    """A variant's kept train function, called one step at a time (`__call__`, a backend's own)."""
+
+    capture = None  # the tracker's capture, `None` for plain fit
+
+    def captured(self):
+        """The steps the tracker's accumulators have counted, `None` for plain fit."""
+        return None if self.capture is None else self.capture.read_global()[0].captured
+
+    def close(self):
+        """Gives back what the timed steps held."""
+
+
+class TensorFlowStep(Step):
     """The traced train function, on a `tf.data` iterator of the batches."""
 
     def __init__(self, model, kept, batches):
@@ -740,14 +753,8 @@ class TensorFlowStep:
     def __call__(self):
         self.function(self.iterator)  # a tf.function called eagerly returns once its step has run (on the CPU)
 
-    def captured(self):
-        return None if self.capture is None else self.capture.read_global()[0].captured
 
-    def close(self):
-        pass
-
-
-class TorchStep(TensorFlowStep):
+class TorchStep(Step):
     """Keras's train function, in Python, on the batches as torch tensors; the capture kept attached."""
 
     def __init__(self, model, kept, batches):
@@ -764,7 +771,7 @@ class TorchStep(TensorFlowStep):
             self.capture.release()  # the hooks kept for the timed steps
 
 
-class JaxStep(TensorFlowStep):
+class JaxStep(Step):
     """The compiled train function on a copy of the model's state, fed back from step to step."""
 
     def __init__(self, model, kept, batches):
