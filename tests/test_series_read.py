@@ -1,4 +1,7 @@
-"""Reading from TensorBoard's Rust data server: the packed fast path gives what the provider's own call gives."""
+"""Reading from TensorBoard's Rust data server: the packed fast path gives what the provider's own call gives.
+
+The same for the decoding of string tables (the diagnosis), on which `/diagnosis` and `load` spend most of their time.
+"""
 
 import time
 
@@ -7,7 +10,8 @@ import pytest
 import tensorflow as tf
 from tensorboard import context
 from tensorboard.data import grpc_provider, server_ingester
-from tensorboard.util import grpc_util
+from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.util import grpc_util, tensor_util
 
 from tensorboard_plugin.loss_params import metadata, series, summary
 
@@ -17,8 +21,21 @@ def write(run_dir, steps, values):
         for step, value in zip(steps, values):
             out = summary.values(metadata.ROLE_LOSS, metadata.VALUE, "loss/L/w", np.float32(value), dtype="float32")
             out += summary.values(metadata.ROLE_LOSS, metadata.GRAD_NORM, "loss/L/w", np.float32([value, 2 * value]))
+            out += summary.diagnosis(diagnosis_rows(step))
             summary.write(out, step)
         tf.summary.flush()
+
+
+def diagnosis_rows(step):
+    """A diagnosis whose layout changes: a variable that appears, rows that swap, one that goes."""
+    rows = [("loss/L/w", ["training", "not_updated"][step % 2], "")]
+    if step >= 2:
+        rows.append(("loss/L/v", "no_gradient", "its gradient is None"))
+    if step % 7 == 3:
+        rows.reverse()
+    if step >= 250:
+        rows = rows[1:]
+    return rows
 
 
 class _Public:
@@ -71,9 +88,61 @@ def test_the_packed_read_is_the_providers_read(data_server, downsample):
         assert fast[run].keys() == slow[run].keys()
         for tag, (steps, values) in fast[run].items():
             np.testing.assert_array_equal(steps, slow[run][tag][0], err_msg=f"{run} {tag}")
-            np.testing.assert_array_equal(values, slow[run][tag][1], err_msg=f"{run} {tag}")
+            if tag == metadata.DIAGNOSIS_TAG:  # a table per step, of the step's variables
+                assert len(values) == len(slow[run][tag][1])
+                for mine, theirs in zip(values, slow[run][tag][1]):
+                    assert mine.dtype == theirs.dtype == object and mine.tolist() == theirs.tolist()
+            else:
+                np.testing.assert_array_equal(values, slow[run][tag][1], err_msg=f"{run} {tag}")
     steps, values = fast["b"]["loss/L/w/value"]
     assert steps.tolist() == [0, 1, 2, 3], "a step written twice is one step"
     assert values[1:, 0].tolist() == [10.0, 20.0, 30.0], "its last write wins"
     if downsample == series.ALL_POINTS:
         assert len(fast["a"]["loss/L/w/value"][0]) == 300
+        steps, tables = fast["a"][metadata.DIAGNOSIS_TAG]
+        assert [t.tolist() for t in tables] == [[[c.encode() for c in row] for row in diagnosis_rows(s)] for s in steps]
+
+
+def string_tensor(shape, strings):
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]),
+        string_val=strings,
+    )
+
+
+@pytest.mark.parametrize(
+    "proto",
+    [
+        string_tensor([2, 3], [b"a", b"training", b"", b"b", b"frozen", b"why"]),
+        string_tensor([], [b"one"]),
+        string_tensor([0, 3], []),
+        string_tensor([2, 2], [b"all four"]),  # one value for every element: make_ndarray repeats it
+        tensor_util.make_tensor_proto(np.float32([[1.5, 2.0]])),
+        tensor_util.make_tensor_proto(np.int64(7)),
+    ],
+    ids=["table", "scalar", "empty", "repeated", "float32", "int64"],
+)
+def test_a_tensor_is_decoded_as_make_ndarray_decodes_it(proto):
+    mine, theirs = series._tensor(proto), tensor_util.make_ndarray(proto)
+    assert mine.dtype == theirs.dtype and mine.shape == theirs.shape and mine.tolist() == theirs.tolist()
+
+
+def test_a_tensor_whose_values_do_not_fill_its_shape_fails_as_make_ndarray_does():
+    proto = string_tensor([2, 3], [b"a", b"b"])
+    with pytest.raises(ValueError):
+        tensor_util.make_ndarray(proto)
+    with pytest.raises(ValueError):
+        series._tensor(proto)
+
+
+def test_the_diagnosis_by_variable_is_the_diagnosis_by_step_turned_around():
+    steps = range(40)
+    tables = [np.array([[c.encode() for c in row] for row in diagnosis_rows(s)], dtype=object) for s in steps]
+    tables[5] = np.array([[b"loss/L/w", b"training"], [b"loss/L/w", b"frozen"]], dtype=object)  # a path twice, no cause
+    by_step = series.statuses(tables)
+    by_variable = series.status_columns(tables)
+    assert list(by_variable) == ["loss/L/w", "loss/L/v"], "in the order first seen"
+    assert by_variable == {path: [one.get(path, "") for one in by_step] for path in by_variable}
+    assert by_variable["loss/L/w"][5] == "frozen", "a path twice: its last row"
+    assert by_variable["loss/L/v"][:2] == ["", ""] and by_variable["loss/L/v"][2] == "no_gradient"
