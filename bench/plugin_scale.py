@@ -105,9 +105,7 @@ def write_run(args):
                 tf.summary.scalar(f"{COPIES}model/{field}", model[index], step=epoch)
             values += summary.values(metadata.ROLE_RUN, metadata.GRAD_NORM, metadata.RUN_GRAD_NORM,
                                      np.float32([decay, 2 * decay]))
-            rows = np.array([[p, "training"] for p in paths + model_paths], dtype=object)
-            values += summary.values(metadata.ROLE_RUN, metadata.DIAGNOSIS,
-                                     metadata.RUN_DIAGNOSIS, rows)
+            values += summary.diagnosis([(p, "training", "") for p in paths + model_paths])
             summary.write(values, epoch)
             tf.summary.scalar("epoch_loss", float(decay), step=epoch)
     writer.close()
@@ -115,7 +113,7 @@ def write_run(args):
 
 def write_logdir(log_dir, runs, epochs, n_loss, n_model):
     """Writes the log directory, unless a complete one of this version is there (else starts it afresh)."""
-    marker = os.path.join(log_dir, f".complete-v4-{runs}x{epochs}x{n_loss}+{n_model}")
+    marker = os.path.join(log_dir, f".complete-v5-{runs}x{epochs}x{n_loss}+{n_model}")
     if os.path.exists(marker):
         print(f"Reusing {log_dir}")
         return
