@@ -27,8 +27,9 @@ def write(run_dir, steps, values):
 
 
 def diagnosis_rows(step):
-    """A diagnosis whose layout changes: a variable that appears, rows that swap, one that goes."""
-    rows = [("loss/L/w", ["training", "not_updated"][step % 2], "")]
+    """A diagnosis whose layout changes (a variable that appears, rows that swap, one that goes) and whose
+    status changes every ten steps: between, each step's table is the one before's."""
+    rows = [("loss/L/w", ["training", "not_updated"][step // 10 % 2], "")]
     if step >= 2:
         rows.append(("loss/L/v", "no_gradient", "its gradient is None"))
     if step % 7 == 3:
@@ -134,6 +135,18 @@ def test_a_tensor_whose_values_do_not_fill_its_shape_fails_as_make_ndarray_does(
         tensor_util.make_ndarray(proto)
     with pytest.raises(ValueError):
         series._tensor(proto)
+
+
+def test_a_table_equal_to_the_one_before_is_the_same_read_only_array():
+    steps = [2, 2, 2, 3, 4, 4, 239, 251, 251]  # 2 and 4 have equal tables, not next to each other
+    protos = [summary._string_table(diagnosis_rows(step), 3) for step in steps]
+    tables = series._tensors(protos)
+    assert tables[0] is tables[1] is tables[2] and tables[4] is tables[5] and tables[7] is tables[8]
+    assert len({id(t) for t in tables}) == 5
+    assert not any(t.flags.writeable for t in tables)
+    for table, proto in zip(tables, protos):
+        assert table.tolist() == tensor_util.make_ndarray(proto).tolist()
+    assert series.status_columns(tables) == series.status_columns([tensor_util.make_ndarray(p) for p in protos])
 
 
 def test_the_diagnosis_by_variable_is_the_diagnosis_by_step_turned_around():
