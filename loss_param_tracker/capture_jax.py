@@ -84,18 +84,19 @@ def flat_reader(variables):
     one by one, for that read and for the rest of the reader's life.
     """
     variables = list(variables)
-    joined = [len(variables) >= _JOINED_FROM]
+    joined = len(variables) >= _JOINED_FROM
 
     def one_by_one():
         return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.device_get(_values(variables))])
 
     def read():
-        if joined[0]:
+        nonlocal joined
+        if joined:
             try:
                 return _read_joined(_values(variables))
             except Exception:  # noqa: BLE001 - below, the variables' own reads tell why
                 flat = one_by_one()  # a variable that cannot be read raises here, and the joined read stays
-                joined[0] = False
+                joined = False
                 return flat
         return one_by_one()
 

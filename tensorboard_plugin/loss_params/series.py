@@ -586,8 +586,9 @@ def status_columns(values):
                 firsts.append(end)
             end += 1
         block = np.array([tables[i][:, 1] for i in firsts], dtype=object).reshape(len(firsts), len(layout))
-        words = {word: _text(word) for word in set(block.ravel().tolist())}
-        texts = np.array(list(map(words.__getitem__, block.ravel().tolist())), dtype=object).reshape(block.shape)
+        cells = block.ravel().tolist()
+        words = {word: _text(word) for word in set(cells)}
+        texts = np.array(list(map(words.__getitem__, cells)), dtype=object).reshape(block.shape)
         if len(firsts) < end - start:  # some steps repeat the table before
             texts = np.repeat(texts, np.diff(firsts + [end]), axis=0)
         rows = {_text(path): row for row, path in enumerate(layout)}  # a path twice: its last row
