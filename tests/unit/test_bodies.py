@@ -232,6 +232,22 @@ def test_diagnosis_body_gives_each_variables_status_at_every_epoch():
         LOG_VAR: [""], f"{HIDDEN}/kernel": [""]}, "a diagnosis of no rows"
 
 
+@pytest.mark.parametrize("statuses", [
+    {LOG_VAR: ["not_updated"] * 3, f"{HIDDEN}/kernel": ["", "training", "training"]},
+    {LOG_VAR: ["", "", ""]},
+    {},
+    {LOG_VAR: []},
+    # Words JSON escapes: a quote, a backslash, a control character, non-ASCII, DEL.
+    {'loss/L/"quoted"': ['say "hi"', "back\\slash", "tab\there"], "loss/L/é": ["né", "\x7f", "ok"]},
+    {LOG_VAR: ["training", "\u2028", "training"]},
+])
+@pytest.mark.parametrize("run", ["a/train", 'b "x"/é'])
+def test_diagnosis_json_writes_what_json_text_writes(statuses, run):
+    steps = list(range(max(map(len, statuses.values()), default=0)))
+    body = {"run": run, "steps": steps, "statuses": statuses}
+    assert bodies.diagnosis_json(body) == bodies.json_text(body)
+
+
 def test_status_columns_follow_variables_that_come_go_and_change_places():
     tables = [
         [[LOG_VAR, "training"]],  # format version 1: no cause

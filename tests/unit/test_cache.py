@@ -1,6 +1,7 @@
 """`cache.RunCache` over a fake data provider: what it reads once, what makes it read again, what it skips."""
 
 import ast
+import json
 import pathlib
 
 import numpy as np
@@ -258,4 +259,4 @@ def test_the_diagnosis_answer_is_encoded_again_only_after_a_write(fake, monkeypa
     fake.write("b/train", 3, rows=[(LOG_VAR, "training", "")])
     later = served._diagnosis_json_of(CTX, "", "b/train")
     assert len(built) == 2 and '"steps":[0,1,2,3]' in later and '"training"' in later
-    assert plugin.json.loads(later) == served.diagnosis_impl(CTX, "", "b/train")
+    assert json.loads(later) == served.diagnosis_impl(CTX, "", "b/train")
