@@ -461,10 +461,13 @@ class StepCapture(HookedCapture):
 
         def measure():
             # All of it in the branch: the other steps run one comparison.
-            directions = [tf.cast(_direction(v), g.dtype) for v, g in zip(variables, grads)]
-            products = outer.gradient(grads, variables, output_gradients=directions)
-            curvature = tf.stack([tf.constant(0.0) if p is None else tf.norm(tf.cast(p, tf.float32)) for p in products])
-            smallest = tf.stack([tf.reduce_min(tf.cast(g, tf.float32)) for g in grads])
+            # A gathered variable's gradient is slices: the product along a
+            # direction is the slices' values' along the direction's same rows.
+            directions = [_rows_of(tf.cast(_direction(v), g.dtype), g) for v, g in zip(variables, grads)]
+            targets = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
+            products = outer.gradient(targets, variables, output_gradients=directions)
+            curvature = tf.stack([tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products])
+            smallest = tf.stack([tf.reduce_min(tf.cast(_dense(g), tf.float32)) for g in grads])
             before = self._probe.read_value()
             self._probe.assign(
                 tf.stack([
@@ -653,12 +656,29 @@ _GROUPED = 8
 
 
 def _half_squared_norm(grad, inverse_scale=None):
-    """Half the squared L2 norm of `grad` in float32 (one op), times `inverse_scale` first when given."""
+    """Half the squared L2 norm of `grad` in float32 (one op), times `inverse_scale` first when given.
+
+    The gradient of a gathered variable (an `Embedding`, a loss's
+    `take(centers, labels)`) is slices, a row for each time a row was read:
+    its norm is that of their sums by row, the gradient the optimizer
+    applies, not of the slices (which a row read twice would count twice).
+    """
     if grad is None:
         return tf.constant(0.0)
     if isinstance(grad, tf.IndexedSlices):
-        grad = grad.values
+        rows, position = tf.unique(grad.indices)
+        grad = tf.math.unsorted_segment_sum(grad.values, position, tf.shape(rows)[0])
     return tf.nn.l2_loss(_unscaled(grad, inverse_scale))
+
+
+def _dense(grad):
+    """`grad` as a tensor: slices summed into the variable's shape (for the small variables probed)."""
+    return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
+
+
+def _rows_of(direction, grad):
+    """`direction`'s rows that `grad`'s slices are of, or all of it for a dense `grad`."""
+    return tf.gather(direction, grad.indices) if isinstance(grad, tf.IndexedSlices) else direction
 
 
 def _all_finite(grads):

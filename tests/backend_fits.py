@@ -19,7 +19,15 @@ import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, load, make_trainable  # noqa: E402
-from tests.models import ClampedWeight, GaussianNLL, SometimesNLL, StoppedGradient, make_data, make_model  # noqa: E402
+from tests.models import (  # noqa: E402
+    ClampedWeight,
+    GaussianNLL,
+    SometimesNLL,
+    StoppedGradient,
+    gathered_fit,
+    make_data,
+    make_model,
+)
 
 
 class FrozenWeight(keras.losses.Loss):
@@ -292,6 +300,7 @@ def main(out_dir):
         "every_step": every_step(logs),
         "every_step_mixed_float16": every_step(logs, "mixed_float16"),
         "float16_norm": float16_norm(logs),
+        "gathered": gathered_fit(os.path.join(logs, "gathered")),
     }
     results["report"] = reports(logs)
     results["tensorflow_imported"] |= sys.modules.get("tensorflow") is not None

@@ -85,3 +85,58 @@ def make_model(features=4, seed=0):
         ],
         name="net",
     )
+
+
+class GatheredCenters(keras.losses.Loss):
+    """Pulls each prediction to its label's centre: `take(centers, labels)` reads a row per sample.
+
+    The labels are `y_true`'s first column. On TensorFlow the gradient of a
+    gathered variable is slices, a row for each read; elsewhere it is dense.
+    """
+
+    def __init__(self, rows, **kwargs):
+        super().__init__(**kwargs)
+        self.centers = keras.Variable(np.linspace(-1.0, 1.0, rows, dtype="float32"), name="centers")
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(y_true[:, 0], "int32")
+        return ops.mean(ops.square(y_pred[:, 0] - ops.take(self.centers, labels)))
+
+
+def gathered_fit(log_dir):
+    """One full-batch step of an `Embedding` into `GatheredCenters`, each row read several times.
+
+    Returns the gradient norms logged of the embedding and of the centres,
+    the norms of their dense gradients (the optimizer's: each row's reads
+    summed) computed here, and the diagnosis. A learning rate of 0: the
+    gradients are those at the initial values.
+    """
+    from loss_param_tracker import LossParamTracker, load
+
+    n, rows = 16, 5
+    index, labels = np.arange(n) % 3, np.arange(n) % 4  # rows 0 to 3 read 4 to 6 times each
+    table = np.linspace(0.5, -0.5, rows)
+    model = keras.Sequential(
+        [keras.Input((1,), dtype="int32"), keras.layers.Embedding(rows, 1, name="embedding"), keras.layers.Flatten()],
+        name="gathered",
+    )
+    model.get_layer("embedding").embeddings.assign(table.reshape(rows, 1).astype("float32"))
+    loss = GatheredCenters(rows)
+    centers = np.asarray(loss.centers.numpy(), np.float64)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
+    tracker = LossParamTracker(log_dir)
+    x, y = index.reshape(n, 1).astype("int32"), labels.reshape(n, 1).astype("float32")
+    model.fit(x, y, epochs=1, batch_size=n, verbose=0, callbacks=[tracker])
+    residual = table[index] - centers[labels]
+    embedding_grad, centers_grad = np.zeros(rows), np.zeros(rows)
+    np.add.at(embedding_grad, index, 2.0 * residual / n)
+    np.add.at(centers_grad, labels, -2.0 * residual / n)
+    run = load(log_dir)["train"]
+    return {
+        "logged": [
+            float(run.variables["model/gathered/embedding/embeddings"].norms[0, 1]),
+            float(run.variables["loss/GatheredCenters/centers"].grad_norm[0, 0]),
+        ],
+        "expected": [float(np.linalg.norm(embedding_grad)), float(np.linalg.norm(centers_grad))],
+        "diagnosis": tracker.diagnosis,
+    }

@@ -128,6 +128,14 @@ def test_a_float16_gradients_norm_above_float16s_range_is_logged_finite(fits, ba
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_gathered_variables_gradient_norm_is_its_dense_gradients(fits, backend):
+    """An `Embedding` and a loss's `take(centers, labels)`, rows read several times (see `models.gathered_fit`)."""
+    one = fits[backend][1]["gathered"]
+    np.testing.assert_allclose(one["logged"], one["expected"], rtol=1e-5)
+    assert one["diagnosis"]["loss/GatheredCenters/centers"] == "not_updated"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_training_is_bit_identical_and_not_traced_again(fits, backend):
     _, results = fits[backend]
     same = results["identical"]

@@ -13,6 +13,7 @@ import tensorflow as tf
 from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, make_trainable
 from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
+from tests.models import gathered_fit
 
 
 def messages(caplog):
@@ -39,6 +40,20 @@ def test_overflowed_steps_are_counted_apart_and_left_out_of_the_norms(log_dir, c
     _, global_norm = run.grad_norm
     assert np.isfinite(global_norm[counts[:, 0] > 0]).all(), global_norm
     assert set(tracker.diagnosis.values()) == {"training"}, tracker.diagnosis
+
+
+def test_a_gathered_variables_gradient_norm_is_its_dense_gradients(log_dir, caplog):
+    """An `Embedding` and a loss's `take(centers, labels)`, rows read several times (see `models.gathered_fit`).
+
+    Their gradients are slices, a row per read. Their norms were the slices'
+    (a row's reads not summed: a third of the centres' true norm here), and
+    the curvature probe stepped aside for the fit.
+    """
+    with caplog.at_level(logging.WARNING):
+        one = gathered_fit(log_dir)
+    np.testing.assert_allclose(one["logged"], one["expected"], rtol=1e-5)
+    assert one["diagnosis"]["loss/GatheredCenters/centers"] == "not_updated"
+    assert messages(caplog) == []
 
 
 def test_an_eager_loss_that_reads_its_variable_in_some_steps_is_said_to_have_its_gradient(log_dir):
