@@ -72,6 +72,19 @@ class _Step:
     outer_recording: bool = False  # until the gradient is taken: never over the step's own backward
 
 
+def model_strategy(model):
+    """The model's `tf.distribute` strategy, or `None` where it has TensorFlow's default (none).
+
+    Inside a strategy's scope, where many call `fit`, `get_strategy()` is
+    that strategy, and so is the model's: being `get_strategy()` does not
+    make it the default.
+    """
+    strategy = model.distribute_strategy
+    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+        return None
+    return strategy
+
+
 def flat_reader(variables):
     """A read of all `variables`, flattened and concatenated as float64: one op per device.
 
@@ -137,8 +150,7 @@ class StepCapture(HookedCapture):
         self._reads = None  # {key} of the variables the traced step reads; None when not traced
         self._local = threading.local()  # a strategy traces its replicas in threads
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
-        strategy = model.distribute_strategy
-        self._strategy = None if strategy is tf.distribute.get_strategy() else strategy
+        self._strategy = model_strategy(model)
 
     @property
     def _step(self):
@@ -152,8 +164,8 @@ class StepCapture(HookedCapture):
     @classmethod
     def _check_supported(cls, model):
         super()._check_supported(model)
-        strategy = model.distribute_strategy
-        if strategy is tf.distribute.get_strategy():
+        strategy = model_strategy(model)
+        if strategy is None:
             return
         if not isinstance(strategy, _STRATEGIES):
             raise Unsupported(f"under {type(strategy).__name__}")

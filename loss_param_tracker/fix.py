@@ -279,8 +279,9 @@ def _can_wrap(model, variable):
         return False
     if isinstance(variable, tf.distribute.DistributedValues):
         return True
-    strategy = getattr(model, "distribute_strategy", None)
-    return strategy is None or (strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy())
+    from loss_param_tracker.capture_tf import model_strategy
+
+    return getattr(model, "distribute_strategy", None) is None or model_strategy(model) is None
 
 
 def _check_optimizer(model, new):

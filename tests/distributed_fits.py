@@ -80,8 +80,9 @@ def dataset():
     return tf.data.Dataset.from_tensor_slices(make_data()).batch(BATCH).with_options(options)
 
 
-def fit(log_dir, loss, fix=False, scope=None, data=None, warned=None):
-    """Builds, compiles and fits a small model in `scope`; returns its tracker's diagnosis and the model.
+def fit(log_dir, loss, fix=False, scope=None, data=None, warned=None, fit_scope=None):
+    """Builds and compiles a small model in `scope`, and fits it in `fit_scope` (none by default: as
+    Keras's guide does); returns its tracker's diagnosis and the model.
 
     `warned`, a list, receives the text of every `LossParamWarning`; without it they are ignored.
     """
@@ -97,7 +98,7 @@ def fit(log_dir, loss, fix=False, scope=None, data=None, warned=None):
     if fix:
         make_trainable(model)
     tracker = LossParamTracker(log_dir)
-    with warnings.catch_warnings(record=True) as caught:
+    with fit_scope or contextlib.nullcontext(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always" if warned is not None else "ignore", LossParamWarning)
         if data is None:
             model.fit(*make_data(), epochs=EPOCHS, batch_size=BATCH, shuffle=False, verbose=0, callbacks=[tracker])
@@ -134,9 +135,16 @@ def mirrored():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     result = {"replicas": strategy.num_replicas_in_sync}
     for name, loss, fix in (("broken", GaussianNLL, False), ("fixed", GaussianNLL, True)):
-        for where, scope in (("one", None), ("mirrored", strategy.scope())):
+        # "inside": `fit` called inside the strategy's scope too, where TensorFlow's
+        # current strategy is the model's.
+        for where, scope, fit_scope in (
+            ("one", None, None),
+            ("mirrored", strategy.scope(), None),
+            ("inside", strategy.scope(), strategy.scope()),
+        ):
             log_dir = os.path.join(OUT, f"{name}_{where}")
-            result[f"{name}_{where}"] = {"diagnosis": fit(log_dir, loss, fix, scope)[0], "norms": norms(log_dir)}
+            diagnosis = fit(log_dir, loss, fix, scope, fit_scope=fit_scope)[0]
+            result[f"{name}_{where}"] = {"diagnosis": diagnosis, "norms": norms(log_dir)}
     # A raw tf.Variable on the loss, replaced by make_trainable under the strategy.
     log_dir = os.path.join(OUT, "raw_mirrored")
     loss = Temperature()

@@ -70,6 +70,7 @@ def test_mirrored_strategy_over_two_devices(tmp_path):
     result = run("mirrored", tmp_path / "mirrored")
     assert result["replicas"] == 2
     assert_same_as_one_device(result, "mirrored")
+    assert_same_as_one_device(result, "inside")  # its gradients were not captured, nor its epochs logged
     assert_one_event_file_per_run(result)
     # make_trainable replaced the raw tf.Variable under the strategy's scope: it trains.
     assert result["raw_mirrored"]["diagnosis"]["loss/Temperature/temperature"] == "training"
