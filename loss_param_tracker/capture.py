@@ -174,6 +174,7 @@ class HookedCapture(Capture):
         self._seen = set()
         self._saved = []  # (object, attribute, its own previous value or None)
         self._off = {}  # {hook: why it stepped aside}
+        self._unread = None  # why the accumulators could not be read, once they could not
         self._stale = False  # a loss created variables: discover its variables again
         self._created = False  # the same, for the callback (`created_variables`)
         self._blind = False  # a step whose objective no hook saw
@@ -400,11 +401,19 @@ class HookedCapture(Capture):
         if self._held:
             (sums, maxes), probed = self._held[0]
         else:
-            (sums, maxes), probed = fetched = self._fetch()
+            (sums, maxes), probed = fetched = self._fetch_or_nothing()
             if self._held is not None:
                 self._held.append(fetched)
         captured, skipped = sums[-2:]
         return sums[:-2], maxes[:-2], StepCounts(int(captured), int(skipped)), probed
+
+    def _fetch_or_nothing(self):
+        """`_fetch()`, or where it fails no captured step: the epoch keeps its values, its gradients unknown."""
+        try:
+            return self._fetch()
+        except Exception as error:  # noqa: BLE001 - a failed read never costs the epoch its values
+            self._unread = self._unread or f"{type(error).__name__}: {error}"
+            return np.zeros((2, len(self._slots) + 3)), None
 
     def created_variables(self):
         created, self._created = self._created, False
@@ -416,6 +425,8 @@ class HookedCapture(Capture):
     def problems(self):
         # The curvature probe informs advice, not gradients: its own warning says it stepped aside.
         found = [f"the {hook} hook stepped aside: {why}" for hook, why in self._off.items() if hook != "curvature"]
+        if self._unread:
+            found.append(f"its accumulators could not be read ({self._unread})")
         if self._slots is None and self._APPLY not in self._off:
             found.append(
                 f"{self._APPLY} was never called by the training step, so no "

@@ -155,6 +155,24 @@ def test_a_step_the_capture_cannot_see_is_said_once_and_gradients_are_unknown(lo
     assert tracker.diagnosis["model/net/hidden/kernel"] == "training", "its value moves"
 
 
+def test_accumulators_that_cannot_be_read_cost_each_epoch_only_its_gradients(log_dir, monkeypatch, caplog):
+    """A failed read of the capture lost the whole epoch: no value, no diagnosis logged."""
+
+    def unreadable(self):
+        raise RuntimeError("read bug")
+
+    monkeypatch.setattr(capture_tf.StepCapture, "_fetch", unreadable)
+    with caplog.at_level(logging.WARNING):
+        tracker = fit(make_model(), GaussianNLL(), log_dir, epochs=2)
+    said = [m for m in messages(caplog) if "its accumulators could not be read (RuntimeError: read bug)" in m]
+    assert len(said) == 1, messages(caplog)
+    run = load_run(log_dir)
+    assert run.variables["loss/GaussianNLL/log_var"].steps.tolist() == [0, 1]
+    assert np.isnan(run.variables["model/net/hidden/kernel"].norms[:, 1]).all(), "no gradient read, none logged"
+    assert tracker.diagnosis["loss/GaussianNLL/log_var"] == "not_updated", "it did not move in the epochs' steps"
+    assert tracker.diagnosis["model/net/hidden/kernel"] == "training"
+
+
 def test_a_failing_hook_steps_aside_and_training_is_unchanged(log_dir, monkeypatch, caplog):
     def train(callbacks):
         loss = GaussianNLL()
