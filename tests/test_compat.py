@@ -200,6 +200,8 @@ ROWS = {
         fit={"y": "two"},
     ),
     "sample_weight": Row(fit={"sample_weight": np.linspace(0.1, 2.0, N).astype("float32")}),
+    # Evaluation at each epoch's end runs the compiled loss, and its hooks, outside any training step.
+    "validation_data": Row(fit={"validation_data": tuple(2.0 * a for a in data())}),
 }
 
 
