@@ -291,8 +291,8 @@ def discover(model, extra_variables=(), losses=None, loss_weights=None, model_si
     """Finds the float variables the optimizer of `model` will not be handed, each with its path.
 
     Variables reachable along several paths are reported once, under the
-    first. The layers the model is built of are not walked: their weights are
-    the model's. A loss variable attached to the model (by `make_trainable`
+    first. The layers the model is built of are not walked, and their weights
+    are the model's wherever the loss holds them (a list of kernels to decay). A loss variable attached to the model (by `make_trainable`
     or by hand) is still found, as a loss variable. `extra_variables` that the walk does not reach are added as
     `loss/extra/<name>`. Paths are unique: a second variable of the same name
     gets `<name>_2`, and so on. Non-float variables (step counters) are
@@ -389,7 +389,9 @@ class _Walk:
 
     def add(self, path, variable, owner, slot=None, raw=False):
         identity = variable_key(variable)
-        if identity in self._seen_variables or (raw and identity in self._model_weights):
+        if identity in self._seen_variables or identity in self._layer_weights:
+            return  # a weight of the model's layers is the model's, wherever else the loss holds it
+        if raw and identity in self._model_weights:
             return
         self._seen_variables.add(identity)
         if not is_float_variable(variable):

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from loss_param_tracker.discovery import discover, layer_places, model_weight_paths, variable_key
-from tests.conftest import GaussianNLL, ScaledMSE, make_model
+from tests.conftest import GaussianNLL, ScaledMSE, fit, load_run, make_model
 
 
 class Scale(keras.layers.Layer):
@@ -98,6 +98,31 @@ def test_extra_variables_found_by_the_walk_keep_its_path_others_go_under_extra()
     assert [v.path for v in found.variables] == ["loss/loss_fn/scale", "loss/extra/elsewhere"]
     with pytest.raises(TypeError, match="received float"):
         discover(compiled(loss_fn), extra_variables=[1.0])
+
+
+class DecayInTheLoss(GaussianNLL):
+    """Holds the model's kernels to add their weight decay, as published losses do."""
+
+    def __init__(self, kernels, **kwargs):
+        super().__init__(**kwargs)
+        self.kernels = list(kernels)
+
+    def call(self, y_true, y_pred):
+        return super().call(y_true, y_pred) + 1e-3 * tf.add_n([tf.nn.l2_loss(k) for k in self.kernels])
+
+
+def test_the_models_own_weights_held_by_the_loss_stay_the_models(log_dir):
+    """They were logged as loss variables, and left out of the model's norms."""
+    model = make_model()
+    loss = DecayInTheLoss([model.get_layer("hidden").kernel, model.get_layer("out").kernel])
+    model.compile(optimizer="adam", loss=loss)
+    assert [v.path for v in discover(model).variables] == ["loss/DecayInTheLoss/log_var"]
+    fit(model, loss, log_dir, epochs=1)
+    variables = load_run(log_dir).variables
+    assert {p: v.role for p, v in variables.items()} == {
+        "loss/DecayInTheLoss/log_var": "loss",
+        **{f"model/net/{layer}/{weight}": "model" for layer in ("hidden", "out") for weight in ("kernel", "bias")},
+    }
 
 
 def test_uncompiled_model_is_a_clear_error():
