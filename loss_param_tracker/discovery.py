@@ -291,11 +291,12 @@ def discover(model, extra_variables=(), losses=None, loss_weights=None, model_si
     """Finds the float variables the optimizer of `model` will not be handed, each with its path.
 
     Variables reachable along several paths are reported once, under the
-    first. The layers the model is built of are not walked, and their weights
-    are the model's wherever the loss holds them (a list of kernels to decay). A loss variable attached to the model (by `make_trainable`
-    or by hand) is still found, as a loss variable. `extra_variables` that the walk does not reach are added as
-    `loss/extra/<name>`. Paths are unique: a second variable of the same name
-    gets `<name>_2`, and so on. Non-float variables (step counters) are
+    first. The layers the model is built of are not walked, and their
+    weights are the model's wherever the loss holds them (a list of kernels
+    to decay). A loss variable attached to the model (by `make_trainable` or
+    by hand) is still found, as a loss variable. `extra_variables` that the
+    walk does not reach are added as `loss/extra/<name>`. Paths are unique:
+    a second variable of the same name gets `<name>_2`, and so on. Non-float variables (step counters) are
     skipped, with the reason in the debug log.
 
     Args:
