@@ -834,15 +834,42 @@ class LossParamTracker(keras.callbacks.Callback):
             if r.status in metadata.WARNED_STATUSES and (
                 r.tracked.role == metadata.ROLE_LOSS or r.status == metadata.NON_FINITE
             ):
-                self._warn_once(r.tracked, r.diagnosis)
+                self._warn_once(r.tracked, r.diagnosis, records)
 
-    def _warn_once(self, t, diagnosis):
+    def _warn_once(self, t, diagnosis, records):
         if (t.path, diagnosis) in self._warned:
             return  # said already: a thousand non-finite weights build no message an epoch
-        # A variable's own fix replaces the generic one of its cause, not
-        # one that says the generic fix is wrong (a loss weight, a missed fix).
-        own_fix = t.fix if diagnosis.cause == metadata.NOT_IN_OPTIMIZER else None
-        self._warn_text((t.path, diagnosis), diagnosis_lib.warning_message(t.path, diagnosis, t.owner, own_fix))
+        fix = self._own_fix(t, diagnosis, records) if diagnosis.cause in _ATTACHED_BY_THE_FIX else None
+        self._warn_text((t.path, diagnosis), diagnosis_lib.warning_message(
+            t.path, diagnosis, t.owner, fix, weight=t.role == metadata.ROLE_MODEL
+        ))
+
+    def _own_fix(self, t, diagnosis, records):
+        """The call that fixes `t`, where `make_trainable(model)` would not, or would do harm.
+
+        A variable passed as `variables=[...]` has its own (see `_fix`).
+        Otherwise `make_trainable(model)` attaches every trainable loss
+        variable the optimizer is not handed: where that takes in one whose
+        diagnosis does not call for it (something else moves it, descent
+        has no minimum for it, or no verdict yet), the fix names this one
+        alone, by its path, and says which it would also take.
+        """
+        if t.fix:
+            return t.fix
+        others = []
+        for r in records:
+            attached = (
+                r.observation is not None and r.observation.trainable and not r.observation.seen_by_optimizer
+                and not discovery.is_loss_weight(r.tracked.path) and r.tracked.fix is None
+            )
+            if attached and r.tracked.path != t.path and (r.diagnosis is None or r.diagnosis.cause not in _ATTACHED_BY_THE_FIX):
+                said = ", ".join(filter(None, (r.status or "no status yet", r.diagnosis and r.diagnosis.cause)))
+                others.append(f"'{r.tracked.path}' ({said})")
+        if not others:
+            return None
+        generic = metadata.advice(diagnosis.status, diagnosis.cause)[1]
+        named = generic.replace("make_trainable(model)", f"make_trainable(model, variables=[{t.path!r}])")
+        return f"{named} (make_trainable(model) alone would also attach {', '.join(others)}.)"
 
     def _warn_text(self, key, text):
         if key in self._warned:
@@ -1010,6 +1037,10 @@ def _combined_norms(weights):
     """The `metadata.FIELDS[WEIGHT_NORMS]` row of weights' `Record`s as one vector (see `norms`)."""
     rows = [_norms_row(r) for r in weights]
     return norms.combine_weight_norms(rows, start_norms=[r.start_norm for r in weights])
+
+
+# The causes whose fix is to hand the variable to the optimizer.
+_ATTACHED_BY_THE_FIX = frozenset({metadata.NOT_IN_OPTIMIZER, metadata.NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN})
 
 
 def _fix(found):

@@ -19,6 +19,7 @@ from tensorboard_plugin.loss_params.metadata import (
     NO_GRADIENT,
     NON_FINITE,
     NOT_IN_OPTIMIZER,
+    NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN,
     NOT_UPDATED,
     OPTIMIZER_NO_EFFECT,
     OUTSIDE_OPTIMIZER,
@@ -121,7 +122,9 @@ def diagnose(obs):
     while the optimizer is not handed it, is `training` (cause
     `outside_optimizer`) unless non-finite: it is never `not_updated`.
     Precedence otherwise: frozen, non_finite, no_gradient, not_updated,
-    zero_gradient, training.
+    zero_gradient, training; except that a gradient exactly zero for the
+    whole epoch of a variable nothing moved is `zero_gradient`, never
+    `not_updated`: handing it to the optimizer would not move it either.
     """
     if not obs.trainable:
         return _diagnosis(FROZEN)
@@ -136,18 +139,22 @@ def diagnose(obs):
     zero = known and obs.grad_norm_max == 0
     if obs.steps == 0 or obs.value_changed is None:
         return _diagnosis(ZERO_GRADIENT) if zero else None
+    if zero and not obs.value_changed:  # handing it to an optimizer would not move it either
+        return _diagnosis(ZERO_GRADIENT)
     if not obs.seen_by_optimizer:
         if obs.unbounded:
             return _diagnosis(NOT_UPDATED, UNBOUNDED)
-        return _diagnosis(NOT_UPDATED, LINEAR if obs.linear else NOT_IN_OPTIMIZER)
-    if obs.value_changed is False and not zero:
+        if obs.linear:
+            return _diagnosis(NOT_UPDATED, LINEAR)
+        return _diagnosis(NOT_UPDATED, NOT_IN_OPTIMIZER if known else NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN)
+    if obs.value_changed is False:
         return _diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
     if zero:
         return _diagnosis(ZERO_GRADIENT)
     return _diagnosis(TRAINING, "" if known else GRADIENT_UNKNOWN)
 
 
-def warning_message(path, diagnosis, owner=None, fix=None):
+def warning_message(path, diagnosis, owner=None, fix=None, weight=False):
     """The console line for a variable whose status is worth a warning.
 
     Args:
@@ -156,9 +163,12 @@ def warning_message(path, diagnosis, owner=None, fix=None):
         owner: What it was found on (a loss class, a function, a layer).
         fix: The call that fixes this variable's case, in place of the
             status's generic fix.
+        weight: Whether it is one of the model's weights; a variable found
+            on the model that is not (a raw `tf.Variable` Keras does not
+            track) is a "Variable".
     """
     where = f" (on {owner})" if owner else ""
-    what = "Model weight" if path.startswith("model/") else "Loss variable"
+    what = "Model weight" if weight else "Variable" if path.startswith("model/") else "Loss variable"
     explanation, generic = advice(diagnosis.status, diagnosis.cause)
     fix = fix or generic
     fix = f" Fix: {fix}" if fix else ""

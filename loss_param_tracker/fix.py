@@ -29,7 +29,7 @@ ATTRIBUTE = discovery.ATTACHED_ATTRIBUTE
 def make_trainable(
     model: keras.Model,
     loss: Optional[Union[keras.losses.Loss, Callable, Sequence, Mapping]] = None,
-    variables: Optional[Iterable] = None,  # keras.Variable or tf.Variable
+    variables: Optional[Iterable] = None,  # keras.Variable, tf.Variable, or a path as the tracker names it
 ) -> list[keras.Variable]:
     """Hands the optimizer the variables `model.fit` would not train.
 
@@ -84,9 +84,11 @@ def make_trainable(
             function, a `functools.partial`, or a list or dict of them.
             Defaults to `None`: the model's compiled loss (none when the
             model is not compiled yet).
-        variables: Variables to attach. With `loss=None`, exactly these are
-            attached; with a `loss`, these and the loss's. Defaults to
-            `None`: what discovery finds.
+        variables: Variables to attach, each a variable or its path as the
+            tracker names it (`"loss/GaussianNLL/log_var"`, the path its
+            warnings give). With `loss=None`, exactly these are attached;
+            with a `loss`, these and the loss's. Defaults to `None`: what
+            discovery finds.
 
     Returns:
         The list of the variables attached to the model, all
@@ -94,18 +96,23 @@ def make_trainable(
 
     Raises:
         TypeError: When `model` is not a `keras.Model`, `loss` is not a loss
-            or `variables` not a list of variables; or when a raw
+            or `variables` not a list of variables and paths; or when a raw
             `tf.Variable` that must be replaced (see above) cannot be where
             it sits (a tuple, or out of reach of the loss and the model).
         ValueError: When there is nothing to look in: no `loss`, no
             `variables`, and the model is neither compiled nor holds
-            untracked variables.
+            untracked variables; or when a path names no variable found.
         RuntimeError: When the model's optimizer is already built without
             these variables (fit has run).
     """
     discovery.check_model(model, "make_trainable(model, ...)")
+    paths = []
+    if isinstance(variables, (list, tuple)):  # a path (a warning's) stands for the variable found there
+        paths = [v for v in variables if isinstance(v, str)]
+        variables = [v for v in variables if not isinstance(v, str)]
     given = discovery.check_variables(variables, "make_trainable(variables=...)")
     found = _discover(model, loss, exact=loss is None and variables is not None)
+    given += _at_paths(found, paths)
     wanted = _wanted(found, given, exact=loss is None and variables is not None)
     attached = attached_variables(model)
     known = {discovery.variable_key(v) for v in attached + list(model.trainable_variables)}
@@ -141,6 +148,18 @@ def _discover(model, loss, exact):
             "pass the loss: make_trainable(model, loss)."
         )
     return found
+
+
+def _at_paths(found, paths):
+    """The variables `found` at `paths`; raises a ValueError naming the paths there are, for one that is not."""
+    by_path = {item.path: item.variable for item in found.everything()}
+    missing = [path for path in paths if path not in by_path]
+    if missing:
+        raise ValueError(
+            f"Received: make_trainable(variables={missing!r}). No variable the optimizer is not "
+            f"handed has that path; those found: {sorted(by_path)}."
+        )
+    return [by_path[path] for path in paths]
 
 
 def _wanted(found, given, exact):

@@ -120,6 +120,84 @@ def test_each_status_from_a_loss_that_causes_it(log_dir):
         assert run.variables[loss_path].status.tolist() == [expected, expected]
 
 
+class Constrained(keras.losses.Loss):
+    """A Gaussian NLL whose log-variance the optimizer should train, plus a penalty weighted by a
+    Lagrange multiplier that `DualAscent` raises at each step: something else moves it, rightly."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.log_var = keras.Variable(0.0, name="log_var")
+        self.multiplier = keras.Variable(1.0, name="multiplier")
+
+    def call(self, y_true, y_pred):
+        nll = 0.5 * keras.ops.exp(-self.log_var) * keras.ops.square(y_true - y_pred) + 0.5 * self.log_var
+        return keras.ops.mean(nll) + self.multiplier * keras.ops.mean(keras.ops.square(y_pred))
+
+
+class DualAscent(keras.callbacks.Callback):
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.loss.multiplier.assign_add(0.01)
+
+
+def test_the_fix_names_its_variable_where_make_trainable_alone_would_attach_one_moved_elsewhere(log_dir):
+    """make_trainable(model) alone would hand the multiplier to the optimizer too, whose descent
+    on it works against the dual ascent: the warning's call names the log-variance alone, and
+    following it trains the log-variance and leaves the multiplier to its ascent."""
+
+    def train(path, fix=None):
+        loss = Constrained()
+        model = make_model()
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+        if fix:
+            exec(fix, {"loss_param_tracker": __import__("loss_param_tracker"), "model": model})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tracker = fit(model, loss, os.path.join(log_dir, path), epochs=2, callbacks=[DualAscent(loss)])
+        warned = [str(w.message) for w in caught if w.category is LossParamWarning]
+        return model, loss, tracker, warned
+
+    _, _, tracker, (warned,) = train("broken")
+    assert tracker.diagnosis["loss/Constrained/multiplier"] == "training"
+    assert "[not_updated]" in warned and "'loss/Constrained/log_var'" in warned
+    assert "would also attach 'loss/Constrained/multiplier' (training, outside_optimizer)" in warned, warned
+    (call,) = re.findall(r"loss_param_tracker\.make_trainable\(model, variables=\[[^]]*\]\)", warned)
+    model, loss, tracker, warned = train("fixed", call)
+    assert warned == []
+    assert tracker.diagnosis["loss/Constrained/log_var"] == "training" and float(loss.log_var.numpy()) != 0.0
+    assert tracker.diagnosis["loss/Constrained/multiplier"] == "training"
+    assert all(v is not loss.multiplier for v in model.trainable_variables), "the multiplier was attached"
+    np.testing.assert_allclose(float(loss.multiplier.numpy()), 1.0 + 0.01 * 2 * 4)  # its ascent alone: 4 steps an epoch
+
+
+class OwnObjective(keras.Sequential):
+    """A train_step that computes its own loss: the compiled loss's variable is never read in it."""
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(y - self(x, training=True)))
+        self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
+        return {"loss": loss}
+
+
+def test_a_variable_whose_gradient_could_not_be_observed_is_offered_the_fix_on_a_condition(log_dir):
+    loss = GaussianNLL()
+    model = OwnObjective(make_model().layers, name="net")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tracker = fit(model, loss, log_dir, epochs=2)
+    (warned,) = [str(w.message) for w in caught if w.category is LossParamWarning]
+    variable = load_run(log_dir).variables["loss/GaussianNLL/log_var"]
+    assert variable.cause.tolist() == ["not_in_optimizer_gradient_unknown"] * 2
+    assert np.isnan(variable.grad_norm).all()
+    assert "whether the objective has a gradient for it could not be observed" in warned
+    assert "If the training step's loss reads it and it is meant to train" in warned, warned
+
+
 def test_non_finite_parameter_is_logged_and_training_goes_on(log_dir):
     class NaNWeight(keras.losses.Loss):
         def __init__(self):

@@ -106,6 +106,16 @@ def test_bad_arguments_are_type_errors(model, loss, received):
         make_trainable(model if model is not None else make_model(), loss)
 
 
+def test_a_path_stands_for_the_variable_found_there():
+    loss = GaussianNLL()
+    model = make_model()
+    model.compile(optimizer="adam", loss=loss)
+    with pytest.raises(ValueError, match=r"variables=\['loss/Nope/w'\].*found: \['loss/GaussianNLL/log_var'\]"):
+        make_trainable(model, variables=["loss/Nope/w"])
+    assert make_trainable(model, variables=["loss/GaussianNLL/log_var"]) == [loss.log_var]
+    assert make_trainable(model) == [loss.log_var], "nothing twice"
+
+
 def test_save_weights_and_load_weights_keep_the_parameters(tmp_path, log_dir):
     loss = GaussianNLL()
     model = make_model()

@@ -170,6 +170,7 @@ STATUSES = tuple(STATUS)
 WARNED_STATUSES = tuple(s.name for s in STATUS_TABLE if s.warned)
 
 NOT_IN_OPTIMIZER = "not_in_optimizer"
+NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN = "not_in_optimizer_gradient_unknown"
 OPTIMIZER_NO_EFFECT = "optimizer_no_effect"
 OUTSIDE_OPTIMIZER = "outside_optimizer"
 GRADIENT_UNKNOWN = "gradient_unknown"
@@ -183,6 +184,17 @@ CAUSE_TABLE = (
         "The optimizer is not handed it and nothing else moved it during the epoch's "
         "steps: model.fit only trains model.trainable_variables.",
         STATUS[NOT_UPDATED].fix + " (If it is meant to stay constant, create it with trainable=False.)",
+    ),
+    Cause(
+        NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN,
+        "The optimizer is not handed it and nothing else moved it during the epoch's "
+        "steps; whether the objective has a gradient for it could not be observed: the "
+        "training step computed its loss without model.compute_loss or the compiled loss "
+        "object.",
+        "If the training step's loss reads it and it is meant to train: call "
+        "loss_param_tracker.make_trainable(model) after compile and before fit; the next "
+        "fit shows whether it then gets a gradient and moves. If it is meant to stay "
+        "constant, create it with trainable=False.",
     ),
     Cause(
         OPTIMIZER_NO_EFFECT,

@@ -50,7 +50,8 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         ({"seen_by_optimizer": False, **NO_GRADIENT}, ("training", "outside_optimizer")),
         # A gradient that could not be observed is unknown, never no_gradient.
         ({"has_gradient": None, "grad_norm_mean": math.nan, "grad_norm_max": math.nan}, ("training", "gradient_unknown")),
-        ({"has_gradient": None, "seen_by_optimizer": False, **NOT_MOVED}, ("not_updated", "not_in_optimizer")),
+        # ... and where nothing moved it, the fix is offered on a condition: the gradient is unknown.
+        ({"has_gradient": None, "seen_by_optimizer": False, **NOT_MOVED}, ("not_updated", "not_in_optimizer_gradient_unknown")),
         # Moved at some time in the fit (a callback at an epoch's end), not this epoch.
         ({"seen_by_optimizer": False, "moved_before": True, **NOT_MOVED}, ("training", "outside_optimizer")),
         # make_trainable attached it, and the objective has no gradient for it.
@@ -102,7 +103,9 @@ def test_a_value_that_moved_is_never_not_updated():
         ({"value_finite": False, "has_gradient": False}, "non_finite"),
         ({"value_finite": False, "seen_by_optimizer": False}, "non_finite"),
         ({**NO_GRADIENT, **NOT_MOVED, "seen_by_optimizer": False}, "no_gradient"),
-        ({**ZERO, **NOT_MOVED, "seen_by_optimizer": False}, "not_updated"),
+        # Exactly zero all epoch: the optimizer would not move it either, so
+        # make_trainable is not the fix (a clamp is).
+        ({**ZERO, **NOT_MOVED, "seen_by_optimizer": False}, "zero_gradient"),
     ],
 )
 def test_precedence(changes, expected):

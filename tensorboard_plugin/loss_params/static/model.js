@@ -19,12 +19,12 @@
 /** The severities the listing gives its statuses; a badge's class is `severity-<severity>`. */
 const SEVERITIES = new Set(['good', 'bad', 'warn', 'info']);
 
-// The two words of the diagnosis the gradient chart needs by name: a status
-// that says no gradient reached the variable, and a cause that says the
-// tracker could not see its gradient. Every other status is read from the
-// listing (its severity, explanation and fix).
+// The words of the diagnosis the gradient chart needs by name: a status that
+// says no gradient reached the variable, and the causes that say the tracker
+// could not see its gradient. Every other status is read from the listing
+// (its severity, explanation and fix).
 const NO_GRADIENT = 'no_gradient';
-const GRADIENT_UNKNOWN = 'gradient_unknown';
+const GRADIENT_UNKNOWN = new Set(['gradient_unknown', 'not_in_optimizer_gradient_unknown']);
 
 /** What the gradient chart says where the tracker could not see a gradient. */
 export const GRADIENT_NOT_OBSERVED =
@@ -55,7 +55,7 @@ export function severityOf(statuses, status) {
  */
 export function noGradientText(runs, listing, noun) {
   const infos = runs.map((r) => r.info);
-  if (infos.some((info) => info.cause === GRADIENT_UNKNOWN)) return GRADIENT_NOT_OBSERVED;
+  if (infos.some((info) => GRADIENT_UNKNOWN.has(info.cause))) return GRADIENT_NOT_OBSERVED;
   if (infos.length && infos.every((info) => info.status === NO_GRADIENT)) {
     return `No gradient reached this ${noun}`;
   }
