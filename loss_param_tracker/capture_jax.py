@@ -23,8 +23,10 @@ and goes out explicitly. So the capture:
   `stop_gradient` or an integer cast) is `no_gradient`, as `None` is on the
   other backends.
 
-`add_loss` terms are not part of that loss head: a loss variable used only
-in one is seen with no gradient. Nothing of the training computation
+`add_loss` terms are not part of that loss head: where the forward pass
+returned some, a loss variable the head has no gradient for has an unknown
+one (an `add_loss` term may read it), and one it has a gradient for is
+logged without their part. Nothing of the training computation
 changes: the added operations only read the step's values, and their result
 goes only into the metric's variable.
 """
@@ -69,6 +71,7 @@ class _Step:
     grads: list = None
     optimizer_variables: list = None
     head: tuple = None  # (x, y, y_pred, sample_weight) as handed to compute_metrics
+    forward_losses: bool = None  # whether the forward pass returned add_loss terms
 
 
 def flat_reader(variables):
@@ -141,7 +144,12 @@ def writes_summaries(model):
 class StepCapture(HookedCapture):
     """Accumulates gradient norms of the loss's variables and the model's weights (JAX)."""
 
-    _HOOKED = (("model", "train_step"), ("model", "compute_metrics"), ("optimizer", "stateless_apply"))
+    _HOOKED = (
+        ("model", "train_step"),
+        ("model", "stateless_call"),
+        ("model", "compute_metrics"),
+        ("optimizer", "stateless_apply"),
+    )
     _APPLY = "model.optimizer.stateless_apply"
 
     def __init__(self, model, loss_variables, losses, rediscover):
@@ -157,6 +165,7 @@ class StepCapture(HookedCapture):
         self._metric = _GradientNorms(len(self._slots) + 3)
         model._metrics.append(self._metric)
         self._hook(model, "train_step", "train_step", self._train_step)
+        self._hook(model, "stateless_call", "stateless_call", self._stateless_call)
         self._hook(model, "compute_metrics", "compute_metrics", self._compute_metrics)
         self._hook(self._optimizer, "stateless_apply", "optimizer.stateless_apply", self._stateless_apply)
 
@@ -184,6 +193,12 @@ class StepCapture(HookedCapture):
             new_state = self._accumulate(step, state, new_state)
         return logs, new_state
 
+    def _stateless_call(self, original, *args, **kwargs):
+        result = original(*args, **kwargs)
+        if self._step is not None and self._step.forward_losses is None and kwargs.get("return_losses"):
+            self._step.forward_losses = bool(result[2])
+        return result
+
     def _compute_metrics(self, original, x, y, y_pred, sample_weight=None):
         if self._step is not None and self._step.head is None:
             self._step.head = (x, y, y_pred, sample_weight)
@@ -209,15 +224,15 @@ class StepCapture(HookedCapture):
         if loss is not None:
             # A loss variable the optimizer is handed gets an array, zeros
             # where it has no gradient: the loss head's structure tells.
-            optimizer_keys.update({k: g is not None for k, g in loss.items() if k in optimizer_keys})
+            optimizer_keys.update({k: _has(g) for k, g in loss.items() if k in optimizer_keys and _has(g) is not None})
             loss = {k: g for k, g in loss.items() if k not in optimizer_keys}
-        self._note_step(optimizer_keys, None if loss is None else {k: g is not None for k, g in loss.items()})
+        self._note_step(optimizer_keys, None if loss is None else {k: _has(g) for k, g in loss.items()})
         self._blind = self._blind and "loss head" not in self._off  # that hook says why itself
 
         # Squared norms first, one square root for all: each operation added
         # to the compiled step costs a few microseconds on the CPU.
         inverse = self._inverse_scale(step.optimizer_variables)
-        own = [(key, grad) for key, grad in (loss or {}).items() if grad is not None]
+        own = [(key, grad) for key, grad in (loss or {}).items() if _has(grad)]
         squares = _squared_norms(
             [*step.grads, *(grad for _, grad in own)],
             [inverse] * len(step.grads) + [None] * len(own),
@@ -249,9 +264,11 @@ class StepCapture(HookedCapture):
         return None if scale is one else 1.0 / jnp.asarray(scale, jnp.float32)
 
     def _loss_gradients(self, step, state):
-        """`{key: gradient or None}` of the trainable loss variables, `None` if the loss head was not seen.
+        """`{key: gradient, None or False}` of the trainable loss variables, `None` if the loss head was not seen.
 
-        `None` for a variable whose gradient is structurally zero.
+        `False` for a variable whose gradient is structurally zero (no
+        gradient); `None` for one whose head gradient is, where the forward
+        pass had `add_loss` terms, which the head leaves out: one may read it.
         """
         variables = [v for v in self._loss_variables if v.trainable]
         if not variables:
@@ -282,10 +299,16 @@ class StepCapture(HookedCapture):
         grads = grad(values)  # those the optimizer has are left unused, and compiled away
         # Traced once more, to see which gradients have no path to the loss.
         graph = jax.make_jaxpr(grad)(values).jaxpr
+        none = None if step.forward_losses else False
         return {
-            variable_key(v): None if _symbolic_zero(graph, out) else g
+            variable_key(v): none if _symbolic_zero(graph, out) else g
             for v, g, out in zip(variables, grads, graph.outvars)
         }
+
+
+def _has(grad):
+    """Whether `_loss_gradients` found a gradient: an array; `False` for none; `None` where it cannot tell."""
+    return grad if grad is None or grad is False else True
 
 
 # A gradient of at most this many elements is reduced with the others of its shape.

@@ -25,6 +25,7 @@ from tests.models import (  # noqa: E402
     SometimesNLL,
     StoppedGradient,
     gathered_fit,
+    penalized_fit,
     make_data,
     make_model,
 )
@@ -301,6 +302,7 @@ def main(out_dir):
         "every_step_mixed_float16": every_step(logs, "mixed_float16"),
         "float16_norm": float16_norm(logs),
         "gathered": gathered_fit(os.path.join(logs, "gathered")),
+        "penalized": penalized_fit(os.path.join(logs, "penalized")),
     }
     results["report"] = reports(logs)
     results["tensorflow_imported"] |= sys.modules.get("tensorflow") is not None

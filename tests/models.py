@@ -87,6 +87,44 @@ def make_model(features=4, seed=0):
     )
 
 
+class Unread(keras.losses.Loss):
+    """A mean squared error that holds a variable its `call` never reads; `penalized_fit`'s layer does."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.s = keras.Variable(0.0, name="s")
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+
+class _Penalty(keras.layers.Layer):
+    """Adds `(s - 1)^2` with `add_loss`; holds `s` in a closure, so that it is not the layer's weight."""
+
+    def __init__(self, read, **kwargs):
+        super().__init__(**kwargs)
+        self._read = read
+
+    def call(self, x):
+        self.add_loss(ops.square(self._read() - 1.0))
+        return x
+
+
+def penalized_fit(log_dir):
+    """A loss variable read only in an `add_loss` term of the model: one full-batch step, learning
+    rate 0. Returns its cause and logged gradient norm; the true norm is |2 (s - 1)| = 2 at s = 0."""
+    from loss_param_tracker import LossParamTracker, load
+
+    loss = Unread()
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(_Penalty(lambda: loss.s)(inputs)), name="penalized")
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
+    x, y = make_data(n=32)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    variable = load(log_dir)["train"].variables["loss/Unread/s"]
+    return {"cause": str(variable.cause[0]), "grad_norm": float(variable.grad_norm[0, 0])}
+
+
 class GatheredCenters(keras.losses.Loss):
     """Pulls each prediction to its label's centre: `take(centers, labels)` reads a row per sample.
 

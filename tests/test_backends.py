@@ -6,6 +6,7 @@ module asserts on what they wrote.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -133,6 +134,17 @@ def test_a_gathered_variables_gradient_norm_is_its_dense_gradients(fits, backend
     one = fits[backend][1]["gathered"]
     np.testing.assert_allclose(one["logged"], one["expected"], rtol=1e-5)
     assert one["diagnosis"]["loss/GatheredCenters/centers"] == "not_updated"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loss_variable_read_only_in_an_add_loss_term(fits, backend):
+    """PyTorch sees every gradient. JAX differentiates the loss head without the add_loss terms: it
+    cannot tell, and says so; it said no_gradient, with a fix that was wrong (see `models.penalized_fit`)."""
+    one = fits[backend][1]["penalized"]
+    if backend == "jax":
+        assert one["cause"] == "not_in_optimizer_gradient_unknown" and math.isnan(one["grad_norm"]), one
+    else:
+        assert one == {"cause": "not_in_optimizer", "grad_norm": 2.0}, one
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -189,7 +189,7 @@ def test_a_variable_whose_gradient_could_not_be_observed_is_offered_the_fix_on_a
     model = OwnObjective(make_model().layers, name="net")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        tracker = fit(model, loss, log_dir, epochs=2)
+        fit(model, loss, log_dir, epochs=2)
     (warned,) = [str(w.message) for w in caught if w.category is LossParamWarning]
     variable = load_run(log_dir).variables["loss/GaussianNLL/log_var"]
     assert variable.cause.tolist() == ["not_in_optimizer_gradient_unknown"] * 2

@@ -13,7 +13,7 @@ import tensorflow as tf
 from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, make_trainable
 from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
-from tests.models import gathered_fit
+from tests.models import gathered_fit, penalized_fit
 
 
 def messages(caplog):
@@ -54,6 +54,10 @@ def test_a_gathered_variables_gradient_norm_is_its_dense_gradients(log_dir, capl
     np.testing.assert_allclose(one["logged"], one["expected"], rtol=1e-5)
     assert one["diagnosis"]["loss/GatheredCenters/centers"] == "not_updated"
     assert messages(caplog) == []
+
+
+def test_a_loss_variable_read_only_in_an_add_loss_term_has_its_gradient(log_dir):
+    assert penalized_fit(log_dir) == {"cause": "not_in_optimizer", "grad_norm": 2.0}
 
 
 def test_an_eager_loss_that_reads_its_variable_in_some_steps_is_said_to_have_its_gradient(log_dir):

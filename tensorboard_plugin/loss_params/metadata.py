@@ -190,7 +190,8 @@ CAUSE_TABLE = (
         "The optimizer is not handed it and nothing else moved it during the epoch's "
         "steps; whether the objective has a gradient for it could not be observed: the "
         "training step computed its loss without model.compute_loss or the compiled loss "
-        "object.",
+        "object, or (on JAX) the forward pass added add_loss terms, which the tracker does "
+        "not differentiate.",
         "If the training step's loss reads it and it is meant to train: call "
         "loss_param_tracker.make_trainable(model) after compile and before fit; the next "
         "fit shows whether it then gets a gradient and moves. If it is meant to stay "
