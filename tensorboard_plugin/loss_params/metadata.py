@@ -183,7 +183,9 @@ CAUSE_TABLE = (
         NOT_IN_OPTIMIZER,
         "The optimizer is not handed it and nothing else moved it during the epoch's "
         "steps: model.fit only trains model.trainable_variables.",
-        STATUS[NOT_UPDATED].fix + " (If it is meant to stay constant, create it with trainable=False.)",
+        STATUS[NOT_UPDATED].fix + " (If it is meant to stay constant, create it with trainable=False. "
+        "Descent trains it only where the loss has a minimum in it: one that falls for as long as it "
+        "moves, as for a term's weight, a focal exponent or a margin, drives it off instead.)",
     ),
     Cause(
         NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN,
