@@ -37,6 +37,15 @@ ATTRIBUTE = "_loss_param_tracker_capture"  # the model's capture during a fit
 _BACKENDS = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}  # module capture_<name>
 
 
+# The steps of each epoch whose curvature a capture measures (the TensorFlow
+# and JAX ones): the linearity of the objective in a variable does not change
+# from step to step.
+PROBE_STEPS = 4
+# The largest variable it measures: the weights of a network held by the loss
+# would cost a second-order backward pass through the network.
+PROBE_MAX_ELEMENTS = 4096
+
+
 class GradientStats(NamedTuple):
     """Gradient statistics of one variable over the steps since the last reset.
 

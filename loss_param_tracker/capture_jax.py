@@ -41,17 +41,21 @@ import keras
 import numpy as np
 from jax.extend.core import Literal
 
-from loss_param_tracker.capture import HookedCapture
+from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_STEPS, HookedCapture
 from loss_param_tracker.discovery import variable_key
 
 
 class _GradientNorms(keras.metrics.Metric):
-    """Carries the capture's sums and maxes through the compiled step; reports nothing."""
+    """Carries the capture's sums and maxes, and its curvature probe, through the compiled step; reports nothing."""
 
-    def __init__(self, columns):
+    def __init__(self, columns, slots):
         super().__init__(name="loss_param_tracker_gradient_norms", dtype="float32")
         self.sums_and_maxes = self.add_variable(
             shape=(2, columns), initializer="zeros", dtype="float32", name="sums_and_maxes"
+        )
+        self.probe = self.add_variable(
+            shape=(2, slots), initializer=lambda shape, dtype=None: _probe_start(shape[1]), dtype="float32",
+            name="probe",
         )
 
     def update_state(self, *args, **kwargs):
@@ -72,6 +76,7 @@ class _Step:
     optimizer_variables: list = None
     head: tuple = None  # (x, y, y_pred, sample_weight) as handed to compute_metrics
     forward_losses: bool = None  # whether the forward pass returned add_loss terms
+    curvature: tuple = None  # (the loss head's gradient function, the values it was taken at, their variables)
 
 
 def flat_reader(variables):
@@ -162,7 +167,7 @@ class StepCapture(HookedCapture):
         model = self._model
         self._optimizer_keys = [variable_key(v) for v in model.trainable_variables]
         self._build_slots(self._optimizer_keys)
-        self._metric = _GradientNorms(len(self._slots) + 3)
+        self._metric = _GradientNorms(len(self._slots) + 3, len(self._slots))
         model._metrics.append(self._metric)
         self._hook(model, "train_step", "train_step", self._train_step)
         self._hook(model, "stateless_call", "stateless_call", self._stateless_call)
@@ -177,9 +182,13 @@ class StepCapture(HookedCapture):
     def _zero_accumulators(self):
         if self._metric is not None:
             self._metric.sums_and_maxes.assign(jnp.zeros(self._metric.sums_and_maxes.shape))
+            self._metric.probe.assign(_probe_start(len(self._slots)))
 
     def _accumulated(self):
         return keras.ops.convert_to_numpy(self._metric.sums_and_maxes.value)
+
+    def _probed(self):
+        return None if self._metric is None else keras.ops.convert_to_numpy(self._metric.probe.value)
 
     # Hooks -------------------------------------------------------------
 
@@ -249,11 +258,44 @@ class StepCapture(HookedCapture):
             row = jnp.where(finite, row, np.eye(len(self._slots) + 3, dtype=np.float32)[-1])
 
         trainable, non_trainable, optimizer_variables, metrics = new_state
-        index = [id(v) for v in self._model.metrics_variables].index(id(self._metric.sums_and_maxes))
+        places = [id(v) for v in self._model.metrics_variables]
+        index = places.index(id(self._metric.sums_and_maxes))
         before = metrics[index]
         metrics = list(metrics)
         metrics[index] = jnp.stack([before[0] + row, jnp.maximum(before[1], row)])
+        if loss and "curvature" not in self._off:
+            with self._guard("curvature"):
+                at = places.index(id(self._metric.probe))
+                metrics[at] = self._probe_curvature(step, loss, captured=before[0][len(self._slots) + 1], probe=metrics[at])
         return trainable, non_trainable, optimizer_variables, metrics
+
+    def _probe_curvature(self, step, loss, captured, probe):
+        """`probe` (float32 `[2, slots]`) with, in an epoch's first `PROBE_STEPS` steps, each watched
+        variable's largest curvature and smallest gradient element (see the TensorFlow capture's).
+
+        The curvature is the norm of the loss head's Hessian-vector product
+        along a fixed direction: its gradient's derivative, by `jax.jvp`,
+        under a `lax.cond` that the other steps pass by.
+        """
+        grad, values, variables = step.curvature
+        picked = [
+            i for i, v in enumerate(variables)
+            if variable_key(v) in loss and _has(loss[variable_key(v)]) and math.prod(v.shape) <= PROBE_MAX_ELEMENTS
+        ]
+        if not picked:
+            return probe
+        slots = np.array([self._slots[variable_key(variables[i])] for i in picked])
+
+        def measure(probe):
+            directions = [
+                _direction(value) if i in picked else jnp.zeros_like(value) for i, value in enumerate(values)
+            ]
+            gradients, products = jax.jvp(grad, (values,), (directions,))
+            curvature = jnp.stack([jnp.linalg.norm(jnp.asarray(products[i], jnp.float32)) for i in picked])
+            smallest = jnp.stack([jnp.min(jnp.asarray(gradients[i], jnp.float32)) for i in picked])
+            return jnp.stack([probe[0].at[slots].max(curvature), probe[1].at[slots].min(smallest)])
+
+        return jax.lax.cond(captured < PROBE_STEPS, measure, lambda probe: probe, probe)
 
     def _inverse_scale(self, optimizer_variables):
         """1 / the optimizer's loss scale in this step, or `None` for an optimizer that does not scale."""
@@ -297,6 +339,7 @@ class StepCapture(HookedCapture):
         values = [current[variable_key(v)] if variable_key(v) in current else v.value for v in variables]
         grad = jax.grad(head)
         grads = grad(values)  # those the optimizer has are left unused, and compiled away
+        step.curvature = (grad, values, variables)
         # Traced once more, to see which gradients have no path to the loss.
         graph = jax.make_jaxpr(grad)(values).jaxpr
         none = None if step.forward_losses else False
@@ -304,6 +347,19 @@ class StepCapture(HookedCapture):
             variable_key(v): none if _symbolic_zero(graph, out) else g
             for v, g, out in zip(variables, grads, graph.outvars)
         }
+
+
+def _probe_start(slots):
+    """The probe before any step: no curvature seen, no gradient element seen."""
+    return jnp.stack([jnp.zeros((slots,), jnp.float32), jnp.full((slots,), jnp.inf, jnp.float32)])
+
+
+def _direction(value):
+    """A fixed, generic direction in a variable's space (see the TensorFlow capture's `_direction`)."""
+    size = math.prod(np.shape(value))
+    return jnp.reshape(1.0 + 0.5 * jnp.sin(jnp.arange(size, dtype=jnp.float32) * 2.3 + 0.7), np.shape(value)).astype(
+        jnp.result_type(value)
+    )
 
 
 def _has(grad):

@@ -48,6 +48,8 @@ from tensorflow.core.framework import attr_value_pb2
 from tensorflow.python.eager import context, execute
 
 from loss_param_tracker.capture import (
+    PROBE_MAX_ELEMENTS,
+    PROBE_STEPS,
     HookedCapture,
     LossVariableCreatedError,
     Unsupported,
@@ -577,12 +579,6 @@ def _direction(variable):
     size = tf.size(variable)
     return tf.reshape(1.0 + 0.5 * tf.sin(tf.cast(tf.range(size), tf.float32) * 2.3 + 0.7), tf.shape(variable))
 
-# The steps of each epoch whose curvature the capture measures: the linearity
-# of the objective in a variable does not change from step to step.
-PROBE_STEPS = 4
-# The largest variable it measures: the weights of a network held by the loss
-# would cost a second-order backward pass through the network.
-PROBE_MAX_ELEMENTS = 4096
 
 _STRATEGIES = (
     tf.distribute.MirroredStrategy,

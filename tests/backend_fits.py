@@ -26,6 +26,7 @@ from tests.models import (  # noqa: E402
     StoppedGradient,
     gathered_fit,
     penalized_fit,
+    term_weights_fit,
     make_data,
     make_model,
 )
@@ -303,6 +304,7 @@ def main(out_dir):
         "float16_norm": float16_norm(logs),
         "gathered": gathered_fit(os.path.join(logs, "gathered")),
         "penalized": penalized_fit(os.path.join(logs, "penalized")),
+        "term_weights": term_weights_fit(os.path.join(logs, "term_weights")),
     }
     results["report"] = reports(logs)
     results["tensorflow_imported"] |= sys.modules.get("tensorflow") is not None

@@ -87,6 +87,32 @@ def make_model(features=4, seed=0):
     )
 
 
+class TermWeights(keras.losses.Loss):
+    """An MSE plus two terms, each weighted by a learned weight the objective is linear in: a penalty
+    (its gradient positive: descent has no minimum) and a bonus (negative: descent raises it)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.penalty = keras.Variable(0.5, name="penalty")
+        self.bonus = keras.Variable(0.1, name="bonus")
+
+    def call(self, y_true, y_pred):
+        spread = ops.mean(ops.log1p(ops.square(y_pred)), axis=-1)
+        return ops.mean(ops.square(y_true - y_pred), axis=-1) + (self.penalty - self.bonus) * spread
+
+
+def term_weights_fit(log_dir):
+    """Two epochs of `TermWeights` left to the tracker: `{path: causes}` of its two weights."""
+    from loss_param_tracker import LossParamTracker, load
+
+    loss = TermWeights()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    variables = load(log_dir)["train"].variables
+    return {path: variables[path].cause.tolist() for path in ("loss/TermWeights/penalty", "loss/TermWeights/bonus")}
+
+
 class Unread(keras.losses.Loss):
     """A mean squared error that holds a variable its `call` never reads; `penalized_fit`'s layer does."""
 

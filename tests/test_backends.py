@@ -148,6 +148,19 @@ def test_a_loss_variable_read_only_in_an_add_loss_term(fits, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_weight_the_objective_is_linear_in_is_told_apart_where_curvature_is_measured(fits, backend):
+    """JAX measures the loss head's curvature, as TensorFlow does: a penalty's weight is `unbounded`,
+    a bonus's `linear`, neither advised to train plainly. PyTorch measures none: both are
+    `not_in_optimizer`, whose fix says where descent trains a variable."""
+    causes = fits[backend][1]["term_weights"]
+    if backend == "jax":
+        expected = {"loss/TermWeights/penalty": ["unbounded"] * 2, "loss/TermWeights/bonus": ["linear"] * 2}
+    else:
+        expected = {path: ["not_in_optimizer"] * 2 for path in causes}
+    assert causes == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_training_is_bit_identical_and_not_traced_again(fits, backend):
     _, results = fits[backend]
     same = results["identical"]

@@ -13,7 +13,7 @@ import tensorflow as tf
 from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, make_trainable
 from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
-from tests.models import gathered_fit, penalized_fit
+from tests.models import gathered_fit, penalized_fit, term_weights_fit
 
 
 def messages(caplog):
@@ -54,6 +54,12 @@ def test_a_gathered_variables_gradient_norm_is_its_dense_gradients(log_dir, capl
     np.testing.assert_allclose(one["logged"], one["expected"], rtol=1e-5)
     assert one["diagnosis"]["loss/GatheredCenters/centers"] == "not_updated"
     assert messages(caplog) == []
+
+
+def test_the_weights_of_a_penalty_and_of_a_bonus_are_unbounded_and_linear(log_dir):
+    assert term_weights_fit(log_dir) == {
+        "loss/TermWeights/penalty": ["unbounded"] * 2, "loss/TermWeights/bonus": ["linear"] * 2
+    }
 
 
 def test_a_loss_variable_read_only_in_an_add_loss_term_has_its_gradient(log_dir):

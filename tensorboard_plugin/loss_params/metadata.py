@@ -227,10 +227,10 @@ CAUSE_TABLE = (
     ),
     Cause(
         UNBOUNDED,
-        "Nothing changed it, and descent has no minimum for it: the objective was linear in "
-        "it at every step measured, with a gradient that never pointed down, as for a weight of a "
-        "loss term (compile(loss_weights=...)): an optimizer would drive it down without "
-        "bound, so handing it to the optimizer is not the fix. (A piecewise-linear term, "
+        "Nothing changed it, and descent has no minimum for it: the objective is linear in "
+        "it, with a gradient that never pointed down (at every step measured, or as for any "
+        "compile(loss_weights=...) variable), as for a weight of a loss term: an optimizer "
+        "would drive it down without bound, so handing it to the optimizer is not the fix. (A piecewise-linear term, "
         "|y - c|, far from its kink looks the same; its minimum is at the kink.)",
         "If a callback or a schedule sets it (Dynamic Weight Averaging, an annealed loss "
         "weight), it stays put until the callback first assigns it; if it is a constant, "
