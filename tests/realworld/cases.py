@@ -37,6 +37,9 @@ class Case:
         expected: The status each watched path should measure to, from reading
             the source (checked against the measured truth, never against the
             tracker).
+        bounded: Whether the loss has a minimum in its `not_updated`
+            variables, so that handing them to the optimizer trains them;
+            `False` where the loss is linear in them (descent would run off).
     """
 
     name: str
@@ -45,6 +48,7 @@ class Case:
     watched: dict
     objective: Optional[Callable] = None
     expected: dict = dataclasses.field(default_factory=dict)
+    bounded: bool = True
 
     def __repr__(self):
         return self.name
@@ -832,6 +836,59 @@ def build_cost_matrix():
 
 # --- the corpus ---
 
+# --- 19. Class weights as a trainable K.variable in a closure (linear in them) ---
+
+
+def weighted_categorical_crossentropy(weights):
+    weights = keras.Variable(weights.astype("float32"), name="weights")  # K.variable(weights): trainable
+
+    def loss(y_true, y_pred):
+        y_pred = y_pred / tf.reduce_sum(y_pred, axis=-1, keepdims=True)
+        y_pred = tf.clip_by_value(y_pred, keras.backend.epsilon(), 1 - keras.backend.epsilon())
+        return -tf.reduce_sum(y_true * tf.math.log(y_pred) * weights, -1)
+
+    return loss
+
+
+def build_class_weights():
+    _seed()
+    x, _, onehot = _classification()
+    model = _mlp(name="classifier", outputs=3, activation="softmax")
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=weighted_categorical_crossentropy(np.array([0.5, 2, 10])))
+    return model, _fit(x, onehot)
+
+
+# --- 20. A CRF layer's transitions, its bound method as the compiled loss ---
+
+
+class CrfLayer(keras.layers.Layer):
+    """tf2crf's CRF: transitions from add_weight, `loss` a method that reads them; passes potentials through."""
+
+    def build(self, input_shape):
+        self.transitions = self.add_weight(
+            name="transitions", shape=[input_shape[-1], input_shape[-1]], initializer="glorot_uniform"
+        )
+
+    def call(self, inputs):
+        return inputs
+
+    def loss(self, y_true, y_pred):
+        return tf.reduce_mean(crf_nll(y_pred, tf.cast(y_true, "int32"), self.transitions))
+
+
+def build_crf_method_loss():
+    _seed()
+    steps, features, tags = 4, 3, 3
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(256, steps, features)).astype("float32")
+    labels = np.argmax(feats @ rng.normal(size=(features, tags)), axis=-1).astype("int32")
+    inputs = keras.Input((steps, features), name="features")
+    crf = CrfLayer(name="crf")
+    model = keras.Model(inputs, crf(keras.layers.Dense(tags, name="emissions")(inputs)), name="crf_tagger")
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=crf.loss)
+    return model, _fit(feats, labels)
+
+
 GH = "https://github.com"
 
 CASES = [
@@ -1027,6 +1084,25 @@ CASES = [
         build=build_cost_matrix,
         watched={"loss/w_categorical_crossentropy/weights": lambda m: m.loss.keywords["weights"]},
         expected={"loss/w_categorical_crossentropy/weights": "training"},
+    ),
+    Case(
+        name="class_weights_k_variable_closure",
+        source="https://gist.github.com/wassname/ce364fddfc8a025bfab4348cf5de852d (copied into many"
+        " repositories) -- kept: weights = K.variable(weights) in the closure of a weighted categorical"
+        " cross-entropy, -sum(y_true * log(y_pred) * weights); a trainable variable the loss is linear in",
+        build=build_class_weights,
+        watched={"loss/loss/weights": lambda m: _cell(m.loss, "weights")},
+        expected={"loss/loss/weights": "not_updated"},
+        bounded=False,
+    ),
+    Case(
+        name="crf_method_loss_in_model",
+        source=f"{GH}/xuxingya/tf2crf/blob/e0df23a1daa5d1cd3db29dd18157dd0e530a0454/tf2crf/crf.py -- kept: the"
+        " CRF layer's transitions from add_weight and model.compile(loss=crf.loss), the CRF the model's last"
+        " layer; tfa's crf_log_likelihood replaced by a forward algorithm in tf ops, no decoding",
+        build=build_crf_method_loss,
+        watched={"model/crf/transitions": lambda m: m.get_layer("crf").transitions},
+        expected={"model/crf/transitions": "training"},
     ),
 ]
 

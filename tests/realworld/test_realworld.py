@@ -7,7 +7,8 @@ For each case of `tests/realworld/cases.py`:
     says, and gives no `make_trainable` advice for a variable that trains or is
     frozen;
 (c) where the truth is `not_updated`, the warning's `make_trainable(...)` call,
-    evaluated on a fresh build, makes the variable train.
+    evaluated on a fresh build, makes the variable train; where the loss has
+    no minimum in it, no warning advises `make_trainable`.
 """
 
 import re
@@ -53,7 +54,7 @@ def test_tracker_diagnosis_matches_the_truth(case, tmp_path):
         got = tracker.diagnosis.get(path, "<not diagnosed>")
         if got != truth.status:
             problems.append(f"  {path}: truth {truth.describe()}; tracker says {got}")
-        if truth.status in ("training", "frozen"):
+        if truth.status in ("training", "frozen") or not case.bounded:
             for message in _naming(warned, path):
                 if "make_trainable" in message:
                     problems.append(f"  {path}: truth {truth.status}, yet a warning advises make_trainable: {message}")
@@ -62,7 +63,7 @@ def test_tracker_diagnosis_matches_the_truth(case, tmp_path):
     )
 
 
-BROKEN = [c for c in CASES if "not_updated" in c.expected.values()]
+BROKEN = [c for c in CASES if "not_updated" in c.expected.values() and c.bounded]
 
 
 @pytest.mark.parametrize("case", BROKEN, ids=[c.name for c in BROKEN])
