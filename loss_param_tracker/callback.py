@@ -856,15 +856,12 @@ class LossParamTracker(keras.callbacks.Callback):
         """
         if t.fix:
             return t.fix
-        others = []
-        for r in records:
-            attached = (
-                r.observation is not None and r.observation.trainable and not r.observation.seen_by_optimizer
-                and not discovery.is_loss_weight(r.tracked.path) and r.tracked.fix is None
-            )
-            if attached and r.tracked.path != t.path and (r.diagnosis is None or r.diagnosis.cause not in _ATTACHED_BY_THE_FIX):
-                said = ", ".join(filter(None, (r.status or "no status yet", r.diagnosis and r.diagnosis.cause)))
-                others.append(f"'{r.tracked.path}' ({said})")
+        others = [
+            f"'{r.tracked.path}' ({', '.join(filter(None, (r.status or 'no status yet', r.diagnosis and r.diagnosis.cause)))})"
+            for r in records
+            if r.tracked.path != t.path and _attached_by_make_trainable(r)
+            and (r.diagnosis is None or r.diagnosis.cause not in _ATTACHED_BY_THE_FIX)
+        ]
         if not others:
             return None
         generic = metadata.advice(diagnosis.status, diagnosis.cause)[1]
@@ -1041,6 +1038,16 @@ def _combined_norms(weights):
 
 # The causes whose fix is to hand the variable to the optimizer.
 _ATTACHED_BY_THE_FIX = frozenset({metadata.NOT_IN_OPTIMIZER, metadata.NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN})
+
+
+def _attached_by_make_trainable(record):
+    """Whether `make_trainable(model)` would attach the record's variable: a trainable loss variable
+    the optimizer is not handed, but a `loss_weights` one or one passed as `variables=[...]`."""
+    observation, t = record.observation, record.tracked
+    return (
+        t.role == metadata.ROLE_LOSS and observation is not None and observation.trainable
+        and not observation.seen_by_optimizer and not discovery.is_loss_weight(t.path) and t.fix is None
+    )
 
 
 def _fix(found):
