@@ -214,6 +214,7 @@ class HookedCapture(Capture):
             capture._fit = fit
             try:
                 capture._install()
+                capture._hook(model, "make_train_function", "make_train_function", capture._make_train_function)
                 object.__setattr__(model, ATTRIBUTE, capture)
                 _retrace(model)
             except BaseException:
@@ -238,6 +239,15 @@ class HookedCapture(Capture):
         self._users -= 1
         if self._users <= 0:
             self._restore()
+
+    def _make_train_function(self, original, *args, **kwargs):
+        """Keras's, after removing the hooks where a later fit asks for it: the fit that installed
+        them raised (Ctrl-C, another callback's error), so its `on_train_end` never came."""
+        if self._fit is getattr(self._model, "history", None):
+            return original(*args, **kwargs)
+        self._users = 1
+        self.release()  # the model's own methods again, and no function traced with the hooks
+        return self._model.make_train_function(*args, **kwargs)
 
     def _restore(self):
         for obj, name, previous in reversed(self._saved):

@@ -261,6 +261,8 @@ def load(log_dir: Union[str, os.PathLike]) -> Runs:
                 raise DamagedRunError(f"tag {tag!r}: {reason}")
             if any(s.granularity == metadata.EPOCH for s in listing[run].values()):
                 runs[run] = _read_run(provider, ctx, run, listing[run], run in incomplete)
+            else:  # the values a fit starts from, and no epoch's end
+                skipped[run] = "no epoch of it finished: its fit ended (interrupted?) in its first epoch"
         except Exception as error:  # noqa: BLE001 - one run must not hide the rest
             skipped[run] = _reason(error)
     if not runs and not skipped:

@@ -231,8 +231,21 @@ def test_hooks_left_by_an_interrupted_fit_are_replaced_and_removed(log_dir):
     tracker = LossParamTracker(log_dir)
     model.fit(*make_data(), epochs=1, verbose=0, callbacks=[tracker])
     assert tracker.diagnosis["loss/GaussianNLL/log_var"] == "training"
-    assert not {"train_step", "compute_loss", "_loss_param_tracker_capture"} & set(vars(model))
+    assert not {"train_step", "compute_loss", "make_train_function", "_loss_param_tracker_capture"} & set(vars(model))
     assert "apply" not in vars(model.optimizer)
+
+
+def test_a_plain_fit_after_an_interrupted_one_runs_without_the_hooks(log_dir):
+    """Keras skips on_train_end when fit raises: the next fit's start removes what it left."""
+    loss = GaussianNLL()
+    model = make_model()
+    model.compile(optimizer="adam", loss=loss)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(*make_data(), epochs=3, verbose=0, callbacks=[LossParamTracker(log_dir), InterruptAt(1)])
+    assert {"train_step", "make_train_function", "_loss_param_tracker_capture"} <= set(vars(model))
+    model.fit(*make_data(), epochs=1, verbose=0)
+    assert not {"train_step", "compute_loss", "make_train_function", "_loss_param_tracker_capture"} & set(vars(model))
+    assert "apply" not in vars(model.optimizer) and "call" not in vars(loss)
 
 
 def test_hooks_that_cannot_all_be_attached_leave_none_behind(log_dir, monkeypatch, caplog):

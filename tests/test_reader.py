@@ -33,6 +33,7 @@ from tests.conftest import (
     DASHBOARD_RUNS,
     CenterLoss,
     GaussianNLL,
+    InterruptAt,
     compile_fixed,
     damaged_copy,
     fit,
@@ -183,6 +184,19 @@ def test_an_unreadable_event_file_and_an_undecodable_record_are_named(tmp_path):
     assert list(runs) == ["good"]
     assert runs.skipped["dangling"].startswith("event file events.out.tfevents.1.host cannot be read")
     assert runs.skipped["garbage"].startswith("unexpected error while reading it: DecodeError")
+
+
+def test_a_run_whose_fit_ended_in_its_first_epoch_is_named_not_missed(tmp_path):
+    """It holds the starting values the tracker wrote: it was said to hold no summaries at all."""
+    with pytest.raises(KeyboardInterrupt):
+        fit(make_model(), GaussianNLL(), str(tmp_path / "cut"), epochs=2, callbacks=[InterruptAt(0)])
+    fit(make_model(), GaussianNLL(), str(tmp_path / "whole"), epochs=1)
+    runs = load_skipping(tmp_path)
+    assert list(runs) == ["whole/train"]
+    assert runs.skipped["cut/train"].startswith("no epoch of it finished"), runs.skipped
+    runs = load_skipping(tmp_path / "cut")
+    assert dict(runs) == {} and set(runs.skipped) == {"train"}
+    assert report.main(["report", str(tmp_path / "cut")]) == 3
 
 
 def test_a_log_dir_whose_every_run_is_skipped_is_not_empty(tmp_path, dashboard_logdir):
