@@ -311,12 +311,17 @@ class CRF(keras.layers.Layer):
         return logits
 
 
+def _tagging(steps=4, features=3, tags=3, n=256):
+    """`(features, labels)` of a sequence-tagging task: `[n, steps, features]` floats, `[n, steps]` tags."""
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(n, steps, features)).astype("float32")
+    return feats, np.argmax(feats @ rng.normal(size=(features, tags)), axis=-1).astype("int32")
+
+
 def build_crf():
     _seed()
     steps, features, tags = 4, 3, 3
-    rng = np.random.default_rng(0)
-    feats = rng.normal(size=(256, steps, features)).astype("float32")
-    labels = np.argmax(feats @ rng.normal(size=(features, tags)), axis=-1).astype("int32")
+    feats, labels = _tagging(steps, features, tags)
     inputs = keras.Input((steps, features), name="features")
     tag_input = keras.Input((steps,), dtype="int32", name="tags")
     logits = keras.layers.Dense(tags, name="emissions")(inputs)
@@ -879,9 +884,7 @@ class CrfLayer(keras.layers.Layer):
 def build_crf_method_loss():
     _seed()
     steps, features, tags = 4, 3, 3
-    rng = np.random.default_rng(0)
-    feats = rng.normal(size=(256, steps, features)).astype("float32")
-    labels = np.argmax(feats @ rng.normal(size=(features, tags)), axis=-1).astype("int32")
+    feats, labels = _tagging(steps, features, tags)
     inputs = keras.Input((steps, features), name="features")
     crf = CrfLayer(name="crf")
     model = keras.Model(inputs, crf(keras.layers.Dense(tags, name="emissions")(inputs)), name="crf_tagger")
