@@ -857,7 +857,8 @@ class LossParamTracker(keras.callbacks.Callback):
         if t.fix:
             return t.fix
         others = [
-            f"'{r.tracked.path}' ({', '.join(filter(None, (r.status or 'no status yet', r.diagnosis and r.diagnosis.cause)))})"
+            f"'{r.tracked.path}' ({r.status}{', ' + r.diagnosis.cause if r.diagnosis.cause else ''})"
+            if r.diagnosis else f"'{r.tracked.path}' (no status yet)"
             for r in records
             if r.tracked.path != t.path and _attached_by_make_trainable(r)
             and (r.diagnosis is None or r.diagnosis.cause not in _ATTACHED_BY_THE_FIX)

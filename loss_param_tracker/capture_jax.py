@@ -266,7 +266,8 @@ class StepCapture(HookedCapture):
         if loss and "curvature" not in self._off:
             with self._guard("curvature"):
                 at = places.index(id(self._metric.probe))
-                metrics[at] = self._probe_curvature(step, loss, captured=before[0][len(self._slots) + 1], probe=metrics[at])
+                captured = before[0][len(self._slots) + 1]  # this epoch's steps before this one
+                metrics[at] = self._probe_curvature(step, loss, captured, metrics[at])
         return trainable, non_trainable, optimizer_variables, metrics
 
     def _probe_curvature(self, step, loss, captured, probe):

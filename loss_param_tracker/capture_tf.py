@@ -480,7 +480,9 @@ class StepCapture(HookedCapture):
             directions = [_rows_of(tf.cast(_direction(v), g.dtype), g) for v, g in zip(variables, grads)]
             targets = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
             products = outer.gradient(targets, variables, output_gradients=directions)
-            curvature = tf.stack([tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products])
+            curvature = tf.stack(
+                [tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products]
+            )
             smallest = tf.stack([tf.reduce_min(tf.cast(_dense(g), tf.float32)) for g in grads])
             before = self._probe.read_value()
             self._probe.assign(

@@ -28,6 +28,7 @@ UNSEEN = "loss/Custom/unseen"  # near 100, moving by 0.01; gradient_unknown, its
 DEAD = "loss/Custom/dead"  # no_gradient, its gradient NaN
 WIDE = "loss/Custom/wide"  # a gradient norm over five decades; shown through a display
 NARROW = "loss/Custom/narrow"  # near 0.3433, moving by 1e-6; a gradient norm within a factor of 2
+STILL = "loss/Custom/still"  # not_updated, its gradient not observed (a step the capture cannot see)
 RUN = "custom/train"
 NOT_OBSERVED = "gradient not observed: the step's objective is computed outside compute_loss and the compiled loss"
 RUNS = re.compile(r"/loss_params/runs$")
@@ -51,9 +52,11 @@ def stored(path, epoch):
 def details_logdir(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("details")
     rows = diagnosis([[UNSEEN, "training", "gradient_unknown"], [DEAD, "no_gradient", ""],
-                      [WIDE, "training", ""], [NARROW, "training", ""]])
+                      [WIDE, "training", ""], [NARROW, "training", ""],
+                      [STILL, "not_updated", "not_in_optimizer_gradient_unknown"]])
     gradients = {
         UNSEEN: lambda e: [math.nan, math.nan],
+        STILL: lambda e: [math.nan, math.nan],
         DEAD: lambda e: [math.nan, math.nan],
         WIDE: lambda e: [10 ** (-5 * e / (EPOCHS - 1)), 2 * 10 ** (-5 * e / (EPOCHS - 1))],
         NARROW: lambda e: [1 - e / (2 * EPOCHS), 1.0],
@@ -175,6 +178,13 @@ def test_a_gradient_not_observed_says_so_and_no_gradient_keeps_its_sentence(brow
     drawn_whole(frame, f'article.card[data-path="{DEAD}"]')
     assert dead.locator('[data-chart="grad_norm"] text.empty').text_content() == "No gradient reached this variable"
     assert "No gradient reached" not in unseen.text_content()
+
+    # not_updated, whose status says "has a gradient": its cause says it was not observed.
+    still = card(frame, STILL)
+    still.scroll_into_view_if_needed()
+    drawn_whole(frame, f'article.card[data-path="{STILL}"]')
+    assert still.locator('[data-chart="grad_norm"] text.empty').text_content() == NOT_OBSERVED
+    assert "could not be observed" in still.locator(".help").text_content()
 
     unseen.scroll_into_view_if_needed()
     page.mouse.move(0, 0)

@@ -51,7 +51,8 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         # A gradient that could not be observed is unknown, never no_gradient.
         ({"has_gradient": None, "grad_norm_mean": math.nan, "grad_norm_max": math.nan}, ("training", "gradient_unknown")),
         # ... and where nothing moved it, the fix is offered on a condition: the gradient is unknown.
-        ({"has_gradient": None, "seen_by_optimizer": False, **NOT_MOVED}, ("not_updated", "not_in_optimizer_gradient_unknown")),
+        ({"has_gradient": None, "seen_by_optimizer": False, **NOT_MOVED},
+         ("not_updated", "not_in_optimizer_gradient_unknown")),
         # Moved at some time in the fit (a callback at an epoch's end), not this epoch.
         ({"seen_by_optimizer": False, "moved_before": True, **NOT_MOVED}, ("training", "outside_optimizer")),
         # make_trainable attached it, and the objective has no gradient for it.
