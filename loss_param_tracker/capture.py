@@ -180,6 +180,7 @@ class HookedCapture(Capture):
         self._slots = None  # {variable_key: index}, fixed at the first captured step
         self._has_gradient = {}  # {key: whether a step of this epoch had its gradient}, see `_note_step`
         self._last_step = {}  # {key: whether the last step noted had its gradient}
+        self._inherited = False  # `_has_gradient` is still the last epoch's last step, no step of this one ran
         self._seen = set()
         self._saved = []  # (object, attribute, its own previous value or None)
         self._off = {}  # {hook: why it stepped aside}
@@ -314,15 +315,24 @@ class HookedCapture(Capture):
 
     def reset(self):
         # An epoch's steps start as the last one noted: a traced step is noted
-        # once, when traced; an eager one (PyTorch, run_eagerly) when it differs.
+        # once, when traced; an eager one (PyTorch, run_eagerly) when it
+        # differs. For an eager one that holds only once a step of this epoch
+        # ran as that one did (`_step_ran`): a first step that differs
+        # replaces it, or a read in the last epoch's last step would count
+        # as a gradient in this one.
         self._has_gradient = dict(self._last_step)
+        self._inherited = True
         self._zero_accumulators()
+
+    def _step_ran(self):
+        """An eager step ran as the last one noted did."""
+        self._inherited = False
 
     @abc.abstractmethod
     def _zero_accumulators(self):
         """Zeroes the backend's sums and maxes."""
 
-    def _note_step(self, optimizer_keys, loss_keys):
+    def _note_step(self, optimizer_keys, loss_keys, eager=False):
         """Records which slots the optimizer was handed and which had a gradient this step.
 
         A slot had a gradient in the epoch when it had one in any of its
@@ -334,7 +344,12 @@ class HookedCapture(Capture):
                 optimizer's variables.
             loss_keys: The same for the loss variables the optimizer is not
                 handed, or `None` when the step's objective was not seen.
+            eager: Whether this is a step that ran (not a trace that every
+                step of the epoch runs).
         """
+        if eager and self._inherited:  # the first step of the epoch: nothing of it ran as the last one
+            self._has_gradient = {}
+        self._inherited = self._inherited and not eager
         self._blind = loss_keys is None and any(
             variable_key(v) not in optimizer_keys for v in self._loss_variables if v.trainable
         )

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
-from jax.extend.core import Literal
+from jax.extend.core import Literal, jaxpr_as_fun
 
 from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_STEPS, HookedCapture
 from loss_param_tracker.discovery import variable_key
@@ -291,7 +291,7 @@ class StepCapture(HookedCapture):
             directions = [
                 _direction(value) if i in picked else jnp.zeros_like(value) for i, value in enumerate(values)
             ]
-            gradients, products = jax.jvp(grad, (values,), (directions,))
+            gradients, products = jax.jvp(grad, tuple(values), tuple(directions))
             curvature = jnp.stack([jnp.linalg.norm(jnp.asarray(products[i], jnp.float32)) for i in picked])
             smallest = jnp.stack([jnp.min(jnp.asarray(gradients[i], jnp.float32)) for i in picked])
             return jnp.stack([probe[0].at[slots].max(curvature), probe[1].at[slots].min(smallest)])
@@ -338,11 +338,15 @@ class StepCapture(HookedCapture):
         # A variable the optimizer is handed takes its value from the state.
         current = dict(zip(map(variable_key, model.trainable_variables), trainable))
         values = [current[variable_key(v)] if variable_key(v) in current else v.value for v in variables]
-        grad = jax.grad(head)
-        grads = grad(values)  # those the optimizer has are left unused, and compiled away
+        # The loss's Python runs once, here: the gradients, the probe's
+        # product and the search for gradients with no path to the loss all
+        # evaluate this one trace (a loss with Python state, a call counter,
+        # sees one call more a trace of the step, not three).
+        closed = jax.make_jaxpr(jax.grad(head))(values)
+        grad = jaxpr_as_fun(closed)
+        grads = grad(*values)  # those the optimizer has are left unused, and compiled away
         step.curvature = (grad, values, variables)
-        # Traced once more, to see which gradients have no path to the loss.
-        graph = jax.make_jaxpr(grad)(values).jaxpr
+        graph = closed.jaxpr
         none = None if step.forward_losses else False
         return {
             variable_key(v): none if _symbolic_zero(graph, out) else g

@@ -424,7 +424,9 @@ class StepCapture(HookedCapture):
         if reduced and loss_grads:
             loss_grads = _all_reduce(loss_grads)
         self._note_step(
-            optimizer_keys, None if loss_grads is None else {k: g is not None for k, g in loss_grads.items()}
+            optimizer_keys,
+            None if loss_grads is None else {k: g is not None for k, g in loss_grads.items()},
+            eager=tf.executing_eagerly(),
         )
         by_key.update({k: g for k, g in (loss_grads or {}).items() if k not in optimizer_keys})
 

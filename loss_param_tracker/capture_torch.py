@@ -126,6 +126,8 @@ class StepCapture(HookedCapture):
         if plan is None or not plan.fits(variables, grads, pending):
             self._fold()  # the rows buffered so far are of the last plan's slots
             plan = self._plan = self._new_plan(variables, grads, pending)
+        else:
+            self._step_ran()
 
         # Each step writes its norms to a row of a buffer, which is folded into
         # the sums and maxes every `_BUFFERED` steps and when read: two kernels
@@ -180,7 +182,7 @@ class StepCapture(HookedCapture):
         by_key = {variable_key(v): index for index, v in enumerate(variables)}
         optimizer_keys = {key: grads[index] is not None for key, index in by_key.items()}
         loss_keys = {key: key in pending for key in self._watched if key not in optimizer_keys}
-        self._note_step(optimizer_keys, loss_keys)
+        self._note_step(optimizer_keys, loss_keys, eager=True)
         sources = {key: (False, index) for key, index in by_key.items() if grads[index] is not None}
         sources.update({key: (True, key) for key, seen in loss_keys.items() if seen})
         slots = [(index, sources[key]) for key, index in self._slots.items() if key in sources]

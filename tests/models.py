@@ -113,6 +113,41 @@ def term_weights_fit(log_dir):
     return {path: variables[path].cause.tolist() for path in ("loss/TermWeights/penalty", "loss/TermWeights/bonus")}
 
 
+class DroppedTerm(keras.losses.Loss):
+    """A mean squared error plus `(s - 1)^2` while `active`: a term that a callback drops after epoch 0."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.s = keras.Variable(0.0, name="s")
+        self.active = True
+
+    def call(self, y_true, y_pred):
+        mse = ops.mean(ops.square(y_true - y_pred))
+        return mse + ops.square(self.s - 1.0) if self.active else mse
+
+
+class _DropAfterFirstEpoch(keras.callbacks.Callback):
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.loss.active = epoch == 0
+
+
+def dropped_term_fit(log_dir, **compile_kwargs):
+    """Three epochs of an eager step (PyTorch, or `run_eagerly=True`) whose loss reads `s` in epoch 0's
+    steps only: its statuses. Epoch 1 counted epoch 0's last step's gradient as its own."""
+    from loss_param_tracker import LossParamTracker, load
+
+    loss = DroppedTerm()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss, **compile_kwargs)
+    callbacks = [_DropAfterFirstEpoch(loss), LossParamTracker(log_dir)]
+    model.fit(*make_data(), epochs=3, batch_size=64, shuffle=False, verbose=0, callbacks=callbacks)
+    return load(log_dir)["train"].variables["loss/DroppedTerm/s"].status.tolist()
+
+
 class Unread(keras.losses.Loss):
     """A mean squared error that holds a variable its `call` never reads; `penalized_fit`'s layer does."""
 

@@ -160,6 +160,12 @@ def test_a_weight_the_objective_is_linear_in_is_told_apart_where_curvature_is_me
     assert causes == expected
 
 
+def test_an_eager_epoch_whose_steps_do_not_read_a_variable_has_no_gradient_for_it(fits):
+    """PyTorch's steps run eagerly: epoch 0's last step's gradient counted as epoch 1's, which was
+    said zero_gradient (see `models.dropped_term_fit`)."""
+    assert fits["torch"][1]["dropped_term"] == ["not_updated", "no_gradient", "no_gradient"]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_training_is_bit_identical_and_not_traced_again(fits, backend):
     _, results = fits[backend]

@@ -13,7 +13,7 @@ import tensorflow as tf
 from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, make_trainable
 from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
-from tests.models import gathered_fit, penalized_fit, term_weights_fit
+from tests.models import dropped_term_fit, gathered_fit, penalized_fit, term_weights_fit
 
 
 def messages(caplog):
@@ -64,6 +64,11 @@ def test_the_weights_of_a_penalty_and_of_a_bonus_are_unbounded_and_linear(log_di
 
 def test_a_loss_variable_read_only_in_an_add_loss_term_has_its_gradient(log_dir):
     assert penalized_fit(log_dir) == {"cause": "not_in_optimizer", "grad_norm": 2.0}
+
+
+def test_an_eager_epoch_whose_steps_do_not_read_a_variable_has_no_gradient_for_it(log_dir):
+    """Epoch 0's last step's gradient counted as epoch 1's: it was said zero_gradient."""
+    assert dropped_term_fit(log_dir, run_eagerly=True) == ["not_updated", "no_gradient", "no_gradient"]
 
 
 def test_an_eager_loss_that_reads_its_variable_in_some_steps_is_said_to_have_its_gradient(log_dir):

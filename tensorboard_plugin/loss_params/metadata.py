@@ -142,9 +142,12 @@ STATUS_TABLE = (
     ),
     Status(
         NO_GRADIENT,
-        "The loss does not depend on it differentiably (gradient is None).",
+        "The loss did not depend on it differentiably in any step of the epoch (gradient "
+        "is None).",
         "Compute the loss with TensorFlow/keras.ops only: no numpy, Python float(), int "
-        "casts or stop_gradient on the path to the variable.",
+        "casts or stop_gradient on the path to the variable. (A loss that reads it in some "
+        "steps only, after a warm-up or for some batches, gives it a gradient from the "
+        "first such step.)",
         "bad",
         warned=True,
     ),
