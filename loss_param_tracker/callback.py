@@ -344,8 +344,20 @@ class LossParamTracker(keras.callbacks.Callback):
     @_collector_paused
     def on_epoch_begin(self, epoch, logs=None):
         if self._epoch_offset is None:
-            behind = -1 if self._last_step is None else self._last_step - epoch
+            earlier = None
+            if self._last_step is None:  # this tracker's first fit: another's epochs may be there
+                with self._survive("reading the log directory's last epoch"):
+                    earlier = self._writer.last_epoch()
+            last = self._last_step if earlier is None else earlier
+            behind = -1 if last is None else last - epoch
             self._epoch_offset = max(0, behind + 1)
+            if earlier is not None and self._epoch_offset:
+                logger.warning(
+                    "LossParamTracker: %s already holds epochs 0 to %d of an earlier fit; this "
+                    "fit's epoch %d is logged as %d, after them, so that neither is read mixed "
+                    "with the other. Give each run its own log_dir to keep them apart.",
+                    self._writer.train_dir, earlier, epoch, epoch + self._epoch_offset,
+                )
         self._batch_sums = None
         self._steps = 0
         self._epochs += 1

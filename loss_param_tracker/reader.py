@@ -156,7 +156,25 @@ class Variable:
 
     @property
     def last_status(self) -> Optional[str]:
-        return str(self.status[-1]) if self.status is not None and len(self.status) else None
+        """The latest status: the last epoch's, or where it has none yet the latest epoch's that has.
+
+        A run still training writes an epoch's diagnosis at the next epoch's
+        start, after that epoch's values: read then, its last epoch has none.
+        """
+        at = self._last_diagnosed()
+        return None if at is None else str(self.status[at])
+
+    @property
+    def last_cause(self) -> str:
+        """The cause of `last_status`, `""` where it has none."""
+        at = self._last_diagnosed()
+        return "" if at is None or self.cause is None else str(self.cause[at])
+
+    def _last_diagnosed(self):
+        if self.status is None or not len(self.status):
+            return None
+        diagnosed = np.flatnonzero(self.status != "")
+        return int(diagnosed[-1]) if len(diagnosed) else len(self.status) - 1
 
 
 @dataclasses.dataclass

@@ -102,7 +102,7 @@ def _row(variable):
     first = initial if initial is not None else (epochs[0] if len(epochs) else math.nan)
     last = epochs[-1] if len(epochs) else math.nan
     status = variable.last_status or "unknown"
-    cause = str(variable.cause[-1]) if variable.cause is not None and len(variable.cause) else ""
+    cause = variable.last_cause
     if variable.grad_norm is not None:
         grads = variable.grad_norm[:, 0]
     elif variable.norms is not None:  # a network: the norm of all its weights' gradients

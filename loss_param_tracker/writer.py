@@ -36,7 +36,7 @@ import google_crc32c
 from tensorboard.compat.proto import event_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from tensorboard_plugin.loss_params import summary
+from tensorboard_plugin.loss_params import metadata, summary
 
 logger = logging.getLogger("loss_param_tracker")
 
@@ -104,6 +104,23 @@ class RunWriter:
 
     def _dir_exists(self):
         return "://" in self.log_dir or os.path.isdir(self.train_dir)
+
+    def last_epoch(self):
+        """The last epoch diagnosed in the event files already in the run's directory, or `None`.
+
+        An earlier tracker's, on the same `log_dir`: a later fit that numbered
+        its epochs from 0 again would be read mixed with them, epoch by
+        epoch. Only the records that hold a diagnosis are parsed, found by a
+        search of their bytes; a remote directory is not read.
+        """
+        if "://" in self.log_dir or not os.path.isdir(self.train_dir):
+            return None
+        last = None
+        for name in os.listdir(self.train_dir):
+            if "tfevents" in name:
+                steps = _diagnosed_steps(os.path.join(self.train_dir, name))
+                last = max([*steps, *([] if last is None else [last])], default=None)
+        return last
 
 
 def check_writable(log_dir):
@@ -215,6 +232,31 @@ def _masked_crc(data):
     """The checksum a TFRecord holds of `data`: its CRC-32C rotated right by 15 bits, plus a constant."""
     crc = google_crc32c.value(data)
     return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def _diagnosed_steps(path):
+    """The steps of the diagnoses in the event file at `path`; the records up to a cut-short one."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    tag, steps, at = metadata.DIAGNOSIS_TAG.encode(), [], 0
+    while at + _FRAMING <= len(data):
+        (length,) = struct.unpack_from("<Q", data, at)
+        start, end = at + 12, at + 12 + length
+        if end + 4 > len(data):
+            break
+        if data.find(tag, start, end) != -1:
+            event = event_pb2.Event.FromString(data[start:end])
+            if any(value.tag == metadata.DIAGNOSIS_TAG for value in event.summary.value):
+                steps.append(event.step)
+        at = end + 4
+    return steps
+
+
+# A TFRecord: length (uint64), its masked CRC (uint32), data, the data's masked CRC (uint32).
+_FRAMING = 8 + 4 + 4
 
 
 def _event(serialized, step):

@@ -370,6 +370,27 @@ def test_steps_continue_across_fits_and_initial_epoch(log_dir):
     assert len(set(variable.value.tolist())) == 6, "log_var trains in every fit"
 
 
+def test_a_new_tracker_on_a_log_dir_logs_its_epochs_after_those_there(log_dir, caplog):
+    """A second tracker numbered its epochs from 0 again: load() read the two fits mixed, epoch by
+    epoch (the later file's values at the shared epochs, the earlier's after), and said nothing."""
+    loss = GaussianNLL()
+    model = make_model()
+    register(model, loss)
+    model.compile(optimizer="adam", loss=loss)
+    values = []
+    ends = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: values.append(float(loss.log_var.numpy())))
+    x, y = make_data()
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[LossParamTracker(log_dir=log_dir), ends])
+    with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[LossParamTracker(log_dir=log_dir), ends])
+        model.fit(x, y, initial_epoch=5, epochs=6, verbose=0, callbacks=[LossParamTracker(log_dir=log_dir), ends])
+    variable = load_run(log_dir).variables["loss/GaussianNLL/log_var"]
+    assert variable.steps.tolist() == [0, 1, 2, 3, 4, 5]
+    np.testing.assert_allclose(variable.value.ravel(), values, rtol=1e-6)
+    (said,) = [r.getMessage() for r in caplog.records if "already holds" in r.getMessage()]
+    assert "epochs 0 to 2 of an earlier fit; this fit's epoch 0 is logged as 3" in said, said
+
+
 def test_update_freq_batch_writes_every_n_batches(log_dir):
     from tensorboard.backend.event_processing import event_accumulator
 

@@ -199,6 +199,17 @@ def test_a_run_whose_fit_ended_in_its_first_epoch_is_named_not_missed(tmp_path):
     assert report.main(["report", str(tmp_path / "cut")]) == 3
 
 
+def test_an_epoch_read_before_its_diagnosis_leaves_the_latest_status_standing(tmp_path):
+    """A run still training writes an epoch's diagnosis at the next one's start: read in between
+    (here, a fit stopped there), its status was '' and the report said 'unknown' and exited 0."""
+    with pytest.raises(KeyboardInterrupt):  # before the tracker's epoch start writes epoch 1's diagnosis
+        fit(make_model(), GaussianNLL(), str(tmp_path), epochs=3, callbacks=[InterruptAt(2)])
+    variable = load(tmp_path)["train"].variables["loss/GaussianNLL/log_var"]
+    assert variable.status.tolist() == ["not_updated", ""]
+    assert (variable.last_status, variable.last_cause) == ("not_updated", "not_in_optimizer")
+    assert report.main(["report", str(tmp_path)]) == 1
+
+
 def test_a_log_dir_whose_every_run_is_skipped_is_not_empty(tmp_path, dashboard_logdir):
     copy = damaged_copy(pathlib.Path(dashboard_logdir), tmp_path / "copy")
     log_dir = tmp_path / "logs"
