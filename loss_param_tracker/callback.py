@@ -345,7 +345,10 @@ class LossParamTracker(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._epoch_offset is None:
             earlier = None
-            if self._last_step is None:  # this tracker's first fit: another's epochs may be there
+            if self._last_step is None and epoch == 0:
+                # This tracker's first fit, from epoch 0: another's epochs may
+                # be there. (A fit from a later epoch, `initial_epoch` or a
+                # restored backup, writes its epochs again, as numbered.)
                 with self._survive("reading the log directory's last epoch"):
                     earlier = self._writer.last_epoch()
             last = self._last_step if earlier is None else earlier

@@ -115,12 +115,8 @@ class RunWriter:
         """
         if "://" in self.log_dir or not os.path.isdir(self.train_dir):
             return None
-        last = None
-        for name in os.listdir(self.train_dir):
-            if "tfevents" in name:
-                steps = _diagnosed_steps(os.path.join(self.train_dir, name))
-                last = max([*steps, *([] if last is None else [last])], default=None)
-        return last
+        paths = [os.path.join(self.train_dir, name) for name in os.listdir(self.train_dir) if "tfevents" in name]
+        return max((step for path in paths for step in _diagnosed_steps(path)), default=None)
 
 
 def check_writable(log_dir):

@@ -372,7 +372,8 @@ def test_steps_continue_across_fits_and_initial_epoch(log_dir):
 
 def test_a_new_tracker_on_a_log_dir_logs_its_epochs_after_those_there(log_dir, caplog):
     """A second tracker numbered its epochs from 0 again: load() read the two fits mixed, epoch by
-    epoch (the later file's values at the shared epochs, the earlier's after), and said nothing."""
+    epoch (the later file's values at the shared epochs, the earlier's after), and said nothing. A fit
+    from a later epoch keeps its numbering (see test_plugin's resumed run, which writes epochs again)."""
     loss = GaussianNLL()
     model = make_model()
     register(model, loss)
