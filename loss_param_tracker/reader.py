@@ -271,7 +271,7 @@ def load(log_dir: Union[str, os.PathLike]) -> Runs:
     invalid, newer = {}, {}
     listing = series.list_series(provider, ctx, "", batch=True, invalid=invalid, newer=newer)
     _warn_newer(newer, listing)
-    runs = {}
+    runs, unfinished = {}, []
     for run in sorted((listing.keys() | invalid.keys()) - skipped.keys()):
         try:
             if run in invalid:
@@ -279,10 +279,16 @@ def load(log_dir: Union[str, os.PathLike]) -> Runs:
                 raise DamagedRunError(f"tag {tag!r}: {reason}")
             if any(s.granularity == metadata.EPOCH for s in listing[run].values()):
                 runs[run] = _read_run(provider, ctx, run, listing[run], run in incomplete)
-            else:  # the values a fit starts from, and no epoch's end
-                skipped[run] = "no epoch of it finished: its fit ended (interrupted?) in its first epoch"
+            else:  # the values a fit starts from, and no epoch's end yet
+                unfinished.append(run)
         except Exception as error:  # noqa: BLE001 - one run must not hide the rest
             skipped[run] = _reason(error)
+    if not runs and not skipped and unfinished:
+        raise NoSummariesError(
+            f"No epoch has finished under {log_dir!r}: its runs ({', '.join(unfinished)}) hold "
+            "the values their fit started from, and the fit is still in its first epoch or "
+            "ended there (interrupted?)."
+        )
     if not runs and not skipped:
         raise NoSummariesError(
             f"No loss_params summaries under {log_dir!r}. Train with "
