@@ -206,8 +206,7 @@ class HookedCapture(Capture):
         fit = getattr(model, "history", None)
         capture = model.__dict__.get(ATTRIBUTE)
         if capture is not None and (capture._fit is not fit or capture._optimizer is not model.optimizer):
-            capture._users = 1
-            capture.release()
+            capture._discard()
             capture = None
         if capture is None:
             cls._check_supported(model)
@@ -241,13 +240,17 @@ class HookedCapture(Capture):
         if self._users <= 0:
             self._restore()
 
+    def _discard(self):
+        """Removes the hooks of a fit that ended without `on_train_end`, whatever its users."""
+        self._users = 0
+        self._restore()
+
     def _make_train_function(self, original, *args, **kwargs):
         """Keras's, after removing the hooks where a later fit asks for it: the fit that installed
         them raised (Ctrl-C, another callback's error), so its `on_train_end` never came."""
         if self._fit is getattr(self._model, "history", None):
             return original(*args, **kwargs)
-        self._users = 1
-        self.release()  # the model's own methods again, and no function traced with the hooks
+        self._discard()  # the model's own methods again, and no function traced with the hooks
         return self._model.make_train_function(*args, **kwargs)
 
     def _restore(self):

@@ -39,6 +39,7 @@ from tensorboard.backend.event_processing import (
 from tensorboard.compat import tf as tb_tf  # TensorFlow when installed, else TensorBoard's stub
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
+from loss_param_tracker.writer import RECORD_FRAMING, RECORD_LENGTH
 from tensorboard_plugin.loss_params import metadata, series
 from tensorboard_plugin.loss_params.display import Display
 
@@ -627,11 +628,6 @@ def _check_event_files(run_dir):
     return "; ".join(n for n in notes if n) or None
 
 
-# A TFRecord: length (uint64), its masked CRC (uint32), data, the data's masked CRC (uint32).
-_HEADER = struct.Struct("<Q")
-_FRAMING = _HEADER.size + 4 + 4
-
-
 def _check_event_file(path):
     """Checks every whole record of an event file; returns a note when its end is cut short.
 
@@ -649,12 +645,13 @@ def _check_event_file(path):
         with open(path, "rb") as file:
             while offset < size:
                 file.seek(offset)
-                header = file.read(_HEADER.size + 4)
-                whole = len(header) == _HEADER.size + 4
-                if whole and struct.unpack("<I", header[_HEADER.size :])[0] != masked_crc32c(header[: _HEADER.size]):
+                header = file.read(RECORD_LENGTH.size + 4)
+                length, crc = header[: RECORD_LENGTH.size], header[RECORD_LENGTH.size :]
+                whole = len(header) == RECORD_LENGTH.size + 4
+                if whole and struct.unpack("<I", crc)[0] != masked_crc32c(length):
                     # A length that fails its own checksum is damage, not a cut.
                     raise tb_tf.errors.DataLossError(None, None, f"the length of record {records} is damaged")
-                end = offset + _FRAMING + _HEADER.unpack(header[: _HEADER.size])[0] if whole else size + 1
+                end = offset + RECORD_FRAMING + RECORD_LENGTH.unpack(length)[0] if whole else size + 1
                 if end > size:
                     note = (
                         f"event file {name} ends inside a record (at byte {offset} of {size}): cut "

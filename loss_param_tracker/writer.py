@@ -40,6 +40,11 @@ from tensorboard_plugin.loss_params import metadata, summary
 
 logger = logging.getLogger("loss_param_tracker")
 
+# A TFRecord: its length (uint64), the length's masked CRC (uint32), data,
+# the data's masked CRC (uint32). The reader checks files by the same framing.
+RECORD_LENGTH = struct.Struct("<Q")
+RECORD_FRAMING = RECORD_LENGTH.size + 4 + 4
+
 
 class RunWriter:
     """The summaries of one run, under `log_dir/train`.
@@ -191,7 +196,7 @@ class PythonWriter:
 
     def _add(self, data):
         """Writes `data`, a serialized `Event`, as a TFRecord: length, its masked CRC, data, its masked CRC."""
-        length = struct.pack("<Q", len(data))
+        length = RECORD_LENGTH.pack(len(data))
         self._file.write(length + _masked_crc(length) + data + _masked_crc(data))
         self._file.flush()
 
@@ -238,9 +243,10 @@ def _diagnosed_steps(path):
     except OSError:
         return []
     tag, steps, at = metadata.DIAGNOSIS_TAG.encode(), [], 0
-    while at + _FRAMING <= len(data):
-        (length,) = struct.unpack_from("<Q", data, at)
-        start, end = at + 12, at + 12 + length
+    while at + RECORD_FRAMING <= len(data):
+        (length,) = RECORD_LENGTH.unpack_from(data, at)
+        start = at + RECORD_LENGTH.size + 4
+        end = start + length
         if end + 4 > len(data):
             break
         if data.find(tag, start, end) != -1:
@@ -250,9 +256,6 @@ def _diagnosed_steps(path):
         at = end + 4
     return steps
 
-
-# A TFRecord: length (uint64), its masked CRC (uint32), data, the data's masked CRC (uint32).
-_FRAMING = 8 + 4 + 4
 
 
 def _event(serialized, step):
