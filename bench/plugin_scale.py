@@ -113,7 +113,7 @@ def write_run(args):
 
 def write_logdir(log_dir, runs, epochs, n_loss, n_model):
     """Writes the log directory, unless a complete one of this version is there (else starts it afresh)."""
-    marker = os.path.join(log_dir, f".complete-v5-{runs}x{epochs}x{n_loss}+{n_model}")
+    marker = os.path.join(log_dir, f".complete-v6-{runs}x{epochs}x{n_loss}+{n_model}")
     if os.path.exists(marker):
         print(f"Reusing {log_dir}")
         return

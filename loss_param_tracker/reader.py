@@ -542,11 +542,10 @@ def _describe(one, fields):
 def _diagnoses(steps, values):
     """`(steps, [{path: (status, cause)}])` of the diagnosis series, checked."""
     for step, value in zip(steps.tolist(), values):
-        rows = np.asarray(value)
-        if rows.ndim != 2 or rows.shape[1] not in (2, 3):  # version 1 had no cause column
-            raise DamagedRunError(
-                f"its diagnosis at epoch {step} has shape {rows.shape}; expected (variables, 3)"
-            )
+        try:
+            series.diagnosis_table(value)
+        except ValueError as error:
+            raise DamagedRunError(f"its diagnosis at epoch {step}: {error}") from None
     return steps, series.diagnoses(values)
 
 

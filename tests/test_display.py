@@ -136,6 +136,6 @@ def test_a_display_leaves_the_format_version_alone():
         metadata.ROLE_LOSS, metadata.VALUE, "loss/L/x", display=Display("exp").to_proto()
     ).plugin_data.content
     data = metadata.parse_plugin_metadata(content)
-    assert data.version == metadata.PROTO_VERSION == 2
+    assert data.version == metadata.PROTO_VERSION == 3
     assert Display.from_proto(data.display) == Display("exp")
     assert Display.from_proto(plugin_data_pb2.Display()) is None

@@ -258,6 +258,14 @@ def malformed_runs():
             two_epochs(diagnosed=diagnosis_of_shape([[[VAR, "training", ""]]])),
             ["diagnosis at epoch 0", "(1, 1, 3)"],
         ),
+        "diagnosis_not_json": (
+            two_epochs(diagnosed=diagnosis_of_shape(f'[["{VAR}", "training"')),
+            ["diagnosis at epoch 0", "is not JSON"],
+        ),
+        "diagnosis_rows_of_two": (
+            two_epochs(diagnosed=diagnosis_of_shape(f'[["{VAR}", "training"]]')),
+            ["diagnosis at epoch 0", "not a list of [path, status, cause] rows"],
+        ),
         "vector_in_a_scalar": (two_epochs(values=[vector]), ["cannot be read"]),
     }
 

@@ -101,7 +101,8 @@ def test_the_packed_read_is_the_providers_read(data_server, downsample):
     if downsample == series.ALL_POINTS:
         assert len(fast["a"]["loss/L/w/value"][0]) == 300
         steps, tables = fast["a"][metadata.DIAGNOSIS_TAG]
-        assert [t.tolist() for t in tables] == [[[c.encode() for c in row] for row in diagnosis_rows(s)] for s in steps]
+        read = [series.diagnosis_table(t).tolist() for t in tables]
+        assert read == [[list(row) for row in diagnosis_rows(s)] for s in steps]
 
 
 def string_tensor(shape, strings):
@@ -139,13 +140,17 @@ def test_a_tensor_whose_values_do_not_fill_its_shape_fails_as_make_ndarray_does(
 
 def test_a_table_equal_to_the_one_before_is_the_same_read_only_array():
     steps = [2, 2, 2, 3, 4, 4, 239, 251, 251]  # 2 and 4 have equal tables, not next to each other
-    protos = [summary._string_table(diagnosis_rows(step), 3) for step in steps]
+    protos = [summary.diagnosis(diagnosis_rows(step))[0].tensor for step in steps]
     tables = series._tensors(protos)
     assert tables[0] is tables[1] is tables[2] and tables[4] is tables[5] and tables[7] is tables[8]
     assert len({id(t) for t in tables}) == 5
     assert not any(t.flags.writeable for t in tables)
     for table, proto in zip(tables, protos):
         assert table.tolist() == tensor_util.make_ndarray(proto).tolist()
+    decoded = [series.diagnosis_table(t) for t in tables]
+    assert decoded[0] is decoded[1] is decoded[2] and decoded[3] is not decoded[4]
+    assert decoded[4] is series.diagnosis_table(tensor_util.make_ndarray(protos[4])), "the same text, one array"
+    assert not any(t.flags.writeable for t in decoded)
     assert series.status_columns(tables) == series.status_columns([tensor_util.make_ndarray(p) for p in protos])
 
 

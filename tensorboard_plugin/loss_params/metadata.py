@@ -28,9 +28,10 @@ PLUGIN_NAME = "loss_params"
 # Bump when the meaning of a field or of a kind's tensor changes. Readers skip
 # series written with a newer version than they know, and read older ones.
 # 2: DIAGNOSIS rows gained a third column, the cause; the STEPS kind.
+# 3: DIAGNOSIS is one string, the table as JSON (see `series.diagnosis_table`).
 # (New causes, such as fix_not_reached and unbounded, need no bump: a
 # reader keeps a cause it does not know.)
-PROTO_VERSION = 2
+PROTO_VERSION = 3
 
 PluginData = plugin_data_pb2.LossParamsPluginData
 

@@ -8,6 +8,7 @@ data server's gRPC provider. Needs no TensorFlow.
 
 import dataclasses
 import functools
+import json
 import logging
 import math
 import operator
@@ -548,7 +549,7 @@ def diagnoses(values):
     """
     result = []
     for v in values:
-        rows = _diagnosis_table(v)
+        rows = diagnosis_table(v)
         cause = (lambda row: _text(row[2])) if rows.shape[1] > 2 else (lambda row: "")
         result.append({_text(row[0]): (_text(row[1]), cause(row)) for row in rows})
     return result
@@ -572,7 +573,7 @@ def status_columns(values):
     Raises:
         ValueError: As `diagnoses`.
     """
-    tables = [_diagnosis_table(v) for v in values]
+    tables = [diagnosis_table(v) for v in values]
     columns = {}
     start = 0
     while start < len(tables):
@@ -602,12 +603,40 @@ def status_columns(values):
     return columns
 
 
-def _diagnosis_table(value):
-    """A diagnosis tensor as a table of 2 or 3 columns (path, status, cause), checked as `diagnoses` does."""
+def diagnosis_table(value):
+    """A diagnosis tensor as a table of 2 or 3 columns (path, status, cause), checked.
+
+    Format version 3 writes the table as one string, its rows as JSON
+    (`summary.diagnosis`); versions 1 and 2 as a string tensor of 2 or 3
+    columns. The same JSON text gives the same read-only array, decoded
+    once: a run's tables repeat while no status changes.
+
+    Raises:
+        ValueError: When it is neither: the event file does not follow the
+            format, and no row can be trusted.
+    """
     rows = np.asarray(value)
+    if rows.ndim == 0:
+        return _json_table(rows.item())
     if rows.ndim != 2 or rows.shape[1] not in (2, 3):
-        raise ValueError(f"a diagnosis has shape {rows.shape}; expected (variables, 3)")
+        raise ValueError(f"a diagnosis has shape {rows.shape}; expected a JSON string or a (variables, 3) table")
     return rows
+
+
+@functools.lru_cache(maxsize=64)
+def _json_table(text):
+    """`diagnosis_table` of a version 3 diagnosis, its JSON `text` (bytes or str)."""
+    try:
+        rows = json.loads(text)
+    except (TypeError, ValueError) as error:  # not text; UnicodeDecodeError is a ValueError
+        raise ValueError(f"a diagnosis is not JSON ({error})") from None
+    if not isinstance(rows, list) or not all(
+        isinstance(row, list) and len(row) == 3 and all(isinstance(cell, str) for cell in row) for row in rows
+    ):
+        raise ValueError("a diagnosis is not a list of [path, status, cause] rows of strings")
+    table = np.array(rows, dtype=object).reshape(len(rows), 3)
+    table.flags.writeable = False
+    return table
 
 
 _KINDS = frozenset(metadata.PluginData.Kind.values()) - {metadata.PluginData.KIND_UNSPECIFIED}

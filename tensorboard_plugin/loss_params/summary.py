@@ -21,6 +21,7 @@ TensorBoard's own pure-Python helpers.
 """
 
 import functools
+import json
 from typing import NamedTuple
 
 import numpy as np
@@ -125,19 +126,22 @@ def weight_norms_block(weights, rows, *, role=metadata.ROLE_MODEL):
 
 
 def diagnosis(rows):
-    """One step of the run's diagnosis: `rows`, `(path, status, cause)` of each diagnosed variable."""
-    return values(metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, _string_table(rows, 3))
+    """One step of the run's diagnosis: `rows`, `(path, status, cause)` of each diagnosed variable.
 
+    The table is one string, its rows as JSON (format version 3, see
+    `series.diagnosis_table`): TensorBoard's Rust data server hands a string
+    tensor over string by string, and a run's 2,000 tables of 40 x 3 strings
+    took it 30 ms to serve, the same bytes as 2,000 strings 4 ms.
 
-def _string_table(rows, width):
-    """`make_tensor_proto` of a `[len(rows), width]` table of strings, built directly: a seventh of its cost."""
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(rows)), tensor_shape_pb2.TensorShapeProto.Dim(size=width)]
-        ),
-        string_val=[str(cell).encode() for row in rows for cell in row],
-    )
+    Raises:
+        ValueError: When a row is not three cells.
+    """
+    rows = [[str(cell) for cell in row] for row in rows]
+    for row in rows:
+        if len(row) != 3:
+            raise ValueError(f"A diagnosis row is (path, status, cause); received {row!r}.")
+    text = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    return values(metadata.ROLE_RUN, metadata.DIAGNOSIS, metadata.RUN_DIAGNOSIS, np.array(text, dtype=object))
 
 
 def steps(captured, skipped):

@@ -175,7 +175,7 @@ def test_a_run_that_raises_is_skipped_with_its_reason_and_the_others_served(fake
 def test_a_damaged_diagnosis_skips_its_run_with_the_reason(fake):
     fake.runs["b/train"][metadata.DIAGNOSIS_TAG][1][3] = np.array([b"a", b"b", b"c"], dtype=object)
     a, b = cache.RunCache(fake).listed(CTX, "")
-    assert b.reason == "ValueError: a diagnosis has shape (3,); expected (variables, 3)" and b.tags is None
+    assert b.reason == "ValueError: a diagnosis has shape (3,); expected a JSON string or a (variables, 3) table" and b.tags is None
     assert a.reason == "" and a.latest == {LOG_VAR: ("training", "")}
 
 
@@ -208,7 +208,7 @@ def test_a_diagnosis_not_a_table_names_its_run_one_gone_is_gone_and_one_not_yet_
     fake.runs["b/train"][metadata.DIAGNOSIS_TAG][1][3] = np.array([b"a", b"b", b"c"], dtype=object)
     runs = cache.RunCache(fake)
     read = runs.diagnosis(CTX, "", "b/train", runs.tags_of(CTX, "", "b/train"))
-    assert (read.data, read.skipped) == ({}, {"b/train": "ValueError: a diagnosis has shape (3,); expected (variables, 3)"})
+    assert (read.data, read.skipped) == ({}, {"b/train": "ValueError: a diagnosis has shape (3,); expected a JSON string or a (variables, 3) table"})
     tags = runs.tags_of(CTX, "", "a/train")
     before = {tag: one for tag, one in tags.items() if tag != metadata.DIAGNOSIS_TAG}
     empty = runs.diagnosis(CTX, "", "a/train", before).data["a/train"]

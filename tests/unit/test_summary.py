@@ -1,5 +1,6 @@
 """One summary function per kind, the reductions they log, the norms, and the run's writer: no TensorFlow."""
 
+import json
 import math
 import os
 import struct
@@ -7,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
 from tensorboard.util import tensor_util
 
 from loss_param_tracker import writer
-from tensorboard_plugin.loss_params import metadata, norms, summary
+from tensorboard_plugin.loss_params import metadata, norms, series, summary
 from tensorboard_plugin.loss_params.display import Display
 
 pytestmark = pytest.mark.unit
@@ -44,19 +45,24 @@ def test_a_large_or_growing_loss_variable_is_logged_as_statistics_and_a_histogra
 def test_the_run_level_kinds_and_a_wrong_size_are_refused_with_what_was_received():
     rows = summary.diagnosis([("loss/L/w", "training", ""), ("loss/L/v", "not_updated", "not_in_optimizer")])
     (one,) = rows
-    assert one.tag == metadata.DIAGNOSIS_TAG and tensor_util.make_ndarray(one.tensor).shape == (2, 3)
-    assert tensor_util.make_ndarray(summary.diagnosis([])[0].tensor).shape == (0, 3)
+    assert one.tag == metadata.DIAGNOSIS_TAG and tensor_util.make_ndarray(one.tensor).shape == ()
+    with pytest.raises(ValueError, match=r"\(path, status, cause\); received \['loss/L/w', 'training'\]"):
+        summary.diagnosis([("loss/L/w", "training")])
     assert [v.tag for v in summary.steps(10, 1)] == ["run/steps/captured", "run/steps/skipped"]
     with pytest.raises(ValueError, match=r"needs 4 numbers a weight, 1 weights; received numbers of shape \(1, 3\)"):
         summary.weight_norms("model/d/kernel", [1, 2, 3])
 
 
-def test_the_diagnosis_table_is_the_tensor_make_tensor_proto_makes():
-    rows = [("loss/L/w", "training", ""), ("loss/L/β", "not_updated", "not_in_optimizer")]
+def test_the_diagnosis_is_one_string_whose_table_reads_back_cell_for_cell():
+    rows = [("loss/L/w", "training", ""), ("loss/L/β", "not_updated", "not_in_optimizer"),
+            ('loss/"q"\\t\n\x00/w', "x", "\u2028")]
     for table in (rows, []):
         (value,) = summary.diagnosis(table)
-        expected = tensor_util.make_tensor_proto(np.array([list(r) for r in table], dtype=object).reshape(-1, 3))
-        assert value.tensor.SerializeToString() == expected.SerializeToString()
+        (text,) = value.tensor.string_val
+        assert (value.tensor.dtype, len(value.tensor.tensor_shape.dim)) == (types_pb2.DT_STRING, 0)
+        read = series.diagnosis_table(tensor_util.make_ndarray(value.tensor))
+        assert read.shape == (len(table), 3) and read.tolist() == [list(r) for r in table]
+        assert json.loads(text) == [list(r) for r in table]
 
 
 def test_many_weights_norms_at_once_are_each_weights_norms():
