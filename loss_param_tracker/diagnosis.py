@@ -16,6 +16,7 @@ from tensorboard_plugin.loss_params.metadata import (
     FROZEN,
     GRADIENT_UNKNOWN,
     LINEAR,
+    MOVED_WITHOUT_GRADIENT,
     NO_GRADIENT,
     NON_FINITE,
     NOT_IN_OPTIMIZER,
@@ -149,8 +150,8 @@ def diagnose(obs):
         return _diagnosis(NOT_UPDATED, NOT_IN_OPTIMIZER if known else NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN)
     if obs.value_changed is False:
         return _diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
-    if zero:
-        return _diagnosis(ZERO_GRADIENT)
+    if zero:  # it moved all the same: say so, no dead branch is known
+        return _diagnosis(ZERO_GRADIENT, MOVED_WITHOUT_GRADIENT)
     return _diagnosis(TRAINING, "" if known else GRADIENT_UNKNOWN)
 
 

@@ -181,6 +181,7 @@ GRADIENT_UNKNOWN = "gradient_unknown"
 FIX_NOT_REACHED = "fix_not_reached"
 UNBOUNDED = "unbounded"
 LINEAR = "linear"
+MOVED_WITHOUT_GRADIENT = "moved_without_gradient"
 
 CAUSE_TABLE = (
     Cause(
@@ -218,7 +219,8 @@ CAUSE_TABLE = (
     Cause(
         GRADIENT_UNKNOWN,
         "Its gradient could not be observed: the training step computed its loss "
-        "without model.compute_loss or the compiled loss object.",
+        "without model.compute_loss or the compiled loss object, or (on JAX) the forward "
+        "pass added add_loss terms, which the tracker does not differentiate.",
         "",
     ),
     Cause(
@@ -250,6 +252,15 @@ CAUSE_TABLE = (
         "For a multiplier trained by gradient reversal: call "
         "loss_param_tracker.make_trainable(model) after compile and before fit. For the "
         "weight of a term: set it from a callback, or create it with trainable=False.",
+    ),
+    Cause(
+        MOVED_WITHOUT_GRADIENT,
+        "Its gradient was exactly zero at every step of the epoch, yet its value changed: "
+        "something other than that gradient moved it (a second optimizer that a custom "
+        "train_step hands the real gradient, weight decay, or momentum from earlier steps).",
+        "If a custom train_step trains it with another optimizer, nothing to do. Otherwise "
+        "look for a dead branch, a clamp or a saturated op (relu, clip, minimum) between the "
+        "variable and the loss.",
     ),
 )
 CAUSES = {c.name: c for c in CAUSE_TABLE}

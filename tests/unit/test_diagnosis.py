@@ -44,7 +44,8 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         # The optimizer has it and its gradient, and it did not move (learning rate 0).
         (NOT_MOVED, ("not_updated", "optimizer_no_effect")),
         ({**ZERO, **NOT_MOVED}, ("zero_gradient", "")),
-        (ZERO, ("zero_gradient", "")),
+        # A zero gradient at every step, and it moved (a second optimizer, decay, momentum): said so.
+        (ZERO, ("zero_gradient", "moved_without_gradient")),
         # It moves, but not through model.optimizer (a second optimizer, an assign).
         ({"seen_by_optimizer": False}, ("training", "outside_optimizer")),
         ({"seen_by_optimizer": False, **NO_GRADIENT}, ("training", "outside_optimizer")),

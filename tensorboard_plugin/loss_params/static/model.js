@@ -26,9 +26,11 @@ const SEVERITIES = new Set(['good', 'bad', 'warn', 'info']);
 const NO_GRADIENT = 'no_gradient';
 const GRADIENT_UNKNOWN = new Set(['gradient_unknown', 'not_in_optimizer_gradient_unknown']);
 
-/** What the gradient chart says where the tracker could not see a gradient. */
-export const GRADIENT_NOT_OBSERVED =
-  'gradient not observed: the step\'s objective is computed outside compute_loss and the compiled loss';
+/**
+ * What the gradient chart says where the tracker could not see a gradient:
+ * no more, since why depends on the run (the card's status says it).
+ */
+export const GRADIENT_NOT_OBSERVED = 'gradient not observed';
 
 /**
  * The severity of `status` in the listing: 'good', 'bad', 'warn' or 'info';
