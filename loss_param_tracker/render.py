@@ -8,6 +8,7 @@ and needs no script to be read.
 
 import html
 import math
+import re
 
 from tensorboard_plugin.loss_params import metadata
 
@@ -38,7 +39,7 @@ def sparkline(values, width=SPARK_WIDTH):
 
 def svg(values, width=160, height=32, color="#1a73e8"):
     """An inline SVG line of `values` (an epoch each); breaks where not finite, a dot for one epoch."""
-    points = [None if v is None or not math.isfinite(v) else float(v) for v in values]
+    points = [_finite(v) for v in values]
     finite = [v for v in points if v is not None]
     body = ""
     if finite:
@@ -73,18 +74,18 @@ def markdown(summary):
     """A Markdown table per run: path, status, first -> last, gradient norm, fix (for a CI job summary)."""
     lines = ["# Loss parameters", ""]
     for name, run in summary.items():
-        lines += [f"## `{_md(name)}`", ""]
+        lines += [f"## {_code(name)}", ""]
         if not run["variables"] and not run["unreadable"]:
             lines += ["No loss variables.", ""]
             continue
         lines += ["| variable | status | first → last | trend | grad norm | fix |", "|---|---|---|---|---|---|"]
         for row in run["variables"]:
             lines.append(
-                f"| `{_md(row['path'])}` | {_status_md(row)} | {_md(change(row))} | "
-                f"`{sparkline(row['trajectory'])}` | {fmt(row['grad_norm'], 'unknown')} | {_md(row['hint'])} |"
+                f"| {_code(row['path'])} | {_status_md(row)} | {_md(change(row))} | "
+                f"`{sparkline(row['trajectory'])}` | {gradient(row)} | {_md(row['hint'])} |"
             )
         for path, reason in run["unreadable"].items():
-            lines.append(f"| `{_md(path)}` | not readable | | | | {_md(reason)} |")
+            lines.append(f"| {_code(path)} | not readable | | | | {_md(reason)} |")
         lines += _weights_md(run), ""
     return "\n".join(lines).rstrip() + "\n"
 
@@ -105,7 +106,7 @@ def html_table(summary):
             parts.append(
                 f'<tr class="lpt-{_shade(row["status"])}"><td><code>{html.escape(row["path"])}</code></td>'
                 f"<td>{_status_html(row)}</td><td>{svg(row['trajectory'])}</td>"
-                f"<td>{svg(row['grad_trajectory'], color='#e8710a')}<br>{html.escape(fmt(row['grad_norm'], 'unknown'))}</td>"
+                f"<td>{svg(row['grad_trajectory'], color='#e8710a')}<br>{html.escape(gradient(row))}</td>"
                 f"<td>{html.escape(change(row))}</td><td>{html.escape(row['hint'])}</td></tr>"
             )
         for path, reason in run["unreadable"].items():
@@ -148,15 +149,34 @@ def change(row):
 
 
 def fmt(value, missing="nan"):
+    """A number of the rows as text: 4 significant digits, `nan`, `inf`; `missing` for no value."""
     if isinstance(value, list):
         flat = _flatten(value)
         shown = ", ".join(fmt(v) for v in flat[:4])
         return f"[{shown}{', ...' if len(flat) > 4 else ''}]"
-    return missing if value is None else f"{value:.4g}"
+    return missing if value is None else f"{float(value):.4g}"
+
+
+def gradient(row):
+    """A row's last gradient norm as text: `unknown` where it was not observed.
+
+    The logs hold NaN for a gradient no step showed; a NaN or infinite one
+    is shown as such for a variable said `non_finite`.
+    """
+    value = row["grad_norm"]
+    if value is None or (value == "NaN" and row["status"] != metadata.NON_FINITE):
+        return "unknown"
+    return fmt(value)
+
+
+def _finite(value):
+    """A number of the rows as a float, `None` where it is missing or not finite (a gap in a chart)."""
+    value = None if value is None else float(value)  # float("NaN"), float("Infinity") as the rows hold them
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _columns(values, width):
-    points = [None if v is None or not math.isfinite(v) else float(v) for v in values]
+    points = [_finite(v) for v in values]
     if len(points) <= width:
         return points
     return [points[min(len(points) - 1, (k + 1) * len(points) // width - 1)] for k in range(width)]
@@ -193,7 +213,20 @@ def _weights_md(run):
 
 def _md(text):
     """Text safe in a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def printable(text):
+    """`text` on one line of a terminal: its control characters written as escapes (`\\n`), the rest as is."""
+    return re.sub("[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], str(text))
+
+
+def _code(text):
+    """`text` as a Markdown code span safe in a table cell: fenced by more backticks than it holds in a row."""
+    text = _md(text)
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 _CSS = (

@@ -99,8 +99,8 @@ def _row(variable):
         measure, epochs, trajectory = "value", np.zeros(0), np.zeros(0)
     if measure != "value":
         trajectory = epochs
-    first = initial if initial is not None else (epochs[0] if len(epochs) else math.nan)
-    last = epochs[-1] if len(epochs) else math.nan
+    first = initial if initial is not None else (epochs[0] if len(epochs) else None)
+    last = epochs[-1] if len(epochs) else None
     status = variable.last_status or "unknown"
     cause = variable.last_cause
     if variable.grad_norm is not None:
@@ -109,7 +109,7 @@ def _row(variable):
         grads = variable.norms[:, 1]
     else:
         grads = np.zeros(0)
-    grad = grads[-1] if len(grads) else math.nan
+    grad = grads[-1] if len(grads) else None
     row = {
         "path": variable.path,
         "shape": list(variable.shape),
@@ -159,21 +159,21 @@ def render_text(summary):
     widths = [max((len(row[i]) for row in every), default=0) for i in range(4)]
     lines = []
     for name, run in summary.items():
-        lines.append(f"run {name}")
+        lines.append(f"run {render.printable(name)}")
         if not run["variables"] and not run["unreadable"]:
             lines.append("  (no loss variables)")
         for row, (path, shape, status, change) in zip(run["variables"], cells[name]):
             lines.append(
                 f"  {path:<{widths[0]}}  {shape:>{widths[1]}}  {status:<{widths[2]}}  "
                 f"{change:<{widths[3]}}  {render.sparkline(row['trajectory'])}"
-                f"   grad norm {render.fmt(row['grad_norm'], missing='unknown')}"
+                f"   grad norm {render.gradient(row)}"
             )
             if row["cause"] in _SAID:
                 lines.append(f"      {metadata.advice(row['status'], row['cause'])[0]}")
             if row["hint"]:
                 lines.append(f"      fix: {row['hint']}")
         for path, reason in run["unreadable"].items():
-            lines.append(f"  {path}  not readable: {reason}")
+            lines.append(f"  {render.printable(path)}  not readable: {render.printable(reason)}")
         if run["model_weights"]:
             counts = ", ".join(f"{n} {status}" for status, n in run["model_weights"].items())
             lines.append(f"  model weights: {counts}")
@@ -250,10 +250,16 @@ FORMATS = ("text", "json", "markdown", "html")
 
 
 def _plain(value):
-    """A JSON-safe copy: floats and nested lists, NaN and Inf as None."""
+    """A JSON-safe copy: floats and nested lists; NaN and +-Inf as the strings `"NaN"`,
+    `"Infinity"`, `"-Infinity"` (as the plugin's routes send them); `None` for no value at all."""
+    if value is None:
+        return None
     value = np.asarray(value, dtype=np.float64)
     if value.ndim == 0:
-        return float(value) if math.isfinite(value) else None
+        value = float(value)
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
     return [_plain(v) for v in value]
 
 
@@ -264,7 +270,7 @@ _SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN)
 def _cells(row):
     """The aligned columns of a row: path, shape, status, and "value first -> last"."""
     shape = "x".join("?" if d == -1 else str(d) for d in row["shape"]) or "scalar"
-    return row["path"], shape, row["status"], render.change(row)
+    return render.printable(row["path"]), shape, row["status"], render.change(row)
 
 
 def _one_line(error):

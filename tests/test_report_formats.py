@@ -10,7 +10,7 @@ import pytest
 from loss_param_tracker import load, render
 from tests.conftest import damaged_copy
 from tests.test_browser import SCREENSHOTS, browser  # noqa: F401 (browser: a fixture)
-from tests.test_reader import VAR, epochs, write_run
+from tests.test_reader import VAR, diagnosis, epochs, loss_values, write_run
 from tests.test_report import logs, report  # noqa: F401 (logs: a fixture of a broken and a fixed fit)
 
 FORMATS = ("text", "json", "markdown", "html")
@@ -97,3 +97,31 @@ def test_names_are_escaped_and_unreadable_variables_named(tmp_path):
     assert "not readable" in shown and VAR in shown
     markdown = report(str(tmp_path), "--format", "markdown")
     assert markdown.returncode == 3 and f"| `{VAR}` | not readable |" in markdown.stdout
+
+
+def test_infinities_and_nans_are_said_as_such_in_every_format(tmp_path):
+    grown = [(0, loss_values(VAR, 1.0) + diagnosis({VAR: "training"})),
+             (1, loss_values(VAR, np.inf, grad=(np.nan, np.nan)) + diagnosis({VAR: "non_finite"}))]
+    write_run(tmp_path, "blown", grown)
+    # A NaN gradient norm is one no step showed: unknown, for a variable not said non_finite.
+    write_run(tmp_path, "unseen", [(e, loss_values(VAR, 1.0, grad=(np.nan, np.nan)) + diagnosis({VAR: "training"}))
+                                   for e in range(2)])
+    text = report(str(tmp_path)).stdout
+    blown, unseen = text.split("run unseen")
+    assert "value 1 -> inf" in blown and "grad norm nan" in blown, text
+    assert "grad norm unknown" in unseen, text
+    rows = {run: body["variables"][0] for run, body in json.loads(report(str(tmp_path), "--json").stdout)["runs"].items()}
+    assert (rows["blown"]["last"], rows["blown"]["grad_norm"]) == ("Infinity", "NaN")
+    assert rows["blown"]["trajectory"] == [1.0, "Infinity"] and rows["blown"]["grad_trajectory"] == [np.float32(0.1).item(), "NaN"]
+    markdown = report(str(tmp_path), "--format", "markdown").stdout
+    assert "value 1 -> inf" in markdown and "| nan |" in markdown and "| unknown |" in markdown, markdown
+    page = report(str(tmp_path), "--format", "html").stdout
+    assert "value 1 -&gt; inf" in page and "<br>nan</td>" in page and "<br>unknown</td>" in page
+
+
+def test_a_path_with_backticks_is_one_code_span_in_markdown(tmp_path):
+    odd = "loss/Odd`s/w``x"
+    write_run(tmp_path, "run", epochs([1.0, 2.0], path=odd))
+    markdown = report(str(tmp_path), "--format", "markdown").stdout
+    assert f"| ```{odd}``` | training |" in markdown, markdown
+    assert render.printable("a\nb\x1bβ") == "a\\nb\\x1bβ"
