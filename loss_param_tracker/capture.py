@@ -188,6 +188,7 @@ class HookedCapture(Capture):
         self._stale = False  # a loss created variables: discover its variables again
         self._created = False  # the same, for the callback (`created_variables`)
         self._blind = False  # a step whose objective no hook saw
+        self._blind_why = None  # why, where a hook saw it and left its gradient to the step
         self._notes = {}  # {loss name: what its steps showed about the training}
         self._users = 0
         self._fit = None
@@ -472,7 +473,8 @@ class HookedCapture(Capture):
             )
         if self._blind:
             found.append(
-                "the training step computed its loss without model.compute_loss or the "
+                self._blind_why
+                or "the training step computed its loss without model.compute_loss or the "
                 "compiled loss object, so the gradients of the loss variables the "
                 "optimizer is not handed are unknown"
             )

@@ -72,6 +72,7 @@ class _Step:
     scale: object = None  # the optimizer's loss-scale factor of this step
     outer: tf.GradientTape = None  # records the watched variables' gradient, for its curvature
     outer_recording: bool = False  # until the gradient is taken: never over the step's own backward
+    left: bool = False  # the watched variables' gradient is the step's own to take: not observed
 
 
 def model_strategy(model):
@@ -290,7 +291,7 @@ class StepCapture(HookedCapture):
         step = self._step
         training = kwargs.get("training", args[4] if len(args) > 4 else True)
         # The first objective of a step is the one its tape differentiates.
-        if step is None or step.grads is not None or training is False or step.graph != _graph_key():
+        if step is None or step.grads is not None or step.left or training is False or step.graph != _graph_key():
             return original(*args, **kwargs)
         step.in_compute_loss = True
         try:
@@ -301,12 +302,33 @@ class StepCapture(HookedCapture):
             with self._guard("compute_loss"):
                 # Inside the tape's context: a non-persistent tape stops
                 # recording here, so the rest of the step is not taped.
-                grads = step.tape.gradient(objective, [_tf_variable(v) for v in step.watched])
-                step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}
+                self._take_gradients(step, [objective])
             self._stop_outer(step, keep=step.grads is not None)
         else:
             step.grads = {}
         return objective
+
+    def _take_gradients(self, step, targets, output_gradients=None):
+        """Sets `step.grads`: the gradients of `targets` for the watched variables, from the step's tape.
+
+        Except where that backward pass would go through an op whose
+        gradient runs once a step (see `_ONE_BACKWARD`): the gradient is the
+        training step's to take, and the watched variables' is not observed.
+        """
+        variables = [_tf_variable(v) for v in step.watched]
+        once = next(filter(None, (_backward_runs_once(t, variables) for t in targets)), None)
+        if once is None:
+            grads = step.tape.gradient(targets, variables, output_gradients=output_gradients)
+            step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}
+            return
+        step.tape.__exit__(None, None, None)
+        step.tape, step.left = None, True
+        self._blind_why = (
+            f"the training objective's gradient for the loss variables goes through "
+            f"{once.name} (a {_ONE_BACKWARD[once.type]}), whose gradient TensorFlow computes "
+            "once a step: the tracker leaves it to the training step, so the gradients of the "
+            "loss variables the optimizer is not handed are unknown"
+        )
 
     def _scale_loss(self, original, loss):
         scaled = original(loss)
@@ -510,9 +532,7 @@ class StepCapture(HookedCapture):
         if not pairs:
             return None
         outputs, upstream = zip(*pairs)
-        variables = [_tf_variable(v) for v in step.watched]
-        grads = step.tape.gradient(list(outputs), variables, output_gradients=list(upstream))
-        step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}  # the tape is spent
+        self._take_gradients(step, list(outputs), list(upstream))  # the tape is spent
         return step.grads
 
     def _build_accumulator(self):
@@ -530,6 +550,44 @@ class StepCapture(HookedCapture):
             self._probe = _replica_local(self._starts[1], "lpt_curvature")
         if self._strategy is None:
             self._read_all = flat_reader([*self._accumulator, self._probe])
+
+
+# Operations whose gradient can run once a step: TensorFlow keeps a
+# py_function's forward tape for its one backward pass (`script_ops`'
+# `tape_cache`), and a second pass through it fails the step when it runs
+# ("KeyError: b'pyfunc_7'"), after tracing, where no guard can catch it.
+_ONE_BACKWARD = {"EagerPyFunc": "tf.py_function"}
+
+
+def _backward_runs_once(objective, variables):
+    """The op of `_ONE_BACKWARD` that the gradient of `objective` for `variables` would go through, or `None`.
+
+    The ops that lie on a path from a variable's read to the objective,
+    in the objective's graph: only those does a backward pass for the
+    variables run. A variable the graph does not read has no such path.
+    """
+    graph = getattr(objective, "graph", None)
+    if graph is None or not hasattr(objective, "op"):
+        return None
+    ancestors, stack = set(), [objective.op]
+    while stack:
+        op = stack.pop()
+        if op not in ancestors:
+            ancestors.add(op)
+            stack.extend(tensor.op for tensor in op.inputs)
+    if not any(op.type in _ONE_BACKWARD for op in ancestors):
+        return None
+    captured = {id(external): internal for external, internal in getattr(graph, "captures", ())}
+    stack = [captured[id(v.handle)].op for v in variables if id(v.handle) in captured]
+    reached = set()
+    while stack:
+        op = stack.pop()
+        for tensor in op.outputs:
+            for consumer in tensor.consumers():
+                if consumer in ancestors and consumer not in reached:
+                    reached.add(consumer)
+                    stack.append(consumer)
+    return next((op for op in reached if op.type in _ONE_BACKWARD), None)
 
 
 def _keep_functional(operations):

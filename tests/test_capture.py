@@ -375,3 +375,55 @@ def test_the_curvature_probes_condition_stays_a_call_and_still_measures(log_dir)
     assert lowered == {(False, False), (True, True)}, [(op.name, op.get_attr("_lower_using_switch_merge")) for op in conditions]
     # The log-variance's objective is not linear in it: 0.5 * exp(-s) * mse has curvature.
     assert len(curvature) == 2 and all(c > 0 for c in curvature), curvature
+
+
+class PyFunctionNLL(keras.losses.Loss):
+    """A loss computed in `tf.py_function`, its learned log-variance among the inputs (or not, `through=False`)."""
+
+    def __init__(self, through=True, **kwargs):
+        super().__init__(**kwargs)
+        self.through = through
+        self.log_var = tf.Variable(0.0, name="log_var")
+
+    def call(self, y_true, y_pred):
+        squared = tf.reduce_mean(tf.square(y_true - y_pred), axis=-1)
+        if not self.through:  # the py_function sees the model's output only
+            squared = tf.py_function(lambda s: s * 1.0, [squared], Tout=tf.float32)
+            squared.set_shape([None])
+            return 0.5 * tf.exp(-self.log_var) * squared + 0.5 * self.log_var
+        out = tf.py_function(lambda s, v: 0.5 * tf.exp(-v) * s + 0.5 * v, [squared, self.log_var], Tout=tf.float32)
+        out.set_shape([None])
+        return out
+
+
+@pytest.mark.parametrize("through", [True, False], ids=["variable_in_the_py_function", "model_output_only"])
+def test_a_py_function_between_a_loss_variable_and_the_loss_is_differentiated_once(log_dir, caplog, through):
+    """TensorFlow keeps a py_function's tape for one backward: the tracker's own gradient
+    through it failed the step when it ran, out of fit ("KeyError: b'pyfunc_7'")."""
+
+    def train(callbacks):
+        keras.utils.set_random_seed(0)
+        model = make_model(seed=3)
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=PyFunctionNLL(through))
+        history = model.fit(*make_data(), epochs=2, batch_size=32, shuffle=False, verbose=0, callbacks=callbacks)
+        return history.history["loss"], [w.numpy() for w in model.weights]
+
+    plain_loss, plain = train([])
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        tracker = LossParamTracker(log_dir)
+        tracked_loss, tracked = train([tracker])
+    assert tracked_loss == plain_loss
+    for a, b in zip(plain, tracked):
+        np.testing.assert_array_equal(a, b)
+    path = "loss/PyFunctionNLL/log_var"
+    variable = load_run(log_dir).variables[path]
+    grad = variable.grad_norm[:, 0]
+    said = [m for m in messages(caplog) if "a tf.py_function" in m]
+    if through:
+        assert tracker.diagnosis[path] == "not_updated" and np.isnan(grad).all()
+        assert variable.last_cause == "not_in_optimizer_gradient_unknown"
+        assert len(said) == 1 and "py_function_nll" in said[0], messages(caplog)
+    else:  # no backward of the tracker's goes through it: the gradient is observed
+        assert variable.last_cause == "not_in_optimizer" and (grad > 0).all()
+        assert not said, messages(caplog)

@@ -195,10 +195,10 @@ CAUSE_TABLE = (
     Cause(
         NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN,
         "The optimizer is not handed it and nothing else moved it during the epoch's "
-        "steps; whether the objective has a gradient for it could not be observed: the "
-        "training step computed its loss without model.compute_loss or the compiled loss "
-        "object, or (on JAX) the forward pass added add_loss terms, which the tracker does "
-        "not differentiate.",
+        "steps; whether the objective has a gradient for it could not be observed (the "
+        "console says why: a training step that computes its loss without "
+        "model.compute_loss or the compiled loss object, add_loss terms on JAX, a "
+        "tf.py_function between it and the loss).",
         "If the training step's loss reads it and it is meant to train: call "
         "loss_param_tracker.make_trainable(model) after compile and before fit; the next "
         "fit shows whether it then gets a gradient and moves. If it is meant to stay "
@@ -218,9 +218,9 @@ CAUSE_TABLE = (
     ),
     Cause(
         GRADIENT_UNKNOWN,
-        "Its gradient could not be observed: the training step computed its loss "
-        "without model.compute_loss or the compiled loss object, or (on JAX) the forward "
-        "pass added add_loss terms, which the tracker does not differentiate.",
+        "Its gradient could not be observed (the console says why: a training step that "
+        "computes its loss without model.compute_loss or the compiled loss object, add_loss "
+        "terms on JAX, a tf.py_function between it and the loss).",
         "",
     ),
     Cause(
