@@ -44,6 +44,11 @@ PROBE_STEPS = 4
 # The largest variable it measures: the weights of a network held by the loss
 # would cost a second-order backward pass through the network.
 PROBE_MAX_ELEMENTS = 4096
+# What the probe keeps of each variable over the steps measured (steps whose
+# gradient for it is not zero), a row each: the largest norm of its
+# Hessian-vector product along a fixed direction (0 before any), and its
+# gradient's smallest element (+inf before any).
+PROBE_ROWS = 2
 
 
 class GradientStats(NamedTuple):
@@ -67,6 +72,10 @@ class GradientStats(NamedTuple):
         read_by_step: Whether the training step reads the variable at all;
             `None` where unknown (an eager step, a backend without the
             record).
+
+    The probe's figures are over every step measured in the fit so far, not
+    the epoch's only: a term read only after a warm-up, or a gradient whose
+    sign changes, is judged on all of it.
     """
 
     steps: int
@@ -189,6 +198,7 @@ class HookedCapture(Capture):
         self._created = False  # the same, for the callback (`created_variables`)
         self._blind = False  # a step whose objective no hook saw
         self._blind_why = None  # why, where a hook saw it and left its gradient to the step
+        self._probe_seen = {}  # {key: the probe's figures over the fit's epochs so far}
         self._notes = {}  # {loss name: what its steps showed about the training}
         self._users = 0
         self._fit = None
@@ -390,7 +400,7 @@ class HookedCapture(Capture):
         sums, maxes, counts, probed = self._read()
         # Python floats: a numpy scalar costs ten times as much to index and divide.
         sums, maxes = sums.tolist(), maxes.tolist()
-        probed = None if probed is None else (probed[0].tolist(), probed[1].tolist())
+        probed = None if probed is None else [row.tolist() for row in probed]
         result = {}
         steps, nan = counts.captured, math.nan
         for key in keys:
@@ -400,7 +410,7 @@ class HookedCapture(Capture):
                 continue
             has_gradient = self._has_gradient.get(key)
             known = steps > 0 and has_gradient
-            measured = probed is not None and known and math.isfinite(probed[1][index])
+            seen = self._probe_fit(key, probed, index) if known else None
             # Positional, in the fields' order: a thousand weights an epoch.
             result[key] = GradientStats(
                 steps,
@@ -408,11 +418,20 @@ class HookedCapture(Capture):
                 key in self._seen,
                 sums[index] / steps if known else nan,
                 maxes[index] if known else nan,
-                probed[0][index] if measured else nan,
-                probed[1][index] if measured else nan,
+                seen[0] if seen else nan,
+                seen[1] if seen else nan,
                 self._read_by_step(key),
             )
         return result
+
+    def _probe_fit(self, key, probed, index):
+        """The probe's figures of a variable over the fit so far, this epoch's folded in; `None` before any."""
+        seen = self._probe_seen.get(key)
+        if probed is not None and math.isfinite(probed[1][index]):  # measured this epoch
+            now = (probed[0][index], probed[1][index])
+            seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]))
+            self._probe_seen[key] = seen
+        return seen
 
     def _read_by_step(self, key):
         """Whether the training step reads the variable of `key`; `None` where the backend cannot tell."""

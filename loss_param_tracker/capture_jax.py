@@ -41,7 +41,7 @@ import keras
 import numpy as np
 from jax.extend.core import Literal, jaxpr_as_fun
 
-from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_STEPS, HookedCapture
+from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_ROWS, PROBE_STEPS, HookedCapture
 from loss_param_tracker.discovery import variable_key
 
 
@@ -54,7 +54,7 @@ class _GradientNorms(keras.metrics.Metric):
             shape=(2, columns), initializer="zeros", dtype="float32", name="sums_and_maxes"
         )
         self.probe = self.add_variable(
-            shape=(2, slots), initializer=lambda shape, dtype=None: _probe_start(shape[1]), dtype="float32",
+            shape=(PROBE_ROWS, slots), initializer=lambda shape, dtype=None: _probe_start(shape[1]), dtype="float32",
             name="probe",
         )
 
@@ -271,8 +271,8 @@ class StepCapture(HookedCapture):
         return trainable, non_trainable, optimizer_variables, metrics
 
     def _probe_curvature(self, step, loss, captured, probe):
-        """`probe` (float32 `[2, slots]`) with, in an epoch's first `PROBE_STEPS` steps, each watched
-        variable's largest curvature and smallest gradient element (see the TensorFlow capture's).
+        """`probe` (float32 `[PROBE_ROWS, slots]`) with, in an epoch's first `PROBE_STEPS` steps, each
+        watched variable's largest curvature and smallest gradient element (see the TensorFlow capture's).
 
         The curvature is the norm of the loss head's Hessian-vector product
         along a fixed direction: its gradient's derivative, by `jax.jvp`,
@@ -292,9 +292,15 @@ class StepCapture(HookedCapture):
                 _direction(value) if i in picked else jnp.zeros_like(value) for i, value in enumerate(values)
             ]
             gradients, products = jax.jvp(grad, tuple(values), tuple(directions))
-            curvature = jnp.stack([jnp.linalg.norm(jnp.asarray(products[i], jnp.float32)) for i in picked])
-            smallest = jnp.stack([jnp.min(jnp.asarray(gradients[i], jnp.float32)) for i in picked])
-            return jnp.stack([probe[0].at[slots].max(curvature), probe[1].at[slots].min(smallest)])
+            gradients = [jnp.asarray(gradients[i], jnp.float32) for i in picked]
+            measured = jnp.stack([
+                jnp.stack([jnp.linalg.norm(jnp.asarray(products[i], jnp.float32)) for i in picked]),
+                jnp.stack([jnp.min(g) for g in gradients]),
+            ])
+            kept = probe[:, slots]
+            folded = jnp.stack([jnp.maximum(kept[0], measured[0]), jnp.minimum(kept[1], measured[1])])
+            seen = jnp.stack([jnp.any(g != 0) for g in gradients])  # a zero gradient measures nothing
+            return probe.at[:, slots].set(jnp.where(seen, folded, kept))
 
         return jax.lax.cond(captured < PROBE_STEPS, measure, lambda probe: probe, probe)
 
@@ -355,8 +361,9 @@ class StepCapture(HookedCapture):
 
 
 def _probe_start(slots):
-    """The probe before any step: no curvature seen, no gradient element seen."""
-    return jnp.stack([jnp.zeros((slots,), jnp.float32), jnp.full((slots,), jnp.inf, jnp.float32)])
+    """The probe before any step (see `capture.PROBE_ROWS`): nothing measured."""
+    nothing = (0.0, jnp.inf)
+    return jnp.stack([jnp.full((slots,), start, jnp.float32) for start in nothing])
 
 
 def _direction(value):

@@ -49,6 +49,7 @@ from tensorflow.python.eager import context, execute
 
 from loss_param_tracker.capture import (
     PROBE_MAX_ELEMENTS,
+    PROBE_ROWS,
     PROBE_STEPS,
     HookedCapture,
     LossVariableCreatedError,
@@ -198,7 +199,7 @@ class StepCapture(HookedCapture):
             return super()._fetch()
         flat = self._read_all()
         width = len(self._slots) + 3
-        return _norms_back(flat[: 2 * width].reshape(2, width)), flat[2 * width :].reshape(2, -1)
+        return _norms_back(flat[: 2 * width].reshape(2, width)), flat[2 * width :].reshape(PROBE_ROWS, -1)
 
     def _read_by_step(self, key):
         return None if self._reads is None else key in self._reads
@@ -483,7 +484,9 @@ class StepCapture(HookedCapture):
 
         The outer tape recorded the gradient's computation: its gradient of
         the gradient along a fixed, generic direction is that product, `None`
-        (no curvature) where the gradient does not depend on the variable.
+        (no curvature) where the gradient does not depend on the variable. A
+        step whose gradient for a variable is zero (a term not read yet, a
+        branch not taken) measures nothing of it.
         """
         pairs = [
             (v, step.grads[variable_key(v)])
@@ -504,17 +507,16 @@ class StepCapture(HookedCapture):
             directions = [_rows_of(tf.cast(_direction(v), g.dtype), g) for v, g in zip(variables, grads)]
             targets = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
             products = outer.gradient(targets, variables, output_gradients=directions)
-            curvature = tf.stack(
-                [tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products]
-            )
-            smallest = tf.stack([tf.reduce_min(tf.cast(_dense(g), tf.float32)) for g in grads])
+            dense = [tf.cast(_dense(g), tf.float32) for g in grads]
+            seen = tf.stack([tf.reduce_any(tf.not_equal(g, 0.0)) for g in dense])
+            curvature = [tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products]
+            measured = tf.stack([tf.stack(curvature), tf.stack([tf.reduce_min(g) for g in dense])])
             before = self._probe.read_value()
-            self._probe.assign(
-                tf.stack([
-                    tf.tensor_scatter_nd_max(before[0], indices, curvature),
-                    tf.tensor_scatter_nd_min(before[1], indices, smallest),
-                ])
-            )
+            kept = tf.gather(before, [i for (i,) in indices], axis=1)
+            folded = tf.stack([tf.maximum(kept[0], measured[0]), tf.minimum(kept[1], measured[1])])
+            updated = tf.where(seen, folded, kept)  # a variable whose gradient was zero: as it was
+            by_slot = tf.tensor_scatter_nd_update(tf.transpose(before), indices, tf.transpose(updated))
+            self._probe.assign(tf.transpose(by_slot))
             return tf.constant(True)
 
         graph = tf.compat.v1.get_default_graph()
@@ -625,7 +627,7 @@ def _replica_local(initial, name):
 
 
 def _probe_start(slots):
-    """The probe before any step: no curvature seen, no gradient element seen."""
+    """The probe before any step (see `capture.PROBE_ROWS`): nothing measured."""
     return tf.stack([tf.zeros([slots]), tf.fill([slots], float("inf"))])
 
 

@@ -113,6 +113,33 @@ def term_weights_fit(log_dir):
     return {path: variables[path].cause.tolist() for path in ("loss/TermWeights/penalty", "loss/TermWeights/bonus")}
 
 
+class WarmedUpNLL(keras.losses.Loss):
+    """A mean squared error, and an uncertainty-weighting term in `log_var` (convex in it) switched on
+    after the first 4 calls: a warm-up, in whose steps its gradient is zero."""
+
+    def __init__(self, warm_up=4, **kwargs):
+        super().__init__(**kwargs)
+        self.log_var = keras.Variable(0.0, name="log_var")
+        self.calls = keras.Variable(0, dtype="int32", trainable=False, name="calls")
+        self.warm_up = warm_up
+
+    def call(self, y_true, y_pred):
+        self.calls.assign_add(1)
+        squared = ops.square(y_true - y_pred)
+        weighted = 0.5 * ops.exp(-self.log_var) * squared + 0.5 * self.log_var
+        return ops.mean(squared + ops.where(self.calls > self.warm_up, weighted, 0.0), axis=-1)
+
+
+def warmed_up_fit(log_dir):
+    """Two epochs of 8 steps of `WarmedUpNLL` left to the tracker (TensorFlow): the causes of `log_var`."""
+    from loss_param_tracker import LossParamTracker, load
+
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=WarmedUpNLL())
+    model.fit(*make_data(), epochs=2, batch_size=32, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    return load(log_dir)["train"].variables["loss/WarmedUpNLL/log_var"].cause.tolist()
+
+
 class DroppedTerm(keras.losses.Loss):
     """A mean squared error plus `(s - 1)^2` while `active`: a term that a callback drops after epoch 0."""
 

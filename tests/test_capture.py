@@ -13,7 +13,7 @@ import tensorflow as tf
 from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, make_trainable
 from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
-from tests.models import dropped_term_fit, gathered_fit, penalized_fit, term_weights_fit
+from tests.models import dropped_term_fit, gathered_fit, penalized_fit, term_weights_fit, warmed_up_fit
 
 
 def messages(caplog):
@@ -60,6 +60,12 @@ def test_the_weights_of_a_penalty_and_of_a_bonus_are_unbounded_and_linear(log_di
     assert term_weights_fit(log_dir) == {
         "loss/TermWeights/penalty": ["unbounded"] * 2, "loss/TermWeights/bonus": ["linear"] * 2
     }
+
+
+def test_a_term_switched_on_after_the_curvature_probes_steps_is_not_unbounded(log_dir):
+    """The probe's steps saw the term's zero gradient (the warm-up), which it took for a linear
+    objective whose gradient never pointed down: `unbounded`, and make_trainable not advised."""
+    assert warmed_up_fit(log_dir) == ["not_in_optimizer"] * 2
 
 
 def test_a_loss_variable_read_only_in_an_add_loss_term_has_its_gradient(log_dir):

@@ -245,13 +245,15 @@ CAUSE_TABLE = (
     ),
     Cause(
         LINEAR,
-        "Nothing changed it; the objective was linear in it at every step measured and its "
-        "gradient never positive: descent would raise it for as long as that lasts. A Lagrange "
-        "multiplier trained by gradient reversal wants exactly that; the weight of a bonus "
-        "term (an entropy bonus subtracted from the loss) must not get it.",
+        "Nothing changed it; the objective was linear in it at every step measured, and its "
+        "gradient pointed down at some step: descent has no minimum in it while the model "
+        "stays put, and would move it as its mean gradient says, raising it where that points "
+        "down. A Lagrange multiplier trained by gradient reversal wants exactly that; the "
+        "weight of a bonus term (an entropy bonus subtracted from the loss) or a quantile level "
+        "(a pinball loss's tau) must not get it.",
         "For a multiplier trained by gradient reversal: call "
-        "loss_param_tracker.make_trainable(model) after compile and before fit. For the "
-        "weight of a term: set it from a callback, or create it with trainable=False.",
+        "loss_param_tracker.make_trainable(model) after compile and before fit. For a term's "
+        "weight or a quantile level: set it from a callback, or create it with trainable=False.",
     ),
     Cause(
         MOVED_WITHOUT_GRADIENT,
