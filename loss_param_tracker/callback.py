@@ -295,6 +295,7 @@ class LossParamTracker(keras.callbacks.Callback):
         self._failed = set()
         self._display_checked = False
         self._loss_tracked = []
+        self._created_keys = set()  # loss variables the loss created in a fit's first step
         self._networks = {}  # path -> Network; their weights are in _network_tracked
         self._network_tracked = []
         self._model_tracked = None
@@ -457,8 +458,9 @@ class LossParamTracker(keras.callbacks.Callback):
             return
         before = len(self._loss_tracked)
         self._track_loss_variables(self._discover().variables)
+        created = {t.key for t in self._loss_tracked[before:]}
+        self._created_keys |= created
         if self._model_tracked is not None:
-            created = {t.key for t in self._loss_tracked[before:]}
             self._model_tracked = [t for t in self._model_tracked if t.key not in created]
 
     def _all_tracked(self):
@@ -871,6 +873,13 @@ class LossParamTracker(keras.callbacks.Callback):
         """
         if t.fix:
             return t.fix
+        if t.key in self._created_keys:  # make_trainable before fit would not find it yet
+            generic = metadata.advice(diagnosis.status, diagnosis.cause)[1]
+            return (
+                "The loss creates it on its first call (a layer built lazily), so make_trainable "
+                "before fit does not find it: call the loss once first, as in "
+                "loss(y[:1], model(x[:1])), or create it in __init__. Then: " + generic
+            )
         others = [
             f"'{r.tracked.path}' ({r.status}{', ' + r.diagnosis.cause if r.diagnosis.cause else ''})"
             if r.diagnosis else f"'{r.tracked.path}' (no status yet)"

@@ -441,7 +441,13 @@ class StepCapture(HookedCapture):
         by_key = {variable_key(v): g for v, g in zip(variables, list(grads))}
         optimizer_keys = {k: g is not None for k, g in by_key.items()}
         if self._slots is None:
+            # The first trace ran the loss: a layer it holds, or is, may have
+            # built its weights in it (a Loss's own creations are noted by
+            # its hook; a function's or a layer's by looking again).
+            before = {variable_key(v) for v in self._loss_variables}
+            self._stale = True
             self._build_slots(list(by_key))
+            self._created = self._created or bool({variable_key(v) for v in self._loss_variables} - before)
             self._build_accumulator()
         loss_grads = self._loss_gradients(step)
         if reduced and loss_grads:

@@ -274,3 +274,61 @@ def test_compatibility(name, tmp_path, caplog):
         np.testing.assert_allclose(logged, first_step_gradient(row), rtol=row.rtol, err_msg=name)
     incomplete = [r.getMessage() for r in caplog.records if "LossParamTracker" in r.getMessage()]
     assert not incomplete, incomplete
+
+
+class LazyNLL(keras.layers.Layer):
+    """A layer used as the loss, or in one, that builds its log-variance on its first call."""
+
+    def build(self, *shapes):
+        self.log_var = self.add_weight(shape=(), initializer="zeros", name="log_var")
+
+    def call(self, y_true, y_pred):
+        squared = keras.ops.square(y_true - y_pred)
+        return keras.ops.mean(0.5 * keras.ops.exp(-self.log_var) * squared + 0.5 * self.log_var, axis=-1)
+
+
+def lazy_losses():
+    """`{form: (the loss, its lazy layer, the variable's path)}`: a layer built on its first call,
+    as the loss, in a function, and in a Loss."""
+    as_loss = LazyNLL(name="nll")
+    held = LazyNLL(name="held")
+
+    def closure(y_true, y_pred):
+        return held(y_true, y_pred)
+
+    holder = LazyProjection()
+    return {
+        "layer_as_the_loss": (as_loss, as_loss, "loss/LazyNLL/log_var"),
+        "function_closing_over_it": (closure, held, "loss/closure/held/log_var"),
+        "loss_holding_it": (holder, holder.projection, "loss/LazyProjection/projection/kernel"),
+    }
+
+
+@pytest.mark.parametrize("form", ["layer_as_the_loss", "function_closing_over_it", "loss_holding_it"])
+def test_a_variable_built_on_the_losss_first_call_is_found_and_its_fix_works(tmp_path, form):
+    """A layer used as the loss, or closed over by a function loss, built its weight in fit's first
+    step: the tracker found none and said nothing. The fix must also say to build it first:
+    make_trainable before fit finds nothing to attach."""
+
+    def run(fixed, log_dir):
+        keras.utils.set_random_seed(0)
+        loss, layer, path = lazy_losses()[form]
+        model = make_model()
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+        x, y = data()
+        if fixed:  # what the warning says
+            loss(y[:1], model(x[:1]))
+            make_trainable(model)
+        tracker = LossParamTracker(str(log_dir))
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            model.fit(x, y, epochs=3, batch_size=8, shuffle=False, verbose=0, callbacks=[tracker])
+        value = keras.ops.convert_to_numpy(layer.weights[0])
+        return tracker.diagnosis[path], [str(w.message) for w in said if w.category is LossParamWarning], value
+
+    status, said, before = run(False, tmp_path / "broken")
+    assert status == "not_updated"
+    (warned,) = [w for w in said if f"'{lazy_losses()[form][2]}'" in w and "[not_updated]" in w]
+    assert "call the loss once first, as in loss(y[:1], model(x[:1]))" in warned, warned
+    status, said, after = run(True, tmp_path / "fixed")
+    assert status == "training" and not np.array_equal(before, after) and not said, said
