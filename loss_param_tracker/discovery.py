@@ -21,6 +21,7 @@ prefix: `loss/GaussianNLL/log_var`, `loss/y2/Uncertainty/log_vars/0`,
 `model/net/dense/temperature` (a raw variable on a layer).
 """
 
+import argparse
 import dataclasses
 import functools
 import logging
@@ -417,7 +418,7 @@ class _Walk:
             obj,
             (keras.layers.Layer, keras.losses.Loss, functools.partial, types.MethodType,
              types.FunctionType, dict, list, tuple),
-        ) or _is_module(obj) or _is_users_object(obj)
+        ) or _is_module(obj) or _is_users_object(obj) or isinstance(obj, _NAMESPACES)
         if not walkable or not self._enter(obj, depth):
             return
         if isinstance(obj, keras.layers.Layer):
@@ -437,7 +438,7 @@ class _Walk:
             self._visit_function(obj, path, owner, depth)
         elif isinstance(obj, (dict, list, tuple)):
             self._visit_container(obj, path, owner, depth, self.visit)
-        else:  # a tf.Module, or an object of the user's own class
+        else:  # a tf.Module, an object of the user's own class, a namespace of settings
             self._visit_attributes(obj, path, owner, depth)
 
     def visit_raw(self, layer, path):
@@ -591,6 +592,11 @@ def _is_users(obj):
     """Whether `obj` (a class or function) comes from the user's code, not a library's."""
     package = (getattr(obj, "__module__", None) or "").split(".")[0]
     return package not in _LIBRARIES and package not in sys.stdlib_module_names
+
+
+# The standard library's plain holders of attributes: a loss's settings
+# (`self.config = SimpleNamespace(...)`, the `argparse` arguments) may hold its variables.
+_NAMESPACES = (types.SimpleNamespace, argparse.Namespace)
 
 
 def _is_users_object(obj):

@@ -1,6 +1,8 @@
 """Discovery: every container kind, multi-output naming, extras, and what is skipped."""
 
+import argparse
 import logging
+import types
 
 import keras
 import pytest
@@ -32,6 +34,9 @@ class Everything(keras.losses.Loss):
         self.alias = self.raw  # the same variable twice: reported once
         self.counter = tf.Variable(0, dtype=tf.int64)
         self._private = keras.Variable(8.0)
+        # Settings held in the standard library's namespaces.
+        self.config = types.SimpleNamespace(scale=keras.Variable(9.0), name="cfg")
+        self.args = argparse.Namespace(margin=tf.Variable(10.0))
 
     def call(self, y_true, y_pred):
         return tf.reduce_mean(tf.square(y_true - y_pred))
@@ -65,6 +70,8 @@ def test_every_container_kind_with_stable_paths(caplog):
         "loss/Everything/in_dict/a",
         "loss/Everything/in_dict/b/0",
         "loss/Everything/private",
+        "loss/Everything/config/scale",
+        "loss/Everything/args/margin",
     ], paths
     assert found.variables[0].variable is loss.raw
     assert found.variables[2].variable is loss.layer.scale
