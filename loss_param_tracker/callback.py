@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple, Optional, Union
 
@@ -273,6 +274,8 @@ class LossParamTracker(keras.callbacks.Callback):
         self.add_to_logs = add_to_logs
         self.diagnosis: dict[str, str] = {}
         self._last_step = None
+        # A run per model this tracker trains: [(a weak reference to the model, its RunWriter, its last step)].
+        self._runs = []
         self._batch_step = 0
         self._capture = None
         if update_freq != "epoch":
@@ -294,6 +297,7 @@ class LossParamTracker(keras.callbacks.Callback):
         self._warned = set()
         self._failed = set()
         self._display_checked = False
+        self._pick_run()
         self._loss_tracked = []
         self._created_keys = set()  # loss variables the loss created in a fit's first step
         self._networks = {}  # path -> Network; their weights are in _network_tracked
@@ -341,6 +345,32 @@ class LossParamTracker(keras.callbacks.Callback):
         with self._survive("looking at the loss variables"):
             self._look()
             self._say_unregistered()
+
+    def _pick_run(self):
+        """Logs the model's fits in its run: another model than the last's gets a run of its own.
+
+        One tracker passed to the fits of several models (a loop over
+        settings with one callback list) logged them all in one run, where a
+        variable of the same path in two models was one series: the last
+        model's status hid the first's.
+        """
+        if self._runs:
+            self._runs[-1][2] = self._last_step
+        run = next((run for run in self._runs if run[0]() is self.model), None)
+        if run is None:
+            writer = self._writer
+            if self._runs:
+                writer = writer_lib.RunWriter(os.path.join(self.log_dir, f"model_{len(self._runs) + 1}"))
+                logger.warning(
+                    "LossParamTracker: this fit trains another model than this tracker's last "
+                    "one; it is logged in a run of its own, %s, so that their variables are not "
+                    "read as one.", writer.train_dir,
+                )
+            run = [weakref.ref(self.model), writer, None]
+        else:
+            self._runs.remove(run)
+        self._runs.append(run)  # the current one last
+        self._writer, self._last_step = run[1], run[2]
 
     @_collector_paused
     def on_epoch_begin(self, epoch, logs=None):

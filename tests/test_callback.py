@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, LossVariableCreatedError
 from loss_param_tracker.reader import load
+from loss_param_tracker.report import main as report_main
 from tests.conftest import (
     ClampedWeight,
     GaussianNLL,
@@ -368,6 +369,31 @@ def test_steps_continue_across_fits_and_initial_epoch(log_dir):
     variable = load_run(log_dir).variables["loss/GaussianNLL/log_var"]
     assert variable.steps.tolist() == [0, 1, 2, 3, 4, 5]
     assert len(set(variable.value.tolist())) == 6, "log_var trains in every fit"
+
+
+def test_one_tracker_passed_to_two_models_logs_a_run_for_each(log_dir, caplog):
+    """A tracker in one callback list for several models (a loop over settings) logged them in one
+    run: a variable of the same path in both was one series, and the fixed model's `training` hid
+    the broken one's `not_updated` (the report exited 0)."""
+    tracker = LossParamTracker(log_dir=log_dir)
+    x, y = make_data()
+    broken, fixed = make_model(), make_model()
+    broken.compile(optimizer="adam", loss=GaussianNLL())
+    loss = GaussianNLL()
+    register(fixed, loss)
+    fixed.compile(optimizer="adam", loss=loss)
+    with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
+        broken.fit(x, y, epochs=2, verbose=0, callbacks=[tracker])
+        fixed.fit(x, y, epochs=2, verbose=0, callbacks=[tracker])
+        broken.fit(x, y, epochs=1, verbose=0, callbacks=[tracker])  # its own run again, after its epochs
+    runs = load(log_dir)
+    path = "loss/GaussianNLL/log_var"
+    assert sorted(runs) == ["model_2/train", "train"]
+    assert runs["train"].variables[path].status.tolist() == ["not_updated"] * 3
+    assert runs["model_2/train"].variables[path].status.tolist() == ["training"] * 2
+    said = [r.getMessage() for r in caplog.records if "another model" in r.getMessage()]
+    assert len(said) == 1 and os.path.join(log_dir, "model_2", "train") in said[0], said
+    assert report_main(["report", log_dir]) == 1
 
 
 def test_a_new_tracker_on_a_log_dir_logs_its_epochs_after_those_there(log_dir, caplog):
