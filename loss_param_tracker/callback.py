@@ -336,7 +336,7 @@ class LossParamTracker(keras.callbacks.Callback):
             self._writer.make_dir()
         with self._survive("writing summaries"):
             self._write_initial()
-        if not self._loss_tracked:
+        if not self._loss_tracked and not self._networks:
             logger.info(
                 "LossParamTracker: the compiled loss has no variables; logging the "
                 "model's weights only. Pass variables=[...] for variables discovery "
@@ -903,6 +903,8 @@ class LossParamTracker(keras.callbacks.Callback):
         """
         if t.fix:
             return t.fix
+        if t.path in self._networks:  # trainable=False is the usual fix of a feature extractor
+            return metadata.NETWORK_FIX
         if t.key in self._created_keys:  # make_trainable before fit would not find it yet
             generic = metadata.advice(diagnosis.status, diagnosis.cause)[1]
             return (

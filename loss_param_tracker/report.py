@@ -120,7 +120,7 @@ def _row(variable):
         "last": _plain(last),
         "grad_norm": _plain(grad),
         "epochs": len(variable.steps),
-        "hint": metadata.advice(status, cause)[1],
+        "hint": _hint(status, cause, network=measure == "norm"),
         # Per epoch: the value (the L2 norm of a vector), and the mean gradient norm.
         "trajectory": [_plain(v) for v in trajectory],
         "grad_trajectory": [_plain(g) for g in grads],
@@ -134,6 +134,13 @@ def _row(variable):
             "last": _plain(display.apply(last)),
         }
     return row
+
+
+def _hint(status, cause, network):
+    """The fix of a row: a network's own where nothing trains it (see `metadata.NETWORK_FIX`)."""
+    if network and cause in (metadata.NOT_IN_OPTIMIZER, metadata.NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN):
+        return metadata.NETWORK_FIX
+    return metadata.advice(status, cause)[1]
 
 
 def exit_code(summary, skipped=None):
@@ -269,7 +276,7 @@ _SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN)
 
 def _cells(row):
     """The aligned columns of a row: path, shape, status, and "value first -> last"."""
-    shape = "x".join("?" if d == -1 else str(d) for d in row["shape"]) or "scalar"
+    shape = "network" if row["measure"] == "norm" else "x".join("?" if d == -1 else str(d) for d in row["shape"]) or "scalar"
     return render.printable(row["path"]), shape, row["status"], render.change(row)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from loss_param_tracker import LossParamTracker, LossParamWarning, discovery, make_trainable, report
+from loss_param_tracker import LossParamTracker, LossParamWarning, discovery, load, make_trainable, report
 from loss_param_tracker.discovery import discover
 from loss_param_tracker.fix import attached_variables
 from tests.conftest import make_data, make_model, load_run
@@ -266,6 +266,11 @@ def test_a_network_held_by_a_loss_is_one_line_and_one_status(tune, tmp_path):
     assert tracker.diagnosis[network] == ("not_updated" if tune else "frozen")
     assert not [p for p in tracker.diagnosis if p.startswith(network + "/")], "no line per weight"
     assert len([w for w in warned if network in w]) == (1 if tune else 0), warned
+    if tune:  # a feature extractor trained with the model shrinks the features the loss compares
+        (said,) = [w for w in warned if network in w]
+        assert "Fix: If it is a fixed feature extractor (a perceptual or style loss's network), set its trainable=False" in said
+        printed = report.render_text(report.summarize(load(str(tmp_path / "broken"))))
+        assert re.search(rf"{network}\s+network\s+not_updated", printed) and "set its trainable=False" in printed, printed
     run = load_run(str(tmp_path / "broken"))
     assert run.variables[network].role == "loss" and run.variables[network].norms.shape == (2, 4)
     weights = [p for p, v in run.variables.items() if p.startswith(network + "/")]

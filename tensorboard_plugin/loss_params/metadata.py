@@ -267,6 +267,15 @@ CAUSE_TABLE = (
 )
 CAUSES = {c.name: c for c in CAUSE_TABLE}
 
+# The fix of a network held by the loss that nothing trains (`not_in_optimizer`):
+# a perceptual loss's feature extractor is usually meant to stay as it is,
+# and training it with the model lets it shrink the features the loss compares.
+NETWORK_FIX = (
+    "If it is a fixed feature extractor (a perceptual or style loss's network), set its "
+    "trainable=False: it is then frozen. If it is meant to learn with the model (a learned "
+    "loss, a critic), call loss_param_tracker.make_trainable(model) after compile and before fit."
+)
+
 
 def advice(status, cause=""):
     """Returns `(meaning, fix)` of a status and its cause; `("", "")` for names this version does not know."""
