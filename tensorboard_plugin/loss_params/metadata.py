@@ -226,10 +226,12 @@ CAUSE_TABLE = (
     Cause(
         FIX_NOT_REACHED,
         "make_trainable handed it to the optimizer, but the objective has no gradient for "
-        "it: the code that computes the loss reads another variable (one captured before "
-        "the fix, by a traced tf.function or a copy).",
+        "it, and the training step does not read it: the code that computes the loss reads "
+        "another variable (one captured before the fix, by a traced tf.function or a copy), "
+        "or reads its value outside the step's graph (.numpy() in a tf.py_function).",
         "Create the variable as keras.Variable(...) where the loss's code reads it, or call "
-        "make_trainable(model) before anything traces that code (summary(), a first call).",
+        "make_trainable(model) before anything traces that code (summary(), a first call); "
+        "pass it to a tf.py_function as an input, not by .numpy() inside.",
     ),
     Cause(
         UNBOUNDED,
