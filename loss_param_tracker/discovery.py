@@ -144,11 +144,14 @@ class Discovered:
         losses: Every `keras.losses.Loss` instance walked, nested ones
             included.
         networks: The `Network`s held by the loss.
+        unbuilt: The layers the loss holds (or is) that are not built yet
+            and build weights of their own: those come on the loss's first call.
     """
 
     variables: list
     losses: list
     networks: list = dataclasses.field(default_factory=list)
+    unbuilt: list = dataclasses.field(default_factory=list)
 
     def everything(self):
         """Every `LossVariable` found: the `variables`, then the networks' weights."""
@@ -333,7 +336,7 @@ def discover(model, extra_variables=(), losses=None, loss_weights=None, model_si
             walk.visit_raw(layer, f"{MODEL_PREFIX}/{path}")
     for variable in extra_variables:
         walk.add(f"{LOSS_PREFIX}/extra/{_weight_name(variable)}", variable, None)
-    return Discovered(walk.found, walk.losses, walk.networks)
+    return Discovered(walk.found, walk.losses, walk.networks, walk.unbuilt)
 
 
 def model_weight_paths(model, exclude=()):
@@ -373,7 +376,7 @@ class _Walk:
     """One walk over the objects reachable from a model's loss and layers."""
 
     def __init__(self, model):
-        self.found, self.losses, self.networks = [], [], []
+        self.found, self.losses, self.networks, self.unbuilt = [], [], [], []
         self._seen_variables = set()
         self._visited = set()
         self._paths = set()
@@ -477,6 +480,8 @@ class _Walk:
     def _visit_layer(self, layer, path, owner, depth):
         if id(layer) in self._model_layers:
             return  # One of the model's own layers: its weights are the model's.
+        if not layer.built and type(layer).build is not keras.layers.Layer.build:
+            self.unbuilt.append(layer)
         weights = [w for w in layer.weights if variable_key(w) not in self._layer_weights]
         if isinstance(layer, keras.Model) or len(weights) > NETWORK_MIN_WEIGHTS:
             self._add_network(layer, path, owner, weights)

@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Optional, Union
 
@@ -112,6 +113,14 @@ def make_trainable(
         variables = [v for v in variables if not isinstance(v, str)]
     given = discovery.check_variables(variables, "make_trainable(variables=...)")
     found = _discover(model, loss, exact=loss is None and variables is not None)
+    if found.unbuilt:
+        names = ", ".join(f"{type(layer).__name__} {layer.name!r}" for layer in found.unbuilt)
+        warnings.warn(
+            f"make_trainable: the loss holds layers not built yet ({names}): the weights they "
+            "create on their first call cannot be attached before it. Call the loss once first, "
+            "as in loss(y[:1], model(x[:1])), then make_trainable(model).",
+            stacklevel=2,
+        )
     given += _at_paths(found, paths)
     wanted = _wanted(found, given, exact=loss is None and variables is not None)
     attached = attached_variables(model)

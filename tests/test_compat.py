@@ -326,6 +326,12 @@ def test_a_variable_built_on_the_losss_first_call_is_found_and_its_fix_works(tmp
         value = keras.ops.convert_to_numpy(layer.weights[0])
         return tracker.diagnosis[path], [str(w.message) for w in said if w.category is LossParamWarning], value
 
+    keras.utils.set_random_seed(0)
+    loss, _, _ = lazy_losses()[form]
+    model = make_model()
+    model.compile(optimizer="adam", loss=loss)
+    with pytest.warns(UserWarning, match=r"make_trainable: the loss holds layers not built yet \((LazyNLL|Dense) "):
+        assert make_trainable(model) == [], "nothing to attach before the first call"
     status, said, before = run(False, tmp_path / "broken")
     assert status == "not_updated"
     (warned,) = [w for w in said if f"'{lazy_losses()[form][2]}'" in w and "[not_updated]" in w]
