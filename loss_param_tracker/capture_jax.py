@@ -315,9 +315,10 @@ class StepCapture(HookedCapture):
     def _loss_gradients(self, step, state):
         """`{key: gradient, None or False}` of the trainable loss variables, `None` if the loss head was not seen.
 
-        `False` for a variable whose gradient is structurally zero (no
-        gradient); `None` for one whose head gradient is, where the forward
-        pass had `add_loss` terms, which the head leaves out: one may read it.
+        `False` for a variable whose gradient is structurally zero, or that
+        the loss reads as a Python or numpy value (no gradient); `None` for
+        one whose head gradient is zero where the forward pass had `add_loss`
+        terms, which the head leaves out: one may read it.
         """
         variables = [v for v in self._loss_variables if v.trainable]
         if not variables:
@@ -336,28 +337,65 @@ class StepCapture(HookedCapture):
         mapping = [(v, value) for v, value in mapping if variable_key(v) not in keys]
         kwargs = {"training": True} if "training" in inspect.signature(model.compute_loss).parameters else {}
 
-        def head(values):
-            with keras.StatelessScope(state_mapping=mapping + list(zip(variables, values))):
-                loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kwargs)
-            return jnp.asarray(loss, jnp.float32)
-
         # A variable the optimizer is handed takes its value from the state.
         current = dict(zip(map(variable_key, model.trainable_variables), trainable))
         values = [current[variable_key(v)] if variable_key(v) in current else v.value for v in variables]
+
+        def head(traced):
+            """The loss of the values of the variables at indices `traced` (the others as they are)."""
+
+            def loss_of(chosen):
+                given = list(values)
+                for i, value in zip(traced, chosen):
+                    given[i] = value
+                with keras.StatelessScope(state_mapping=mapping + list(zip(variables, given))):
+                    loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kwargs)
+                return jnp.asarray(loss, jnp.float32)
+
+            return loss_of
+
         # The loss's Python runs once, here: the gradients, the probe's
         # product and the search for gradients with no path to the loss all
         # evaluate this one trace (a loss with Python state, a call counter,
         # sees one call more a trace of the step, not three).
-        closed = jax.make_jaxpr(jax.grad(head))(values)
+        traced = list(range(len(variables)))
+        try:
+            closed = jax.make_jaxpr(jax.grad(head(traced)))(values)
+        except _CONCRETE as error:
+            # The loss reads some variable as a Python or numpy value
+            # (float(), np.asarray, an `if` on it): no gradient reaches it,
+            # and handed to the optimizer it would fail the step as here.
+            traced = [i for i in traced if not _read_concretely(head([i]), values[i])]
+            if len(traced) == len(variables):
+                raise error
+            closed = jax.make_jaxpr(jax.grad(head(traced)))([values[i] for i in traced]) if traced else None
+        result = {variable_key(v): False for v in variables}  # read as a value: no gradient
+        if closed is None:
+            return result
         grad = jaxpr_as_fun(closed)
-        grads = grad(*values)  # those the optimizer has are left unused, and compiled away
-        step.curvature = (grad, values, variables)
+        chosen = [values[i] for i in traced]
+        grads = grad(*chosen)  # those the optimizer has are left unused, and compiled away
+        step.curvature = (grad, chosen, [variables[i] for i in traced])
         graph = closed.jaxpr
         none = None if step.forward_losses else False
-        return {
-            variable_key(v): none if _symbolic_zero(graph, out) else g
-            for v, g, out in zip(variables, grads, graph.outvars)
-        }
+        result.update({
+            variable_key(variables[i]): none if _symbolic_zero(graph, out) else g
+            for i, g, out in zip(traced, grads, graph.outvars)
+        })
+        return result
+
+
+# What JAX raises where a traced value is used as a concrete one.
+_CONCRETE = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError)
+
+
+def _read_concretely(loss_of, value):
+    """Whether differentiating `loss_of` at `value` needs the value itself (a `_CONCRETE` error)."""
+    try:
+        jax.make_jaxpr(jax.grad(loss_of))([value])
+    except _CONCRETE:
+        return True
+    return False
 
 
 def _probe_start(slots):
