@@ -229,7 +229,7 @@ class StepCapture(HookedCapture):
         loss = None  # unknown, unless the loss head can be differentiated
         if "loss head" not in self._off:
             with self._guard("loss head"):
-                loss = self._loss_gradients(step, state)
+                loss = self._loss_gradients(step, state, new_state)
         if loss is not None:
             # A loss variable the optimizer is handed gets an array, zeros
             # where it has no gradient: the loss head's structure tells.
@@ -312,7 +312,7 @@ class StepCapture(HookedCapture):
             scale = self._optimizer.scale_loss(one)
         return None if scale is one else 1.0 / jnp.asarray(scale, jnp.float32)
 
-    def _loss_gradients(self, step, state):
+    def _loss_gradients(self, step, state, new_state):
         """`{key: gradient, None or False}` of the trainable loss variables, `None` if the loss head was not seen.
 
         `False` for a variable whose gradient is structurally zero, or that
@@ -327,7 +327,11 @@ class StepCapture(HookedCapture):
             return None
         model = self._model
         x, y, y_pred, sample_weight = step.head
-        trainable, non_trainable, _, metrics = state
+        # The loss sees the trainable values the step started with, and the
+        # non-trainable ones its forward pass left (a step counter a layer
+        # advances), as in Keras's own `compute_loss_and_updates`.
+        trainable, _, _, metrics = state
+        non_trainable = new_state[1]
         mapping = [
             *zip(model.trainable_variables, trainable),
             *zip(model.non_trainable_variables, non_trainable),

@@ -24,6 +24,7 @@ from tests.models import (  # noqa: E402
     GaussianNLL,
     SometimesNLL,
     StoppedGradient,
+    counted_warm_up_fit,
     dropped_term_fit,
     gathered_fit,
     penalized_fit,
@@ -306,6 +307,7 @@ def main(out_dir):
         "gathered": gathered_fit(os.path.join(logs, "gathered")),
         "penalized": penalized_fit(os.path.join(logs, "penalized")),
         "term_weights": term_weights_fit(os.path.join(logs, "term_weights")),
+        "counted_warm_up": counted_warm_up_fit(os.path.join(logs, "counted_warm_up")),
         "dropped_term": dropped_term_fit(os.path.join(logs, "dropped_term")) if keras.backend.backend() == "torch" else None,
     }
     results["report"] = reports(logs)

@@ -140,6 +140,47 @@ def warmed_up_fit(log_dir):
     return load(log_dir)["train"].variables["loss/WarmedUpNLL/log_var"].cause.tolist()
 
 
+class StepCounter(keras.layers.Layer):
+    """Counts the training steps in an int32 weight of the model, as a warm-up schedule keeps them."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.count = self.add_weight(shape=(), initializer="zeros", dtype="int32", trainable=False, name="count")
+
+    def call(self, x, training=False):
+        if training:
+            self.count.assign_add(1)
+        return x
+
+
+class CountedWarmUpNLL(keras.losses.Loss):
+    """Weights its error by a learned log-variance once the model's step count passes `warm_up`."""
+
+    def __init__(self, count, warm_up, **kwargs):
+        super().__init__(**kwargs)
+        self.count, self.warm_up = count, warm_up
+        self.log_var = keras.Variable(0.0, name="log_var")
+
+    def call(self, y_true, y_pred):
+        squared = ops.mean(ops.square(y_true - y_pred), axis=-1)
+        weighted = 0.5 * ops.exp(-self.log_var) * squared + 0.5 * self.log_var
+        return ops.where(self.count > self.warm_up, weighted, 0.5 * squared)
+
+
+def counted_warm_up_fit(log_dir):
+    """Two epochs of 8 steps, the term on from the 8th step (the model's counter advanced by its forward
+    pass): the logged statuses and gradient norms of `log_var`."""
+    from loss_param_tracker import LossParamTracker, load
+
+    keras.utils.set_random_seed(0)
+    counter = StepCounter()
+    model = keras.Sequential([keras.Input((4,)), counter, keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=CountedWarmUpNLL(counter.count, warm_up=7))
+    model.fit(*make_data(), epochs=2, batch_size=32, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    variable = load(log_dir)["train"].variables["loss/CountedWarmUpNLL/log_var"]
+    return {"status": variable.status.tolist(), "grad_norm": variable.grad_norm.tolist()}
+
+
 class DroppedTerm(keras.losses.Loss):
     """A mean squared error plus `(s - 1)^2` while `active`: a term that a callback drops after epoch 0."""
 

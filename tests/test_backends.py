@@ -160,6 +160,17 @@ def test_a_weight_the_objective_is_linear_in_is_told_apart_where_curvature_is_me
     assert causes == expected
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_term_switched_on_by_the_models_step_counter_has_its_gradient_from_that_step(fits, backend):
+    """JAX's loss head read the model's non-trainable values as the step began, not as its forward
+    pass left them (the counter one behind): epoch 0's one step with the term on was missed, and
+    the variable said zero_gradient."""
+    fit = fits[backend][1]["counted_warm_up"]
+    assert fit["status"] == ["not_updated"] * 2, fit
+    (first_mean, first_max), _ = fit["grad_norm"]
+    assert first_max > 0 and first_mean == pytest.approx(first_max / 8, rel=1e-5), "one step of 8 had it"
+
+
 def test_an_eager_epoch_whose_steps_do_not_read_a_variable_has_no_gradient_for_it(fits):
     """PyTorch's steps run eagerly: epoch 0's last step's gradient counted as epoch 1's, which was
     said zero_gradient (see `models.dropped_term_fit`)."""
