@@ -319,6 +319,7 @@ class LossParamTracker(keras.callbacks.Callback):
         # `_registered()` as walked in this hook, or for `on_epoch_begin`, which
         # settles the last epoch, at that epoch's end. Hooks set it to None.
         self._registered_keys = None
+        self._state_keys = None  # the keys of the model's variables, where `_constant_in_step` asks
         self._variable_keys = {}  # {id: (variable, discovery.variable_key)} of the model's variables
         # One writer per run, as keras.callbacks.TensorBoard: under several
         # workers the chief; the others diagnose alike and write nothing.
@@ -565,6 +566,7 @@ class LossParamTracker(keras.callbacks.Callback):
             # Keras multiplies the loss by a loss weight: descent on it has no minimum.
             unbounded=stats.unbounded or discovery.is_loss_weight(t.path),
             linear=stats.linear,
+            constant_in_step=self._constant_in_step(t),
         )
         diagnosis = diagnosis_lib.diagnose(observation)
         if t.role == metadata.ROLE_LOSS:
@@ -737,6 +739,23 @@ class LossParamTracker(keras.callbacks.Callback):
                 registered.add(keys[id(v)][1])
             self._registered_keys = registered
         return self._registered_keys
+
+    def _constant_in_step(self, t):
+        """Whether JAX's compiled step holds `t` as a constant: a loss variable outside the model's state.
+
+        Keras threads the model's variables through the compiled step; any
+        other it reads as the value it had when the step was traced, so a
+        callback's assign never reaches training (without `jit_compile`, the
+        step reads it anew).
+        """
+        model = self.model
+        if t.role != metadata.ROLE_LOSS or keras.backend.backend() != "jax":
+            return False
+        if model.run_eagerly or not model.jit_compile:
+            return False
+        if self._state_keys is None:
+            self._state_keys = {discovery.variable_key(v) for v in model.variables}
+        return t.key not in self._state_keys
 
     def _unregistered(self):
         """The trainable variables the optimizer is not handed (a frozen one's movement changes no status)."""

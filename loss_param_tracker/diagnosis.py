@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from tensorboard_plugin.loss_params import norms
 from tensorboard_plugin.loss_params.metadata import (
+    CONSTANT_IN_STEP,
     FIX_NOT_REACHED,
     FROZEN,
     GRADIENT_UNKNOWN,
@@ -60,6 +61,9 @@ class Observation(NamedTuple):
             seen to be linear in it with a gradient that never pointed down
             (a weight of a loss term), or it is a `compile(loss_weights=...)`
             variable.
+        constant_in_step: Whether the compiled training step holds it as a
+            constant (JAX, for a variable outside the model's state): a
+            change of its value never reaches training.
     """
 
     trainable: bool
@@ -75,6 +79,7 @@ class Observation(NamedTuple):
     read_by_step: bool = None
     unbounded: bool = False
     linear: bool = False
+    constant_in_step: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,12 +126,16 @@ def diagnose(obs):
     was yet, such as a variable the optimizer is not handed before any
     training step ran. A variable seen to move, at any time and by anything,
     while the optimizer is not handed it, is `training` (cause
-    `outside_optimizer`) unless non-finite: it is never `not_updated`.
-    Precedence otherwise: frozen, non_finite, no_gradient, not_updated,
+    `outside_optimizer`) unless non-finite, or unless the compiled step
+    never sees its changes (JAX, a variable outside the model's state):
+    then it is `not_updated` (cause `constant_in_compiled_step`), frozen or
+    not. Precedence otherwise: frozen, non_finite, no_gradient, not_updated,
     zero_gradient, training; except that a gradient exactly zero for the
     whole epoch of a variable nothing moved is `zero_gradient`, never
     `not_updated`: handing it to the optimizer would not move it either.
     """
+    if obs.constant_in_step and (obs.value_changed or obs.moved_before):
+        return _diagnosis(NOT_UPDATED, CONSTANT_IN_STEP)  # frozen or not: its changes never train
     if not obs.trainable:
         return _diagnosis(FROZEN)
     known = obs.has_gradient is not None

@@ -24,6 +24,7 @@ from tests.models import (  # noqa: E402
     GaussianNLL,
     SometimesNLL,
     StoppedGradient,
+    assigned_weight_fit,
     counted_warm_up_fit,
     dropped_term_fit,
     gathered_fit,
@@ -308,6 +309,10 @@ def main(out_dir):
         "penalized": penalized_fit(os.path.join(logs, "penalized")),
         "term_weights": term_weights_fit(os.path.join(logs, "term_weights")),
         "counted_warm_up": counted_warm_up_fit(os.path.join(logs, "counted_warm_up")),
+        "assigned_weight": {
+            where: assigned_weight_fit(os.path.join(logs, f"assigned_{where}"), in_state=where == "in_state")
+            for where in ("on_the_loss", "in_state")
+        },
         "dropped_term": dropped_term_fit(os.path.join(logs, "dropped_term")) if keras.backend.backend() == "torch" else None,
     }
     results["report"] = reports(logs)

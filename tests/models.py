@@ -181,6 +181,43 @@ def counted_warm_up_fit(log_dir):
     return {"status": variable.status.tolist(), "grad_norm": variable.grad_norm.tolist()}
 
 
+class AssignedWeight(keras.losses.Loss):
+    """An MSE times a weight that a callback sets at each epoch's start (an annealing schedule)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(1.0, name="weight", trainable=False)
+
+    def call(self, y_true, y_pred):
+        return self.weight * ops.mean(ops.square(y_true - y_pred), axis=-1)
+
+
+class _Schedule(keras.callbacks.Callback):
+    def __init__(self, variable, values):
+        super().__init__()
+        self.variable, self.values = variable, values
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(self.values[epoch])
+
+
+def assigned_weight_fit(log_dir, in_state):
+    """Three epochs of `AssignedWeight` set to 1, 0, 2; `in_state`: the weight assigned to the model
+    first. The losses per epoch and the weight's logged statuses and causes."""
+    from loss_param_tracker import LossParamTracker, load
+
+    keras.utils.set_random_seed(0)
+    loss = AssignedWeight()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    if in_state:  # what the fix says: the compiled step then reads it at every step
+        model.loss_weight = loss.weight
+    callbacks = [_Schedule(loss.weight, [1.0, 0.0, 2.0]), LossParamTracker(log_dir)]
+    history = model.fit(*make_data(), epochs=3, batch_size=32, shuffle=False, verbose=0, callbacks=callbacks)
+    variable = load(log_dir)["train"].variables["loss/AssignedWeight/weight"]
+    return {"loss": history.history["loss"], "status": variable.status.tolist(), "cause": variable.cause.tolist()}
+
+
 class DroppedTerm(keras.losses.Loss):
     """A mean squared error plus `(s - 1)^2` while `active`: a term that a callback drops after epoch 0."""
 

@@ -171,6 +171,21 @@ def test_a_term_switched_on_by_the_models_step_counter_has_its_gradient_from_tha
     assert first_max > 0 and first_mean == pytest.approx(first_max / 8, rel=1e-5), "one step of 8 had it"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_weight_a_callback_sets_outside_the_compiled_steps_state_is_said_not_to_reach_it(fits, backend):
+    """JAX's compiled step holds a variable outside the model's state as the constant it was traced
+    with: a callback's schedule never reached training, and the tracker called the weight healthy
+    (training, outside_optimizer). PyTorch's step reads it anew: the schedule works there."""
+    fits_of = fits[backend][1]["assigned_weight"]
+    broken, fixed = fits_of["on_the_loss"], fits_of["in_state"]
+    assert fixed["loss"][1] == 0.0 and fixed["status"] == ["frozen"] * 3, "weight 0: the loss is 0"
+    if backend == "jax":
+        assert broken["loss"][1] > 0, "the step kept weight 1"
+        assert broken["cause"][1:] == ["constant_in_compiled_step"] * 2 and broken["status"][1:] == ["not_updated"] * 2
+    else:
+        assert broken["loss"][1] == 0.0 and broken["status"] == ["frozen"] * 3, broken
+
+
 def test_an_eager_epoch_whose_steps_do_not_read_a_variable_has_no_gradient_for_it(fits):
     """PyTorch's steps run eagerly: epoch 0's last step's gradient counted as epoch 1's, which was
     said zero_gradient (see `models.dropped_term_fit`)."""

@@ -182,6 +182,7 @@ FIX_NOT_REACHED = "fix_not_reached"
 UNBOUNDED = "unbounded"
 LINEAR = "linear"
 MOVED_WITHOUT_GRADIENT = "moved_without_gradient"
+CONSTANT_IN_STEP = "constant_in_compiled_step"
 
 CAUSE_TABLE = (
     Cause(
@@ -256,6 +257,16 @@ CAUSE_TABLE = (
         "For a multiplier trained by gradient reversal: call "
         "loss_param_tracker.make_trainable(model) after compile and before fit. For a term's "
         "weight or a quantile level: set it from a callback, or create it with trainable=False.",
+    ),
+    Cause(
+        CONSTANT_IN_STEP,
+        "Its value moves (something assigns it: a callback, a schedule), but JAX's compiled "
+        "training step holds the value it had when the step was traced, since the variable is "
+        "not part of the model's state: training never sees the change.",
+        "Make it part of the model's state, which the compiled step reads at every step: assign "
+        "it to the model before fit (model.loss_weight = loss.weight; create it with "
+        "trainable=False if nothing but the callback is to change it), or compile with "
+        "jit_compile=False.",
     ),
     Cause(
         MOVED_WITHOUT_GRADIENT,

@@ -65,6 +65,12 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         # Descent on it has no minimum (a weight of a loss term): its not_updated has its own cause.
         ({"seen_by_optimizer": False, "unbounded": True, **NOT_MOVED}, ("not_updated", "unbounded")),
         ({"seen_by_optimizer": False, "linear": True, **NOT_MOVED}, ("not_updated", "linear")),
+        # JAX's compiled step holds it as a constant: its moves (a callback's) never reach training.
+        ({"seen_by_optimizer": False, "constant_in_step": True}, ("not_updated", "constant_in_compiled_step")),
+        ({"trainable": False, "constant_in_step": True, "moved_before": True, **NOT_MOVED},
+         ("not_updated", "constant_in_compiled_step")),
+        ({"trainable": False, "constant_in_step": True, **NOT_MOVED}, ("frozen", "")),
+        ({"seen_by_optimizer": False, "constant_in_step": True, **NOT_MOVED}, ("not_updated", "not_in_optimizer")),
     ],
 )
 def test_each_status_and_cause(changes, expected):
