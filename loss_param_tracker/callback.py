@@ -340,8 +340,9 @@ class LossParamTracker(keras.callbacks.Callback):
         if not self._loss_tracked and not self._networks:
             logger.info(
                 "LossParamTracker: the compiled loss has no variables; logging the "
-                "model's weights only. Pass variables=[...] for variables discovery "
-                "cannot see (closure variables of a plain-function loss)."
+                "model's weights only. Pass variables=[...] for a variable the walk "
+                "cannot reach (held by a library's object, or read through a module the "
+                "loss's code imports)."
             )
         with self._survive("looking at the loss variables"):
             self._look()
