@@ -74,6 +74,7 @@ class _Step:
     outer: tf.GradientTape = None  # records the watched variables' gradient, for its curvature
     outer_recording: bool = False  # until the gradient is taken: never over the step's own backward
     left: bool = False  # the watched variables' gradient is the step's own to take: not observed
+    py_function_tapes: set = None  # eager: the py_function tapes TensorFlow kept as the step began
 
 
 def model_strategy(model):
@@ -258,6 +259,8 @@ class StepCapture(HookedCapture):
         self._refresh_loss_variables()
         step = _Step(graph=_graph_key())
         step.watched = self._unregistered_loss_variables()
+        if step.watched and tf.executing_eagerly():
+            step.py_function_tapes = _py_function_tapes()
         if step.watched:
             variables = [_tf_variable(v) for v in step.watched]
             tapes = []
@@ -317,7 +320,7 @@ class StepCapture(HookedCapture):
         training step's to take, and the watched variables' is not observed.
         """
         variables = [_tf_variable(v) for v in step.watched]
-        once = next(filter(None, (_backward_runs_once(t, variables) for t in targets)), None)
+        once = _one_backward(step, targets, variables)
         if once is None:
             grads = step.tape.gradient(targets, variables, output_gradients=output_gradients)
             step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}
@@ -325,10 +328,9 @@ class StepCapture(HookedCapture):
         step.tape.__exit__(None, None, None)
         step.tape, step.left = None, True
         self._blind_why = (
-            f"the training objective's gradient for the loss variables goes through "
-            f"{once.name} (a {_ONE_BACKWARD[once.type]}), whose gradient TensorFlow computes "
-            "once a step: the tracker leaves it to the training step, so the gradients of the "
-            "loss variables the optimizer is not handed are unknown"
+            f"{once}, and TensorFlow computes a py_function's gradient once a step: the tracker "
+            "leaves it to the training step, so the gradients of the loss variables the "
+            "optimizer is not handed are unknown"
         )
 
     def _scale_loss(self, original, loss):
@@ -564,11 +566,12 @@ class StepCapture(HookedCapture):
 # py_function's forward tape for its one backward pass (`script_ops`'
 # `tape_cache`), and a second pass through it fails the step when it runs
 # ("KeyError: b'pyfunc_7'"), after tracing, where no guard can catch it.
-_ONE_BACKWARD = {"EagerPyFunc": "tf.py_function"}
+_ONE_BACKWARD = frozenset({"EagerPyFunc"})
 
 
 def _backward_runs_once(objective, variables):
-    """The op of `_ONE_BACKWARD` that the gradient of `objective` for `variables` would go through, or `None`.
+    """The op the gradient of `objective` for `variables` would go through that holds a `_ONE_BACKWARD`
+    op (itself, or a function it calls: a `tf.function`, a `tf.cond`'s branch), or `None`.
 
     The ops that lie on a path from a variable's read to the objective,
     in the objective's graph: only those does a backward pass for the
@@ -583,7 +586,8 @@ def _backward_runs_once(objective, variables):
         if op not in ancestors:
             ancestors.add(op)
             stack.extend(tensor.op for tensor in op.inputs)
-    if not any(op.type in _ONE_BACKWARD for op in ancestors):
+    holding = {op for op in ancestors if _holds_one_backward(op, graph)}
+    if not holding:
         return None
     captured = {id(external): internal for external, internal in getattr(graph, "captures", ())}
     stack = [captured[id(v.handle)].op for v in variables if id(v.handle) in captured]
@@ -595,7 +599,54 @@ def _backward_runs_once(objective, variables):
                 if consumer in ancestors and consumer not in reached:
                     reached.add(consumer)
                     stack.append(consumer)
-    return next((op for op in reached if op.type in _ONE_BACKWARD), None)
+    return next((op for op in reached if op in holding), None)
+
+
+def _one_backward(step, targets, variables):
+    """Why the tracker's own backward pass would spend a py_function's one backward, or `None`."""
+    if tf.executing_eagerly():  # a py_function that ran under the tapes has its one backward to come
+        tapes = _py_function_tapes()
+        if step.py_function_tapes is not None and tapes is not None and tapes - step.py_function_tapes:
+            return (
+                "a tf.py_function ran in the eager step (where the tracker cannot tell whether "
+                "the loss variables' gradient goes through it)"
+            )
+        return None
+    op = next(filter(None, (_backward_runs_once(t, variables) for t in targets)), None)
+    if op is None:
+        return None
+    called = "" if op.type in _ONE_BACKWARD else ", in a function it calls"
+    return f"the training objective's gradient for the loss variables goes through {op.name} (a tf.py_function{called})"
+
+
+# The attributes naming the functions an op calls: a call, a cond's branches, a loop's.
+_FUNCTION_ATTRS = ("f", "then_branch", "else_branch", "cond", "body")
+
+
+def _holds_one_backward(op, graph, depth=0):
+    """Whether `op` is a `_ONE_BACKWARD` op, or calls a function that holds one (within a few levels)."""
+    if op.type in _ONE_BACKWARD:
+        return True
+    if depth > 4:
+        return False
+    for attr in _FUNCTION_ATTRS:
+        if attr not in op.node_def.attr:
+            continue
+        function = graph._get_function(op.get_attr(attr).name)  # noqa: SLF001 - the graph's own library
+        inner = getattr(function, "graph", None)
+        if inner is not None and any(_holds_one_backward(o, inner, depth + 1) for o in inner.get_operations()):
+            return True
+    return False
+
+
+def _py_function_tapes():
+    """The keys of the tapes TensorFlow keeps for eager py_functions' one backward, or `None` where unknown."""
+    try:
+        from tensorflow.python.ops import script_ops
+    except ImportError:
+        return None
+    cache = getattr(script_ops, "tape_cache", None)
+    return set(cache) if isinstance(cache, dict) else None
 
 
 def _keep_functional(operations):
