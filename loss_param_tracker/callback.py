@@ -274,7 +274,8 @@ class LossParamTracker(keras.callbacks.Callback):
         self.add_to_logs = add_to_logs
         self.diagnosis: dict[str, str] = {}
         self._last_step = None
-        # A run per model this tracker trains: [(a weak reference to the model, its RunWriter, its last step)].
+        # A run per model this tracker trains: [a weak reference to the model, its RunWriter, its last
+        # epoch's step and batch step].
         self._runs = []
         self._batch_step = 0
         self._capture = None
@@ -325,6 +326,7 @@ class LossParamTracker(keras.callbacks.Callback):
         # workers the chief; the others diagnose alike and write nothing.
         self._writes = capture_lib.writes_summaries(self.model)
         found = self._discover()
+        self._created_keys |= found.built_on_call
         self._track_loss_variables(found.variables)
         self._track_networks(found.networks)
         self._capture = capture_lib.attach(
@@ -357,22 +359,27 @@ class LossParamTracker(keras.callbacks.Callback):
         model's status hid the first's.
         """
         if self._runs:
-            self._runs[-1][2] = self._last_step
+            self._runs[-1][2:] = [self._last_step, self._batch_step]
         run = next((run for run in self._runs if run[0]() is self.model), None)
         if run is None:
             writer = self._writer
             if self._runs:
-                writer = writer_lib.RunWriter(os.path.join(self.log_dir, f"model_{len(self._runs) + 1}"))
-                logger.warning(
-                    "LossParamTracker: this fit trains another model than this tracker's last "
-                    "one; it is logged in a run of its own, %s, so that their variables are not "
-                    "read as one.", writer.train_dir,
-                )
-            run = [weakref.ref(self.model), writer, None]
+                train_dir = os.path.join(self.log_dir, f"model_{len(self._runs) + 1}")
+                try:
+                    writer = writer_lib.RunWriter(train_dir)
+                except ValueError as error:  # never stops the fit: the one run it has, as before
+                    logger.warning("LossParamTracker: %s; this fit is logged in %s.", error, writer.train_dir)
+                else:
+                    logger.warning(
+                        "LossParamTracker: this fit trains another model than this tracker's last "
+                        "one; it is logged in a run of its own, %s, so that their variables are not "
+                        "read as one.", writer.train_dir,
+                    )
+            run = [weakref.ref(self.model), writer, None, 0]
         else:
             self._runs.remove(run)
         self._runs.append(run)  # the current one last
-        self._writer, self._last_step = run[1], run[2]
+        self._writer, self._last_step, self._batch_step = run[1:]
 
     @_collector_paused
     def on_epoch_begin(self, epoch, logs=None):
@@ -750,13 +757,18 @@ class LossParamTracker(keras.callbacks.Callback):
         step reads it anew).
         """
         model = self.model
-        if t.role != metadata.ROLE_LOSS or keras.backend.backend() != "jax":
+        if t.role != metadata.ROLE_LOSS or keras.backend.backend() != "jax" or self._capture is None:
             return False
         if model.run_eagerly or not model.jit_compile:
             return False
         if self._state_keys is None:
             self._state_keys = {discovery.variable_key(v) for v in model.variables}
-        return t.key not in self._state_keys
+        if t.key in self._state_keys:
+            return False
+        # What the step holds, against what the variable holds now: a value
+        # assigned before the step was traced is the one it trains with.
+        traced = self._capture.traced_value(t.key)
+        return traced is not None and not np.array_equal(traced, keras.ops.convert_to_numpy(t.variable))
 
     def _unregistered(self):
         """The trainable variables the optimizer is not handed (a frozen one's movement changes no status)."""
@@ -925,12 +937,12 @@ class LossParamTracker(keras.callbacks.Callback):
             return t.fix
         if t.path in self._networks:  # trainable=False is the usual fix of a feature extractor
             return metadata.NETWORK_FIX
-        if t.key in self._created_keys:  # make_trainable before fit would not find it yet
+        if t.key in self._created_keys:  # make_trainable before fit may not find it yet
             generic = metadata.advice(diagnosis.status, diagnosis.cause)[1]
             return (
-                "The loss creates it on its first call (a layer built lazily), so make_trainable "
-                "before fit does not find it: call the loss once first, as in "
-                "loss(y[:1], model(x[:1])), or create it in __init__. Then: " + generic
+                "Its layer creates it when first called (in build()): where make_trainable before "
+                "fit finds nothing, call the loss once first, as in loss(y[:1], model(x[:1])), or "
+                "create it in __init__. Then: " + generic
             )
         others = [
             f"'{r.tracked.path}' ({r.status}{', ' + r.diagnosis.cause if r.diagnosis.cause else ''})"

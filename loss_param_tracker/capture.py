@@ -144,6 +144,11 @@ class Capture(abc.ABC):
     def created_variables(self):
         """Whether a loss created variables since the last call (then discover again)."""
 
+    def traced_value(self, key):
+        """The value a compiled step holds of a variable outside the model's state, or `None`
+        where no such step holds it (only JAX's does: its step takes such a variable as a constant)."""
+        return None
+
     def held(self):
         """A context in which the accumulators are read from the device at most once.
 

@@ -161,6 +161,7 @@ class StepCapture(HookedCapture):
         super().__init__(model, loss_variables, losses, rediscover)
         self._metric = None
         self._step = None
+        self._traced = {}  # {key: the value the compiled step holds} of loss variables outside its state
         self._optimizer_keys = []
 
     def _install(self):
@@ -219,6 +220,9 @@ class StepCapture(HookedCapture):
             self._step.optimizer_variables = optimizer_variables
         return original(optimizer_variables, grads, trainable_variables)
 
+    def traced_value(self, key):
+        return self._traced.get(key)
+
     # The step's accumulation -------------------------------------------
 
     def _accumulate(self, step, state, new_state):
@@ -226,6 +230,11 @@ class StepCapture(HookedCapture):
         if step.grads is None or len(step.grads) != len(self._optimizer_keys):
             return new_state
         optimizer_keys = dict.fromkeys(self._optimizer_keys, True)
+        with self._guard("traced values"):  # a loss variable outside the model's state: a constant of this trace
+            in_state = {variable_key(v) for v in self._model.variables}
+            self._traced.update({
+                variable_key(v): np.asarray(v.value) for v in self._loss_variables if variable_key(v) not in in_state
+            })
         loss = None  # unknown, unless the loss head can be differentiated
         if "loss head" not in self._off:
             with self._guard("loss head"):
@@ -237,6 +246,9 @@ class StepCapture(HookedCapture):
             loss = {k: g for k, g in loss.items() if k not in optimizer_keys}
         self._note_step(optimizer_keys, None if loss is None else {k: _has(g) for k, g in loss.items()})
         self._blind = self._blind and "loss head" not in self._off  # that hook says why itself
+        if loss and any(_has(g) is None for g in loss.values()):  # add_loss terms it may be in
+            self._blind_why = self._blind_why or _FORWARD_LOSSES
+            self._blind = True
 
         # Squared norms first, one square root for all: each operation added
         # to the compiled step costs a few microseconds on the CPU.
@@ -263,7 +275,7 @@ class StepCapture(HookedCapture):
         before = metrics[index]
         metrics = list(metrics)
         metrics[index] = jnp.stack([before[0] + row, jnp.maximum(before[1], row)])
-        if loss and "curvature" not in self._off:
+        if loss and step.curvature is not None and "curvature" not in self._off:
             with self._guard("curvature"):
                 at = places.index(id(self._metric.probe))
                 captured = before[0][len(self._slots) + 1]  # this epoch's steps before this one
@@ -369,9 +381,10 @@ class StepCapture(HookedCapture):
             # The loss reads some variable as a Python or numpy value
             # (float(), np.asarray, an `if` on it): no gradient reaches it,
             # and handed to the optimizer it would fail the step as here.
-            traced = [i for i in traced if not _read_concretely(head([i]), values[i])]
-            if len(traced) == len(variables):
+            concrete = _read_concretely(head, values, traced)
+            if not concrete:
                 raise error
+            traced = [i for i in traced if i not in concrete]
             closed = jax.make_jaxpr(jax.grad(head(traced)))([values[i] for i in traced]) if traced else None
         result = {variable_key(v): False for v in variables}  # read as a value: no gradient
         if closed is None:
@@ -389,17 +402,28 @@ class StepCapture(HookedCapture):
         return result
 
 
+# Why a loss variable's gradient is unknown where the forward pass adds terms.
+_FORWARD_LOSSES = (
+    "the forward pass adds add_loss terms, which the tracker does not differentiate: a loss "
+    "variable the loss head has no gradient for may have one in them, so its gradient is unknown"
+)
+
+
 # What JAX raises where a traced value is used as a concrete one.
 _CONCRETE = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError)
 
 
-def _read_concretely(loss_of, value):
-    """Whether differentiating `loss_of` at `value` needs the value itself (a `_CONCRETE` error)."""
+def _read_concretely(head, values, indices):
+    """The `indices` of the variables that differentiating `head` needs the values of (a `_CONCRETE`
+    error), found by halves: a network's weights beside one such variable cost a few traces, not one each."""
     try:
-        jax.make_jaxpr(jax.grad(loss_of))([value])
+        jax.make_jaxpr(jax.grad(head(indices)))([values[i] for i in indices])
     except _CONCRETE:
-        return True
-    return False
+        if len(indices) == 1:
+            return list(indices)
+        half = len(indices) // 2
+        return _read_concretely(head, values, indices[:half]) + _read_concretely(head, values, indices[half:])
+    return []
 
 
 def _probe_start(slots):

@@ -146,12 +146,15 @@ class Discovered:
         networks: The `Network`s held by the loss.
         unbuilt: The layers the loss holds (or is) that are not built yet
             and build weights of their own: those come on the loss's first call.
+        built_on_call: The keys of the variables found on such layers, built
+            or not: created when the layer is first called.
     """
 
     variables: list
     losses: list
     networks: list = dataclasses.field(default_factory=list)
     unbuilt: list = dataclasses.field(default_factory=list)
+    built_on_call: frozenset = frozenset()
 
     def everything(self):
         """Every `LossVariable` found: the `variables`, then the networks' weights."""
@@ -336,7 +339,7 @@ def discover(model, extra_variables=(), losses=None, loss_weights=None, model_si
             walk.visit_raw(layer, f"{MODEL_PREFIX}/{path}")
     for variable in extra_variables:
         walk.add(f"{LOSS_PREFIX}/extra/{_weight_name(variable)}", variable, None)
-    return Discovered(walk.found, walk.losses, walk.networks, walk.unbuilt)
+    return Discovered(walk.found, walk.losses, walk.networks, walk.unbuilt, frozenset(walk.built_on_call))
 
 
 def model_weight_paths(model, exclude=()):
@@ -377,6 +380,7 @@ class _Walk:
 
     def __init__(self, model):
         self.found, self.losses, self.networks, self.unbuilt = [], [], [], []
+        self.built_on_call = set()
         self._seen_variables = set()
         self._visited = set()
         self._paths = set()
@@ -480,8 +484,11 @@ class _Walk:
     def _visit_layer(self, layer, path, owner, depth):
         if id(layer) in self._model_layers:
             return  # One of the model's own layers: its weights are the model's.
-        if not layer.built and type(layer).build is not keras.layers.Layer.build:
+        builds = type(layer).build is not keras.layers.Layer.build  # its weights come from its build()
+        if builds and not layer.built:
             self.unbuilt.append(layer)
+        if builds:
+            self.built_on_call.update(variable_key(w) for w in layer.weights)
         weights = [w for w in layer.weights if variable_key(w) not in self._layer_weights]
         if isinstance(layer, keras.Model) or len(weights) > NETWORK_MIN_WEIGHTS:
             self._add_network(layer, path, owner, weights)

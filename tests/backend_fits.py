@@ -7,6 +7,7 @@ TensorFlow is made unimportable first, as on a machine without it.
 """
 
 import json
+import logging
 import os
 import sys
 import warnings
@@ -22,6 +23,7 @@ from loss_param_tracker import LossParamTracker, LossParamWarning, load, make_tr
 from tests.models import (  # noqa: E402
     ClampedWeight,
     GaussianNLL,
+    LazyNLL,
     SometimesNLL,
     StoppedGradient,
     assigned_weight_fit,
@@ -82,15 +84,25 @@ def statuses(logs):
         "stopped": (StoppedGradient, True),
         "clamped": (ClampedWeight, True),
         "frozen": (FrozenWeight, False),
+        "lazy_layer": (LazyNLL, False),  # a layer as the loss, its weight made in build()
     }
     result = {}
     for name, (cls, fix) in cases.items():
         tracker, said, _ = fit(make_model(), cls(), os.path.join(logs, name), fix=fix)
         result[name] = {"diagnosis": tracker.diagnosis, "warnings": said}
     # A loss the capture cannot differentiate on its own: the model's norms are still taken.
-    tracker, _, _ = fit(make_model(), NumpyWeight(), os.path.join(logs, "numpy"))
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger("loss_param_tracker").addHandler(handler)
+    try:
+        tracker, _, _ = fit(make_model(), NumpyWeight(), os.path.join(logs, "numpy"))
+    finally:
+        logging.getLogger("loss_param_tracker").removeHandler(handler)
     kernel = load(os.path.join(logs, "numpy"))["train"].variables["model/net/out/kernel"]
-    result["numpy"] = {"diagnosis": tracker.diagnosis, "kernel_grad_norms": kernel.norms[:, 1].tolist()}
+    result["numpy"] = {
+        "diagnosis": tracker.diagnosis, "kernel_grad_norms": kernel.norms[:, 1].tolist(), "logged": logged,
+    }
     return result
 
 
@@ -313,6 +325,10 @@ def main(out_dir):
             where: assigned_weight_fit(os.path.join(logs, f"assigned_{where}"), in_state=where == "in_state")
             for where in ("on_the_loss", "in_state")
         },
+        # Set once, at epoch 0's start, after the tracker's look and before the step is traced.
+        "assigned_before_trace": assigned_weight_fit(
+            os.path.join(logs, "assigned_before_trace"), in_state=False, schedule=(0.0, 0.0, 0.0)
+        ),
         "dropped_term": dropped_term_fit(os.path.join(logs, "dropped_term")) if keras.backend.backend() == "torch" else None,
     }
     results["report"] = reports(logs)

@@ -6,6 +6,8 @@ PyTorch or several devices (`tests/backend_fits.py`,
 `tests/distributed_fits.py`) share one definition of each.
 """
 
+import logging
+
 import keras
 import numpy as np
 from keras import ops
@@ -201,9 +203,9 @@ class _Schedule(keras.callbacks.Callback):
         self.variable.assign(self.values[epoch])
 
 
-def assigned_weight_fit(log_dir, in_state):
-    """Three epochs of `AssignedWeight` set to 1, 0, 2; `in_state`: the weight assigned to the model
-    first. The losses per epoch and the weight's logged statuses and causes."""
+def assigned_weight_fit(log_dir, in_state, schedule=(1.0, 0.0, 2.0)):
+    """Three epochs of `AssignedWeight` set to `schedule`'s values; `in_state`: the weight assigned to
+    the model first. The losses per epoch and the weight's logged statuses and causes."""
     from loss_param_tracker import LossParamTracker, load
 
     keras.utils.set_random_seed(0)
@@ -212,10 +214,21 @@ def assigned_weight_fit(log_dir, in_state):
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
     if in_state:  # what the fix says: the compiled step then reads it at every step
         model.loss_weight = loss.weight
-    callbacks = [_Schedule(loss.weight, [1.0, 0.0, 2.0]), LossParamTracker(log_dir)]
+    callbacks = [LossParamTracker(log_dir), _Schedule(loss.weight, schedule)]
     history = model.fit(*make_data(), epochs=3, batch_size=32, shuffle=False, verbose=0, callbacks=callbacks)
     variable = load(log_dir)["train"].variables["loss/AssignedWeight/weight"]
     return {"loss": history.history["loss"], "status": variable.status.tolist(), "cause": variable.cause.tolist()}
+
+
+class LazyNLL(keras.layers.Layer):
+    """A layer used as the loss, or in one, that builds its log-variance on its first call."""
+
+    def build(self, *shapes):
+        self.log_var = self.add_weight(shape=(), initializer="zeros", name="log_var")
+
+    def call(self, y_true, y_pred):
+        squared = keras.ops.square(y_true - y_pred)
+        return keras.ops.mean(0.5 * keras.ops.exp(-self.log_var) * squared + 0.5 * self.log_var, axis=-1)
 
 
 class DroppedTerm(keras.losses.Loss):
@@ -286,9 +299,17 @@ def penalized_fit(log_dir):
     model = keras.Model(inputs, keras.layers.Dense(1, name="out")(_Penalty(lambda: loss.s)(inputs)), name="penalized")
     model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
     x, y = make_data(n=32)
-    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logging.getLogger("loss_param_tracker").addHandler(handler)
+    try:
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    finally:
+        logging.getLogger("loss_param_tracker").removeHandler(handler)
     variable = load(log_dir)["train"].variables["loss/Unread/s"]
-    return {"cause": str(variable.cause[0]), "grad_norm": float(variable.grad_norm[0, 0])}
+    incomplete = [m for m in said if "gradients are incomplete" in m]
+    return {"cause": str(variable.cause[0]), "grad_norm": float(variable.grad_norm[0, 0]), "incomplete": incomplete}
 
 
 class GatheredCenters(keras.losses.Loss):

@@ -63,6 +63,7 @@ def test_statuses_and_advice_are_those_of_tensorflow(fits, backend):
         "stopped": ("loss/StoppedGradient/weight", "no_gradient"),
         "clamped": ("loss/ClampedWeight/weight", "zero_gradient"),
         "frozen": ("loss/FrozenWeight/weight", "frozen"),
+        "lazy_layer": ("loss/LazyNLL/log_var", "not_updated"),
     }
     for case, (path, status) in expected.items():
         diagnosis = results["statuses"][case]["diagnosis"]
@@ -75,7 +76,12 @@ def test_statuses_and_advice_are_those_of_tensorflow(fits, backend):
     # after which fit raised that error.)
     numpy = results["statuses"]["numpy"]
     assert loss_statuses(numpy["diagnosis"]) == {"loss/NumpyWeight/weight": "no_gradient"}
+    assert not [m for m in numpy["logged"] if "stepped aside" in m], numpy["logged"]
     assert all(g > 0 for g in numpy["kernel_grad_norms"]), "the model's gradients are still captured"
+    # Built before the callback starts here (Keras's symbolic build): make_trainable before fit
+    # finds nothing all the same, and the fix says so.
+    (lazy,) = results["statuses"]["lazy_layer"]["warnings"]
+    assert "Its layer creates it when first called (in build())" in lazy, lazy
     (broken,) = results["statuses"]["broken"]["warnings"]
     assert "[not_updated]" in broken and "make_trainable(model)" in broken
     assert results["statuses"]["fixed"]["warnings"] == []
@@ -143,8 +149,10 @@ def test_a_loss_variable_read_only_in_an_add_loss_term(fits, backend):
     one = fits[backend][1]["penalized"]
     if backend == "jax":
         assert one["cause"] == "not_in_optimizer_gradient_unknown" and math.isnan(one["grad_norm"]), one
+        # The cause says the console names why: it does (it said nothing).
+        assert len(one["incomplete"]) == 1 and "add_loss terms" in one["incomplete"][0], one
     else:
-        assert one == {"cause": "not_in_optimizer", "grad_norm": 2.0}, one
+        assert one == {"cause": "not_in_optimizer", "grad_norm": 2.0, "incomplete": []}, one
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -184,6 +192,9 @@ def test_a_weight_a_callback_sets_outside_the_compiled_steps_state_is_said_not_t
         assert broken["cause"][1:] == ["constant_in_compiled_step"] * 2 and broken["status"][1:] == ["not_updated"] * 2
     else:
         assert broken["loss"][1] == 0.0 and broken["status"] == ["frozen"] * 3, broken
+    # Set before the step was traced: the step holds the new value, and nothing is claimed.
+    early = fits[backend][1]["assigned_before_trace"]
+    assert early["loss"] == [0.0] * 3 and early["status"] == ["frozen"] * 3, early
 
 
 def test_an_eager_epoch_whose_steps_do_not_read_a_variable_has_no_gradient_for_it(fits):

@@ -600,3 +600,18 @@ def test_a_large_weight_is_followed_through_chunks_and_a_sample(monkeypatch):
     one[299, 6] = np.nan
     variable.assign(one)
     assert not snapshot.Snapshot.of(variable).finite
+
+
+def test_a_second_models_run_that_cannot_be_made_logs_in_the_first_and_training_goes_on(log_dir, caplog):
+    tracker = LossParamTracker(log_dir=log_dir)
+    x, y = make_data()
+    first, second = make_model(), make_model()
+    for model in (first, second):
+        model.compile(optimizer="adam", loss=GaussianNLL())
+    first.fit(x, y, epochs=1, verbose=0, callbacks=[tracker])
+    open(os.path.join(log_dir, "model_2"), "w").close()  # a file where its directory would go
+    with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
+        second.fit(x, y, epochs=1, verbose=0, callbacks=[tracker])
+    said = [r.getMessage() for r in caplog.records if "this fit is logged in" in r.getMessage()]
+    assert len(said) == 1 and "model_2" in said[0], said
+    assert load_run(log_dir).variables["loss/GaussianNLL/log_var"].steps.tolist() == [0, 1]

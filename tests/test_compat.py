@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable
 from tests.conftest import AnnealLogVar, GaussianNLL, load_run, make_model
+from tests.models import LazyNLL
 
 # One batch per epoch: the first epoch's logged gradient is the first step's. Four
 # epochs: gradient accumulation over 2 steps updates in every other epoch.
@@ -276,17 +277,6 @@ def test_compatibility(name, tmp_path, caplog):
     assert not incomplete, incomplete
 
 
-class LazyNLL(keras.layers.Layer):
-    """A layer used as the loss, or in one, that builds its log-variance on its first call."""
-
-    def build(self, *shapes):
-        self.log_var = self.add_weight(shape=(), initializer="zeros", name="log_var")
-
-    def call(self, y_true, y_pred):
-        squared = keras.ops.square(y_true - y_pred)
-        return keras.ops.mean(0.5 * keras.ops.exp(-self.log_var) * squared + 0.5 * self.log_var, axis=-1)
-
-
 def lazy_losses():
     """`{form: (the loss, its lazy layer, the variable's path)}`: a layer built on its first call,
     as the loss, in a function, and in a Loss."""
@@ -335,6 +325,6 @@ def test_a_variable_built_on_the_losss_first_call_is_found_and_its_fix_works(tmp
     status, said, before = run(False, tmp_path / "broken")
     assert status == "not_updated"
     (warned,) = [w for w in said if f"'{lazy_losses()[form][2]}'" in w and "[not_updated]" in w]
-    assert "call the loss once first, as in loss(y[:1], model(x[:1]))" in warned, warned
+    assert "Its layer creates it when first called (in build()): where make_trainable before fit finds nothing, call the loss once first, as in loss(y[:1], model(x[:1]))" in warned, warned
     status, said, after = run(True, tmp_path / "fixed")
     assert status == "training" and not np.array_equal(before, after) and not said, said
