@@ -300,7 +300,9 @@ class LossParamTracker(keras.callbacks.Callback):
         self._display_checked = False
         self._pick_run()
         self._loss_tracked = []
-        self._created_keys = set()  # loss variables the loss created in a fit's first step
+        # Loss variables made on the loss's first call (a layer's build(), the loss's own code),
+        # which make_trainable before fit may not find.
+        self._created_keys = set()
         self._networks = {}  # path -> Network; their weights are in _network_tracked
         self._network_tracked = []
         self._model_tracked = None
@@ -918,7 +920,7 @@ class LossParamTracker(keras.callbacks.Callback):
     def _warn_once(self, t, diagnosis, records):
         if (t.path, diagnosis) in self._warned:
             return  # said already: a thousand non-finite weights build no message an epoch
-        fix = self._own_fix(t, diagnosis, records) if diagnosis.cause in _ATTACHED_BY_THE_FIX else None
+        fix = self._own_fix(t, diagnosis, records) if diagnosis.cause in metadata.ATTACHED_BY_THE_FIX else None
         self._warn_text((t.path, diagnosis), diagnosis_lib.warning_message(
             t.path, diagnosis, t.owner, fix, weight=t.role == metadata.ROLE_MODEL
         ))
@@ -940,16 +942,16 @@ class LossParamTracker(keras.callbacks.Callback):
         if t.key in self._created_keys:  # make_trainable before fit may not find it yet
             generic = metadata.advice(diagnosis.status, diagnosis.cause)[1]
             return (
-                "Its layer creates it when first called (in build()): where make_trainable before "
-                "fit finds nothing, call the loss once first, as in loss(y[:1], model(x[:1])), or "
-                "create it in __init__. Then: " + generic
+                "It is created when the loss is first called (in a layer's build(), or by the "
+                "loss's own code): where make_trainable before fit finds nothing, call the loss "
+                "once first, as in loss(y[:1], model(x[:1])), or create it in __init__. Then: " + generic
             )
         others = [
             f"'{r.tracked.path}' ({r.status}{', ' + r.diagnosis.cause if r.diagnosis.cause else ''})"
             if r.diagnosis else f"'{r.tracked.path}' (no status yet)"
             for r in records
             if r.tracked.path != t.path and _attached_by_make_trainable(r)
-            and (r.diagnosis is None or r.diagnosis.cause not in _ATTACHED_BY_THE_FIX)
+            and (r.diagnosis is None or r.diagnosis.cause not in metadata.ATTACHED_BY_THE_FIX)
         ]
         if not others:
             return None
@@ -1125,8 +1127,6 @@ def _combined_norms(weights):
     return norms.combine_weight_norms(rows, start_norms=[r.start_norm for r in weights])
 
 
-# The causes whose fix is to hand the variable to the optimizer.
-_ATTACHED_BY_THE_FIX = frozenset({metadata.NOT_IN_OPTIMIZER, metadata.NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN})
 
 
 def _attached_by_make_trainable(record):

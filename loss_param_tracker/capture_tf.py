@@ -569,26 +569,23 @@ class StepCapture(HookedCapture):
 _ONE_BACKWARD = frozenset({"EagerPyFunc"})
 
 
-def _backward_runs_once(objective, variables):
-    """The op the gradient of `objective` for `variables` would go through that holds a `_ONE_BACKWARD`
+def _backward_runs_once(targets, variables):
+    """The op the gradient of `targets` for `variables` would go through that holds a `_ONE_BACKWARD`
     op (itself, or a function it calls: a `tf.function`, a `tf.cond`'s branch), or `None`.
 
-    The ops that lie on a path from a variable's read to the objective,
-    in the objective's graph: only those does a backward pass for the
-    variables run. A variable the graph does not read has no such path.
+    The ops that lie on a path from a variable's read to a target, in the
+    targets' graph: only those does a backward pass for the variables run.
+    A variable the graph does not read has no such path.
     """
-    graph = getattr(objective, "graph", None)
-    if graph is None or not hasattr(objective, "op"):
+    graph = getattr(targets[0], "graph", None)
+    if graph is None or not all(hasattr(t, "op") for t in targets):
         return None
-    ancestors, stack = set(), [objective.op]
+    ancestors, stack = set(), [t.op for t in targets]
     while stack:
         op = stack.pop()
         if op not in ancestors:
             ancestors.add(op)
             stack.extend(tensor.op for tensor in op.inputs)
-    holding = {op for op in ancestors if _holds_one_backward(op, graph)}
-    if not holding:
-        return None
     captured = {id(external): internal for external, internal in getattr(graph, "captures", ())}
     stack = [captured[id(v.handle)].op for v in variables if id(v.handle) in captured]
     reached = set()
@@ -599,7 +596,7 @@ def _backward_runs_once(objective, variables):
                 if consumer in ancestors and consumer not in reached:
                     reached.add(consumer)
                     stack.append(consumer)
-    return next((op for op in reached if op in holding), None)
+    return next((op for op in reached if _holds_one_backward(op, graph)), None)
 
 
 def _one_backward(step, targets, variables):
@@ -612,7 +609,7 @@ def _one_backward(step, targets, variables):
                 "the loss variables' gradient goes through it)"
             )
         return None
-    op = next(filter(None, (_backward_runs_once(t, variables) for t in targets)), None)
+    op = _backward_runs_once(targets, variables)
     if op is None:
         return None
     called = "" if op.type in _ONE_BACKWARD else ", in a function it calls"

@@ -138,7 +138,7 @@ def _row(variable):
 
 def _hint(status, cause, network):
     """The fix of a row: a network's own where nothing trains it (see `metadata.NETWORK_FIX`)."""
-    if network and cause in (metadata.NOT_IN_OPTIMIZER, metadata.NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN):
+    if network and cause in metadata.ATTACHED_BY_THE_FIX:
         return metadata.NETWORK_FIX
     return metadata.advice(status, cause)[1]
 
@@ -276,7 +276,8 @@ _SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN)
 
 def _cells(row):
     """The aligned columns of a row: path, shape, status, and "value first -> last"."""
-    shape = "network" if row["measure"] == "norm" else "x".join("?" if d == -1 else str(d) for d in row["shape"]) or "scalar"
+    shape = "x".join("?" if d == -1 else str(d) for d in row["shape"]) or "scalar"
+    shape = "network" if row["measure"] == "norm" else shape
     return render.printable(row["path"]), shape, row["status"], render.change(row)
 
 

@@ -81,7 +81,7 @@ def test_statuses_and_advice_are_those_of_tensorflow(fits, backend):
     # Built before the callback starts here (Keras's symbolic build): make_trainable before fit
     # finds nothing all the same, and the fix says so.
     (lazy,) = results["statuses"]["lazy_layer"]["warnings"]
-    assert "Its layer creates it when first called (in build())" in lazy, lazy
+    assert "It is created when the loss is first called (in a layer's build(), or by the loss's own code)" in lazy, lazy
     (broken,) = results["statuses"]["broken"]["warnings"]
     assert "[not_updated]" in broken and "make_trainable(model)" in broken
     assert results["statuses"]["fixed"]["warnings"] == []

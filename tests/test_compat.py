@@ -325,6 +325,6 @@ def test_a_variable_built_on_the_losss_first_call_is_found_and_its_fix_works(tmp
     status, said, before = run(False, tmp_path / "broken")
     assert status == "not_updated"
     (warned,) = [w for w in said if f"'{lazy_losses()[form][2]}'" in w and "[not_updated]" in w]
-    assert "Its layer creates it when first called (in build()): where make_trainable before fit finds nothing, call the loss once first, as in loss(y[:1], model(x[:1]))" in warned, warned
+    assert "It is created when the loss is first called (in a layer's build(), or by the loss's own code): where make_trainable before fit finds nothing, call the loss once first, as in loss(y[:1], model(x[:1]))" in warned, warned
     status, said, after = run(True, tmp_path / "fixed")
     assert status == "training" and not np.array_equal(before, after) and not said, said

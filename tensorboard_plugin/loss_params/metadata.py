@@ -279,6 +279,8 @@ CAUSE_TABLE = (
     ),
 )
 CAUSES = {c.name: c for c in CAUSE_TABLE}
+# The causes whose fix is to hand the variable to the optimizer (make_trainable).
+ATTACHED_BY_THE_FIX = frozenset({NOT_IN_OPTIMIZER, NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN})
 
 # The fix of a network held by the loss that nothing trains (`not_in_optimizer`):
 # a perceptual loss's feature extractor is usually meant to stay as it is,

@@ -25,7 +25,7 @@ import json
 from typing import NamedTuple
 
 import numpy as np
-from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.compat.proto import summary_pb2, tensor_pb2, types_pb2
 from tensorboard.util import tensor_util
 
 from tensorboard_plugin.loss_params import metadata, norms
