@@ -313,6 +313,7 @@ class LossParamTracker(keras.callbacks.Callback):
         # is handed and the frozen ones: the next epoch's start (`_epoch_start`).
         self._ends = {}
         self._steps = 0  # training steps of the current epoch
+        self._loss_finite = None  # whether the epoch's logged loss is finite; None: not logged
         self._epochs = 0  # epochs begun in this fit
         self._last = {}  # {key: Snapshot}: the last look at each variable the optimizer is not handed
         self._moved = set()  # keys seen to move in this fit, by anything
@@ -433,6 +434,7 @@ class LossParamTracker(keras.callbacks.Callback):
         step = epoch + self._epoch_offset
         self._last_step = step
         records = None
+        self._loss_finite = _finite(logs, "loss")
         with self._capture_held():
             with self._survive("diagnosing the epoch"):
                 self._discover_created()
@@ -577,6 +579,7 @@ class LossParamTracker(keras.callbacks.Callback):
             unbounded=stats.unbounded or discovery.is_loss_weight(t.path),
             linear=stats.linear,
             constant_in_step=self._constant_in_step(t),
+            loss_finite=self._loss_finite if t.role == metadata.ROLE_LOSS else None,
         )
         diagnosis = diagnosis_lib.diagnose(observation)
         if t.role == metadata.ROLE_LOSS:
@@ -1091,6 +1094,14 @@ def _log_entries(records):
         else:
             entries += [(f"{path}/{i}", float(x)) for i, x in enumerate(value.ravel())]
     return entries
+
+
+def _finite(logs, key):
+    """Whether `logs[key]` is a finite number; `None` where it is absent or not a number."""
+    try:
+        return math.isfinite(float((logs or {})[key]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _on(owner):

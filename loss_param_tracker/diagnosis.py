@@ -17,6 +17,7 @@ from tensorboard_plugin.loss_params.metadata import (
     FROZEN,
     GRADIENT_UNKNOWN,
     LINEAR,
+    LOSS_NON_FINITE,
     MOVED_WITHOUT_GRADIENT,
     NO_GRADIENT,
     NON_FINITE,
@@ -64,6 +65,9 @@ class Observation(NamedTuple):
         constant_in_step: Whether the compiled training step holds it as a
             constant (JAX, for a variable outside the model's state): a
             change of its value never reaches training.
+        loss_finite: Whether the training loss Keras logged for the epoch
+            (the mean of its steps') is finite; `None` where none was logged
+            or it is not the loss's to say (a model weight).
     """
 
     trainable: bool
@@ -80,6 +84,7 @@ class Observation(NamedTuple):
     unbounded: bool = False
     linear: bool = False
     constant_in_step: bool = False
+    loss_finite: bool = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +138,9 @@ def diagnose(obs):
     zero_gradient, training; except that a gradient exactly zero for the
     whole epoch of a variable nothing moved is `zero_gradient`, never
     `not_updated`: handing it to the optimizer would not move it either.
+    A variable that would be `training` in an epoch whose logged loss is
+    NaN or Inf is `non_finite` (cause `loss_non_finite`): it moves, but
+    nothing says the training is healthy.
     """
     if obs.constant_in_step and (obs.value_changed or obs.moved_before):
         return _diagnosis(NOT_UPDATED, CONSTANT_IN_STEP)  # frozen or not: its changes never train
@@ -142,7 +150,7 @@ def diagnose(obs):
     if not obs.value_finite or (known and obs.has_gradient and not math.isfinite(obs.grad_norm_mean)):
         return _diagnosis(NON_FINITE)
     if (obs.value_changed or obs.moved_before) and not obs.seen_by_optimizer:
-        return _diagnosis(TRAINING, OUTSIDE_OPTIMIZER)
+        return _training(obs, OUTSIDE_OPTIMIZER)
     if known and not obs.has_gradient:
         missed = obs.attached and obs.read_by_step is False  # the code reads another variable
         return _diagnosis(NO_GRADIENT, FIX_NOT_REACHED if missed else "")
@@ -161,7 +169,14 @@ def diagnose(obs):
         return _diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
     if zero:  # it moved all the same: say so, no dead branch is known
         return _diagnosis(ZERO_GRADIENT, MOVED_WITHOUT_GRADIENT)
-    return _diagnosis(TRAINING, "" if known else GRADIENT_UNKNOWN)
+    return _training(obs, "" if known else GRADIENT_UNKNOWN)
+
+
+def _training(obs, cause):
+    """`training` with `cause`, unless the epoch's loss was NaN or Inf."""
+    if obs.loss_finite is False:
+        return _diagnosis(NON_FINITE, LOSS_NON_FINITE)
+    return _diagnosis(TRAINING, cause)
 
 
 def warning_message(path, diagnosis, owner=None, fix=None, weight=False):

@@ -271,7 +271,7 @@ def _plain(value):
 
 
 # Causes of a healthy status that the report spells out all the same.
-_SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN)
+_SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN, metadata.LOSS_NON_FINITE)
 
 
 def _cells(row):

@@ -30,6 +30,7 @@ from tests.models import (  # noqa: E402
     counted_warm_up_fit,
     dropped_term_fit,
     gathered_fit,
+    log_variance_fit,
     penalized_fit,
     term_weights_fit,
     make_data,
@@ -321,6 +322,7 @@ def main(out_dir):
         "penalized": penalized_fit(os.path.join(logs, "penalized")),
         "term_weights": term_weights_fit(os.path.join(logs, "term_weights")),
         "counted_warm_up": counted_warm_up_fit(os.path.join(logs, "counted_warm_up")),
+        "log_variance": log_variance_fit(os.path.join(logs, "log_variance")),
         "assigned_weight": {
             where: assigned_weight_fit(os.path.join(logs, f"assigned_{where}"), in_state=where == "in_state")
             for where in ("on_the_loss", "in_state")

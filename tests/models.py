@@ -115,6 +115,36 @@ def term_weights_fit(log_dir):
     return {path: variables[path].cause.tolist() for path in ("loss/TermWeights/penalty", "loss/TermWeights/bonus")}
 
 
+class LogVariance(keras.losses.Loss):
+    """MSE plus log(v): descent drives v through zero, where the log is NaN.
+
+    With `learn_log`, the same loss in the form the fix names: v = exp(s).
+    """
+
+    def __init__(self, learn_log=False, **kwargs):
+        super().__init__(**kwargs)
+        self.learn_log = learn_log
+        self.v = keras.Variable(0.0 if learn_log else 1.0, name="v")
+
+    def call(self, y_true, y_pred):
+        mse = ops.mean(ops.square(y_true - y_pred), axis=-1)
+        if self.learn_log:
+            return mse / ops.exp(self.v) + self.v
+        return mse + ops.log(self.v)
+
+
+def log_variance_fit(log_dir, learn_log=False):
+    """Four epochs of `LogVariance` after `make_trainable`: each epoch's loss, and v's statuses and causes."""
+    from loss_param_tracker import LossParamTracker, load, make_trainable
+
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=LogVariance(learn_log))
+    make_trainable(model)
+    history = model.fit(*make_data(), epochs=4, batch_size=16, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    v = load(log_dir)["train"].variables["loss/LogVariance/v"]
+    return {"loss": history.history["loss"], "status": v.status.tolist(), "cause": v.cause.tolist()}
+
+
 class WarmedUpNLL(keras.losses.Loss):
     """A mean squared error, and an uncertainty-weighting term in `log_var` (convex in it) switched on
     after the first 4 calls: a warm-up, in whose steps its gradient is zero."""

@@ -180,6 +180,16 @@ def test_a_term_switched_on_by_the_models_step_counter_has_its_gradient_from_tha
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fixed_variable_that_moves_while_the_loss_is_nan_is_never_said_to_train(fits, backend):
+    """mse + log(v) after make_trainable: v stays finite, the loss turns NaN as it crosses zero."""
+    fit = fits[backend][1]["log_variance"]
+    finite = [math.isfinite(loss) for loss in fit["loss"]]
+    assert finite[0] and not finite[-1], fit
+    expected = [("training", "") if f else ("non_finite", "loss_non_finite") for f in finite]
+    assert list(zip(fit["status"], fit["cause"])) == expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_weight_a_callback_sets_outside_the_compiled_steps_state_is_said_not_to_reach_it(fits, backend):
     """JAX's compiled step holds a variable outside the model's state as the constant it was traced
     with: a callback's schedule never reached training, and the tracker called the weight healthy

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, callback, fix, load, make_trainable, report
+from tests import models
 from tests.conftest import make_data, make_model
 
 # How the loss's variable may be moved: by nothing, by the model's optimizer
@@ -358,6 +359,29 @@ def test_a_weight_the_objective_falls_with_is_not_advised_to_train_plainly(tmp_p
     _, (message,) = fit_warned(model, tmp_path)
     assert "linear in it" in message and "gradient reversal" in message and "bonus term" in message, message
     assert load(str(tmp_path))["train"].variables["loss/Bonus/beta"].cause.tolist() == ["linear", "linear"]
+
+
+def test_a_fixed_variable_that_moves_while_the_loss_is_nan_is_never_said_to_train(tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = models.log_variance_fit(str(tmp_path / "log_v"))
+    finite = np.isfinite(fit["loss"])
+    assert finite[0] and not finite[-1], fit["loss"]
+    expected = [("training", "") if f else ("non_finite", "loss_non_finite") for f in finite]
+    assert list(zip(fit["status"], fit["cause"])) == expected
+    assert np.isfinite(load(str(tmp_path / "log_v"))["train"].variables["loss/LogVariance/v"].value).all(), (
+        "the variable itself stays finite: only the loss says it"
+    )
+    (message,) = {str(w.message) for w in caught if w.category is LossParamWarning}
+    assert "'loss/LogVariance/v'" in message and "[non_finite]" in message and "loss Keras logged" in message
+    assert "its log, with exp()" in message, message
+    assert report.main(["report", str(tmp_path / "log_v")]) == 1
+
+    # The form the fix names trains, and is said to.
+    fit = models.log_variance_fit(str(tmp_path / "log_s"), learn_log=True)
+    assert np.isfinite(fit["loss"]).all()
+    assert fit["status"] == ["training"] * 4
+    assert report.main(["report", str(tmp_path / "log_s")]) == 0
 
 
 def test_make_trainable_takes_a_raw_variable_created_in_a_name_scope():

@@ -183,6 +183,7 @@ UNBOUNDED = "unbounded"
 LINEAR = "linear"
 MOVED_WITHOUT_GRADIENT = "moved_without_gradient"
 CONSTANT_IN_STEP = "constant_in_compiled_step"
+LOSS_NON_FINITE = "loss_non_finite"
 
 CAUSE_TABLE = (
     Cause(
@@ -267,6 +268,17 @@ CAUSE_TABLE = (
         "it to the model before fit (model.loss_weight = loss.weight; create it with "
         "trainable=False if nothing but the callback is to change it), or compile with "
         "jit_compile=False.",
+    ),
+    Cause(
+        LOSS_NON_FINITE,
+        "Its value moves and is finite (its gradient too, where observed), but the training "
+        "loss Keras logged for the epoch is NaN or Inf: a step's loss was.",
+        "Look at its trajectory (the tab, load(), the report's sparkline). Where descent drove it "
+        "out of the loss's domain (a variance through zero under a log), learn it in a form that "
+        "stays in range: its log, with exp() where the loss reads it. Where the loss fell for as "
+        "long as it moved (a Huber delta, a margin), descent has no minimum in it: keep it "
+        "constant (trainable=False). Otherwise lower the learning rate or clip the gradient; "
+        "keras.callbacks.TerminateOnNaN stops a fit at its first NaN loss.",
     ),
     Cause(
         MOVED_WITHOUT_GRADIENT,

@@ -71,6 +71,17 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
          ("not_updated", "constant_in_compiled_step")),
         ({"trainable": False, "constant_in_step": True, **NOT_MOVED}, ("frozen", "")),
         ({"seen_by_optimizer": False, "constant_in_step": True, **NOT_MOVED}, ("not_updated", "not_in_optimizer")),
+        # It moves, its value and gradient finite, but the epoch's loss was NaN: never "training".
+        ({"loss_finite": False}, ("non_finite", "loss_non_finite")),
+        ({"loss_finite": False, "attached": True}, ("non_finite", "loss_non_finite")),
+        ({"loss_finite": False, "seen_by_optimizer": False}, ("non_finite", "loss_non_finite")),
+        ({"loss_finite": False, "has_gradient": None, "grad_norm_mean": math.nan, "grad_norm_max": math.nan},
+         ("non_finite", "loss_non_finite")),
+        ({"loss_finite": True}, ("training", "")),
+        # ... and a NaN loss takes no other status's place: the fix still is the fix.
+        ({"loss_finite": False, "seen_by_optimizer": False, **NOT_MOVED}, ("not_updated", "not_in_optimizer")),
+        ({"loss_finite": False, **NO_GRADIENT, **NOT_MOVED}, ("no_gradient", "")),
+        ({"loss_finite": False, "trainable": False}, ("frozen", "")),
     ],
 )
 def test_each_status_and_cause(changes, expected):
