@@ -25,7 +25,6 @@ if MODE == "jax":
     sys.modules["tensorflow"] = None
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, load, make_trainable  # noqa: E402

@@ -93,3 +93,28 @@ def test_floats_sent_as_base64_are_read_as_their_float32_values(tab_page):  # no
     assert body["shown"] == [["Float64Array", "1", "1", "1"], ["Float64Array", "2", "2", "2"]]
     assert body["norm"] == ["Float64Array", "0.5", "0.25", "0.125"]
     assert (body["steps"], body["basis"]) == ([0, 1, 2], [0, 10000]), "the rest as sent"
+
+
+# A Store handed the first listing's response (index.js asks for it before
+# the tab's modules arrive) reads it once; every later listing is asked for
+# afresh, also after a first response that failed.
+FIRST_LISTING = """async () => {
+    const {Store} = await import('./static/store.js');
+    const early = {runs: [{name: 'asked early', last_step: 0, last_wall_time: 0, variables: []}]};
+    const names = (result) => result.listing.runs.map((run) => run.name);
+    const store = new Store(Promise.resolve(new Response(JSON.stringify(early))));
+    const first = names(await store.runs());
+    const second = names(await store.runs());
+    const failing = new Store(Promise.reject(new Error('offline')));
+    const error = await failing.runs().then(() => null, (e) => e.message);
+    const after = names(await failing.runs());
+    return {first, second, error, after};
+}"""
+
+
+def test_the_first_listing_asked_for_early_is_read_once(tab_page):  # noqa: F811 (the fixture)
+    seen = tab_page.evaluate(FIRST_LISTING)
+    assert seen["first"] == ["asked early"]
+    assert seen["second"] and "asked early" not in seen["second"], "the server's listing"
+    assert seen["error"] == "offline"
+    assert seen["after"] == seen["second"], "a failed first response is not read again"

@@ -244,11 +244,6 @@ def malformed_runs():
     vector = raw_value(
         f"{VAR}/value/0", metadata.ROLE_LOSS, metadata.VALUE, VAR, np.float32([1, 2]), (2,), "0"
     )
-    five_of_three = [
-        raw_value(f"{VAR}/value/{i}", metadata.ROLE_LOSS, metadata.VALUE, VAR, np.float32(i), (3,), str(i))
-        for i in range(5)
-    ]
-    stats = summary.values(metadata.ROLE_LOSS, metadata.STATS, VAR, np.zeros(5, np.float32), shape=(100,))
     return {
         "diagnosis_1d": (
             two_epochs(diagnosed=diagnosis_of_shape([VAR, "training", ""])),

@@ -16,7 +16,9 @@ import {runColor} from './numeric.js';
 const FULL_READ_VALUES = 2_000_000;
 
 export class Store {
-  constructor() {
+  /** @param {Promise<Response>=} firstRuns the first run listing's response, if already asked for */
+  constructor(firstRuns) {
+    this.firstRuns = firstRuns;
     this.queue = new Queue(5);
     /** @type {Map<string, Promise<Object>>} */
     this.cache = new Map();
@@ -33,7 +35,9 @@ export class Store {
    * @return {Promise<{listing: import('./model.js').Listing, changed: Set<string>}>}
    */
   async runs() {
-    const listing = await getJson('./runs');
+    const first = this.firstRuns;
+    this.firstRuns = undefined;  // used once: a refresh asks afresh
+    const listing = await getJson('./runs', first);
     const changed = new Set();
     for (const run of listing.runs) {
       if (!this.colors.has(run.name)) this.colors.set(run.name, runColor(this.colors.size));
@@ -311,8 +315,13 @@ export function csvUrl(run, path) {
   return `./series?${new URLSearchParams({run, variable: path, format: 'csv'})}`;
 }
 
-async function getJson(url) {
-  const response = await fetch(url);
+/**
+ * @param {string} url
+ * @param {Promise<Response>=} pending its response, where already asked for
+ * @return {Promise<Object>}
+ */
+async function getJson(url, pending) {
+  const response = await (pending || fetch(url));
   if (!response.ok) throw new Error(`${url}: ${response.status} ${await response.text()}`);
   return response.json();
 }
