@@ -692,11 +692,11 @@ class LossParamTracker(keras.callbacks.Callback):
         """
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
-            self._batch_step = max(self._batch_step, int(optimizer.iterations.numpy()))
+            self._batch_step = max(self._batch_step, int(snapshot_lib.host_value(optimizer.iterations)))
         values = []
         for t in self._loss_tracked:
             with self._survive_variable(t):
-                values += _loss_variable_values(t, np.asarray(t.variable.numpy()), None, metadata.BATCH)
+                values += _loss_variable_values(t, snapshot_lib.host_value(t.variable), None, metadata.BATCH)
         if values:
             self._write(values, self._batch_step)
 
@@ -715,7 +715,7 @@ class LossParamTracker(keras.callbacks.Callback):
             stats = grads[t.key]
             mean = (total - before_total) / count if count > 0 and stats.has_gradient else math.nan
             with self._survive_variable(t):
-                value = np.asarray(t.variable.numpy())
+                value = snapshot_lib.host_value(t.variable)
                 values += _loss_variable_values(t, value, (mean, stats.max), metadata.BATCH)
         self._write(values, step)
 
@@ -773,7 +773,7 @@ class LossParamTracker(keras.callbacks.Callback):
         # What the step holds, against what the variable holds now: a value
         # assigned before the step was traced is the one it trains with.
         traced = self._capture.traced_value(t.key)
-        return traced is not None and not np.array_equal(traced, keras.ops.convert_to_numpy(t.variable))
+        return traced is not None and not np.array_equal(traced, snapshot_lib.host_value(t.variable))
 
     def _unregistered(self):
         """The trainable variables the optimizer is not handed (a frozen one's movement changes no status)."""
@@ -1124,7 +1124,7 @@ def _value(t, end):
     """A loss variable's value: from its snapshot where that holds it whole, else read."""
     if end.fingerprint[0] is None and -1 not in t.shape and end.sample.size == math.prod(t.shape):
         return end.sample.reshape(t.shape).astype(np.float64 if t.dtype == "float64" else np.float32)
-    return np.asarray(t.variable.numpy())
+    return snapshot_lib.host_value(t.variable)
 
 
 def _norms_row(record):

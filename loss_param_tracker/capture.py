@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from loss_param_tracker.discovery import variable_key
+from loss_param_tracker.snapshot import host_value
 
 logger = logging.getLogger("loss_param_tracker")
 
@@ -552,7 +553,7 @@ def flat_reader(variables):
     module = _backend_module()
     if module is not None and hasattr(module, "flat_reader"):
         return module.flat_reader(variables)
-    return lambda: np.concatenate([np.ravel(keras.ops.convert_to_numpy(v)).astype(np.float64) for v in variables])
+    return lambda: np.concatenate([np.ravel(host_value(v)).astype(np.float64) for v in variables])
 
 
 def attach(model, loss_variables, losses, rediscover):

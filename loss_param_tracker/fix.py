@@ -18,6 +18,7 @@ from typing import Optional, Union
 import keras
 
 from loss_param_tracker import discovery
+from loss_param_tracker.snapshot import host_value
 
 logger = logging.getLogger("loss_param_tracker")
 
@@ -279,7 +280,7 @@ def _as_keras_variable(model, found):
     # strategy, a mirrored variable the optimizer can update.
     with _distribution_scope(model):
         replacement = keras.Variable(
-            variable.numpy(),
+            host_value(variable),
             dtype=keras.backend.standardize_dtype(variable.dtype),
             trainable=variable.trainable,
             name=_keras_name(variable),

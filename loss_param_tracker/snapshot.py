@@ -24,6 +24,21 @@ SAMPLE_SIZE = 1 << 16
 CHUNK_SIZE = 1 << 20
 
 
+def host_value(variable):
+    """The value of `variable` (a Keras or backend variable, a tensor) as a numpy array.
+
+    A Keras variable is read through its backend value: its own `numpy()`
+    hands numpy an `__array__` without numpy 2's `copy` keyword, a
+    DeprecationWarning in the user's fit on JAX. Not on TensorFlow, whose
+    value may be a mirrored variable, whose own `__array__` fails for a scalar.
+    """
+    import keras  # here: the rest of this module is numpy, for tests without a backend
+
+    if isinstance(variable, keras.Variable) and keras.backend.backend() != "tensorflow":
+        variable = variable.value
+    return keras.ops.convert_to_numpy(variable)
+
+
 class Snapshot(NamedTuple):
     """What the tracker keeps of a variable's value at one moment.
 
@@ -45,7 +60,7 @@ class Snapshot(NamedTuple):
         """Reads `variable` chunk by chunk, keeping only what the snapshot holds."""
         size = size_of(variable)
         if size <= SAMPLE_SIZE:  # the common case, in few numpy calls
-            return cls.of_flat(np.ravel(variable.numpy()).astype(np.float64))
+            return cls.of_flat(np.ravel(host_value(variable)).astype(np.float64))
         stride = max(1, size // SAMPLE_SIZE)
         total = squares = 0.0
         finite = True
@@ -106,13 +121,13 @@ def size_of(variable):
     shape = static_shape(variable)
     if -1 not in shape:
         return math.prod(shape)
-    return int(np.size(variable.numpy()))
+    return int(np.size(host_value(variable)))
 
 
 def _chunks(variable, size):
     """Yields `(offset, flat numpy chunk)` of `variable`'s value, `CHUNK_SIZE` elements at a time."""
     if size <= CHUNK_SIZE:
-        yield 0, np.ravel(variable.numpy())
+        yield 0, np.ravel(host_value(variable))
         return
     import keras  # here: the rest of this module is numpy, for tests without a backend
 

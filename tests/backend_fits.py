@@ -107,6 +107,22 @@ def statuses(logs):
     return result
 
 
+def deprecations(logs):
+    """The DeprecationWarnings of a plain fit and of the same fit tracked: `{variant: [where: message]}`."""
+    found = {}
+    for variant in ("plain", "tracked"):
+        model = make_model()
+        model.compile(optimizer="adam", loss=GaussianNLL())
+        callbacks = [LossParamTracker(os.path.join(logs, "deprecations"))] if variant == "tracked" else []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=callbacks)
+        found[variant] = sorted(
+            {f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, DeprecationWarning)}
+        )
+    return found
+
+
 def analytic(logs, policy="float32"):
     """One full-batch step of a linear model: the captured norms, and the analytic ones."""
     keras.mixed_precision.set_global_policy(policy)
@@ -322,6 +338,7 @@ def main(out_dir):
         "penalized": penalized_fit(os.path.join(logs, "penalized")),
         "term_weights": term_weights_fit(os.path.join(logs, "term_weights")),
         "counted_warm_up": counted_warm_up_fit(os.path.join(logs, "counted_warm_up")),
+        "deprecations": deprecations(logs),
         "log_variance": log_variance_fit(os.path.join(logs, "log_variance")),
         "assigned_weight": {
             where: assigned_weight_fit(os.path.join(logs, f"assigned_{where}"), in_state=where == "in_state")

@@ -180,6 +180,14 @@ def test_a_term_switched_on_by_the_models_step_counter_has_its_gradient_from_tha
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_the_tracker_adds_no_deprecation_warning_to_a_fit(fits, backend):
+    """On JAX, Keras's Variable.numpy() hands numpy an __array__ without numpy 2's copy keyword:
+    reading the variables that way put a DeprecationWarning in the user's fit."""
+    found = fits[backend][1]["deprecations"]
+    assert set(found["tracked"]) <= set(found["plain"]), found
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_fixed_variable_that_moves_while_the_loss_is_nan_is_never_said_to_train(fits, backend):
     """mse + log(v) after make_trainable: v stays finite, the loss turns NaN as it crosses zero."""
     fit = fits[backend][1]["log_variance"]
