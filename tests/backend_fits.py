@@ -180,6 +180,43 @@ def identical(logs):
     }
 
 
+class Distillation(keras.losses.Loss):
+    """Knowledge distillation with a learned temperature: its softened distributions feed the loss head too."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.log_t = keras.Variable(np.log(4.0).astype("float32"), name="log_t")
+
+    def call(self, y_true, y_pred):
+        t = ops.exp(self.log_t)
+        teacher = ops.softmax(y_true / t, axis=-1)
+        student = ops.log_softmax(y_pred / t, axis=-1)
+        return ops.sum(teacher * (ops.log(teacher + 1e-9) - student), axis=-1) * t * t
+
+
+def identical_left(logs):
+    """The same seeded fit with and without the tracker, its loss variable left to the tracker: the
+    weights and each batch's logged loss (on JAX the tracker's loss head is compiled into the step)."""
+    rng = np.random.RandomState(3)
+    x = rng.randn(256, 4).astype("float32")
+    teacher = (x @ rng.randn(4, 5) * 3).astype("float32")
+    runs = []
+    for log_dir in (None, os.path.join(logs, "identical_left")):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(5)])
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss=Distillation())
+        batches = []
+        record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batches.append(float(logs["loss"])))
+        callbacks = [record] + ([LossParamTracker(log_dir)] if log_dir else [])
+        model.fit(x, teacher, batch_size=32, epochs=2, verbose=0, callbacks=callbacks)
+        runs.append(([np.asarray(w) for w in model.get_weights()], batches))
+    (plain, plain_losses), (tracked, tracked_losses) = runs
+    return {
+        "max_difference": max(float(np.max(np.abs(a - b))) for a, b in zip(plain, tracked)),
+        "losses": [plain_losses, tracked_losses],
+    }
+
+
 def batch_writes(logs):
     """update_freq=2 on a fixed loss (8 batches an epoch): the values it wrote, by step."""
     from tensorboard.backend.event_processing import event_accumulator
@@ -330,6 +367,7 @@ def main(out_dir):
         "analytic": analytic(logs),
         "mixed_float16": analytic(logs, "mixed_float16"),
         "identical": identical(logs),
+        "identical_left": identical_left(logs),
         "batches": batch_writes(logs),
         "every_step": every_step(logs),
         "every_step_mixed_float16": every_step(logs, "mixed_float16"),
