@@ -607,7 +607,8 @@ class LossParamTracker(keras.callbacks.Callback):
             rs = members.get(path, [])
             if not rs:
                 continue
-            observation = diagnosis_lib.combine([r.observation for r in rs])
+            # Held by the loss: the epoch's logged loss is the network's to answer for too.
+            observation = diagnosis_lib.combine([r.observation for r in rs])._replace(loss_finite=self._loss_finite)
             tracked = Tracked(path, network.layer, metadata.ROLE_LOSS, network.owner_name)
             stats = GradientStats(
                 steps=observation.steps,
@@ -1100,7 +1101,7 @@ def _finite(logs, key):
     """Whether `logs[key]` is a finite number; `None` where it is absent or not a number."""
     try:
         return math.isfinite(float((logs or {})[key]))
-    except (KeyError, TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - absent, or what Keras could not make a float (a tensor of several)
         return None
 
 

@@ -355,12 +355,7 @@ class StepCapture(HookedCapture):
 
         # A variable the optimizer is handed takes its value from the state.
         current = dict(zip(map(variable_key, model.trainable_variables), trainable))
-        # Behind a barrier: what the loss computes from them is the head's own.
-        # XLA would otherwise share it with the step's loss, whose value it
-        # then computes with other fusions (the logged loss differed in its
-        # last bits); what does not depend on them, a network's features, is
-        # still computed once for both.
-        values = _apart([current[variable_key(v)] if variable_key(v) in current else v.value for v in variables])
+        values = [current[variable_key(v)] if variable_key(v) in current else v.value for v in variables]
 
         def head(traced):
             """The loss of the values of the variables at indices `traced` (the others as they are)."""

@@ -8,7 +8,7 @@ This module holds the rules that pick one.
 import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from tensorboard_plugin.loss_params import norms
 from tensorboard_plugin.loss_params.metadata import (
@@ -84,7 +84,7 @@ class Observation(NamedTuple):
     unbounded: bool = False
     linear: bool = False
     constant_in_step: bool = False
-    loss_finite: bool = None
+    loss_finite: Optional[bool] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -161,10 +161,12 @@ def gradient(row):
     """A row's last gradient norm as text: `unknown` where it was not observed.
 
     The logs hold NaN for a gradient no step showed; a NaN or infinite one
-    is shown as such for a variable said `non_finite`.
+    is shown as such for a variable said `non_finite` for its own values
+    (not for the loss's: `loss_non_finite`).
     """
     value = row["grad_norm"]
-    if value is None or (value == "NaN" and row["status"] != metadata.NON_FINITE):
+    own = row["status"] == metadata.NON_FINITE and row.get("cause") != metadata.LOSS_NON_FINITE
+    if value is None or (value == "NaN" and not own):
         return "unknown"
     return fmt(value)
 

@@ -270,7 +270,7 @@ def _plain(value):
     return [_plain(v) for v in value]
 
 
-# Causes of a healthy status that the report spells out all the same.
+# Causes the report spells out beside the status: a healthy one's, and a finite variable's non_finite.
 _SAID = (metadata.OUTSIDE_OPTIMIZER, metadata.GRADIENT_UNKNOWN, metadata.LOSS_NON_FINITE)
 
 

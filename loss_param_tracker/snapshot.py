@@ -27,15 +27,21 @@ CHUNK_SIZE = 1 << 20
 def host_value(variable):
     """The value of `variable` (a Keras or backend variable, a tensor) as a numpy array.
 
-    A Keras variable is read through its backend value: its own `numpy()`
-    hands numpy an `__array__` without numpy 2's `copy` keyword, a
-    DeprecationWarning in the user's fit on JAX. Not on TensorFlow, whose
-    value may be a mirrored variable, whose own `__array__` fails for a scalar.
+    Never through numpy's `__array__` of a Keras variable or a torch
+    tensor, which lack numpy 2's `copy` keyword: a DeprecationWarning in the
+    user's fit. On TensorFlow through the variable's `numpy()`, which reads
+    its value's (a mirrored variable's `__array__` fails for a scalar); on
+    JAX through its value, an array; on PyTorch through its tensor's own
+    `numpy()`.
     """
     import keras  # here: the rest of this module is numpy, for tests without a backend
 
-    if isinstance(variable, keras.Variable) and keras.backend.backend() != "tensorflow":
+    if isinstance(variable, keras.Variable):
+        if keras.backend.backend() == "tensorflow":
+            return np.asarray(variable.numpy())
         variable = variable.value
+    if hasattr(variable, "detach") and str(variable.dtype) != "torch.bfloat16":  # numpy has no bfloat16
+        return variable.detach().cpu().numpy()
     return keras.ops.convert_to_numpy(variable)
 
 

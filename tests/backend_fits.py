@@ -28,6 +28,7 @@ from tests.models import (  # noqa: E402
     StoppedGradient,
     assigned_weight_fit,
     counted_warm_up_fit,
+    deprecations,
     dropped_term_fit,
     gathered_fit,
     log_variance_fit,
@@ -107,22 +108,6 @@ def statuses(logs):
     return result
 
 
-def deprecations(logs):
-    """The DeprecationWarnings of a plain fit and of the same fit tracked: `{variant: [where: message]}`."""
-    found = {}
-    for variant in ("plain", "tracked"):
-        model = make_model()
-        model.compile(optimizer="adam", loss=GaussianNLL())
-        callbacks = [LossParamTracker(os.path.join(logs, "deprecations"))] if variant == "tracked" else []
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=callbacks)
-        found[variant] = sorted(
-            {f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, DeprecationWarning)}
-        )
-    return found
-
-
 def analytic(logs, policy="float32"):
     """One full-batch step of a linear model: the captured norms, and the analytic ones."""
     keras.mixed_precision.set_global_policy(policy)
@@ -196,7 +181,8 @@ class Distillation(keras.losses.Loss):
 
 def identical_left(logs):
     """The same seeded fit with and without the tracker, its loss variable left to the tracker: the
-    weights and each batch's logged loss (on JAX the tracker's loss head is compiled into the step)."""
+    weights and each batch's logged loss (on JAX the tracker's loss head is compiled into the step,
+    and shares with the step's own loss what XLA finds they share)."""
     rng = np.random.RandomState(3)
     x = rng.randn(256, 4).astype("float32")
     teacher = (x @ rng.randn(4, 5) * 3).astype("float32")

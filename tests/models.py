@@ -145,6 +145,26 @@ def log_variance_fit(log_dir, learn_log=False):
     return {"loss": history.history["loss"], "status": v.status.tolist(), "cause": v.cause.tolist()}
 
 
+def deprecations(logs):
+    """The DeprecationWarnings of a plain fit and of the same fit tracked: `{variant: ["where: message"]}`."""
+    import warnings
+
+    from loss_param_tracker import LossParamTracker
+
+    found = {}
+    for variant in ("plain", "tracked"):
+        model = make_model()
+        model.compile(optimizer="adam", loss=GaussianNLL())
+        callbacks = [LossParamTracker(f"{logs}/deprecations")] if variant == "tracked" else []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=callbacks)
+        found[variant] = [
+            f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, DeprecationWarning)
+        ]
+    return found
+
+
 class WarmedUpNLL(keras.losses.Loss):
     """A mean squared error, and an uncertainty-weighting term in `log_var` (convex in it) switched on
     after the first 4 calls: a warm-up, in whose steps its gradient is zero."""

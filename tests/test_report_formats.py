@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from loss_param_tracker import load, render
+from tensorboard_plugin.loss_params import summary
 from tests.conftest import damaged_copy
 from tests.test_browser import SCREENSHOTS, browser  # noqa: F401 (browser: a fixture)
 from tests.test_reader import VAR, diagnosis, epochs, loss_values, write_run
@@ -117,6 +118,15 @@ def test_infinities_and_nans_are_said_as_such_in_every_format(tmp_path):
     assert "value 1 -> inf" in markdown and "| nan |" in markdown and "| unknown |" in markdown, markdown
     page = report(str(tmp_path), "--format", "html").stdout
     assert "value 1 -&gt; inf" in page and "<br>nan</td>" in page and "<br>unknown</td>" in page
+
+
+def test_a_finite_variable_non_finite_for_the_losss_nan_has_its_unseen_gradient_unknown(tmp_path):
+    said = summary.diagnosis([(VAR, "non_finite", "loss_non_finite")])
+    write_run(tmp_path, "nan_loss", [(e, loss_values(VAR, 1.0 + e, grad=(np.nan, np.nan)) + said) for e in range(2)])
+    completed = report(str(tmp_path))
+    assert completed.returncode == 1
+    assert "non_finite" in completed.stdout and "grad norm unknown" in completed.stdout, completed.stdout
+    assert "the training loss Keras logged for the epoch is NaN or Inf" in completed.stdout, completed.stdout
 
 
 def test_a_path_with_backticks_is_one_code_span_in_markdown(tmp_path):

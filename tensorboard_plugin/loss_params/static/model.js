@@ -64,7 +64,9 @@ export function noGradientText(runs, listing, noun) {
   const why = infos.find((info) => info.status !== NO_GRADIENT &&
       !['good', 'unknown'].includes(severityOf(listing.statuses, info.status)));
   if (!why) return GRADIENT_NOT_OBSERVED;
-  return `gradient not observed (${why.status}: ${listing.statuses[why.status].explanation})`;
+  // A cause's explanation replaces its status's (a finite variable is non_finite for the loss's NaN).
+  const explained = (listing.causes || {})[why.cause] || listing.statuses[why.status];
+  return `gradient not observed (${why.status}: ${explained.explanation})`;
 }
 
 /**
