@@ -30,9 +30,9 @@ def host_value(variable):
     Never through numpy's `__array__` of a Keras variable or a torch
     tensor, which lack numpy 2's `copy` keyword: a DeprecationWarning in the
     user's fit. On TensorFlow through the variable's `numpy()`, which reads
-    its value's (a mirrored variable's `__array__` fails for a scalar); on
-    JAX through its value, an array; on PyTorch through its tensor's own
-    `numpy()`.
+    its value's (a mirrored variable's `__array__` fails for a scalar), as
+    a raw `tf.Variable` is; on JAX through its value, an array; on PyTorch
+    through its tensor's own `numpy()`.
     """
     import keras  # here: the rest of this module is numpy, for tests without a backend
 
@@ -42,6 +42,8 @@ def host_value(variable):
         variable = variable.value
     if hasattr(variable, "detach") and str(variable.dtype) != "torch.bfloat16":  # numpy has no bfloat16
         return variable.detach().cpu().numpy()
+    if callable(getattr(variable, "numpy", None)):  # a TensorFlow variable or tensor
+        return np.asarray(variable.numpy())
     return keras.ops.convert_to_numpy(variable)
 
 

@@ -145,8 +145,11 @@ def log_variance_fit(log_dir, learn_log=False):
     return {"loss": history.history["loss"], "status": v.status.tolist(), "cause": v.cause.tolist()}
 
 
-def deprecations(logs):
-    """The DeprecationWarnings of a plain fit and of the same fit tracked: `{variant: ["where: message"]}`."""
+def deprecations(logs, loss=None):
+    """The DeprecationWarnings of a plain fit and of the same fit tracked: `{variant: ["where: message"]}`.
+
+    `loss` makes the fit's loss (`GaussianNLL` by default).
+    """
     import warnings
 
     from loss_param_tracker import LossParamTracker
@@ -154,7 +157,7 @@ def deprecations(logs):
     found = {}
     for variant in ("plain", "tracked"):
         model = make_model()
-        model.compile(optimizer="adam", loss=GaussianNLL())
+        model.compile(optimizer="adam", loss=(loss or GaussianNLL)())
         callbacks = [LossParamTracker(f"{logs}/deprecations")] if variant == "tracked" else []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

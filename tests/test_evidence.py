@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, callback, fix, load, make_trainable, report
 from tests import models
-from tests.conftest import make_data, make_model
+from tests.conftest import ScaledMSE, make_data, make_model
 
 # How the loss's variable may be moved: by nothing, by the model's optimizer
 # (after make_trainable), a second optimizer in a custom train_step, a
@@ -415,9 +415,11 @@ def test_a_network_the_loss_holds_is_never_said_to_train_while_the_loss_is_nan(t
     assert statuses["loss/Critic/v"].status.tolist() == expected
 
 
-def test_the_tracker_adds_no_deprecation_warning_to_a_fit(tmp_path):
-    """Keras's variables hand numpy an __array__ without numpy 2's copy keyword (see test_backends.py)."""
-    found = models.deprecations(str(tmp_path))
+@pytest.mark.parametrize("loss", [models.GaussianNLL, ScaledMSE], ids=["keras_variable", "raw_tf_variable"])
+def test_the_tracker_adds_no_deprecation_warning_to_a_fit(tmp_path, loss):
+    """Keras's and TensorFlow's variables hand numpy an __array__ without numpy 2's copy keyword
+    (see test_backends.py)."""
+    found = models.deprecations(str(tmp_path), loss)
     assert not collections.Counter(found["tracked"]) - collections.Counter(found["plain"]), found
 
 
