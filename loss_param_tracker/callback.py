@@ -1139,8 +1139,6 @@ def _combined_norms(weights):
     return norms.combine_weight_norms(rows, start_norms=[r.start_norm for r in weights])
 
 
-
-
 def _attached_by_make_trainable(record):
     """Whether `make_trainable(model)` would attach the record's variable: a trainable loss variable
     the optimizer is not handed, but a `loss_weights` one or one passed as `variables=[...]`."""

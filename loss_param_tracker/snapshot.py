@@ -36,13 +36,11 @@ def host_value(variable):
     """
     import keras  # here: the rest of this module is numpy, for tests without a backend
 
-    if isinstance(variable, keras.Variable):
-        if keras.backend.backend() == "tensorflow":
-            return np.asarray(variable.numpy())
+    if isinstance(variable, keras.Variable) and keras.backend.backend() != "tensorflow":
         variable = variable.value
     if hasattr(variable, "detach") and str(variable.dtype) != "torch.bfloat16":  # numpy has no bfloat16
         return variable.detach().cpu().numpy()
-    if callable(getattr(variable, "numpy", None)):  # a TensorFlow variable or tensor
+    if callable(getattr(variable, "numpy", None)):  # a TensorFlow variable (Keras's too) or tensor
         return np.asarray(variable.numpy())
     return keras.ops.convert_to_numpy(variable)
 
@@ -141,7 +139,7 @@ def _chunks(variable, size):
 
     flat = keras.ops.reshape(variable, [-1])
     for begin in range(0, size, CHUNK_SIZE):
-        yield begin, keras.ops.convert_to_numpy(flat[begin : begin + CHUNK_SIZE])
+        yield begin, host_value(flat[begin : begin + CHUNK_SIZE])
 
 
 class BatchReader:
