@@ -150,7 +150,7 @@ def test_every_route_answers_the_good_runs_beside_the_damaged_ones(damaged_clien
     assert sorted(hidden["runs"]) == sorted(DASHBOARD_RUNS), "runs without the layer are left out"
     response = damaged_client.get(f"{PREFIX}/diagnosis", query_string={"run": "flat_diagnosis/train"})
     assert response.status_code == 404 and "diagnosis has shape (3,)" in response.get_data(as_text=True)
-    assert get_json(damaged_client, "diagnosis", run="huge_shape/train")["statuses"] == {LOG_VAR: ["training"] * 3}
+    assert get_json(damaged_client, "diagnosis", run="huge_shape/train")["statuses"] == {LOG_VAR: [[0, "training"]]}
 
 
 def test_a_run_deleted_while_served_is_a_404_and_left_out_of_the_others(tmp_path, dashboard_logdir):

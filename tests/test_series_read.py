@@ -151,7 +151,7 @@ def test_a_table_equal_to_the_one_before_is_the_same_read_only_array():
     assert decoded[0] is decoded[1] is decoded[2] and decoded[3] is not decoded[4]
     assert decoded[4] is series.diagnosis_table(tensor_util.make_ndarray(protos[4])), "the same text, one array"
     assert not any(t.flags.writeable for t in decoded)
-    assert series.status_columns(tables) == series.status_columns([tensor_util.make_ndarray(p) for p in protos])
+    assert series.status_changes(tables) == series.status_changes([tensor_util.make_ndarray(p) for p in protos])
 
 
 def test_the_diagnosis_by_variable_is_the_diagnosis_by_step_turned_around():
@@ -159,8 +159,16 @@ def test_the_diagnosis_by_variable_is_the_diagnosis_by_step_turned_around():
     tables = [np.array([[c.encode() for c in row] for row in diagnosis_rows(s)], dtype=object) for s in steps]
     tables[5] = np.array([[b"loss/L/w", b"training"], [b"loss/L/w", b"frozen"]], dtype=object)  # a path twice, no cause
     by_step = series.statuses(tables)
-    by_variable = series.status_columns(tables)
-    assert list(by_variable) == ["loss/L/w", "loss/L/v"], "in the order first seen"
+    changes = series.status_changes(tables)
+    assert list(changes) == ["loss/L/w", "loss/L/v"], "in the order first seen"
+    by_variable = {}
+    for path, points in changes.items():
+        assert all(a[1] != b[1] and a[0] < b[0] for a, b in zip(points, points[1:])), "only where it changes"
+        column = [""] * len(tables)
+        for (start, status), (end, _) in zip(points, points[1:] + [(len(tables), "")]):
+            column[start:end] = [status] * (end - start)
+        by_variable[path] = column
     assert by_variable == {path: [one.get(path, "") for one in by_step] for path in by_variable}
-    assert by_variable["loss/L/w"][5] == "frozen", "a path twice: its last row"
-    assert by_variable["loss/L/v"][:2] == ["", ""] and by_variable["loss/L/v"][2] == "no_gradient"
+    assert changes["loss/L/w"][:4] == [(0, "training"), (5, "frozen"), (6, "training"), (10, "not_updated")], (
+        "a path twice: its last row")
+    assert changes["loss/L/v"][:3] == [(2, "no_gradient"), (5, ""), (6, "no_gradient")]

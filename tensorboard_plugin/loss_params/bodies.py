@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import re
 import typing
 
 import numpy as np
@@ -30,8 +29,6 @@ _NON_FINITE_JSON = {math.inf: "Infinity", -math.inf: "-Infinity"}
 # or a base64 string of each array's float32 bytes, for readers that decode
 # them (the tab): quicker to build, send and read. See `FLOAT_ENCODINGS`.
 JSON, BASE64 = "json", "base64"
-# A word that JSON writes as it is between quotes: printable ASCII but `"` and `\`.
-_PLAIN_WORD = re.compile(r'[ !#-\[\]-~]*\Z')
 
 
 class Weights(typing.NamedTuple):
@@ -328,37 +325,18 @@ def diagnosis_body(run, tags, diagnosis):
     """The `/diagnosis` body of a run: `tags` its listing, `diagnosis` its `cache.Diagnosis`."""
     # A network's weights have no status of their own: the network's row is theirs.
     paths = [v["path"] for v in _variables(tags.values(), {}) if "network" not in v]
-    never = [""] * len(diagnosis.steps)
+    steps = diagnosis.steps.tolist()
+    changes = diagnosis.changes
     return {
         "run": run,
-        "steps": diagnosis.steps.tolist(),
-        "statuses": {path: diagnosis.statuses.get(path, never) for path in paths},
+        "steps": steps,
+        "statuses": {path: [[steps[i], status] for i, status in changes.get(path, ())] for path in paths},
     }
 
 
 def json_text(body):
     """`body` as strict, compact JSON (no NaN or Infinity: see `_json_floats`)."""
     return json.dumps(body, allow_nan=False, separators=(",", ":"))
-
-
-def diagnosis_json(body):
-    """A `diagnosis_body` as `json_text` writes it, built by joining its words.
-
-    Its statuses are a few words repeated at every epoch: 80,000 of them for
-    40 variables over 2,000 epochs, which `json.dumps` takes 7 to 12 ms to
-    write, one string at a time. A column of plain words (`_PLAIN_WORD`:
-    every status is one) is joined between quotes at once, 2 ms for all;
-    any other goes through `json_text`.
-    """
-
-    def column(words):
-        if words and all(_PLAIN_WORD.match(word) for word in set(words)):
-            return '["' + '","'.join(words) + '"]'
-        return json_text(words)
-
-    statuses = ",".join(f"{json_text(path)}:{column(words)}" for path, words in body["statuses"].items())
-    head = json_text({"run": body["run"], "steps": body["steps"]})
-    return f'{head[:-1]},"statuses":{{{statuses}}}}}'
 
 
 def series_csv(body):

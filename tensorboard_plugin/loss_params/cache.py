@@ -77,13 +77,13 @@ class Diagnosis(typing.NamedTuple):
 
     Attributes:
         steps: The epochs diagnosed, int64, ascending.
-        statuses: `{path: [its status at each step]}` of every path of any
-            step, `""` where a step has no row for it (see
-            `series_lib.status_columns`).
+        changes: `{path: [(index, status), ...]}` of every path of any
+            step: its status from `steps[index]` on, `""` where a step has
+            no row for it (see `series_lib.status_changes`).
     """
 
     steps: np.ndarray
-    statuses: dict
+    changes: dict
 
 
 _NO_DIAGNOSIS = Diagnosis(np.zeros(0, np.int64), {})
@@ -190,7 +190,7 @@ class RunCache:
             return read
         steps, values = read.data.get(run, {}).get(metadata.DIAGNOSIS_TAG, (_NO_DIAGNOSIS.steps, []))
         try:
-            decoded = Diagnosis(steps, series_lib.status_columns(values))
+            decoded = Diagnosis(steps, series_lib.status_changes(values))
         except Exception as error:  # noqa: BLE001 - the run is named as unreadable
             return Read({}, {run: reason(run, error)}, set())
         if last is not None:  # decoded from no older a write than `last`

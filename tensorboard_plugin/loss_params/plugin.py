@@ -9,9 +9,7 @@ routes are documented, with an example each, in `http_api.md` next to this
 file; `get_plugin_apps` is the one list of them (the fuzz tests take it).
 """
 
-import collections
 import os
-import threading
 import urllib.parse
 import zlib
 
@@ -30,13 +28,6 @@ MAX_COLUMNS = 100_000
 _MIME_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
-# The most characters of `/diagnosis` answers kept encoded, the latest asked
-# for first (13 MB for 1,200 variables x 2,000 epochs, 0.9 MB for 40): a
-# budget in size, not in runs, so that switching among 20 runs of a usual
-# size costs no encoding (75 ms each), and the latest answer is always kept.
-MAX_DIAGNOSIS_JSON_CHARS = 64 << 20
-
-
 class LossParamsPlugin(base_plugin.TBPlugin):
     """Serves the loss variables' series, the model's weights and the diagnosis."""
 
@@ -46,10 +37,6 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         """Instantiates the plugin from TensorBoard's `TBContext`."""
         self._runs = cache.RunCache(context.data_provider)
         self._static = _read_static_files(STATIC_DIR)
-        # {run: (its listing, its cache.Diagnosis, the /diagnosis JSON of them)}:
-        # the answer is encoded once per write of the run, not per request.
-        self._diagnosis_json = collections.OrderedDict()
-        self._diagnosis_lock = threading.Lock()
 
     def get_plugin_apps(self):
         """`{route: WSGI app}`: every route the plugin serves, under `/data/plugin/loss_params`."""
@@ -149,7 +136,7 @@ class LossParamsPlugin(base_plugin.TBPlugin):
     def _serve_diagnosis(self, request):
         run = _required(request, "run")
         ctx, experiment = _context(request)
-        return _respond_json(request, self._diagnosis_json_of(ctx, experiment, run))
+        return _respond_json(request, self.diagnosis_impl(ctx, experiment, run))
 
     @wrappers.Request.application
     def _serve_static(self, request):
@@ -244,34 +231,11 @@ class LossParamsPlugin(base_plugin.TBPlugin):
         )
 
     def diagnosis_impl(self, ctx, experiment, run):
-        """Returns every variable's status at every epoch of one run (decoded once per write: see the cache)."""
+        """Returns where each variable's status changed in one run (decoded once per write: see the cache)."""
         tags = self._runs.tags_of(ctx, experiment, run)
         read = self._runs.diagnosis(ctx, experiment, run, tags)
         built = {one: bodies.diagnosis_body(one, tags, decoded) for one, decoded in read.data.items()}
         return _only(run, built, read.skipped)
-
-    def _diagnosis_json_of(self, ctx, experiment, run):
-        """`diagnosis_impl`'s body as JSON, encoded again only when the run's listing or diagnosis changed.
-
-        Every status of 1,200 variables over 2,000 epochs is 13 to 26 MB of
-        JSON: 90 ms to write even joined (`bodies.diagnosis_json`), against
-        1 ms to tell that nothing was written since.
-        """
-        tags = self._runs.tags_of(ctx, experiment, run)
-        read = self._runs.diagnosis(ctx, experiment, run, tags)
-        decoded = _only(run, read.data, read.skipped)
-        with self._diagnosis_lock:
-            kept = self._diagnosis_json.get(run)
-        if kept is not None and kept[0] is tags and kept[1] is decoded:
-            return kept[2]
-        text = bodies.diagnosis_json(bodies.diagnosis_body(run, tags, decoded))
-        with self._diagnosis_lock:
-            self._diagnosis_json[run] = (tags, decoded, text)
-            self._diagnosis_json.move_to_end(run)
-            size = sum(len(entry[2]) for entry in self._diagnosis_json.values())
-            while size > MAX_DIAGNOSIS_JSON_CHARS and len(self._diagnosis_json) > 1:
-                size -= len(self._diagnosis_json.popitem(last=False)[1][2])
-        return text
 
     def _bodies(self, ctx, experiment, members, wanted, build, downsample=series_lib.ALL_POINTS):
         """Reads `wanted` (`{run: [Series]}`) and builds each run's body: `({run: body}, {run: reason})`.

@@ -214,41 +214,26 @@ def test_a_run_before_its_first_diagnosis_has_empty_statuses():
     assert [(v["status"], v["cause"]) for v in entry["variables"]] == [("", "")]
 
 
-def test_diagnosis_body_gives_each_variables_status_at_every_epoch():
+def test_diagnosis_body_gives_the_epochs_where_each_variables_status_changed():
     tags = listing(series(LOG_VAR, metadata.VALUE), weight(f"{HIDDEN}/kernel"),
                    series(metadata.RUN_DIAGNOSIS, metadata.DIAGNOSIS, metadata.ROLE_RUN, shape=(2, 3)))
     rows = [[LOG_VAR, "not_updated", "not_in_optimizer"], [f"{HIDDEN}/kernel", "training", ""]]
     first = np.array(rows[:1], dtype=object)  # the weight has no row yet: ""
     # A variable of the diagnosis the listing lacks (written since) is not shown.
     later = np.array(rows + [["loss/L/new", "training", ""]], dtype=object)
-    decoded = cache.Diagnosis(STEPS, series_lib.status_columns([first, np.array(rows, dtype=object), later]))
+    steps = np.array([3, 5, 8])  # changes are by place; the body names their epochs
+    decoded = cache.Diagnosis(steps, series_lib.status_changes([first, np.array(rows, dtype=object), later]))
     assert bodies.diagnosis_body("a/train", tags, decoded) == {
-        "run": "a/train", "steps": [0, 1, 2],
-        "statuses": {LOG_VAR: ["not_updated"] * 3, f"{HIDDEN}/kernel": ["", "training", "training"]},
+        "run": "a/train", "steps": [3, 5, 8],
+        "statuses": {LOG_VAR: [[3, "not_updated"]], f"{HIDDEN}/kernel": [[5, "training"]]},
     }
     none_yet = cache.Diagnosis(STEPS[:0], {})
     assert bodies.diagnosis_body("a/train", tags, none_yet)["steps"] == [], "before the first diagnosis"
     assert bodies.diagnosis_body("a/train", tags, cache.Diagnosis(STEPS[:1], {}))["statuses"] == {
-        LOG_VAR: [""], f"{HIDDEN}/kernel": [""]}, "a diagnosis of no rows"
+        LOG_VAR: [], f"{HIDDEN}/kernel": []}, "a diagnosis of no rows"
 
 
-@pytest.mark.parametrize("statuses", [
-    {LOG_VAR: ["not_updated"] * 3, f"{HIDDEN}/kernel": ["", "training", "training"]},
-    {LOG_VAR: ["", "", ""]},
-    {},
-    {LOG_VAR: []},
-    # Words JSON escapes: a quote, a backslash, a control character, non-ASCII, DEL.
-    {'loss/L/"quoted"': ['say "hi"', "back\\slash", "tab\there"], "loss/L/é": ["né", "\x7f", "ok"]},
-    {LOG_VAR: ["training", "\u2028", "training"]},
-])
-@pytest.mark.parametrize("run", ["a/train", 'b "x"/é'])
-def test_diagnosis_json_writes_what_json_text_writes(statuses, run):
-    steps = list(range(max(map(len, statuses.values()), default=0)))
-    body = {"run": run, "steps": steps, "statuses": statuses}
-    assert bodies.diagnosis_json(body) == bodies.json_text(body)
-
-
-def test_status_columns_follow_variables_that_come_go_and_change_places():
+def test_status_changes_follow_variables_that_come_go_and_change_places():
     tables = [
         [[LOG_VAR, "training"]],  # format version 1: no cause
         [[LOG_VAR, "training", ""], ["loss/L/b", "frozen", ""]],  # b comes
@@ -258,14 +243,13 @@ def test_status_columns_follow_variables_that_come_go_and_change_places():
     ]
     values = [np.array(t, dtype=object) for t in tables]
     expected = {
-        LOG_VAR: ["training", "training", "non_finite", "", "not_updated"],
-        "loss/L/b": ["", "frozen", "frozen", "training", ""],
+        LOG_VAR: [(0, "training"), (2, "non_finite"), (3, ""), (4, "not_updated")],
+        "loss/L/b": [(1, "frozen"), (3, "training"), (4, "")],
     }
-    assert series_lib.status_columns(values) == expected
-    per_step = series_lib.statuses(values)
-    assert {path: [step.get(path, "") for step in per_step] for path in expected} == expected, "as statuses"
+    assert series_lib.status_changes(values) == expected
+    assert list(series_lib.status_changes(values)) == [LOG_VAR, "loss/L/b"], "in the order first seen"
     with pytest.raises(ValueError, match=r"a diagnosis has shape \(2,\)"):
-        series_lib.status_columns([np.array(["a", "b"], dtype=object)])
+        series_lib.status_changes([np.array(["a", "b"], dtype=object)])
 
 
 def test_series_csv_has_a_step_column_then_one_per_element_or_field():

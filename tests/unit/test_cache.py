@@ -1,7 +1,6 @@
 """`cache.RunCache` over a fake data provider: what it reads once, what makes it read again, what it skips."""
 
 import ast
-import json
 import pathlib
 
 import numpy as np
@@ -193,14 +192,14 @@ def test_a_diagnosis_is_decoded_once_per_write(fake):
     runs = cache.RunCache(fake)
     tags = runs.tags_of(CTX, "", "b/train")
     decoded = runs.diagnosis(CTX, "", "b/train", tags).data["b/train"]
-    assert decoded.steps.tolist() == [0, 1, 2] and decoded.statuses == {LOG_VAR: ["not_updated"] * 3}
+    assert decoded.steps.tolist() == [0, 1, 2] and decoded.changes == {LOG_VAR: [(0, "not_updated")]}
     fake.calls.clear()
     assert runs.diagnosis(CTX, "", "b/train", tags).data["b/train"] is decoded
     assert fake.calls == [("list_tensors", ("b/train",))], "nothing written since: one small call"
     fake.write("b/train", 3, rows=[(LOG_VAR, "training", "")])
     fake.calls.clear()
     later = runs.diagnosis(CTX, "", "b/train", tags).data["b/train"]
-    assert later.statuses == {LOG_VAR: ["not_updated"] * 3 + ["training"]}
+    assert later.changes == {LOG_VAR: [(0, "not_updated"), (3, "training")]}
     assert [name for name, _ in fake.calls] == ["list_tensors", "read_tensors"]
 
 
@@ -212,7 +211,7 @@ def test_a_diagnosis_not_a_table_names_its_run_one_gone_is_gone_and_one_not_yet_
     tags = runs.tags_of(CTX, "", "a/train")
     before = {tag: one for tag, one in tags.items() if tag != metadata.DIAGNOSIS_TAG}
     empty = runs.diagnosis(CTX, "", "a/train", before).data["a/train"]
-    assert (empty.steps.tolist(), empty.statuses) == ([], {})
+    assert (empty.steps.tolist(), empty.changes) == ([], {})
     del fake.runs["a/train"]
     assert runs.diagnosis(CTX, "", "a/train", tags) == cache.Read({}, {}, {"a/train"})
 
@@ -244,19 +243,3 @@ def test_the_cache_gives_data_and_never_imports_the_body_builders():
         for alias in node.names
     }
     assert imported == {"metadata", "series"}, "plugin -> cache -> series; the routes hand its data to bodies"
-
-
-def test_the_diagnosis_answer_is_encoded_again_only_after_a_write(fake, monkeypatch):
-    from tensorboard.plugins import base_plugin
-
-    from tensorboard_plugin.loss_params import bodies, plugin
-
-    built = []
-    monkeypatch.setattr(bodies, "diagnosis_body", lambda *args, real=bodies.diagnosis_body: built.append(1) or real(*args))
-    served = plugin.LossParamsPlugin(base_plugin.TBContext(data_provider=fake))
-    first = served._diagnosis_json_of(CTX, "", "b/train")
-    assert served._diagnosis_json_of(CTX, "", "b/train") is first and len(built) == 1
-    fake.write("b/train", 3, rows=[(LOG_VAR, "training", "")])
-    later = served._diagnosis_json_of(CTX, "", "b/train")
-    assert len(built) == 2 and '"steps":[0,1,2,3]' in later and '"training"' in later
-    assert json.loads(later) == served.diagnosis_impl(CTX, "", "b/train")
