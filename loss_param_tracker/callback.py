@@ -579,6 +579,7 @@ class LossParamTracker(keras.callbacks.Callback):
             unbounded=stats.unbounded or discovery.is_loss_weight(t.path),
             linear=stats.linear,
             constant_in_step=self._constant_in_step(t),
+            constrained=getattr(t.variable, "constraint", None) is not None,
             loss_finite=self._loss_finite if t.role == metadata.ROLE_LOSS else None,
         )
         diagnosis = diagnosis_lib.diagnose(observation)

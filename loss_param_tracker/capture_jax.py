@@ -287,7 +287,8 @@ class StepCapture(HookedCapture):
         watched variable's largest curvature and smallest gradient element (see the TensorFlow capture's).
 
         The curvature is the norm of the loss head's Hessian-vector product
-        along a fixed direction: its gradient's derivative, by `jax.jvp`,
+        along a fixed direction in one variable, the others held: its
+        gradient's derivative, by `jax.jvp`, one per variable (`vmap`),
         under a `lax.cond` that the other steps pass by.
         """
         grad, values, variables = step.curvature
@@ -300,13 +301,18 @@ class StepCapture(HookedCapture):
         slots = np.array([self._slots[variable_key(variables[i])] for i in picked])
 
         def measure(probe):
-            directions = [
-                _direction(value) if i in picked else jnp.zeros_like(value) for i, value in enumerate(values)
-            ]
-            gradients, products = jax.jvp(grad, tuple(values), tuple(directions))
+            # Row k of each tangent moves the k-th picked variable alone: one
+            # product for all would add the cross terms, and a term's weight
+            # `w * f(theta)` would read as curved through `theta`.
+            tangents = tuple(
+                jnp.stack([_direction(value) if i == j else jnp.zeros_like(value) for j in picked])
+                for i, value in enumerate(values)
+            )
+            gradients = grad(*values)
+            products = jax.vmap(lambda *tangent: jax.jvp(grad, tuple(values), tangent)[1])(*tangents)
             gradients = [jnp.asarray(gradients[i], jnp.float32) for i in picked]
             measured = jnp.stack([
-                jnp.stack([jnp.linalg.norm(jnp.asarray(products[i], jnp.float32)) for i in picked]),
+                jnp.stack([jnp.linalg.norm(jnp.asarray(products[i][k], jnp.float32)) for k, i in enumerate(picked)]),
                 jnp.stack([jnp.min(g) for g in gradients]),
             ])
             kept = probe[:, slots]

@@ -265,8 +265,10 @@ class StepCapture(HookedCapture):
             variables = [_tf_variable(v) for v in step.watched]
             tapes = []
             try:
-                for _ in range(1 if "curvature" in self._off else 2):
-                    tape = tf.GradientTape(watch_accessed_variables=False)
+                count = 1 if "curvature" in self._off else 2
+                for index in range(count):
+                    # The outer tape is asked once a probed variable (`_probe_curvature`).
+                    tape = tf.GradientTape(watch_accessed_variables=False, persistent=count == 2 and index == 0)
                     tape.__enter__()
                     tapes.append(tape)
                     tape.watch(variables)
@@ -488,11 +490,12 @@ class StepCapture(HookedCapture):
 
     def _probe_curvature(self, step, captured):
         """In an epoch's first `PROBE_STEPS` steps, keeps per watched variable its largest curvature
-        (the norm of a Hessian-vector product) and its gradient's smallest element in those steps.
+        (the norm of its own Hessian-vector product) and its gradient's smallest element in those steps.
 
         The outer tape recorded the gradient's computation: its gradient of
-        the gradient along a fixed, generic direction is that product, `None`
-        (no curvature) where the gradient does not depend on the variable. A
+        a variable's gradient along a fixed, generic direction in that
+        variable alone is that product, `None` (no curvature) where the
+        gradient does not depend on the variable itself. A
         step whose gradient for a variable is zero (a term not read yet, a
         branch not taken) measures nothing of it.
         """
@@ -514,7 +517,13 @@ class StepCapture(HookedCapture):
             # direction is the slices' values' along the direction's same rows.
             directions = [_rows_of(tf.cast(_direction(v), g.dtype), g) for v, g in zip(variables, grads)]
             targets = [g.values if isinstance(g, tf.IndexedSlices) else g for g in grads]
-            products = outer.gradient(targets, variables, output_gradients=directions)
+            # Each variable's own curvature, the others held: one product for
+            # all would add the cross terms, and a term's weight `w * f(theta)`
+            # would read as curved through `theta`.
+            products = [
+                outer.gradient(target, variable, output_gradients=direction)
+                for target, variable, direction in zip(targets, variables, directions)
+            ]
             dense = [tf.cast(_dense(g), tf.float32) for g in grads]
             seen = tf.stack([tf.reduce_any(tf.not_equal(g, 0.0)) for g in dense])
             curvature = [tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products]

@@ -13,9 +13,11 @@ from typing import NamedTuple, Optional
 from tensorboard_plugin.loss_params import norms
 from tensorboard_plugin.loss_params.metadata import (
     CONSTANT_IN_STEP,
+    FIX_NOT_HANDED,
     FIX_NOT_REACHED,
     FROZEN,
     GRADIENT_UNKNOWN,
+    HELD_BY_CONSTRAINT,
     LINEAR,
     LOSS_NON_FINITE,
     MOVED_WITHOUT_GRADIENT,
@@ -65,6 +67,8 @@ class Observation(NamedTuple):
         constant_in_step: Whether the compiled training step holds it as a
             constant (JAX, for a variable outside the model's state): a
             change of its value never reaches training.
+        constrained: Whether it has a `constraint`, which the optimizer
+            applies after each update.
         loss_finite: Whether the training loss Keras logged for the epoch
             (the mean of its steps') is finite; `None` where none was logged
             or it is not the loss's to say (a model weight).
@@ -84,6 +88,7 @@ class Observation(NamedTuple):
     unbounded: bool = False
     linear: bool = False
     constant_in_step: bool = False
+    constrained: bool = False
     loss_finite: Optional[bool] = None
 
 
@@ -160,13 +165,15 @@ def diagnose(obs):
     if zero and not obs.value_changed:  # handing it to an optimizer would not move it either
         return _diagnosis(ZERO_GRADIENT)
     if not obs.seen_by_optimizer:
+        if obs.attached:  # make_trainable attached it, and the step hands the optimizer a list of its own
+            return _diagnosis(NOT_UPDATED, FIX_NOT_HANDED)
         if obs.unbounded:
             return _diagnosis(NOT_UPDATED, UNBOUNDED)
         if obs.linear:
             return _diagnosis(NOT_UPDATED, LINEAR)
         return _diagnosis(NOT_UPDATED, NOT_IN_OPTIMIZER if known else NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN)
     if obs.value_changed is False:
-        return _diagnosis(NOT_UPDATED, OPTIMIZER_NO_EFFECT)
+        return _diagnosis(NOT_UPDATED, HELD_BY_CONSTRAINT if obs.constrained else OPTIMIZER_NO_EFFECT)
     if zero:  # it moved all the same: say so, no dead branch is known
         return _diagnosis(ZERO_GRADIENT, MOVED_WITHOUT_GRADIENT)
     return _training(obs, "" if known else GRADIENT_UNKNOWN)

@@ -263,12 +263,12 @@ def _as_keras_variable(model, found):
     if _can_wrap(model, variable):
         # The keras.Variable holds the very tf.Variable the code reads: the
         # optimizer's updates reach every reader, traced ones included.
-        return keras.Variable(
+        return _constrained_as(variable, keras.Variable(
             variable,
             dtype=keras.backend.standardize_dtype(variable.dtype),
             trainable=variable.trainable,
             name=_keras_name(variable),
-        )
+        ))
     if found.slot is None:
         raise TypeError(
             f"{found.path} is a raw tf.Variable that make_trainable cannot replace with a "
@@ -279,12 +279,12 @@ def _as_keras_variable(model, found):
     # Created where the model's variables are: under its tf.distribute
     # strategy, a mirrored variable the optimizer can update.
     with _distribution_scope(model):
-        replacement = keras.Variable(
+        replacement = _constrained_as(variable, keras.Variable(
             host_value(variable),
             dtype=keras.backend.standardize_dtype(variable.dtype),
             trainable=variable.trainable,
             name=_keras_name(variable),
-        )
+        ))
     try:
         found.slot.set(replacement)
     except TypeError as error:
@@ -294,6 +294,12 @@ def _as_keras_variable(model, found):
             "or create it as keras.Variable(...)."
         ) from None
     return replacement
+
+
+def _constrained_as(variable, attached):
+    """`attached` with the raw `variable`'s `constraint=`, which Keras's optimizer applies after each update as TensorFlow's did."""
+    attached.constraint = getattr(variable, "constraint", None)
+    return attached
 
 
 def _keras_name(variable):

@@ -115,6 +115,32 @@ def term_weights_fit(log_dir):
     return {path: variables[path].cause.tolist() for path in ("loss/TermWeights/penalty", "loss/TermWeights/bonus")}
 
 
+class ProjectedTerm(keras.losses.Loss):
+    """An MSE plus a term weighted by a learned weight, the term reading a second learned variable
+    (a sliced-Wasserstein term's projections): the objective is linear in the weight alone, but
+    not in the two together."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = keras.Variable(0.5, name="weight")
+        self.projections = keras.Variable([[0.3], [-1.2], [0.8]], name="projections")
+
+    def call(self, y_true, y_pred):
+        projected = ops.matmul(y_pred, ops.transpose(self.projections))
+        return ops.mean(ops.square(y_true - y_pred), axis=-1) + self.weight * ops.mean(ops.square(projected), axis=-1)
+
+
+def projected_term_fit(log_dir):
+    """Two epochs of `ProjectedTerm` left to the tracker: `{path: causes}` of its two variables."""
+    from loss_param_tracker import LossParamTracker, load
+
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=ProjectedTerm())
+    model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    variables = load(log_dir)["train"].variables
+    return {path: variables[path].cause.tolist() for path in ("loss/ProjectedTerm/weight", "loss/ProjectedTerm/projections")}
+
+
 class LogVariance(keras.losses.Loss):
     """MSE plus log(v): descent drives v through zero, where the log is NaN.
 
@@ -143,6 +169,35 @@ def log_variance_fit(log_dir, learn_log=False):
     history = model.fit(*make_data(), epochs=4, batch_size=16, verbose=0, callbacks=[LossParamTracker(log_dir)])
     v = load(log_dir)["train"].variables["loss/LogVariance/v"]
     return {"loss": history.history["loss"], "status": v.status.tolist(), "cause": v.cause.tolist()}
+
+
+def constrained_fit(log_dir, raw=False):
+    """Five epochs of `mse + c**2` after `make_trainable`, `c` from 2 held at >= 0.5 by its constraint:
+    `c` at each epoch's end, and its statuses and causes.
+
+    `raw`: `c` is a `tf.Variable(constraint=...)` (TensorFlow), which `make_trainable` wraps.
+    """
+    from loss_param_tracker import LossParamTracker, load, make_trainable
+
+    if raw:
+        import tensorflow as tf
+
+        c = tf.Variable(2.0, name="c", constraint=lambda value: tf.clip_by_value(value, 0.5, np.inf))
+    else:
+        c = keras.Variable(2.0, name="c")
+        c.constraint = lambda value: ops.maximum(value, 0.5)
+
+    def loss(y_true, y_pred):
+        return ops.mean(ops.square(y_true - y_pred)) + ops.square(c)
+
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss=loss)
+    (attached,) = make_trainable(model)
+    seen = []
+    values = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(float(attached.numpy())))
+    model.fit(*make_data(), epochs=5, batch_size=32, verbose=0, callbacks=[values, LossParamTracker(log_dir)])
+    variable = load(log_dir)["train"].variables["loss/loss/c"]
+    return {"c": seen, "status": variable.status.tolist(), "cause": variable.cause.tolist()}
 
 
 def deprecations(logs, loss=None):

@@ -167,6 +167,23 @@ def test_a_weight_the_objective_is_linear_in_is_told_apart_where_curvature_is_me
     else:
         expected = {path: ["not_in_optimizer"] * 2 for path in causes}
     assert causes == expected
+    projected = fits[backend][1]["projected_term"]
+    if backend == "jax":  # each variable's own curvature: the weight alone is linear
+        assert projected == {
+            "loss/ProjectedTerm/weight": ["unbounded"] * 2, "loss/ProjectedTerm/projections": ["not_in_optimizer"] * 2
+        }
+    else:
+        assert projected == {path: ["not_in_optimizer"] * 2 for path in projected}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_variable_its_constraint_holds_at_its_bound_is_said_so(fits, backend):
+    """The loss pulls `c` below the 0.5 its constraint allows: once there, the optimizer's updates
+    are set back, and the cause says so, where it named the learning rate."""
+    one = fits[backend][1]["constrained"]
+    assert one["c"][2:] == [0.5] * 3, one
+    assert one["status"] == ["training"] * 3 + ["not_updated"] * 2, one
+    assert one["cause"][3:] == ["held_by_constraint"] * 2, one
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

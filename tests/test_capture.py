@@ -13,7 +13,14 @@ import tensorflow as tf
 from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, make_trainable
 from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
-from tests.models import dropped_term_fit, gathered_fit, penalized_fit, term_weights_fit, warmed_up_fit
+from tests.models import (
+    dropped_term_fit,
+    gathered_fit,
+    penalized_fit,
+    projected_term_fit,
+    term_weights_fit,
+    warmed_up_fit,
+)
 
 
 def messages(caplog):
@@ -59,6 +66,14 @@ def test_a_gathered_variables_gradient_norm_is_its_dense_gradients(log_dir, capl
 def test_the_weights_of_a_penalty_and_of_a_bonus_are_unbounded_and_linear(log_dir):
     assert term_weights_fit(log_dir) == {
         "loss/TermWeights/penalty": ["unbounded"] * 2, "loss/TermWeights/bonus": ["linear"] * 2
+    }
+
+
+def test_a_terms_weight_is_unbounded_where_the_term_reads_another_loss_variable(log_dir):
+    """The probe took one product along both variables: the weight's row held the cross term, and
+    the weight, linear alone, read as curved (`not_in_optimizer`, and make_trainable advised)."""
+    assert projected_term_fit(log_dir) == {
+        "loss/ProjectedTerm/weight": ["unbounded"] * 2, "loss/ProjectedTerm/projections": ["not_in_optimizer"] * 2
     }
 
 
@@ -450,3 +465,28 @@ def test_a_py_function_between_a_loss_variable_and_the_loss_is_differentiated_on
     else:  # no backward of the tracker's goes through it: the gradient is observed
         assert variable.last_cause == "not_in_optimizer" and (grad > 0).all()
         assert not said, messages(caplog)
+
+
+def test_where_grappler_rewrites_the_tracked_step_apart_the_weights_differ_in_the_last_bits_only(log_dir):
+    """A loss that sorts a projection by one loss variable and weights it by another (a
+    sliced-Wasserstein term): the tracker's ops change Grappler's arithmetic rewrites of the step's
+    own, and the weights differ from a plain fit's in their last bits (see the README)."""
+    x, y = make_data()
+
+    def trained(tracked):
+        keras.utils.set_random_seed(0)
+        weight = keras.Variable(10.0, name="weight")
+        projections = keras.Variable(np.random.default_rng(1).normal(size=(3, 1)).astype("float32"), name="theta")
+
+        def loss(y_true, y_pred):
+            projected = keras.ops.sort(keras.ops.transpose(keras.ops.matmul(y_pred, keras.ops.transpose(projections))))
+            return keras.ops.mean(keras.ops.abs(y_true - y_pred)) + weight * keras.ops.mean(projected**2)
+
+        model = make_model()
+        model.compile(optimizer="rmsprop", loss=loss)
+        callbacks = [LossParamTracker(log_dir)] if tracked else []
+        model.fit(x, y, epochs=6, batch_size=32, shuffle=False, verbose=0, callbacks=callbacks)
+        return [w.numpy() for w in model.weights]
+
+    for plain, tracked in zip(trained(False), trained(True)):  # 1.5e-8 apart at most, in this TensorFlow
+        np.testing.assert_allclose(tracked, plain, rtol=1e-6, atol=1e-7)

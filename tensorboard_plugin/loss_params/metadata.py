@@ -176,9 +176,11 @@ WARNED_STATUSES = tuple(s.name for s in STATUS_TABLE if s.warned)
 NOT_IN_OPTIMIZER = "not_in_optimizer"
 NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN = "not_in_optimizer_gradient_unknown"
 OPTIMIZER_NO_EFFECT = "optimizer_no_effect"
+HELD_BY_CONSTRAINT = "held_by_constraint"
 OUTSIDE_OPTIMIZER = "outside_optimizer"
 GRADIENT_UNKNOWN = "gradient_unknown"
 FIX_NOT_REACHED = "fix_not_reached"
+FIX_NOT_HANDED = "fix_not_handed"
 UNBOUNDED = "unbounded"
 LINEAR = "linear"
 MOVED_WITHOUT_GRADIENT = "moved_without_gradient"
@@ -213,6 +215,14 @@ CAUSE_TABLE = (
         "(exclude_from_weight_decay, a gradient mask, a frozen sub-optimizer).",
     ),
     Cause(
+        HELD_BY_CONSTRAINT,
+        "The optimizer is handed it and its gradient, but its value did not change, and it has a "
+        "constraint, which the optimizer applies after each update: the loss pulls it out of the "
+        "range the constraint allows, and the constraint sets it back to its bound.",
+        "Nothing, if the bound is meant. Otherwise widen the constraint, or learn it in a form that "
+        "stays in range without one (its log, with exp() where the loss reads it).",
+    ),
+    Cause(
         OUTSIDE_OPTIMIZER,
         "Its value moves, though model.optimizer is not handed it: something else "
         "updates it (a second optimizer, an assign in the loss or a callback). Healthy.",
@@ -234,6 +244,14 @@ CAUSE_TABLE = (
         "Create the variable as keras.Variable(...) where the loss's code reads it, or call "
         "make_trainable(model) before anything traces that code (summary(), a first call); "
         "pass it to a tf.py_function as an input, not by .numpy() inside.",
+    ),
+    Cause(
+        FIX_NOT_HANDED,
+        "make_trainable attached it to the model, but the training steps did not hand it to the "
+        "optimizer, and nothing else moved it: a custom train_step that differentiates and applies "
+        "a list of its own (a sub-model's trainable_variables).",
+        "In the train_step, differentiate the loss with respect to self.trainable_variables, which "
+        "holds it now, and hand those to optimizer.apply; or add it to the list the step uses.",
     ),
     Cause(
         UNBOUNDED,

@@ -43,6 +43,10 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         ({"seen_by_optimizer": False, **NOT_MOVED}, ("not_updated", "not_in_optimizer")),
         # The optimizer has it and its gradient, and it did not move (learning rate 0).
         (NOT_MOVED, ("not_updated", "optimizer_no_effect")),
+        # ... and where it has a constraint, which sets it back after each update.
+        ({**NOT_MOVED, "constrained": True}, ("not_updated", "held_by_constraint")),
+        # A constraint that holds nothing back: it moves.
+        ({"constrained": True}, ("training", "")),
         ({**ZERO, **NOT_MOVED}, ("zero_gradient", "")),
         # A zero gradient at every step, and it moved (a second optimizer, decay, momentum): said so.
         (ZERO, ("zero_gradient", "moved_without_gradient")),
@@ -56,6 +60,10 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
          ("not_updated", "not_in_optimizer_gradient_unknown")),
         # Moved at some time in the fit (a callback at an epoch's end), not this epoch.
         ({"seen_by_optimizer": False, "moved_before": True, **NOT_MOVED}, ("training", "outside_optimizer")),
+        # make_trainable attached it, and a custom train_step hands the optimizer a list of its own.
+        ({"seen_by_optimizer": False, "attached": True, **NOT_MOVED}, ("not_updated", "fix_not_handed")),
+        ({"seen_by_optimizer": False, "attached": True, "has_gradient": None, **NOT_MOVED},
+         ("not_updated", "fix_not_handed")),
         # make_trainable attached it, and the objective has no gradient for it.
         ({**NO_GRADIENT, **NOT_MOVED, "attached": True, "read_by_step": False}, ("no_gradient", "fix_not_reached")),
         # ... and where the step reads it, or may: its own no_gradient (a stop_gradient, numpy).
@@ -136,6 +144,8 @@ def test_precedence(changes, expected):
     [
         ("not_in_optimizer", "make_trainable(model)"),
         ("optimizer_no_effect", "learning rate"),
+        ("held_by_constraint", "widen the constraint"),
+        ("fix_not_handed", "self.trainable_variables"),
     ],
 )
 def test_warning_names_variable_status_and_the_fix_of_its_cause(cause, fix):
@@ -143,7 +153,7 @@ def test_warning_names_variable_status_and_the_fix_of_its_cause(cause, fix):
     assert "loss/ScaledMSE/weight" in message
     assert "[not_updated]" in message
     assert fix in message
-    other = "learning rate" if cause == "not_in_optimizer" else "make_trainable"
+    other = "learning rate" if cause == "not_in_optimizer" else "make_trainable("
     assert other not in message, message
 
 
