@@ -11,7 +11,10 @@ the model's gradients to `optimizer.apply`. The hooks here only read:
 - a tensor hook (`register_hook`) on each loss variable the optimizer is not
   handed: the gradient the same `backward` computes for it, before it would
   be added to `.grad`. A loss variable whose hook did not fire in a step had
-  no gradient in it (`no_gradient`). Its `.grad` is left as it is.
+  no gradient in it (`no_gradient`). Its `.grad` is left as it is;
+- `model.zero_grad`, which the step calls before its loss: the hooks count
+  the backward passes from there to `optimizer.apply`, as the optimizer's
+  gradients do, and not one that other code (a callback) runs between steps.
 
 Nothing of the training computation changes. A hook that fails steps aside
 for the rest of the fit and says why in `problems()`.
@@ -49,7 +52,7 @@ _BUFFERED = 32  # steps whose norms are buffered before they are added up
 class StepCapture(HookedCapture):
     """Accumulates gradient norms of the loss's variables and the model's weights (PyTorch)."""
 
-    _HOOKED = (("optimizer", "apply"), ("optimizer", "scale_loss"))
+    _HOOKED = (("optimizer", "apply"), ("optimizer", "scale_loss"), ("model", "zero_grad"))
 
     def __init__(self, model, loss_variables, losses, rediscover):
         super().__init__(model, loss_variables, losses, rediscover)
@@ -62,6 +65,7 @@ class StepCapture(HookedCapture):
         self._scaled = False  # a step's loss was scaled: the buffer's factors are written every step
 
     def _install(self):
+        self._hook(self._model, "zero_grad", "model.zero_grad", self._zero_grad)
         self._hook(self._optimizer, "scale_loss", "optimizer.scale_loss", self._scale_loss)
         self._hook(self._optimizer, "apply", "optimizer.apply", self._apply)
         self._watch(self._unregistered_loss_variables())
@@ -96,6 +100,10 @@ class StepCapture(HookedCapture):
         return self._accumulator.cpu().numpy()
 
     # Hooks -------------------------------------------------------------
+
+    def _zero_grad(self, original, *args, **kwargs):
+        self._pending = {}  # a backward before the step's own is not the step's
+        return original(*args, **kwargs)
 
     def _scale_loss(self, original, loss):
         scaled = original(loss)

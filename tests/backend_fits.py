@@ -80,6 +80,34 @@ def fit(model, loss, log_dir=None, fix=False, epochs=3, batch_size=32, optimizer
     return tracker, said, history.history
 
 
+def foreign_backward(logs):
+    """PyTorch: the logged gradient norm of a loss variable left to the tracker, in a fit alone and
+    in one beside a callback that runs `torch.autograd.grad` through the loss at each batch's start
+    (writing no `.grad`), with that callback's own norms: `{fit: [mean, max]}`."""
+    import torch
+
+    x, y = make_data()
+    result = {}
+    for probed in (False, True):
+        loss = GaussianNLL()
+        model = make_model()
+        seen = []
+
+        def probe(batch, logs, loss=loss, model=model, seen=seen):
+            part = slice(batch * 64, (batch + 1) * 64)
+            value = ops.mean(loss(y[part], model(x[part])))
+            seen.append(float(torch.autograd.grad(value, [loss.log_var.value])[0].abs()))
+
+        callbacks = [keras.callbacks.LambdaCallback(on_train_batch_begin=probe)] if probed else []
+        log_dir = os.path.join(logs, f"foreign_backward_{probed}")
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss)
+        model.fit(x, y, epochs=1, batch_size=64, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir), *callbacks])
+        result["probed" if probed else "alone"] = load(log_dir)["train"].variables["loss/GaussianNLL/log_var"].grad_norm[0].tolist()
+        if probed:
+            result["callback"] = [float(np.mean(seen)), float(np.max(seen))]
+    return result
+
+
 def statuses(logs):
     """Each loss's status, and what the warning advises."""
     cases = {
@@ -377,6 +405,7 @@ def main(out_dir):
             os.path.join(logs, "assigned_before_trace"), in_state=False, schedule=(0.0, 0.0, 0.0)
         ),
         "dropped_term": dropped_term_fit(os.path.join(logs, "dropped_term")) if keras.backend.backend() == "torch" else None,
+        "foreign_backward": foreign_backward(logs) if keras.backend.backend() == "torch" else None,
     }
     results["report"] = reports(logs)
     results["tensorflow_imported"] |= sys.modules.get("tensorflow") is not None

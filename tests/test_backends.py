@@ -239,6 +239,14 @@ def test_an_eager_epoch_whose_steps_do_not_read_a_variable_has_no_gradient_for_i
     assert fits["torch"][1]["dropped_term"] == ["not_updated", "no_gradient", "no_gradient"]
 
 
+def test_a_backward_pass_run_between_steps_is_not_counted_in_the_steps_gradient(fits):
+    """PyTorch's tensor hook fires on any backward through the loss: a callback's at a batch's
+    start was added to the step's, and the logged norm doubled."""
+    one = fits["torch"][1]["foreign_backward"]
+    np.testing.assert_allclose(one["probed"], one["alone"], rtol=1e-6)
+    np.testing.assert_allclose(one["probed"], one["callback"], rtol=1e-5)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_training_is_bit_identical_and_not_traced_again(fits, backend):
     _, results = fits[backend]

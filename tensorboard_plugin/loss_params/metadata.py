@@ -148,7 +148,8 @@ STATUS_TABLE = (
         "Compute the loss with TensorFlow/keras.ops only: no numpy, Python float(), int "
         "casts or stop_gradient on the path to the variable. (A loss that reads it in some "
         "steps only, after a warm-up or for some batches, gives it a gradient from the "
-        "first such step.)",
+        "first such step. If it is meant to stay constant, as a hyperparameter the loss "
+        "reads under stop_gradient on purpose, create it with trainable=False.)",
         "bad",
         warned=True,
     ),
