@@ -298,8 +298,21 @@ def _as_keras_variable(model, found):
 
 def _constrained_as(variable, attached):
     """`attached` with the raw `variable`'s `constraint=`, which Keras's optimizer applies after each update as TensorFlow's did."""
-    attached.constraint = getattr(variable, "constraint", None)
+    constraint = getattr(variable, "constraint", None)
+    if constraint is not None and not isinstance(constraint, keras.constraints.Constraint):
+        constraint = _Constraint(constraint)  # Keras 3.13 takes no other callable
+    attached.constraint = constraint
     return attached
+
+
+class _Constraint(keras.constraints.Constraint):
+    """A `tf.Variable`'s constraint function as a Keras `Constraint`."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, w):
+        return self.function(w)
 
 
 def _keras_name(variable):

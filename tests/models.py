@@ -171,6 +171,14 @@ def log_variance_fit(log_dir, learn_log=False):
     return {"loss": history.history["loss"], "status": v.status.tolist(), "cause": v.cause.tolist()}
 
 
+class AtLeast(keras.constraints.Constraint):
+    def __init__(self, bound):
+        self.bound = bound
+
+    def __call__(self, w):
+        return ops.maximum(w, self.bound)
+
+
 def constrained_fit(log_dir, raw=False):
     """Five epochs of `mse + c**2` after `make_trainable`, `c` from 2 held at >= 0.5 by its constraint:
     `c` at each epoch's end, and its statuses and causes.
@@ -185,7 +193,7 @@ def constrained_fit(log_dir, raw=False):
         c = tf.Variable(2.0, name="c", constraint=lambda value: tf.clip_by_value(value, 0.5, np.inf))
     else:
         c = keras.Variable(2.0, name="c")
-        c.constraint = lambda value: ops.maximum(value, 0.5)
+        c.constraint = AtLeast(0.5)
 
     def loss(y_true, y_pred):
         return ops.mean(ops.square(y_true - y_pred)) + ops.square(c)
