@@ -8,6 +8,7 @@ are separate units; this module wires them to Keras's callback hooks and
 holds the evidence: what was seen of each variable, and when.
 """
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -52,6 +53,23 @@ _LIBRARY_FRAMES = ("keras", "tensorflow", "jax", "torch", "loss_param_tracker", 
 
 class LossParamWarning(UserWarning):
     """A loss variable does not train as it should."""
+
+
+# The trackers with an epoch whose statuses wait for the next epoch's start:
+# a fit that an exception ends (Ctrl-C, a callback that raises, a crash)
+# has no on_train_end, and its last finished epoch is settled at exit.
+_UNSETTLED = weakref.WeakSet()
+
+
+@atexit.register
+def _settle_at_exit():
+    """Writes the last finished epoch's statuses of every fit that ended without `on_train_end`."""
+    for tracker in list(_UNSETTLED):
+        try:
+            tracker._settle()
+            tracker._writer.close()
+        except Exception:  # noqa: BLE001 - at exit, nothing is left to tell
+            logger.debug("LossParamTracker: the last epoch's statuses could not be written at exit", exc_info=True)
 
 
 def _collector_paused(hook):
@@ -293,6 +311,9 @@ class LossParamTracker(keras.callbacks.Callback):
 
     @_collector_paused
     def on_train_begin(self, logs=None):
+        if getattr(self, "_pending", None) is not None and self._runs and self._runs[-1][0]() is self.model:
+            with self._survive("settling the interrupted fit's last epoch"):
+                self._settle()  # this model's last fit ended by an exception: its last epoch's statuses
         # Allow instances to be re-used across fit() calls: each fit warns
         # and reports its failures afresh.
         self._warned = set()
@@ -444,6 +465,7 @@ class LossParamTracker(keras.callbacks.Callback):
             if records is None:
                 return
             self._pending = (step, records)
+            _UNSETTLED.add(self)
             if self.add_to_logs and logs is not None:
                 with self._survive("adding the loss variables to logs"):
                     self._add_to_logs(records, logs)
@@ -884,6 +906,7 @@ class LossParamTracker(keras.callbacks.Callback):
             return
         step, records = self._pending
         self._pending = None
+        _UNSETTLED.discard(self)
         with self._survive("diagnosing the epoch"):
             self._look(taken)
             records = [self._recheck(r) for r in records]
