@@ -66,8 +66,9 @@ def _settle_at_exit():
     """Writes the last finished epoch's statuses of every fit that ended without `on_train_end`."""
     for tracker in list(_UNSETTLED):
         try:
-            tracker._settle()
-            tracker._writer.close()
+            if tracker._pending is not None:
+                tracker._settle()
+                tracker._writer.close()
         except Exception:  # noqa: BLE001 - at exit, nothing is left to tell
             logger.debug("LossParamTracker: the last epoch's statuses could not be written at exit", exc_info=True)
 
@@ -311,9 +312,9 @@ class LossParamTracker(keras.callbacks.Callback):
 
     @_collector_paused
     def on_train_begin(self, logs=None):
-        if getattr(self, "_pending", None) is not None and self._runs and self._runs[-1][0]() is self.model:
+        if getattr(self, "_pending", None) is not None:  # the last fit ended by an exception
             with self._survive("settling the interrupted fit's last epoch"):
-                self._settle()  # this model's last fit ended by an exception: its last epoch's statuses
+                self._settle()
         # Allow instances to be re-used across fit() calls: each fit warns
         # and reports its failures afresh.
         self._warned = set()

@@ -41,15 +41,20 @@ class AnnealLogVar(keras.callbacks.Callback):
 
 
 class InterruptAt(keras.callbacks.Callback):
-    """Interrupts fit (as Ctrl-C does) at the start of an epoch."""
+    """Ends fit with `error` at the start of an epoch (Ctrl-C, by default) or, `at_end`, at its end
+    (a callback after the tracker that fails): either way without on_train_end."""
 
-    def __init__(self, epoch):
+    def __init__(self, epoch, at_end=False, error=KeyboardInterrupt):
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.at_end, self.error = epoch, at_end, error
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
+        if epoch == self.epoch and not self.at_end:
+            raise self.error
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch and self.at_end:
+            raise self.error
 
 
 def register(model, loss):

@@ -560,18 +560,6 @@ def test_keyboard_interrupt_keeps_what_was_logged(log_dir):
     assert load_run(log_dir).variables["loss/GaussianNLL/log_var"].steps.tolist() == [0, 1]
 
 
-class RaiseAtEpochEnd(keras.callbacks.Callback):
-    """A callback after the tracker that fails at an epoch's end: the fit ends without on_train_end."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise RuntimeError("a callback failed")
-
-
 def test_the_last_epoch_of_a_fit_an_exception_ended_gets_its_statuses_when_the_tracker_fits_again(log_dir):
     """An epoch's statuses wait for the next epoch's start: a fit that a later callback's exception
     ended left its last finished epoch without any, also after a resumed fit."""
@@ -579,8 +567,9 @@ def test_the_last_epoch_of_a_fit_an_exception_ended_gets_its_statuses_when_the_t
     model = make_model()
     model.compile(optimizer="adam", loss=loss)
     tracker = LossParamTracker(log_dir)
+    failing = InterruptAt(1, at_end=True, error=RuntimeError("a callback failed"))
     with pytest.raises(RuntimeError, match="a callback failed"):
-        model.fit(*make_data(), epochs=4, verbose=0, callbacks=[tracker, RaiseAtEpochEnd(1)])
+        model.fit(*make_data(), epochs=4, verbose=0, callbacks=[tracker, failing])
     model.fit(*make_data(), initial_epoch=2, epochs=3, verbose=0, callbacks=[tracker])
     log_var = load_run(log_dir).variables["loss/GaussianNLL/log_var"]
     assert log_var.steps.tolist() == [0, 1, 2] and log_var.status.tolist() == ["not_updated"] * 3
@@ -591,11 +580,11 @@ def test_the_last_epoch_of_a_process_an_exception_ended_gets_its_statuses_at_exi
 import sys
 sys.path.insert(0, {ROOT!r})
 from loss_param_tracker import LossParamTracker
-from tests.conftest import GaussianNLL, make_data, make_model
-from tests.test_callback import RaiseAtEpochEnd
+from tests.conftest import GaussianNLL, InterruptAt, make_data, make_model
 model = make_model()
 model.compile(optimizer="adam", loss=GaussianNLL())
-model.fit(*make_data(), epochs=4, verbose=0, callbacks=[LossParamTracker({log_dir!r}), RaiseAtEpochEnd(1)])
+failing = InterruptAt(1, at_end=True, error=RuntimeError("a callback failed"))
+model.fit(*make_data(), epochs=4, verbose=0, callbacks=[LossParamTracker({log_dir!r}), failing])
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "a callback failed" in result.stderr, result.stderr[-2000:]
