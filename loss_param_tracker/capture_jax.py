@@ -308,9 +308,8 @@ class StepCapture(HookedCapture):
                 jnp.stack([_direction(value) if i == j else jnp.zeros_like(value) for j in picked])
                 for i, value in enumerate(values)
             )
-            gradients = grad(*values)
-            products = jax.vmap(lambda *tangent: jax.jvp(grad, tuple(values), tangent)[1])(*tangents)
-            gradients = [jnp.asarray(gradients[i], jnp.float32) for i in picked]
+            gradients, products = jax.vmap(lambda *tangent: jax.jvp(grad, tuple(values), tangent))(*tangents)
+            gradients = [jnp.asarray(gradients[i][0], jnp.float32) for i in picked]  # the same in every row
             measured = jnp.stack([
                 jnp.stack([jnp.linalg.norm(jnp.asarray(products[i][k], jnp.float32)) for k, i in enumerate(picked)]),
                 jnp.stack([jnp.min(g) for g in gradients]),
