@@ -58,7 +58,12 @@ the fit's overhead they make together: the extra of a step times the
 workload's steps, plus the hooks, over that epoch (and, as a bound, over
 the blocks' plain steps alone, without Keras's per-step work in Python).
 The run stops if the timed step was not the tracker's (its accumulators
-must have counted every timed step).
+must have counted every timed step). On TensorFlow, with the loss variable
+left to the tracker, two more variants in the same blocks: the tracker's
+step without its curvature probe (the `tf.cond` every step runs), and
+plain fit's step that also takes the loss variable's gradient and its
+norm and nothing else (`observe_gradient_alone`), the floor of observing a
+gradient that the optimizer is not handed and so Keras does not compute.
 
 Strategy (`--strategy mirrored`). The TensorFlow variants, each built and
 compiled under a `tf.distribute.MirroredStrategy` over 2 logical CPU devices,
@@ -681,7 +686,42 @@ def op_counts():
             )
 
 
-def traced_step(workload, tracked, trained, log_root):
+def observe_gradient_alone(model, loss):
+    """Hooks into `model` the least a TensorFlow step can do to observe its loss variables' gradient.
+
+    The optimizer is not handed them, so Keras computes no gradient for them:
+    a tape watching them alone around the step, their gradient taken from
+    the objective as `compute_loss` returns it, and its squared norm added to
+    a variable. The floor of the tracker's step where a loss variable is left
+    to it (which also takes the model's gradients' norms, keeps their maxima
+    and runs the curvature probe's condition).
+    """
+    import tensorflow as tf
+
+    variables = [v.value for v in vars(loss).values() if isinstance(v, keras.Variable)]
+    total = tf.Variable(0.0, trainable=False)
+    tapes = []
+    train_step, compute_loss = model.train_step, model.compute_loss
+
+    def step(data):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(variables)
+            tapes.append(tape)
+            try:
+                return train_step(data)
+            finally:
+                tapes.pop()
+
+    def objective(*args, **kwargs):
+        value = compute_loss(*args, **kwargs)
+        if tapes:  # the gradient taken inside the tape's context stops its recording
+            total.assign_add(tf.add_n([tf.nn.l2_loss(g) for g in tapes[-1].gradient(value, variables)]))
+        return value
+
+    model.train_step, model.compute_loss = step, objective
+
+
+def traced_step(workload, tracked, trained, log_root, alone=False, probe=True):
     """A variant's training step, callable alone, and the tracker's epoch hooks' CPU seconds.
 
     A fit of 4 epochs of 2 steps builds the step (traces or compiles it, with
@@ -690,7 +730,9 @@ def traced_step(workload, tracked, trained, log_root):
     fit ends. A traced step (TensorFlow) or compiled one (JAX) keeps the
     hooks after the tracker has removed them; on PyTorch the step is
     Python, so the capture is kept attached (one more user) until `close`.
-    `trained`: `make_trainable` first.
+    `trained`: `make_trainable` first. `alone`: plain fit with
+    `observe_gradient_alone` (TensorFlow). `probe=False`: the tracker's
+    step without its curvature probe, as where the probe stepped aside.
 
     Returns:
         (step, hooks): `step()` runs one training step on the next batch
@@ -700,6 +742,8 @@ def traced_step(workload, tracked, trained, log_root):
         2..4 (`None` for plain fit).
     """
     model, loss = compiled(workload, trained)
+    if alone:
+        observe_gradient_alone(model, loss)
     kept, hooks = {}, []
 
     def keep(logs):  # first in the list: before the tracker's on_train_end removes its hooks
@@ -713,12 +757,17 @@ def traced_step(workload, tracked, trained, log_root):
         if kept["capture"] is not None and keras.backend.backend() == "torch":
             kept["capture"]._users += 1  # the tracker's release leaves the hooks installed
 
+    def without_probe(logs):  # after the tracker's on_train_begin, before the step is traced
+        vars(model)[CAPTURE]._off["curvature"] = "left out by the benchmark"
+
     callbacks = [keras.callbacks.LambdaCallback(on_train_end=keep)]
     if tracked:
         tracker = LossParamTracker(log_dir=tempfile.mkdtemp(dir=log_root))
         for name in ("on_epoch_begin", "on_epoch_end"):
             setattr(tracker, name, timed(getattr(tracker, name), hooks))
         callbacks.append(tracker)
+        if not probe:
+            callbacks.append(keras.callbacks.LambdaCallback(on_train_begin=without_probe))
     model.fit(workload.x[: 2 * BATCH], workload.y[: 2 * BATCH], epochs=4, batch_size=BATCH, verbose=0, callbacks=callbacks)
     batches = [(workload.x[i : i + BATCH], workload.y[i : i + BATCH]) for i in range(0, 8 * BATCH, BATCH)]
     step = STEPS[keras.backend.backend()](model, kept, batches)
@@ -822,6 +871,9 @@ def step_costs(workload, blocks, log_root):
         plain, _ = traced_step(workload, False, trained, log_root)
         tracked, hooks = traced_step(workload, True, trained, log_root)
         variants = {"plain": plain, "tracker": tracked}
+        if keras.backend.backend() == "tensorflow" and not trained:
+            variants["without the probe"], _ = traced_step(workload, True, trained, log_root, probe=False)
+            variants["gradient alone"], _ = traced_step(workload, False, trained, log_root, alone=True)
         for run in variants.values():  # warm-up
             for _ in range(2 * STEP_BLOCK):
                 run()
@@ -850,9 +902,23 @@ def step_costs(workload, blocks, log_root):
             f"  {label:22s} {step * 1e3:17.3f}  {extra:>31s}  {ratio:>22s}  {hooks * 1e3:14.2f}  {epoch * 1e3:14.0f}"
             f"  {1 + added / epoch:12.4f}  {1 + added / (step * steps):6.4f}"
         )
+        for name, shown in (("without the probe", "  without the probe"), ("gradient alone", "  its gradient alone")):
+            if name not in cpu:
+                continue
+            other = np.array(cpu[name])
+            extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(other - plain_cpu)))
+            ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*median_interval(other / plain_cpu))
+            added = np.median(other - plain_cpu) * steps + (hooks if name == "without the probe" else 0)
+            print(
+                f"  {shown:22s} {'':17s}  {extra:>31s}  {ratio:>22s}  {'':14s}  {'':14s}"
+                f"  {1 + added / epoch:12.4f}  {1 + added / (step * steps):6.4f}"
+            )
     print(
         "  (fit overhead: (extra a step x steps + hooks) / plain fit's epoch, timed after the blocks; bound: over "
-        "the blocks' steps alone instead, leaving out Keras's per-step work in Python, the same with and without the tracker)"
+        "the blocks' steps alone instead, leaving out Keras's per-step work in Python, the same with and without the tracker;"
+        " without the probe: the tracker's step without its curvature probe's condition; its gradient alone: plain fit's"
+        " step taking the loss variables' gradient and its norm, nothing else: the floor of observing a gradient the"
+        " optimizer is not handed; both timed in the same blocks)"
     )
 
 
