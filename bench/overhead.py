@@ -58,12 +58,13 @@ the fit's overhead they make together: the extra of a step times the
 workload's steps, plus the hooks, over that epoch (and, as a bound, over
 the blocks' plain steps alone, without Keras's per-step work in Python).
 The run stops if the timed step was not the tracker's (its accumulators
-must have counted every timed step). On TensorFlow, with the loss variable
-left to the tracker, two more variants in the same blocks: the tracker's
-step without its curvature probe (the `tf.cond` every step runs), and
-plain fit's step that also takes the loss variable's gradient and its
-norm and nothing else (`observe_gradient_alone`), the floor of observing a
-gradient that the optimizer is not handed and so Keras does not compute.
+must have counted every timed step). With the loss variable left to the
+tracker, more variants in the same blocks: on TensorFlow and JAX the
+tracker's step without its curvature probe (the condition every step
+runs), and on TensorFlow plain fit's step that also takes the loss
+variable's gradient and its norm and nothing else
+(`observe_gradient_alone`), the floor of observing a gradient that the
+optimizer is not handed and so Keras does not compute.
 
 Strategy (`--strategy mirrored`). The TensorFlow variants, each built and
 compiled under a `tf.distribute.MirroredStrategy` over 2 logical CPU devices,
@@ -732,7 +733,8 @@ def traced_step(workload, tracked, trained, log_root, alone=False, probe=True):
     Python, so the capture is kept attached (one more user) until `close`.
     `trained`: `make_trainable` first. `alone`: plain fit with
     `observe_gradient_alone` (TensorFlow). `probe=False`: the tracker's
-    step without its curvature probe, as where the probe stepped aside.
+    step without its curvature probe, as where the probe stepped aside
+    (TensorFlow, JAX).
 
     Returns:
         (step, hooks): `step()` runs one training step on the next batch
@@ -871,8 +873,9 @@ def step_costs(workload, blocks, log_root):
         plain, _ = traced_step(workload, False, trained, log_root)
         tracked, hooks = traced_step(workload, True, trained, log_root)
         variants = {"plain": plain, "tracker": tracked}
-        if keras.backend.backend() == "tensorflow" and not trained:
+        if keras.backend.backend() != "torch" and not trained:  # PyTorch's capture has no probe
             variants["without the probe"], _ = traced_step(workload, True, trained, log_root, probe=False)
+        if keras.backend.backend() == "tensorflow" and not trained:
             variants["gradient alone"], _ = traced_step(workload, False, trained, log_root, alone=True)
         for run in variants.values():  # warm-up
             for _ in range(2 * STEP_BLOCK):
@@ -913,12 +916,16 @@ def step_costs(workload, blocks, log_root):
                 f"  {shown:22s} {'':17s}  {extra:>31s}  {ratio:>22s}  {'':14s}  {'':14s}"
                 f"  {1 + added / epoch:12.4f}  {1 + added / (step * steps):6.4f}"
             )
+    breakdown = {
+        "tensorflow": "; without the probe: the tracker's step without its curvature probe's condition; its gradient "
+        "alone: plain fit's step taking the loss variables' gradient and its norm, nothing else: the floor of observing "
+        "a gradient the optimizer is not handed; both timed in the same blocks",
+        "jax": "; without the probe: the tracker's step without its curvature probe's condition, timed in the same blocks",
+    }
     print(
         "  (fit overhead: (extra a step x steps + hooks) / plain fit's epoch, timed after the blocks; bound: over "
-        "the blocks' steps alone instead, leaving out Keras's per-step work in Python, the same with and without the tracker;"
-        " without the probe: the tracker's step without its curvature probe's condition; its gradient alone: plain fit's"
-        " step taking the loss variables' gradient and its norm, nothing else: the floor of observing a gradient the"
-        " optimizer is not handed; both timed in the same blocks)"
+        "the blocks' steps alone instead, leaving out Keras's per-step work in Python, the same with and without the "
+        f"tracker{breakdown.get(keras.backend.backend(), '')})"
     )
 
 
