@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from loss_param_tracker import LossParamWarning, load
 from loss_param_tracker.reader import NoSummariesError
+from loss_param_tracker.report import main as report_main
 from tensorboard_plugin.loss_params import metadata
 from tests.conftest import AnnealLogVar, GaussianNLL, compile_fixed, damaged_copy, fit, make_model
 from tests.test_reader import VAR, diagnosis, epochs, loss_values, write_run
@@ -70,6 +71,31 @@ def test_report_json(logs):
     assert rows[0]["first"] == rows[0]["last"] == 0.0
     assert data["runs"]["fixed/train"]["model_weights"] == {"training": 4}
     assert result.returncode == 1
+
+
+def test_the_command_reads_without_importing_tensorflow_and_says_the_same(logs, tmp_path, capsys):
+    # The command's process: TensorBoard's stub file layer, not TensorFlow's.
+    script = (
+        "import runpy, sys\n"
+        "try:\n"
+        "    runpy.run_module('loss_param_tracker', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    print('exit', exit.code, 'tensorflow' in sys.modules, file=sys.stderr)\n"
+    )
+    for args in ([str(logs)], [str(logs), "--json"]):
+        result = subprocess.run(
+            [sys.executable, "-c", script, "report", *args], capture_output=True, text=True, timeout=120
+        )
+        assert result.stderr.splitlines()[-1] == "exit 1 False", result.stderr
+        # This process has TensorFlow, whose file layer TensorBoard takes here: the same report.
+        assert report_main(["report", *args]) == 1
+        assert result.stdout == capsys.readouterr().out
+    # A damaged run is named the same way too.
+    damaged = damaged_copy(logs, tmp_path / "logs")
+    result = subprocess.run(
+        [sys.executable, "-c", script, "report", str(damaged)], capture_output=True, text=True, timeout=120
+    )
+    assert "run corrupt/train skipped: event file" in result.stderr and "exit 1 False" in result.stderr
 
 
 def test_damaged_runs_are_named_and_never_pass(logs, tmp_path):
