@@ -601,6 +601,7 @@ class LossParamTracker(keras.callbacks.Callback):
             # Keras multiplies the loss by a loss weight: descent on it has no minimum.
             unbounded=stats.unbounded or discovery.is_loss_weight(t.path),
             linear=stats.linear,
+            concave=stats.concave,
             constant_in_step=self._constant_in_step(t),
             constrained=getattr(t.variable, "constraint", None) is not None,
             loss_finite=self._loss_finite if t.role == metadata.ROLE_LOSS else None,
@@ -882,9 +883,10 @@ class LossParamTracker(keras.callbacks.Callback):
         grads = self._gradient_stats(looked)
         for t in looked:
             stats = grads[t.key]
-            # A weight of a loss term is not to be trained by descent: its
-            # status, with what to check, comes at the epoch's end.
-            if t.key in self._moved or not stats.has_gradient or stats.unbounded:
+            # A weight of a loss term is not to be trained by descent, nor
+            # plainly one the objective curves down in: its status, with
+            # what to check, comes at the epoch's end.
+            if t.key in self._moved or not stats.has_gradient or stats.unbounded or stats.concave:
                 continue
             self._warn_text(
                 t.path,

@@ -47,9 +47,11 @@ PROBE_STEPS = 4
 PROBE_MAX_ELEMENTS = 4096
 # What the probe keeps of each variable over the steps measured (steps whose
 # gradient for it is not zero), a row each: the largest norm of its
-# Hessian-vector product along a fixed direction (0 before any), and its
-# gradient's smallest element (+inf before any).
-PROBE_ROWS = 2
+# Hessian-vector product along a fixed direction (0 before any), its
+# gradient's smallest element (+inf before any), and the largest curvature
+# along the direction, signed (d . Hd, -inf before any; +inf where not
+# measured, a gathered variable's slices).
+PROBE_ROWS = 3
 
 
 class GradientStats(NamedTuple):
@@ -70,6 +72,9 @@ class GradientStats(NamedTuple):
             measure it.
         grad_min: For such a variable, the smallest element of its gradient
             over the steps (NaN where not measured).
+        bend: For such a variable, the largest curvature of the objective
+            along the fixed direction over the steps, signed: negative where
+            it curved down at every step measured (NaN where not measured).
         read_by_step: Whether the training step reads the variable at all;
             `None` where unknown (an eager step, a backend without the
             record).
@@ -86,6 +91,7 @@ class GradientStats(NamedTuple):
     max: float = math.nan
     curvature: float = math.nan
     grad_min: float = math.nan
+    bend: float = math.nan
     read_by_step: bool = None
 
     @property
@@ -97,6 +103,11 @@ class GradientStats(NamedTuple):
     def unbounded(self):
         """Whether descent on it has no minimum: linear, and no gradient element ever negative."""
         return self.linear and self.grad_min >= 0
+
+    @property
+    def concave(self):
+        """Whether the objective was seen to curve down in it: a gradient, and negative curvature at every step."""
+        return self.bend < 0 and self.has_gradient is True and self.max > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -426,6 +437,7 @@ class HookedCapture(Capture):
                 maxes[index] if known else nan,
                 seen[0] if seen else nan,
                 seen[1] if seen else nan,
+                seen[2] if seen else nan,
                 self._read_by_step(key),
             )
         return result
@@ -434,8 +446,8 @@ class HookedCapture(Capture):
         """The probe's figures of a variable over the fit so far, this epoch's folded in; `None` before any."""
         seen = self._probe_seen.get(key)
         if probed is not None and math.isfinite(probed[1][index]):  # measured this epoch
-            now = (probed[0][index], probed[1][index])
-            seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]))
+            now = (probed[0][index], probed[1][index], probed[2][index])
+            seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]), max(seen[2], now[2]))
             self._probe_seen[key] = seen
         return seen
 
@@ -444,8 +456,9 @@ class HookedCapture(Capture):
         return None
 
     def _probed(self):
-        """float numpy `[2, slots]`: per slot, the largest curvature and the smallest gradient
-        element since `reset`; `None` where the backend does not measure them."""
+        """float numpy `[PROBE_ROWS, slots]`: per slot, the largest curvature, the smallest gradient
+        element and the largest signed curvature since `reset`; `None` where the backend does not
+        measure them."""
         return None
 
     def read_global(self):

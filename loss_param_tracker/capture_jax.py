@@ -284,7 +284,8 @@ class StepCapture(HookedCapture):
 
     def _probe_curvature(self, step, loss, captured, probe):
         """`probe` (float32 `[PROBE_ROWS, slots]`) with, in an epoch's first `PROBE_STEPS` steps, each
-        watched variable's largest curvature and smallest gradient element (see the TensorFlow capture's).
+        watched variable's largest curvature, smallest gradient element and largest signed curvature
+        (see the TensorFlow capture's).
 
         The curvature is the norm of the loss head's Hessian-vector product
         along a fixed direction in one variable, the others held: its
@@ -310,12 +311,17 @@ class StepCapture(HookedCapture):
             )
             gradients, products = jax.vmap(lambda *tangent: jax.jvp(grad, tuple(values), tangent))(*tangents)
             gradients = [jnp.asarray(gradients[i][0], jnp.float32) for i in picked]  # the same in every row
+            own = [jnp.asarray(products[i][k], jnp.float32) for k, i in enumerate(picked)]
             measured = jnp.stack([
-                jnp.stack([jnp.linalg.norm(jnp.asarray(products[i][k], jnp.float32)) for k, i in enumerate(picked)]),
+                jnp.stack([jnp.linalg.norm(p) for p in own]),
                 jnp.stack([jnp.min(g) for g in gradients]),
+                # The curvature along the direction, signed: d . Hd.
+                jnp.stack([jnp.sum(jnp.asarray(_direction(values[i]), jnp.float32) * p) for i, p in zip(picked, own)]),
             ])
             kept = probe[:, slots]
-            folded = jnp.stack([jnp.maximum(kept[0], measured[0]), jnp.minimum(kept[1], measured[1])])
+            folded = jnp.stack([
+                jnp.maximum(kept[0], measured[0]), jnp.minimum(kept[1], measured[1]), jnp.maximum(kept[2], measured[2])
+            ])
             seen = jnp.stack([jnp.any(g != 0) for g in gradients])  # a zero gradient measures nothing
             return probe.at[:, slots].set(jnp.where(seen, folded, kept))
 
@@ -433,7 +439,7 @@ def _read_concretely(head, values, indices):
 
 def _probe_start(slots):
     """The probe before any step (see `capture.PROBE_ROWS`): nothing measured."""
-    nothing = (0.0, jnp.inf)
+    nothing = (0.0, jnp.inf, -jnp.inf)
     return jnp.stack([jnp.full((slots,), start, jnp.float32) for start in nothing])
 
 

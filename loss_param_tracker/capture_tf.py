@@ -150,7 +150,7 @@ class StepCapture(HookedCapture):
         super().__init__(model, loss_variables, losses, rediscover)
         self._accumulator = None  # (sums, maxes), each float32[slots + 3]: see `_build_accumulator`
         self._starts = None  # (accumulator, probe) as `reset` sets them
-        self._probe = None  # float32[2, slots]: max curvature, min gradient element (`_probe_curvature`)
+        self._probe = None  # float32[PROBE_ROWS, slots]: see `_probe_curvature`
         self._read_all = None  # the accumulator and the probe in one read (`flat_reader`), without a strategy
         self._reads = None  # {key} of the variables the traced step reads; None when not traced
         self._local = threading.local()  # a strategy traces its replicas in threads
@@ -490,7 +490,8 @@ class StepCapture(HookedCapture):
 
     def _probe_curvature(self, step, captured):
         """In an epoch's first `PROBE_STEPS` steps, keeps per watched variable its largest curvature
-        (the norm of its own Hessian-vector product) and its gradient's smallest element in those steps.
+        (the norm of its own Hessian-vector product), its gradient's smallest element and its largest
+        signed curvature along the product's direction (`_bend`) in those steps.
 
         The outer tape recorded the gradient's computation: its gradient of
         a variable's gradient along a fixed, generic direction in that
@@ -527,10 +528,15 @@ class StepCapture(HookedCapture):
             dense = [tf.cast(_dense(g), tf.float32) for g in grads]
             seen = tf.stack([tf.reduce_any(tf.not_equal(g, 0.0)) for g in dense])
             curvature = [tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products]
-            measured = tf.stack([tf.stack(curvature), tf.stack([tf.reduce_min(g) for g in dense])])
+            bends = [_bend(v, g, p) for v, g, p in zip(variables, grads, products)]
+            measured = tf.stack([
+                tf.stack(curvature), tf.stack([tf.reduce_min(g) for g in dense]), tf.stack(bends)
+            ])
             before = self._probe.read_value()
             kept = tf.gather(before, [i for (i,) in indices], axis=1)
-            folded = tf.stack([tf.maximum(kept[0], measured[0]), tf.minimum(kept[1], measured[1])])
+            folded = tf.stack([
+                tf.maximum(kept[0], measured[0]), tf.minimum(kept[1], measured[1]), tf.maximum(kept[2], measured[2])
+            ])
             updated = tf.where(seen, folded, kept)  # a variable whose gradient was zero: as it was
             by_slot = tf.tensor_scatter_nd_update(tf.transpose(before), indices, tf.transpose(updated))
             self._probe.assign(tf.transpose(by_slot))
@@ -691,7 +697,22 @@ def _replica_local(initial, name):
 
 def _probe_start(slots):
     """The probe before any step (see `capture.PROBE_ROWS`): nothing measured."""
-    return tf.stack([tf.zeros([slots]), tf.fill([slots], float("inf"))])
+    return tf.stack([tf.zeros([slots]), tf.fill([slots], float("inf")), tf.fill([slots], float("-inf"))])
+
+
+def _bend(variable, grad, product):
+    """The objective's curvature along the probe's direction in `variable`, signed: `d . Hd`.
+
+    0 where the gradient does not depend on the variable (`product` is
+    `None`). A gathered variable's product is along the direction's rows
+    that the step read, summed where a row was read twice: not `d . Hd`
+    for any one `d`, so not measured (+inf, which the fold keeps).
+    """
+    if product is None:
+        return tf.constant(0.0)
+    if isinstance(grad, tf.IndexedSlices) or isinstance(product, tf.IndexedSlices):
+        return tf.constant(float("inf"))
+    return tf.reduce_sum(tf.cast(_direction(variable), tf.float32) * tf.cast(product, tf.float32))
 
 
 def _probed_size(variable):

@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 
 from tensorboard_plugin.loss_params import norms
 from tensorboard_plugin.loss_params.metadata import (
+    CONCAVE,
     CONSTANT_IN_STEP,
     FIX_NOT_HANDED,
     FIX_NOT_REACHED,
@@ -60,6 +61,10 @@ class Observation(NamedTuple):
             where unknown.
         linear: Whether the objective was seen to be linear in it (its
             gradient did not depend on it at any step).
+        concave: Whether the objective was seen to curve down in it at
+            every step measured (negative curvature along the probe's
+            direction): descent moves it away from its value, faster as
+            it goes, to a minimum only where the loss turns up farther on.
         unbounded: Whether descent on it has no minimum: the objective was
             seen to be linear in it with a gradient that never pointed down
             (a weight of a loss term), or it is a `compile(loss_weights=...)`
@@ -87,6 +92,7 @@ class Observation(NamedTuple):
     read_by_step: bool = None
     unbounded: bool = False
     linear: bool = False
+    concave: bool = False
     constant_in_step: bool = False
     constrained: bool = False
     loss_finite: Optional[bool] = None
@@ -171,6 +177,8 @@ def diagnose(obs):
             return _diagnosis(NOT_UPDATED, UNBOUNDED)
         if obs.linear:
             return _diagnosis(NOT_UPDATED, LINEAR)
+        if obs.concave:
+            return _diagnosis(NOT_UPDATED, CONCAVE)
         return _diagnosis(NOT_UPDATED, NOT_IN_OPTIMIZER if known else NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN)
     if obs.value_changed is False:
         return _diagnosis(NOT_UPDATED, HELD_BY_CONSTRAINT if obs.constrained else OPTIMIZER_NO_EFFECT)

@@ -141,6 +141,33 @@ def projected_term_fit(log_dir):
     return {path: variables[path].cause.tolist() for path in ("loss/ProjectedTerm/weight", "loss/ProjectedTerm/projections")}
 
 
+class DualWeight(keras.losses.Loss):
+    """An MSE weighted by a learned log-scale (uncertainty weighting's: the objective curves up in
+    it), plus a min-max term as AUC-M's, `dual * spread - dual**2`: the objective curves down in its
+    dual variable, which the method maximises."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dual = keras.Variable(0.5, name="dual")
+        self.log_scale = keras.Variable(0.0, name="log_scale")
+
+    def call(self, y_true, y_pred):
+        error = ops.mean(ops.square(y_true - y_pred), axis=-1)
+        spread = ops.mean(ops.log1p(ops.square(y_pred)), axis=-1)
+        return ops.exp(-self.log_scale) * error + self.log_scale + self.dual * spread - ops.square(self.dual)
+
+
+def dual_weight_fit(log_dir):
+    """Two epochs of `DualWeight` left to the tracker: `{path: causes}` of its two variables."""
+    from loss_param_tracker import LossParamTracker, load
+
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=DualWeight())
+    model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    variables = load(log_dir)["train"].variables
+    return {path: variables[path].cause.tolist() for path in ("loss/DualWeight/dual", "loss/DualWeight/log_scale")}
+
+
 class LogVariance(keras.losses.Loss):
     """MSE plus log(v): descent drives v through zero, where the log is NaN.
 

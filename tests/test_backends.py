@@ -177,6 +177,15 @@ def test_a_weight_the_objective_is_linear_in_is_told_apart_where_curvature_is_me
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_variable_the_objective_curves_down_in_is_told_apart_where_curvature_is_measured(fits, backend):
+    """JAX measures the curvature's sign, as TensorFlow does: AUC-M's dual variable is `concave`, a
+    log-scale `not_in_optimizer`. PyTorch measures none: both are `not_in_optimizer`."""
+    causes = fits[backend][1]["dual_weight"]
+    dual = "concave" if backend == "jax" else "not_in_optimizer"
+    assert causes == {"loss/DualWeight/dual": [dual] * 2, "loss/DualWeight/log_scale": ["not_in_optimizer"] * 2}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_variable_its_constraint_holds_at_its_bound_is_said_so(fits, backend):
     """The loss pulls `c` below the 0.5 its constraint allows: once there, the optimizer's updates
     are set back, and the cause says so, where it named the learning rate."""

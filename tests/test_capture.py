@@ -15,6 +15,7 @@ from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
 from tests.models import (
     dropped_term_fit,
+    dual_weight_fit,
     gathered_fit,
     penalized_fit,
     projected_term_fit,
@@ -74,6 +75,14 @@ def test_a_terms_weight_is_unbounded_where_the_term_reads_another_loss_variable(
     the weight, linear alone, read as curved (`not_in_optimizer`, and make_trainable advised)."""
     assert projected_term_fit(log_dir) == {
         "loss/ProjectedTerm/weight": ["unbounded"] * 2, "loss/ProjectedTerm/projections": ["not_in_optimizer"] * 2
+    }
+
+
+def test_a_variable_the_objective_curves_down_in_is_concave_not_advised_to_train_plainly(log_dir):
+    """AUC-M's dual variable curves the objective down: make_trainable was advised, and descent
+    drove it off without end. A log-scale the objective curves up in is still `not_in_optimizer`."""
+    assert dual_weight_fit(log_dir) == {
+        "loss/DualWeight/dual": ["concave"] * 2, "loss/DualWeight/log_scale": ["not_in_optimizer"] * 2
     }
 
 

@@ -184,6 +184,7 @@ FIX_NOT_REACHED = "fix_not_reached"
 FIX_NOT_HANDED = "fix_not_handed"
 UNBOUNDED = "unbounded"
 LINEAR = "linear"
+CONCAVE = "concave"
 MOVED_WITHOUT_GRADIENT = "moved_without_gradient"
 CONSTANT_IN_STEP = "constant_in_compiled_step"
 LOSS_NON_FINITE = "loss_non_finite"
@@ -256,11 +257,15 @@ CAUSE_TABLE = (
     ),
     Cause(
         UNBOUNDED,
-        "Nothing changed it, and descent has no minimum for it: the objective is linear in "
-        "it, with a gradient that never pointed down (at every step measured, or as for any "
-        "compile(loss_weights=...) variable), as for a weight of a loss term: an optimizer "
-        "would drive it down without bound, so handing it to the optimizer is not the fix. (A piecewise-linear term, "
-        "|y - c|, far from its kink looks the same; its minimum is at the kink.)",
+        "Nothing changed it; the objective was linear in it (no curvature) with a gradient that "
+        "never pointed down, at every step measured, or it is a compile(loss_weights=...) "
+        "variable: descent lowers it for as long as that lasts, which for the weight of a loss "
+        "term is without bound, so handing it to the optimizer is not the fix. A margin or a "
+        "threshold that the loss reads through a hinge (relu, max, |y - c|) looks the same where "
+        "every active term pulls it one way: descent lowers it until terms that pull the other "
+        "way turn on, where it has a minimum (MarginLoss's beta, between the positive and the "
+        "negative distances), or until every term turns off and the loss is 0 (a triplet "
+        "margin, which then teaches the model nothing).",
         "If a callback or a schedule sets it (Dynamic Weight Averaging, an annealed loss "
         "weight), it stays put until the callback first assigns it; if it is a constant, "
         "create it with trainable=False; to learn task weights, add a term that bounds "
@@ -268,15 +273,33 @@ CAUSE_TABLE = (
     ),
     Cause(
         LINEAR,
-        "Nothing changed it; the objective was linear in it at every step measured, and its "
-        "gradient pointed down at some step: descent has no minimum in it while the model "
-        "stays put, and would move it as its mean gradient says, raising it where that points "
-        "down. A Lagrange multiplier trained by gradient reversal wants exactly that; the "
-        "weight of a bonus term (an entropy bonus subtracted from the loss) or a quantile level "
-        "(a pinball loss's tau) must not get it.",
-        "For a multiplier trained by gradient reversal: call "
-        "loss_param_tracker.make_trainable(model) after compile and before fit. For a term's "
-        "weight or a quantile level: set it from a callback, or create it with trainable=False.",
+        "Nothing changed it; the objective was linear in it (no curvature) at every step "
+        "measured, and its gradient pointed down at some step. Where it is linear throughout, "
+        "descent has no minimum in it while the model stays put, and would move it as its mean "
+        "gradient says, raising it where that points down: a Lagrange multiplier trained by "
+        "gradient reversal wants exactly that; the weight of a bonus term (an entropy bonus "
+        "subtracted from the loss) or a quantile level (a pinball loss's tau) must not get it. "
+        "A threshold or a margin that the loss reads through hinges (an ordinal loss's "
+        "cut-points) is linear only between its kinks, and has its minimum at one.",
+        "For a multiplier trained by gradient reversal, or a hinge's threshold or margin: call "
+        "loss_param_tracker.make_trainable(model) after compile and before fit (for a "
+        "threshold, check in the tab that it settles). For a term's weight or a quantile "
+        "level: set it from a callback, or create it with trainable=False.",
+    ),
+    Cause(
+        CONCAVE,
+        "Nothing changed it; the objective curved down in it at every step measured (negative "
+        "curvature along the probe's direction), so its value is not at a minimum: descent "
+        "would move it away, faster as it goes, and finds a minimum only where the loss turns "
+        "up farther on (a scale under a log can; a Tversky loss's alpha and beta, or a "
+        "temperature that also scales the loss, fall without end). The dual variable of a "
+        "min-max loss (AUC-M's alpha) is to be maximised, not minimised.",
+        "If the loss is to be maximised in it (a min-max dual), train it by ascent: reverse its "
+        "gradient where the loss reads it, or give it a second optimizer on the negated "
+        "gradient; handing it to model.optimizer would minimise it. If it is meant to be learned "
+        "by descent, learn it in a form the loss bounds (its log; the term its method adds), and "
+        "the next fit says whether the objective still curves down in it. If it is a constant, "
+        "create it with trainable=False.",
     ),
     Cause(
         CONSTANT_IN_STEP,

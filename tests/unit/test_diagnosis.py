@@ -73,6 +73,12 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         # Descent on it has no minimum (a weight of a loss term): its not_updated has its own cause.
         ({"seen_by_optimizer": False, "unbounded": True, **NOT_MOVED}, ("not_updated", "unbounded")),
         ({"seen_by_optimizer": False, "linear": True, **NOT_MOVED}, ("not_updated", "linear")),
+        # The objective curves down in it (a min-max loss's dual variable): not at a minimum.
+        ({"seen_by_optimizer": False, "concave": True, **NOT_MOVED}, ("not_updated", "concave")),
+        # ... a fact of a variable nothing trains: once moved, or attached, its status is what it does.
+        ({"seen_by_optimizer": False, "concave": True, "moved_before": True, **NOT_MOVED}, ("training", "outside_optimizer")),
+        ({"seen_by_optimizer": False, "concave": True, "attached": True, **NOT_MOVED}, ("not_updated", "fix_not_handed")),
+        ({"concave": True}, ("training", "")),
         # JAX's compiled step holds it as a constant: its moves (a callback's) never reach training.
         ({"seen_by_optimizer": False, "constant_in_step": True}, ("not_updated", "constant_in_compiled_step")),
         ({"trainable": False, "constant_in_step": True, "moved_before": True, **NOT_MOVED},
