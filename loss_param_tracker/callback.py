@@ -335,6 +335,7 @@ class LossParamTracker(keras.callbacks.Callback):
         # is handed and the frozen ones: the next epoch's start (`_epoch_start`).
         self._ends = {}
         self._steps = 0  # training steps of the current epoch
+        self._applied = 0  # of them, those the optimizer applied (`_applied_steps`)
         self._loss_finite = None  # whether the epoch's logged loss is finite; None: not logged
         self._epochs = 0  # epochs begun in this fit
         self._last = {}  # {key: Snapshot}: the last look at each variable the optimizer is not handed
@@ -557,6 +558,7 @@ class LossParamTracker(keras.callbacks.Callback):
         """
         tracked = self._all_tracked()
         grads = self._gradient_stats(tracked)
+        self._applied = self._applied_steps()
         registered = self._registered()
         attached = {discovery.variable_key(v) for v in discovery.attached_variables(self.model)}
         ends, changes = self._snapshots(tracked, since=self._start)
@@ -569,6 +571,29 @@ class LossParamTracker(keras.callbacks.Callback):
         )
         self._moved_now = set()
         return records
+
+    def _applied_steps(self):
+        """The epoch's training steps that the optimizer applied: those it skipped moved nothing.
+
+        A loss-scaling optimizer skips a step whose scaled gradients
+        overflowed (and lowers the scale): an epoch of skipped steps is no
+        evidence that a variable does not train, so its variables get no
+        status, and the console says why.
+        """
+        if self._capture is None or not self._steps:
+            return self._steps
+        skipped = self._capture.read_global()[0].skipped
+        applied = max(0, self._steps - skipped)
+        if applied == 0 and "all skipped" not in self._warned:
+            self._warned.add("all skipped")
+            logger.warning(
+                "LossParamTracker: the optimizer skipped all %d training steps of an epoch: their "
+                "loss-scaled gradients overflowed, and a LossScaleOptimizer then lowers the scale and "
+                "tries again. Nothing trained, so no variable gets a status for the epoch. If it "
+                "lasts, scale the targets or the loss down.",
+                skipped,
+            )
+        return applied
 
     def _record(self, t, end, change, stats, registered, attached):
         """`t`'s `Record` from its `end` snapshot and its `change` since the epoch's start (`None`: to compute)."""
@@ -591,7 +616,7 @@ class LossParamTracker(keras.callbacks.Callback):
             seen_by_optimizer=stats.seen_by_optimizer if stats.steps else registered,
             value_finite=end.finite,
             value_changed=changed,
-            steps=self._steps,
+            steps=self._applied,
             has_gradient=stats.has_gradient,
             grad_norm_mean=stats.mean,
             grad_norm_max=stats.max,

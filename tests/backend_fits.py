@@ -35,6 +35,7 @@ from tests.models import (  # noqa: E402
     log_variance_fit,
     penalized_fit,
     dual_weight_fit,
+    overflowing_fit,
     projected_term_fit,
     term_weights_fit,
     make_data,
@@ -394,6 +395,9 @@ def main(out_dir):
         "term_weights": term_weights_fit(os.path.join(logs, "term_weights")),
         "projected_term": projected_term_fit(os.path.join(logs, "projected_term")),
         "dual_weight": dual_weight_fit(os.path.join(logs, "dual_weight")),
+        "overflow": {
+            attach: overflowing_fit(os.path.join(logs, f"overflow_{attach}"), attach=attach) for attach in (True, False)
+        },
         "constrained": constrained_fit(os.path.join(logs, "constrained")),
         "counted_warm_up": counted_warm_up_fit(os.path.join(logs, "counted_warm_up")),
         "deprecations": deprecations(logs),

@@ -141,6 +141,30 @@ def projected_term_fit(log_dir):
     return {path: variables[path].cause.tolist() for path in ("loss/ProjectedTerm/weight", "loss/ProjectedTerm/projections")}
 
 
+def overflowing_fit(log_dir, attach=True):
+    """Three epochs of five steps under mixed_float16, targets near 1,000: the loss-scaled gradients
+    overflow in every step of the first two epochs, which the optimizer skips. Returns the
+    log-variance's statuses and the `[captured, skipped]` steps of each epoch."""
+    from loss_param_tracker import LossParamTracker, load, make_trainable
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 4)).astype("float32")
+    y = (1000.0 * (x @ np.float32([1, -2, 0.5, 3]) + 0.3 * rng.normal(size=512))).astype("float32")[:, None]
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=GaussianNLL())
+        if attach:
+            make_trainable(model)
+        callbacks = [LossParamTracker(log_dir)]
+        model.fit(x, y, steps_per_epoch=5, epochs=3, batch_size=32, verbose=0, callbacks=callbacks)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    run = load(log_dir)["train"]
+    return run.variables["loss/GaussianNLL/log_var"].status.tolist(), run.step_counts[1].tolist()
+
+
 class DualWeight(keras.losses.Loss):
     """An MSE weighted by a learned log-scale (uncertainty weighting's: the objective curves up in
     it), plus a min-max term as AUC-M's, `dual * spread - dual**2`: the objective curves down in its

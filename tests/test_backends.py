@@ -186,6 +186,15 @@ def test_a_variable_the_objective_curves_down_in_is_told_apart_where_curvature_i
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_an_epoch_whose_steps_the_optimizer_all_skipped_gets_no_status(fits, backend):
+    """Mixed precision, every step of the first two epochs overflowing: no status for them (it was
+    `optimizer_no_effect` attached, `not_in_optimizer_gradient_unknown` left), as on TensorFlow."""
+    for attach, (statuses, steps) in fits[backend][1]["overflow"].items():  # keys as JSON has them
+        assert steps[:2] == [[0, 5], [0, 5]] and steps[2][0] > 0, (attach, steps)
+        assert statuses == ["", "", "training" if attach == "true" else "not_updated"], (attach, statuses)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_variable_its_constraint_holds_at_its_bound_is_said_so(fits, backend):
     """The loss pulls `c` below the 0.5 its constraint allows: once there, the optimizer's updates
     are set back, and the cause says so, where it named the learning rate."""

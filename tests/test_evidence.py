@@ -535,3 +535,19 @@ def test_a_weight_whose_norms_cannot_be_summarised_is_left_out_of_the_models_nor
     own = np.sqrt(sum(run.variables[path].norms[:, 0].astype(np.float64) ** 2 for path in logged))
     np.testing.assert_allclose(whole[:, 0], own, rtol=1e-5, err_msg="the model's norm is of the weights logged")
     assert "model/net/hidden/bias" in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("attach", [True, False], ids=["attached", "left"])
+def test_an_epoch_whose_steps_the_optimizer_all_skipped_gets_no_status_and_the_console_says_why(
+    attach, tmp_path, caplog
+):
+    """Mixed precision, every step of the first two epochs overflowing: the attached log-variance
+    was `optimizer_no_effect` ("check the learning rate"), the one left to the tracker
+    `not_in_optimizer_gradient_unknown` (a custom train_step, add_loss, a py_function): neither
+    was so. Nothing trained in those epochs; the third trains as usual."""
+    with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
+        statuses, steps = models.overflowing_fit(str(tmp_path), attach=attach)
+    assert steps[:2] == [[0, 5], [0, 5]] and steps[2][0] > 0, steps
+    assert statuses == ["", "", "training" if attach else "not_updated"]
+    said = [r.getMessage() for r in caplog.records if "skipped all 5 training steps" in r.getMessage()]
+    assert len(said) == 1, caplog.text
