@@ -73,6 +73,19 @@ def _settle_at_exit():
             logger.debug("LossParamTracker: the last epoch's statuses could not be written at exit", exc_info=True)
 
 
+def _optimizer_moved_no_weight(records):
+    """Whether the optimizer is handed the model's weights and moved none of them: every one that it
+    is handed is `not_updated` with the cause `optimizer_no_effect` (a learning rate of 0)."""
+    handed = [
+        r for r in records
+        if r.tracked.role == metadata.ROLE_MODEL and r.observation is not None and r.observation.seen_by_optimizer
+        and r.observation.trainable
+    ]
+    return bool(handed) and all(
+        r.diagnosis is not None and r.diagnosis.cause == metadata.OPTIMIZER_NO_EFFECT for r in handed
+    )
+
+
 def _collector_paused(hook):
     """Runs `hook` with Python's cyclic garbage collector paused, as `timeit` does; then as it was.
 
@@ -977,6 +990,12 @@ class LossParamTracker(keras.callbacks.Callback):
         if (t.path, diagnosis) in self._warned:
             return  # said already: a thousand non-finite weights build no message an epoch
         fix = self._own_fix(t, diagnosis, records) if diagnosis.cause in metadata.ATTACHED_BY_THE_FIX else None
+        if diagnosis.cause in metadata.ATTACHED_BY_THE_FIX and _optimizer_moved_no_weight(records):
+            fix = (fix or metadata.advice(diagnosis.status, diagnosis.cause)[1]) + (
+                " The optimizer moved none of the model's weights this epoch either, though it is handed "
+                "them with their gradients (not_updated, optimizer_no_effect): check its learning rate "
+                "first (0, or a schedule at 0), or attached, this variable will not move either."
+            )
         self._warn_text((t.path, diagnosis), diagnosis_lib.warning_message(
             t.path, diagnosis, t.owner, fix, weight=t.role == metadata.ROLE_MODEL
         ))

@@ -551,3 +551,17 @@ def test_an_epoch_whose_steps_the_optimizer_all_skipped_gets_no_status_and_the_c
     assert statuses == ["", "", "training" if attach else "not_updated"]
     said = [r.getMessage() for r in caplog.records if "skipped all 5 training steps" in r.getMessage()]
     assert len(said) == 1, caplog.text
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.01])
+def test_the_fix_of_a_variable_left_out_says_when_the_optimizer_moved_no_weight_either(rate, tmp_path):
+    """SGD at a learning rate of 0: make_trainable alone was advised, and applied it moved nothing;
+    the model's own weights had shown why (optimizer_no_effect) in the same epoch."""
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.SGD(rate), loss=models.GaussianNLL())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(*make_data(), epochs=1, batch_size=64, verbose=0, callbacks=[LossParamTracker(str(tmp_path))])
+    (said,) = [str(w.message) for w in caught if issubclass(w.category, LossParamWarning)]
+    assert "[not_updated]" in said and "make_trainable(model)" in said
+    assert ("moved none of the model's weights this epoch either" in said) == (rate == 0.0), said
