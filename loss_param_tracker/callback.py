@@ -491,7 +491,10 @@ class LossParamTracker(keras.callbacks.Callback):
     @_collector_paused
     def on_train_end(self, logs=None):
         self._registered_keys = None
+        last = self._pending
         self._settle()
+        with self._survive("comparing the values the fit leaves with the last epoch's"):
+            self._say_set_after_last_epoch(last)
         if self._capture is not None:
             with self._survive("removing the gradient capture"):
                 self._capture.release()
@@ -958,6 +961,32 @@ class LossParamTracker(keras.callbacks.Callback):
             self._say_fix_reached(diagnosed)
             with self._survive("writing summaries"):
                 self._write_diagnosis(step, diagnosed)
+
+    def _say_set_after_last_epoch(self, last):
+        """Says which loss variables hold, as the fit ends, another value than the last epoch logged.
+
+        A callback's `on_train_end` that runs before the tracker's set them:
+        `EarlyStopping(restore_best_weights=True)` restores the best epoch's
+        weights, make_trainable's attached loss variables among them. The
+        log keeps the last epoch's; the console says what the model holds.
+        """
+        if last is None:
+            return
+        for r in last[1]:
+            if r.tracked.role != metadata.ROLE_LOSS or r.tracked.network is not None or r.value is None:
+                continue
+            now = np.asarray(snapshot_lib.host_value(r.tracked.variable))
+            logged = np.asarray(r.value)
+            if now.shape != logged.shape or np.array_equal(now.astype(logged.dtype), logged, equal_nan=True):
+                continue
+            shown = f"{now.item():.6g}" if now.size == 1 else f"L2 norm {np.linalg.norm(now):.6g}"
+            was = f"{logged.item():.6g}" if logged.size == 1 else f"L2 norm {np.linalg.norm(logged):.6g}"
+            logger.warning(
+                "LossParamTracker: as the fit ends, '%s' holds %s, not the %s its last epoch logged: a "
+                "callback set it after that epoch (EarlyStopping(restore_best_weights=True) restores the "
+                "best epoch's weights). load() and the report show the last epoch's.",
+                r.tracked.path, shown, was,
+            )
 
     def _recheck(self, record):
         """The record again, if its variable moved after the epoch's end (a later callback moved it)."""

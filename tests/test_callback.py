@@ -651,3 +651,32 @@ def test_a_second_models_run_that_cannot_be_made_logs_in_the_first_and_training_
     said = [r.getMessage() for r in caplog.records if "this fit is logged in" in r.getMessage()]
     assert len(said) == 1 and "model_2" in said[0], said
     assert load_run(log_dir).variables["loss/GaussianNLL/log_var"].steps.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["callback_first", "tracker_first"])
+def test_a_value_a_callback_sets_as_the_fit_ends_is_said_where_the_tracker_sees_it(first, tmp_path, caplog):
+    """EarlyStopping(restore_best_weights=True) restores the best epoch's weights in its on_train_end,
+    an attached loss variable among them: the report's last value was the last epoch's, with no word
+    that the model holds another. Said where that callback runs before the tracker's on_train_end."""
+    from loss_param_tracker import make_trainable
+
+    loss = GaussianNLL()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+    make_trainable(model)
+    restore = keras.callbacks.LambdaCallback(on_train_end=lambda logs: loss.log_var.assign(1.5))
+    tracker = LossParamTracker(str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
+        model.fit(*make_data(), epochs=2, batch_size=64, verbose=0,
+                  callbacks=[restore, tracker] if first else [tracker, restore])
+    said = [r.getMessage() for r in caplog.records if "as the fit ends" in r.getMessage()]
+    last = float(load(str(tmp_path))["train"].variables["loss/GaussianNLL/log_var"].value[-1])
+    assert last != 1.5
+    if first:
+        assert said == [
+            f"LossParamTracker: as the fit ends, 'loss/GaussianNLL/log_var' holds 1.5, not the {last:.6g} its last "
+            "epoch logged: a callback set it after that epoch (EarlyStopping(restore_best_weights=True) restores "
+            "the best epoch's weights). load() and the report show the last epoch's."
+        ]
+    else:  # the tracker's on_train_end ran first: nothing to see yet
+        assert said == []
