@@ -965,10 +965,12 @@ class LossParamTracker(keras.callbacks.Callback):
     def _say_set_after_last_epoch(self, last):
         """Says which loss variables hold, as the fit ends, another value than the last epoch logged.
 
-        A callback's `on_train_end` that runs before the tracker's set them:
-        `EarlyStopping(restore_best_weights=True)` restores the best epoch's
-        weights, make_trainable's attached loss variables among them. The
-        log keeps the last epoch's; the console says what the model holds.
+        Set after it: by a callback's `on_train_end` that runs before the
+        tracker's (`EarlyStopping(restore_best_weights=True)` restores the
+        best epoch's weights, make_trainable's attached loss variables among
+        them), or by Keras as the fit ends (an optimizer with `use_ema=True`
+        puts in the moving averages). The log keeps the last epoch's; the
+        console says what the model holds.
         """
         if last is None:
             return
@@ -982,9 +984,10 @@ class LossParamTracker(keras.callbacks.Callback):
             shown = f"{now.item():.6g}" if now.size == 1 else f"L2 norm {np.linalg.norm(now):.6g}"
             was = f"{logged.item():.6g}" if logged.size == 1 else f"L2 norm {np.linalg.norm(logged):.6g}"
             logger.warning(
-                "LossParamTracker: as the fit ends, '%s' holds %s, not the %s its last epoch logged: a "
-                "callback set it after that epoch (EarlyStopping(restore_best_weights=True) restores the "
-                "best epoch's weights). load() and the report show the last epoch's.",
+                "LossParamTracker: as the fit ends, '%s' holds %s, not the %s its last epoch logged: it "
+                "was set after that epoch (EarlyStopping(restore_best_weights=True) restores the best "
+                "epoch's weights; an optimizer with use_ema=True puts in their moving averages). load() "
+                "and the report show the last epoch's.",
                 r.tracked.path, shown, was,
             )
 

@@ -675,8 +675,9 @@ def test_a_value_a_callback_sets_as_the_fit_ends_is_said_where_the_tracker_sees_
     if first:
         assert said == [
             f"LossParamTracker: as the fit ends, 'loss/GaussianNLL/log_var' holds 1.5, not the {last:.6g} its last "
-            "epoch logged: a callback set it after that epoch (EarlyStopping(restore_best_weights=True) restores "
-            "the best epoch's weights). load() and the report show the last epoch's."
+            "epoch logged: it was set after that epoch (EarlyStopping(restore_best_weights=True) restores the best "
+            "epoch's weights; an optimizer with use_ema=True puts in their moving averages). load() and the report "
+            "show the last epoch's."
         ]
     else:  # the tracker's on_train_end ran first: nothing to see yet
         assert said == []
