@@ -189,9 +189,11 @@ def test_a_variable_the_objective_curves_down_in_is_told_apart_where_curvature_i
 def test_an_epoch_whose_steps_the_optimizer_all_skipped_gets_no_status(fits, backend):
     """Mixed precision, every step of the first two epochs overflowing: no status for them (it was
     `optimizer_no_effect` attached, `not_in_optimizer_gradient_unknown` left), as on TensorFlow."""
+    from tests.models import skipped_epochs_said_nothing
+
     for attach, (statuses, steps) in fits[backend][1]["overflow"].items():  # keys as JSON has them
-        assert steps[:2] == [[0, 5], [0, 5]] and steps[2][0] > 0, (attach, steps)
-        assert statuses == ["", "", "training" if attach == "true" else "not_updated"], (attach, statuses)
+        expected = "training" if attach == "true" else "not_updated"
+        assert skipped_epochs_said_nothing(statuses, steps, expected), (attach, statuses, steps)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -547,8 +547,7 @@ def test_an_epoch_whose_steps_the_optimizer_all_skipped_gets_no_status_and_the_c
     was so. Nothing trained in those epochs; the third trains as usual."""
     with caplog.at_level(logging.WARNING, logger="loss_param_tracker"):
         statuses, steps = models.overflowing_fit(str(tmp_path), attach=attach)
-    assert steps[:2] == [[0, 5], [0, 5]] and steps[2][0] > 0, steps
-    assert statuses == ["", "", "training" if attach else "not_updated"]
+    assert models.skipped_epochs_said_nothing(statuses, steps, "training" if attach else "not_updated")
     said = [r.getMessage() for r in caplog.records if "skipped all 5 training steps" in r.getMessage()]
     assert len(said) == 1, caplog.text
 
