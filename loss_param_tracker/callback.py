@@ -598,18 +598,19 @@ class LossParamTracker(keras.callbacks.Callback):
         """
         if self._capture is None or not self._steps:
             return self._steps
-        skipped = self._capture.read_global()[0].skipped
-        applied = max(0, self._steps - skipped)
-        if applied == 0 and "all skipped" not in self._warned:
+        counts = self._capture.read_global()[0]
+        if counts.captured or not counts.skipped:  # `_steps` counts batch hooks: steps_per_execution at a time
+            return self._steps
+        if "all skipped" not in self._warned:
             self._warned.add("all skipped")
             logger.warning(
                 "LossParamTracker: the optimizer skipped all %d training steps of an epoch: their "
                 "loss-scaled gradients overflowed, and a LossScaleOptimizer then lowers the scale and "
                 "tries again. Nothing trained, so no variable gets a status for the epoch. If it "
                 "lasts, scale the targets or the loss down.",
-                skipped,
+                counts.skipped,
             )
-        return applied
+        return 0
 
     def _record(self, t, end, change, stats, registered, attached):
         """`t`'s `Record` from its `end` snapshot and its `change` since the epoch's start (`None`: to compute)."""
