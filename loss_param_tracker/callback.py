@@ -348,7 +348,6 @@ class LossParamTracker(keras.callbacks.Callback):
         # is handed and the frozen ones: the next epoch's start (`_epoch_start`).
         self._ends = {}
         self._steps = 0  # training steps of the current epoch
-        self._applied = 0  # of them, those the optimizer applied (`_applied_steps`)
         self._loss_finite = None  # whether the epoch's logged loss is finite; None: not logged
         self._epochs = 0  # epochs begun in this fit
         self._last = {}  # {key: Snapshot}: the last look at each variable the optimizer is not handed
@@ -574,7 +573,7 @@ class LossParamTracker(keras.callbacks.Callback):
         """
         tracked = self._all_tracked()
         grads = self._gradient_stats(tracked)
-        self._applied = self._applied_steps()
+        applied = self._applied_steps()
         registered = self._registered()
         attached = {discovery.variable_key(v) for v in discovery.attached_variables(self.model)}
         ends, changes = self._snapshots(tracked, since=self._start)
@@ -582,7 +581,7 @@ class LossParamTracker(keras.callbacks.Callback):
         records = self._each(
             [t for t in tracked if t.key in ends],
             lambda t: self._record(
-                t, ends[t.key], changes.get(t.key), grads[t.key], t.key in registered, t.key in attached
+                t, ends[t.key], changes.get(t.key), grads[t.key], t.key in registered, t.key in attached, applied
             ),
         )
         self._moved_now = set()
@@ -612,8 +611,11 @@ class LossParamTracker(keras.callbacks.Callback):
             )
         return 0
 
-    def _record(self, t, end, change, stats, registered, attached):
-        """`t`'s `Record` from its `end` snapshot and its `change` since the epoch's start (`None`: to compute)."""
+    def _record(self, t, end, change, stats, registered, attached, applied):
+        """`t`'s `Record` from its `end` snapshot and its `change` since the epoch's start (`None`: to compute).
+
+        `applied`: the epoch's training steps the optimizer applied (`_applied_steps`).
+        """
         start = self._start.get(t.key)
         if change is None and start is not None:
             # A loss variable logs its value, not an update ratio (a growing one has none).
@@ -633,7 +635,7 @@ class LossParamTracker(keras.callbacks.Callback):
             seen_by_optimizer=stats.seen_by_optimizer if stats.steps else registered,
             value_finite=end.finite,
             value_changed=changed,
-            steps=self._applied,
+            steps=applied,
             has_gradient=stats.has_gradient,
             grad_norm_mean=stats.mean,
             grad_norm_max=stats.max,
@@ -1013,17 +1015,19 @@ class LossParamTracker(keras.callbacks.Callback):
                 )
 
     def _warn(self, records):
+        # Asked by each loss variable whose fix is make_trainable: one pass over a thousand weights.
+        optimizer_idle = functools.cache(lambda: _optimizer_moved_no_weight(records))
         for r in records:
             if r.status in metadata.WARNED_STATUSES and (
                 r.tracked.role == metadata.ROLE_LOSS or r.status == metadata.NON_FINITE
             ):
-                self._warn_once(r.tracked, r.diagnosis, records)
+                self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle)
 
-    def _warn_once(self, t, diagnosis, records):
+    def _warn_once(self, t, diagnosis, records, optimizer_idle):
         if (t.path, diagnosis) in self._warned:
             return  # said already: a thousand non-finite weights build no message an epoch
         fix = self._own_fix(t, diagnosis, records) if diagnosis.cause in metadata.ATTACHED_BY_THE_FIX else None
-        if diagnosis.cause in metadata.ATTACHED_BY_THE_FIX and _optimizer_moved_no_weight(records):
+        if diagnosis.cause in metadata.ATTACHED_BY_THE_FIX and optimizer_idle():
             fix = (fix or metadata.advice(diagnosis.status, diagnosis.cause)[1]) + (
                 " The optimizer moved none of the model's weights this epoch either, though it is handed "
                 "them with their gradients (not_updated, optimizer_no_effect): check its learning rate "

@@ -305,8 +305,9 @@ class StepCapture(HookedCapture):
             # Row k of each tangent moves the k-th picked variable alone: one
             # product for all would add the cross terms, and a term's weight
             # `w * f(theta)` would read as curved through `theta`.
+            directions = [_direction(value) for value in values]
             tangents = tuple(
-                jnp.stack([_direction(value) if i == j else jnp.zeros_like(value) for j in picked])
+                jnp.stack([directions[i] if i == j else jnp.zeros_like(value) for j in picked])
                 for i, value in enumerate(values)
             )
             gradients, products = jax.vmap(lambda *tangent: jax.jvp(grad, tuple(values), tangent))(*tangents)
@@ -316,7 +317,7 @@ class StepCapture(HookedCapture):
                 jnp.stack([jnp.linalg.norm(p) for p in own]),
                 jnp.stack([jnp.min(g) for g in gradients]),
                 # The curvature along the direction, signed: d . Hd.
-                jnp.stack([jnp.sum(jnp.asarray(_direction(values[i]), jnp.float32) * p) for i, p in zip(picked, own)]),
+                jnp.stack([jnp.sum(jnp.asarray(directions[i], jnp.float32) * p) for i, p in zip(picked, own)]),
             ])
             kept = probe[:, slots]
             folded = jnp.stack([

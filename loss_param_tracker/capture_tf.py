@@ -528,7 +528,7 @@ class StepCapture(HookedCapture):
             dense = [tf.cast(_dense(g), tf.float32) for g in grads]
             seen = tf.stack([tf.reduce_any(tf.not_equal(g, 0.0)) for g in dense])
             curvature = [tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products]
-            bends = [_bend(v, g, p) for v, g, p in zip(variables, grads, products)]
+            bends = [_bend(d, g, p) for d, g, p in zip(directions, grads, products)]
             measured = tf.stack([
                 tf.stack(curvature), tf.stack([tf.reduce_min(g) for g in dense]), tf.stack(bends)
             ])
@@ -700,8 +700,8 @@ def _probe_start(slots):
     return tf.stack([tf.zeros([slots]), tf.fill([slots], float("inf")), tf.fill([slots], float("-inf"))])
 
 
-def _bend(variable, grad, product):
-    """The objective's curvature along the probe's direction in `variable`, signed: `d . Hd`.
+def _bend(direction, grad, product):
+    """The objective's curvature along the probe's `direction` (the one `product` was taken along), signed: `d . Hd`.
 
     0 where the gradient does not depend on the variable (`product` is
     `None`). A gathered variable's product is along the direction's rows
@@ -712,7 +712,7 @@ def _bend(variable, grad, product):
         return tf.constant(0.0)
     if isinstance(grad, tf.IndexedSlices) or isinstance(product, tf.IndexedSlices):
         return tf.constant(float("inf"))
-    return tf.reduce_sum(tf.cast(_direction(variable), tf.float32) * tf.cast(product, tf.float32))
+    return tf.reduce_sum(tf.cast(direction, tf.float32) * tf.cast(product, tf.float32))
 
 
 def _probed_size(variable):

@@ -103,16 +103,20 @@ class TermWeights(keras.losses.Loss):
         return ops.mean(ops.square(y_true - y_pred), axis=-1) + (self.penalty - self.bonus) * spread
 
 
-def term_weights_fit(log_dir):
-    """Two epochs of `TermWeights` left to the tracker: `{path: causes}` of its two weights."""
+def causes_left_to_the_tracker(log_dir, loss, paths):
+    """Two epochs of `loss`, its variables left to the tracker: `{path: causes}` of those at `paths`."""
     from loss_param_tracker import LossParamTracker, load
 
-    loss = TermWeights()
     model = make_model()
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
     model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=[LossParamTracker(log_dir)])
     variables = load(log_dir)["train"].variables
-    return {path: variables[path].cause.tolist() for path in ("loss/TermWeights/penalty", "loss/TermWeights/bonus")}
+    return {path: variables[path].cause.tolist() for path in paths}
+
+
+def term_weights_fit(log_dir):
+    """`causes_left_to_the_tracker` of `TermWeights`' two weights."""
+    return causes_left_to_the_tracker(log_dir, TermWeights(), ("loss/TermWeights/penalty", "loss/TermWeights/bonus"))
 
 
 class ProjectedTerm(keras.losses.Loss):
@@ -131,14 +135,9 @@ class ProjectedTerm(keras.losses.Loss):
 
 
 def projected_term_fit(log_dir):
-    """Two epochs of `ProjectedTerm` left to the tracker: `{path: causes}` of its two variables."""
-    from loss_param_tracker import LossParamTracker, load
-
-    model = make_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=ProjectedTerm())
-    model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=[LossParamTracker(log_dir)])
-    variables = load(log_dir)["train"].variables
-    return {path: variables[path].cause.tolist() for path in ("loss/ProjectedTerm/weight", "loss/ProjectedTerm/projections")}
+    """`causes_left_to_the_tracker` of `ProjectedTerm`'s two variables."""
+    paths = ("loss/ProjectedTerm/weight", "loss/ProjectedTerm/projections")
+    return causes_left_to_the_tracker(log_dir, ProjectedTerm(), paths)
 
 
 def overflowing_fit(log_dir, attach=True):
@@ -193,14 +192,8 @@ class DualWeight(keras.losses.Loss):
 
 
 def dual_weight_fit(log_dir):
-    """Two epochs of `DualWeight` left to the tracker: `{path: causes}` of its two variables."""
-    from loss_param_tracker import LossParamTracker, load
-
-    model = make_model()
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=DualWeight())
-    model.fit(*make_data(), epochs=2, batch_size=64, verbose=0, callbacks=[LossParamTracker(log_dir)])
-    variables = load(log_dir)["train"].variables
-    return {path: variables[path].cause.tolist() for path in ("loss/DualWeight/dual", "loss/DualWeight/log_scale")}
+    """`causes_left_to_the_tracker` of `DualWeight`'s two variables."""
+    return causes_left_to_the_tracker(log_dir, DualWeight(), ("loss/DualWeight/dual", "loss/DualWeight/log_scale"))
 
 
 class LogVariance(keras.losses.Loss):
