@@ -873,7 +873,7 @@ def step_costs(workload, blocks, log_root):
         plain, _ = traced_step(workload, False, trained, log_root)
         tracked, hooks = traced_step(workload, True, trained, log_root)
         variants = {"plain": plain, "tracker": tracked}
-        if keras.backend.backend() != "torch" and not trained:  # PyTorch's capture has no probe
+        if keras.backend.backend() != "torch" and not trained:  # PyTorch's probe is Python, in an epoch's first steps
             variants["without the probe"], _ = traced_step(workload, True, trained, log_root, probe=False)
         if keras.backend.backend() == "tensorflow" and not trained:
             variants["gradient alone"], _ = traced_step(workload, False, trained, log_root, alone=True)

@@ -12,6 +12,12 @@ the model's gradients to `optimizer.apply`. The hooks here only read:
   handed: the gradient the same `backward` computes for it, before it would
   be added to `.grad`. A loss variable whose hook did not fire in a step had
   no gradient in it (`no_gradient`). Its `.grad` is left as it is;
+- the same `scale_loss`, in an epoch's first `PROBE_STEPS` steps: the
+  curvature probe takes those variables' gradient of the objective with
+  `torch.autograd.grad` (`create_graph`, the graph kept for the step's own
+  `backward`), and its derivative along a fixed direction in each variable
+  alone (a Hessian-vector product). It writes no `.grad`, and the other
+  steps pay one comparison in Python;
 - `model.zero_grad`, which the step calls before its loss: the hooks count
   the backward passes from there to `optimizer.apply`, as the optimizer's
   gradients do, and not one that other code (a callback) runs between steps.
@@ -20,12 +26,14 @@ Nothing of the training computation changes. A hook that fails steps aside
 for the rest of the fit and says why in `problems()`.
 """
 
+import math
 import operator
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
-from loss_param_tracker.capture import HookedCapture
+from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_STEPS, HookedCapture
 from loss_param_tracker.discovery import variable_key
 
 
@@ -63,6 +71,10 @@ class StepCapture(HookedCapture):
         self._plan = None  # the last step's `_Plan`
         self._filled = 0  # steps in the buffer, not yet in the accumulator
         self._scaled = False  # a step's loss was scaled: the buffer's factors are written every step
+        self._epoch_steps = 0  # steps recorded since the last reset
+        self._probe = {}  # {key: float32[capture.PROBE_ROWS]} this epoch's curvature probe, see `_probe_curvature`
+        self._probing = False  # the probe's own backward runs: the gradient hooks leave it out
+        self._probe_turn = 0  # where in the probed variables the next step starts, past `_PRODUCTS_A_STEP`
 
     def _install(self):
         self._hook(self._model, "zero_grad", "model.zero_grad", self._zero_grad)
@@ -84,6 +96,8 @@ class StepCapture(HookedCapture):
 
     def _gradient_hook(self, key):
         def hook(grad):
+            if self._probing:
+                return
             with self._guard("loss variable gradient"):
                 pending = self._pending.get(key)
                 self._pending[key] = grad.detach() if pending is None else pending + grad.detach()
@@ -91,6 +105,8 @@ class StepCapture(HookedCapture):
         return hook
 
     def _zero_accumulators(self):
+        self._epoch_steps = 0
+        self._probe = {}
         if self._accumulator is not None:
             self._filled = 0
             self._accumulator.zero_()
@@ -106,6 +122,9 @@ class StepCapture(HookedCapture):
         return original(*args, **kwargs)
 
     def _scale_loss(self, original, loss):
+        if self._epoch_steps < PROBE_STEPS and "curvature" not in self._off:
+            with self._guard("curvature"):
+                self._probe_curvature(loss)
         scaled = original(loss)
         if scaled is not loss and torch.is_tensor(loss):  # an optimizer that scales
             with self._guard("optimizer.scale_loss"), torch.no_grad():
@@ -129,6 +148,7 @@ class StepCapture(HookedCapture):
             self._created = bool({variable_key(v) for v in self._loss_variables} - before)
             self._watch(self._unregistered_loss_variables())
             self._build_accumulator(next((g.device for g in grads if g is not None), None))
+        self._epoch_steps += 1
         pending, self._pending = self._pending, {}
         plan = self._plan
         if plan is None or not plan.fits(variables, grads, pending):
@@ -163,6 +183,64 @@ class StepCapture(HookedCapture):
         self._filled += 1
         if self._filled == _BUFFERED:
             self._fold()
+
+    def _probe_curvature(self, objective):
+        """Folds into `_probe`, per loss variable the optimizer is not handed, its curvature in the
+        step's `objective` (the norm of its Hessian-vector product along a fixed direction, in that
+        variable alone, the others held), its gradient's smallest element and the signed curvature
+        along the direction (`d . Hd`), as the TensorFlow and JAX captures keep them.
+
+        Only reads: `torch.autograd.grad` writes no `.grad`, the graph is
+        kept for the step's `backward`, and the tracker's own gradient hooks
+        leave the probe's passes out. Each product is a pass through the
+        whole graph (autograd walks all of it), so a step takes at most
+        `_PRODUCTS_A_STEP` of them, the variables in turn from step to step.
+        Not probed: a variable someone else hooked (their hook would see the
+        probe's gradients), any in a `torch.compile`d step (the probe would
+        break its graph) or of more than `PROBE_MAX_ELEMENTS` elements, and
+        any that the objective reaches through a custom
+        `torch.autograd.Function` (a compiled kernel's, or
+        `keras.ops.custom_gradient`'s): autograd differentiates such a
+        backward again only as far as it recorded it, and a product missing
+        a part would read as less curved, or as linear. A step whose
+        gradient for a variable is zero, or not finite, measures nothing of it.
+        """
+        if not (torch.is_tensor(objective) and objective.requires_grad) or self._model.jit_compile:
+            return
+        probed = [
+            (variable_key(v), _tensor(v))
+            for v in self._unregistered_loss_variables()
+            if variable_key(v) in self._watched and _probed_size(v)
+        ]
+        probed = [(key, tensor) for key, tensor in probed if tensor.requires_grad and _hooked_by_us_only(tensor)]
+        if len(probed) > _PRODUCTS_A_STEP:
+            start = self._probe_turn % len(probed)
+            self._probe_turn = start + _PRODUCTS_A_STEP
+            probed = (probed + probed)[start : start + _PRODUCTS_A_STEP]
+        opaque = _through_custom_functions(objective, [tensor for _, tensor in probed])
+        probed = [pair for pair, hidden in zip(probed, opaque) if not hidden]
+        if not probed:
+            return
+        keys, tensors = zip(*probed)
+        self._probing = True
+        try:
+            with torch.enable_grad():
+                grads = torch.autograd.grad(objective, tensors, create_graph=True, retain_graph=True, allow_unused=True)
+                for key, tensor, grad in zip(keys, tensors, grads):
+                    if grad is not None:
+                        self._probe[key] = _folded(self._probe.get(key), tensor, grad)
+        finally:
+            self._probing = False
+
+    def _probed(self):
+        if self._slots is None:
+            return None
+        probed = np.tile(np.array([[0.0], [np.inf], [-np.inf]]), (1, len(self._slots)))  # nothing measured
+        known = [(self._slots[key], measured) for key, measured in self._probe.items() if key in self._slots]
+        if known:
+            columns, values = zip(*known)
+            probed[:, list(columns)] = torch.stack(values, dim=1).cpu().numpy()  # one read
+        return probed
 
     def _fold(self):
         """Adds the buffered steps' rows to the sums and the maxes, and empties the buffer."""
@@ -240,6 +318,95 @@ class _Plan(NamedTuple):
 
 def _is_none(value):
     return value is None
+
+
+def _through_custom_functions(objective, tensors):
+    """Per tensor of `tensors` (leaves), whether a path of the autograd graph from `objective` to it
+    passes a custom `torch.autograd.Function`'s node; `True` for all where the graph has more than
+    `_GRAPH_NODES` nodes (not walked).
+
+    One walk of the graph, each node once: the bits of the tensors a node
+    reaches, and of those it reaches through a custom Function.
+    """
+    bits = {}
+    for index, tensor in enumerate(tensors):
+        bits[id(tensor)] = bits.get(id(tensor), 0) | 1 << index
+    everything = (1 << len(tensors)) - 1
+    reach, hidden = {}, {}  # {node: bits}
+    stack = [(objective.grad_fn, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node is None or (node in reach and not expanded):
+            continue
+        children = [child for child, _ in node.next_functions if child is not None]
+        if not expanded:
+            if len(reach) >= _GRAPH_NODES:
+                return [True] * len(tensors)
+            reach[node] = hidden[node] = 0  # on the stack: a cycle cannot occur, a revisit reads 0 meanwhile
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if child not in reach)
+            continue
+        leaf = getattr(node, "variable", None)
+        found = bits.get(id(leaf), 0) if leaf is not None else 0
+        concealed = 0
+        for child in children:
+            found |= reach[child]
+            concealed |= hidden[child]
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            concealed |= found
+        reach[node], hidden[node] = found, concealed
+    top = hidden.get(objective.grad_fn, everything)
+    return [bool(top >> index & 1) for index in range(len(tensors))]
+
+
+def _folded(kept, tensor, grad):
+    """`kept` (float32 `[PROBE_ROWS]`, `None` before any) with this step's measurement of the variable
+    `tensor`, whose gradient in the objective is `grad` (see `capture.PROBE_ROWS`). No host read."""
+    direction = _direction(tensor)
+    product = None
+    if grad.requires_grad:  # else the gradient depends on no variable: linear
+        (product,) = torch.autograd.grad(grad, tensor, grad_outputs=direction, retain_graph=True, allow_unused=True)
+    with torch.no_grad():
+        gradient = grad.detach().to(torch.float32)
+        if product is None:  # the gradient does not depend on the variable itself
+            curvature = bend = torch.zeros((), dtype=torch.float32, device=gradient.device)
+        else:
+            product = product.detach().to(torch.float32)
+            curvature = torch.linalg.vector_norm(product)
+            bend = torch.sum(direction.to(torch.float32) * product)
+        measured = torch.stack([curvature, gradient.min(), bend])
+        if kept is None:
+            kept = torch.tensor([0.0, math.inf, -math.inf], device=gradient.device)
+        folded = torch.stack([
+            torch.maximum(kept[0], measured[0]), torch.minimum(kept[1], measured[1]), torch.maximum(kept[2], measured[2])
+        ])
+        # A zero gradient measures nothing, nor does one that overflowed.
+        seen = torch.any(gradient != 0) & torch.isfinite(measured).all()
+        return torch.where(seen, folded, kept)
+
+
+# Products (one pass through the step's graph each) the probe takes in a step at most.
+_PRODUCTS_A_STEP = 8
+
+# The most nodes of a step's autograd graph `_through_custom_functions` walks (a few ms).
+_GRAPH_NODES = 100_000
+
+
+def _direction(tensor):
+    """A fixed, generic direction in the variable's space (see the TensorFlow capture's `_direction`)."""
+    index = torch.arange(tensor.numel(), dtype=torch.float32, device=tensor.device)
+    return (1.0 + 0.5 * torch.sin(index * 2.3 + 0.7)).reshape(tensor.shape).to(tensor.dtype)
+
+
+def _probed_size(variable):
+    """Whether the variable is small enough to probe: a loss term's weight, not a network's kernel."""
+    return _tensor(variable).numel() <= PROBE_MAX_ELEMENTS
+
+
+def _hooked_by_us_only(tensor):
+    """Whether the only backward hook on the tensor is the tracker's own (`StepCapture._watch`)."""
+    hooks = getattr(tensor, "_backward_hooks", None)
+    return hooks is None or len(hooks) <= 1
 
 
 def _tensor(variable):

@@ -34,6 +34,7 @@ from tests.models import (  # noqa: E402
     gathered_fit,
     log_variance_fit,
     penalized_fit,
+    DualWeight,
     dual_weight_fit,
     overflowing_fit,
     projected_term_fit,
@@ -108,6 +109,102 @@ def foreign_backward(logs):
         if probed:
             result["callback"] = [float(np.mean(seen)), float(np.max(seen))]
     return result
+
+
+
+def hooked_dual(logs):
+    """PyTorch: `DualWeight` left to the tracker, its dual variable carrying the user's own tensor hook:
+    the gradients that hook saw (one a step, as without the tracker) and the two variables' causes.
+    The probe leaves a variable someone else hooked alone: their hook would see its gradients."""
+    seen = []
+    loss = DualWeight()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    loss.dual.value.register_hook(lambda grad: seen.append(float(grad)))
+    log_dir = os.path.join(logs, "hooked_dual")
+    model.fit(*make_data(), epochs=2, batch_size=64, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    variables = load(log_dir)["train"].variables
+    return {
+        "hook_calls": len(seen),
+        "causes": {name: variables[f"loss/DualWeight/{name}"].cause.tolist() for name in ("dual", "log_scale")},
+    }
+
+
+
+class ManyTermWeights(keras.losses.Loss):
+    """An MSE plus 12 terms, each weighted by a learned weight the objective is linear in."""
+
+    def __init__(self, count=12, **kwargs):
+        super().__init__(**kwargs)
+        self.weights_ = [keras.Variable(0.5, name=f"w_{i}") for i in range(count)]
+
+    def call(self, y_true, y_pred):
+        error = ops.mean(ops.square(y_true - y_pred), axis=-1)
+        terms = [w * ops.mean(ops.log1p(ops.square(y_pred + 0.1 * i)), axis=-1) for i, w in enumerate(self.weights_)]
+        return error + sum(terms)
+
+
+def many_term_weights(logs):
+    """PyTorch: `ManyTermWeights` left to the tracker, more variables than its probe takes in a step:
+    each weight's causes over two epochs of 4 steps."""
+    from tests.models import causes_left_to_the_tracker
+
+    paths = [f"loss/ManyTermWeights/weights_/{i}" for i in range(12)]
+    return causes_left_to_the_tracker(os.path.join(logs, "many_term_weights"), ManyTermWeights(), paths)
+
+
+def once_differentiable(logs):
+    """PyTorch: a loss through a custom autograd Function whose backward cannot be differentiated
+    again (`once_differentiable`, as a compiled kernel's), its scale left to the tracker, with and
+    without the tracker: the weights, the logged losses, and what the tracker said."""
+    import torch
+    from torch.autograd.function import once_differentiable as once
+
+    class Square(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        @once
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return 2 * x * grad
+
+    class ScaledSquare(keras.losses.Loss):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.log_scale = keras.Variable(0.0, name="log_scale")
+
+        def call(self, y_true, y_pred):
+            error = Square.apply(y_true - y_pred) * ops.exp(-Square.apply(self.log_scale.value))
+            return ops.mean(error, axis=-1) + self.log_scale
+
+    runs = []
+    records = logging.getLogger("loss_param_tracker")
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    records.addHandler(handler)
+    try:
+        for log_dir in (None, os.path.join(logs, "once_differentiable")):
+            model = make_model()
+            model.compile(optimizer=keras.optimizers.Adam(0.01), loss=ScaledSquare())
+            callbacks = [LossParamTracker(log_dir)] if log_dir else []
+            history = model.fit(*make_data(), epochs=2, batch_size=64, shuffle=False, verbose=0, callbacks=callbacks)
+            runs.append(([np.asarray(w) for w in model.get_weights()], history.history["loss"]))
+    finally:
+        records.removeHandler(handler)
+    (plain, plain_loss), (tracked, tracked_loss) = runs
+    return {
+        "max_difference": max(float(np.max(np.abs(a - b))) for a, b in zip(plain, tracked)),
+        "losses": [plain_loss, tracked_loss],
+        "said": said,
+        "cause": load(os.path.join(logs, "once_differentiable"))["train"].variables[
+            "loss/ScaledSquare/log_scale"
+        ].cause.tolist(),
+    }
 
 
 def statuses(logs):
@@ -412,6 +509,9 @@ def main(out_dir):
         ),
         "dropped_term": dropped_term_fit(os.path.join(logs, "dropped_term")) if keras.backend.backend() == "torch" else None,
         "foreign_backward": foreign_backward(logs) if keras.backend.backend() == "torch" else None,
+        "hooked_dual": hooked_dual(logs) if keras.backend.backend() == "torch" else None,
+        "many_term_weights": many_term_weights(logs) if keras.backend.backend() == "torch" else None,
+        "once_differentiable": once_differentiable(logs) if keras.backend.backend() == "torch" else None,
     }
     results["report"] = reports(logs)
     results["tensorflow_imported"] |= sys.modules.get("tensorflow") is not None
