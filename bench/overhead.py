@@ -135,6 +135,7 @@ from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable  # noqa: E402
 from loss_param_tracker.capture import ATTRIBUTE as CAPTURE  # noqa: E402  (the model's capture during a fit)
+from loss_param_tracker.capture import PROBE_STEPS  # noqa: E402
 from tests.models import GaussianNLL  # noqa: E402  (the regression loss with a learned log-variance)
 
 BATCH = 128
@@ -789,6 +790,12 @@ class Step:
     def close(self):
         """Gives back what the timed steps held."""
 
+    def restart(self):
+        """Makes the next steps an epoch's first: the tracker's accumulators counted from zero, so that
+        its curvature probe measures in the next `PROBE_STEPS` (nothing for plain fit)."""
+        if self.capture is not None:
+            self.capture.reset()
+
 
 class TensorFlowStep(Step):
     """The traced train function, on a `tf.data` iterator of the batches."""
@@ -843,6 +850,14 @@ class JaxStep(Step):
     def captured(self):
         return None if self.metric is None else int(self.state[3][self.metric][0][-2])
 
+    def restart(self):
+        if self.metric is not None:  # the accumulator is in the state the step is fed, not the variable
+            import jax.numpy as jnp
+
+            metrics = list(self.state[3])
+            metrics[self.metric] = jnp.zeros_like(metrics[self.metric])
+            self.state = (*self.state[:3], type(self.state[3])(metrics))
+
 
 STEPS = {"tensorflow": TensorFlowStep, "torch": TorchStep, "jax": JaxStep}
 
@@ -869,6 +884,7 @@ def step_costs(workload, blocks, log_root):
         f"  {'step ratio [90% CI]':>22s}  {'hooks ms/epoch':>14s}  {'plain epoch ms':>14s}  {'fit overhead':>12s}"
         f"  {'bound':>6s}"
     )
+    probes = []  # the extra CPU of an epoch's first PROBE_STEPS steps, left to the tracker
     for trained in (False, True):
         plain, _ = traced_step(workload, False, trained, log_root)
         tracked, hooks = traced_step(workload, True, trained, log_root)
@@ -891,6 +907,16 @@ def step_costs(workload, blocks, log_root):
                 cpu[name].append((time.process_time() - start) / STEP_BLOCK)
         if tracked.captured() - before < blocks * STEP_BLOCK:
             raise RuntimeError("the tracker's step was not the one timed (a retrace dropped its hooks)")
+        # An epoch's first PROBE_STEPS steps, where the probe measures: the same blocks, each after a restart.
+        first = {"plain": [], "tracker": []}
+        for b in range(0 if trained else blocks):
+            for name in rotated(list(first), b):
+                run = variants[name]
+                run.restart()
+                start = time.process_time()
+                for _ in range(PROBE_STEPS):
+                    run()
+                first[name].append(time.process_time() - start)
         tracked.close()
         plain_cpu, tracked_cpu = np.array(cpu["plain"]), np.array(cpu["tracker"])
         extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(tracked_cpu - plain_cpu)))
@@ -899,7 +925,13 @@ def step_costs(workload, blocks, log_root):
         # Plain fit's own epoch right after (its steps and Keras's per-step work in Python), its loss variable untrained.
         epoch = float(np.median(run_once(workload, "plain fit", 4, log_root)[2]))
         step = np.median(plain_cpu)
-        added = np.median(tracked_cpu - plain_cpu) * steps + hooks
+        probe = 0.0
+        if first["tracker"]:
+            # The probe's part of those steps: their extra over the same steps' of the blocks above.
+            in_first = np.array(first["tracker"]) - np.array(first["plain"])
+            probe = max(np.median(in_first) - PROBE_STEPS * np.median(tracked_cpu - plain_cpu), 0.0)
+            probes.append("{:.0f} [{:.0f}, {:.0f}]".format(*(1e6 * v for v in median_interval(in_first))))
+        added = np.median(tracked_cpu - plain_cpu) * steps + hooks + probe
         label = "after make_trainable" if trained else "left to the tracker"
         print(
             f"  {label:22s} {step * 1e3:17.3f}  {extra:>31s}  {ratio:>22s}  {hooks * 1e3:14.2f}  {epoch * 1e3:14.0f}"
@@ -922,8 +954,11 @@ def step_costs(workload, blocks, log_root):
         "a gradient the optimizer is not handed; both timed in the same blocks",
         "jax": "; without the probe: the tracker's step without its curvature probe's condition, timed in the same blocks",
     }
+    if probes:
+        print(f"  an epoch's first {PROBE_STEPS} steps, left to the tracker, where its probe measures: extra us {probes[0]}")
     print(
-        "  (fit overhead: (extra a step x steps + hooks) / plain fit's epoch, timed after the blocks; bound: over "
+        "  (fit overhead: (extra a step x steps + hooks + the probe's extra in an epoch's first steps) / plain fit's "
+        "epoch, timed after the blocks; bound: over "
         "the blocks' steps alone instead, leaving out Keras's per-step work in Python, the same with and without the "
         f"tracker{breakdown.get(keras.backend.backend(), '')})"
     )
