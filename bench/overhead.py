@@ -55,9 +55,13 @@ interval a few percent of the step wide, where whole fits' ratios span 10
 to 60%. Beside it, the tracker's epoch hooks (CPU, the median over epochs
 2..4 of a short fit), plain fit's epoch timed right after the blocks, and
 the fit's overhead they make together: the extra of a step times the
-workload's steps, plus the hooks, over that epoch (and, as a bound, over
-the blocks' plain steps alone, without Keras's per-step work in Python).
-The run stops if the timed step was not the tracker's (its accumulators
+workload's steps, plus the hooks, plus the probe's part of an epoch's
+first `PROBE_STEPS` steps, over that epoch (and, as a bound, over the
+blocks' plain steps alone, without Keras's per-step work in Python). Those
+first steps are timed in blocks of their own, plain fit's against the
+tracker's, each block after a restart of the tracker's accumulators (its
+probe then measures, as at an epoch's start); the probe's part is their
+extra less `PROBE_STEPS` times the extra of a later step. The run stops if the timed step was not the tracker's (its accumulators
 must have counted every timed step). With the loss variable left to the
 tracker, more variants in the same blocks: on TensorFlow and JAX the
 tracker's step without its curvature probe (the condition every step
