@@ -205,8 +205,8 @@ class StepCapture(HookedCapture):
         a part would read as less curved, or as linear. A step whose
         gradient for a variable is zero, or not finite, measures nothing of it.
         """
-        if not (torch.is_tensor(objective) and objective.requires_grad) or self._model.jit_compile:
-            return
+        if not self._watched or not (torch.is_tensor(objective) and objective.requires_grad) or self._model.jit_compile:
+            return  # (no loss variable left to the tracker: nothing to probe)
         probed = [
             (variable_key(v), _tensor(v))
             for v in self._unregistered_loss_variables()
