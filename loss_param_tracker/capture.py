@@ -46,11 +46,15 @@ PROBE_STEPS = 4
 # would cost a second-order backward pass through the network.
 PROBE_MAX_ELEMENTS = 4096
 # What the probe keeps of each variable over the steps measured (steps whose
-# gradient for it is not zero), a row each: the largest norm of its
-# Hessian-vector product along a fixed direction (0 before any), its
-# gradient's smallest element (+inf before any), and the largest curvature
-# along the direction, signed (d . Hd, -inf before any; +inf where not
-# measured, a gathered variable's slices).
+# gradient for it is not zero and whose figures are not NaN), a row each: the
+# largest norm of its Hessian-vector product along a fixed direction (0
+# before any), its gradient's smallest element (+inf before any), and the
+# largest curvature along the direction, signed, element by element: the
+# largest d_i (Hd)_i (-inf before any; +inf where not measured, a gathered
+# variable's slices). That is negative only where every element curved
+# down: one direction's d . Hd < 0 says only that the Hessian is not
+# positive, as at a saddle (a normalised weight matrix's is indefinite, and
+# descent trains it).
 PROBE_ROWS = 3
 
 
@@ -73,8 +77,9 @@ class GradientStats(NamedTuple):
         grad_min: For such a variable, the smallest element of its gradient
             over the steps (NaN where not measured).
         bend: For such a variable, the largest curvature of the objective
-            along the fixed direction over the steps, signed: negative where
-            it curved down at every step measured (NaN where not measured).
+            along the fixed direction over the steps, signed, element by
+            element: negative where every element curved down at every
+            step measured (NaN where not measured).
         read_by_step: Whether the training step reads the variable at all;
             `None` where unknown (an eager step, a backend without the
             record).
@@ -106,7 +111,8 @@ class GradientStats(NamedTuple):
 
     @property
     def concave(self):
-        """Whether the objective was seen to curve down in it: a gradient, and negative curvature at every step."""
+        """Whether the objective was seen to curve down in it: a gradient, and negative curvature in every
+        element at every step measured."""
         return self.bend < 0 and self.has_gradient is True and self.max > 0
 
 

@@ -316,14 +316,15 @@ class StepCapture(HookedCapture):
             measured = jnp.stack([
                 jnp.stack([jnp.linalg.norm(p) for p in own]),
                 jnp.stack([jnp.min(g) for g in gradients]),
-                # The curvature along the direction, signed: d . Hd.
-                jnp.stack([jnp.sum(jnp.asarray(directions[i], jnp.float32) * p) for i, p in zip(picked, own)]),
+                # The curvature along the direction, signed, element by element: the largest d_i (Hd)_i.
+                jnp.stack([jnp.max(jnp.asarray(directions[i], jnp.float32) * p) for i, p in zip(picked, own)]),
             ])
             kept = probe[:, slots]
             folded = jnp.stack([
                 jnp.maximum(kept[0], measured[0]), jnp.minimum(kept[1], measured[1]), jnp.maximum(kept[2], measured[2])
             ])
-            seen = jnp.stack([jnp.any(g != 0) for g in gradients])  # a zero gradient measures nothing
+            # A zero gradient measures nothing, nor does a step whose figures are NaN or overflowed.
+            seen = jnp.stack([jnp.any(g != 0) for g in gradients]) & jnp.all(jnp.isfinite(measured), axis=0)
             return probe.at[:, slots].set(jnp.where(seen, folded, kept))
 
         return jax.lax.cond(captured < PROBE_STEPS, measure, lambda probe: probe, probe)

@@ -526,18 +526,22 @@ class StepCapture(HookedCapture):
                 for target, variable, direction in zip(targets, variables, directions)
             ]
             dense = [tf.cast(_dense(g), tf.float32) for g in grads]
-            seen = tf.stack([tf.reduce_any(tf.not_equal(g, 0.0)) for g in dense])
             curvature = [tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products]
             bends = [_bend(d, g, p) for d, g, p in zip(directions, grads, products)]
             measured = tf.stack([
                 tf.stack(curvature), tf.stack([tf.reduce_min(g) for g in dense]), tf.stack(bends)
             ])
+            # A zero gradient measures nothing, nor does a step whose figures are NaN or overflowed
+            # (the bend's +inf is "not measured", which the fold keeps).
+            seen = tf.stack([tf.reduce_any(tf.not_equal(g, 0.0)) for g in dense]) & tf.reduce_all(
+                tf.math.is_finite(measured[:2]), axis=0
+            ) & tf.logical_not(tf.math.is_nan(measured[2]))
             before = self._probe.read_value()
             kept = tf.gather(before, [i for (i,) in indices], axis=1)
             folded = tf.stack([
                 tf.maximum(kept[0], measured[0]), tf.minimum(kept[1], measured[1]), tf.maximum(kept[2], measured[2])
             ])
-            updated = tf.where(seen, folded, kept)  # a variable whose gradient was zero: as it was
+            updated = tf.where(seen, folded, kept)  # a variable this step did not measure: as it was
             by_slot = tf.tensor_scatter_nd_update(tf.transpose(before), indices, tf.transpose(updated))
             self._probe.assign(tf.transpose(by_slot))
             return tf.constant(True)
@@ -701,18 +705,19 @@ def _probe_start(slots):
 
 
 def _bend(direction, grad, product):
-    """The objective's curvature along the probe's `direction` (the one `product` was taken along), signed: `d . Hd`.
+    """The objective's curvature along the probe's `direction` (the one `product` was taken along), signed,
+    element by element: the largest `d_i (Hd)_i`, negative only where every element's is (see `capture.PROBE_ROWS`).
 
     0 where the gradient does not depend on the variable (`product` is
     `None`). A gathered variable's product is along the direction's rows
-    that the step read, summed where a row was read twice: not `d . Hd`
-    for any one `d`, so not measured (+inf, which the fold keeps).
+    that the step read, summed where a row was read twice: not `Hd` for
+    any one `d`, so not measured (+inf, which the fold keeps).
     """
     if product is None:
         return tf.constant(0.0)
     if isinstance(grad, tf.IndexedSlices) or isinstance(product, tf.IndexedSlices):
         return tf.constant(float("inf"))
-    return tf.reduce_sum(tf.cast(direction, tf.float32) * tf.cast(product, tf.float32))
+    return tf.reduce_max(tf.cast(direction, tf.float32) * tf.cast(product, tf.float32))
 
 
 def _probed_size(variable):

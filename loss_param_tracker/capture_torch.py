@@ -188,7 +188,7 @@ class StepCapture(HookedCapture):
         """Folds into `_probe`, per loss variable the optimizer is not handed, its curvature in the
         step's `objective` (the norm of its Hessian-vector product along a fixed direction, in that
         variable alone, the others held), its gradient's smallest element and the signed curvature
-        along the direction (`d . Hd`), as the TensorFlow and JAX captures keep them.
+        along the direction, element by element, as the TensorFlow and JAX captures keep them.
 
         Only reads: `torch.autograd.grad` writes no `.grad`, the graph is
         kept for the step's `backward`, and the tracker's own gradient hooks
@@ -373,7 +373,7 @@ def _folded(kept, tensor, grad):
         else:
             product = product.detach().to(torch.float32)
             curvature = torch.linalg.vector_norm(product)
-            bend = torch.sum(direction.to(torch.float32) * product)
+            bend = torch.max(direction.to(torch.float32) * product)
         measured = torch.stack([curvature, gradient.min(), bend])
         if kept is None:
             kept = torch.tensor([0.0, math.inf, -math.inf], device=gradient.device)

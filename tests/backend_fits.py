@@ -32,12 +32,14 @@ from tests.models import (  # noqa: E402
     deprecations,
     dropped_term_fit,
     gathered_fit,
+    kinked_concave_fit,
     log_variance_fit,
     penalized_fit,
     DualWeight,
     dual_weight_fit,
     overflowing_fit,
     projected_term_fit,
+    proxy_anchor_fit,
     term_weights_fit,
     make_data,
     make_model,
@@ -492,6 +494,8 @@ def main(out_dir):
         "term_weights": term_weights_fit(os.path.join(logs, "term_weights")),
         "projected_term": projected_term_fit(os.path.join(logs, "projected_term")),
         "dual_weight": dual_weight_fit(os.path.join(logs, "dual_weight")),
+        "proxy_anchor": proxy_anchor_fit(os.path.join(logs, "proxy_anchor")),
+        "kinked_concave": kinked_concave_fit(os.path.join(logs, "kinked_concave")),
         "overflow": {
             attach: overflowing_fit(os.path.join(logs, f"overflow_{attach}"), attach=attach) for attach in (True, False)
         },

@@ -196,6 +196,89 @@ def dual_weight_fit(log_dir):
     return causes_left_to_the_tracker(log_dir, DualWeight(), ("loss/DualWeight/dual", "loss/DualWeight/log_scale"))
 
 
+class ProxyAnchor(keras.losses.Loss):
+    """Proxy-Anchor's loss (Kim et al. 2020), reduced from tjddus9597/Proxy-Anchor-CVPR2020,
+    code/losses.py (`Proxy_Anchor`: one learned proxy a class, cosine similarities of the
+    normalised embeddings and proxies, margin 0.1, scale 32). The loss reads the proxies through
+    their norm: scale-invariant, its Hessian in them indefinite, and descent trains them."""
+
+    def __init__(self, classes=4, size=8, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        rng = np.random.default_rng(seed)
+        proxies = rng.normal(size=(classes, size)) * np.sqrt(2.0 / classes)  # kaiming_normal, fan_out
+        self.proxies = keras.Variable(proxies.astype("float32"), name="proxies")
+        self.classes = classes
+
+    def call(self, y_true, y_pred):
+        def normalised(v):
+            return v / ops.sqrt(ops.sum(ops.square(v), axis=-1, keepdims=True) + 1e-12)
+
+        cos = ops.matmul(normalised(y_pred), ops.transpose(normalised(self.proxies)))
+        positive = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), self.classes)
+        pulled = ops.sum(positive * ops.exp(-32.0 * (cos - 0.1)), axis=0)
+        pushed = ops.sum((1.0 - positive) * ops.exp(32.0 * (cos + 0.1)), axis=0)
+        present = ops.sum(ops.cast(ops.sum(positive, axis=0) > 0, "float32"))
+        return ops.sum(ops.log1p(pulled)) / present + ops.sum(ops.log1p(pushed)) / self.classes
+
+
+def proxy_anchor_fit(log_dir):
+    """Two epochs of `ProxyAnchor` on 4 clustered classes, an embedding net of 8 outputs, its
+    proxies left to the tracker: their causes. Along the probe's one direction the objective
+    curved down in them at every step of epoch 0 (d . Hd < 0), which read as `concave`."""
+    from loss_param_tracker import LossParamTracker, load
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 6)) * 2.0
+    labels = rng.integers(0, 4, size=512)
+    x = (centers[labels] + rng.normal(size=(512, 6))).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(8)])
+    init = np.random.default_rng(1000)
+    model.set_weights([
+        (init.normal(size=w.shape) * np.sqrt(2.0 / sum(w.shape)) if w.ndim == 2 else np.zeros(w.shape)).astype("float32")
+        for w in model.get_weights()
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=ProxyAnchor())
+    model.fit(
+        x, labels.astype("float32"), epochs=2, batch_size=64, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir)]
+    )
+    return load(log_dir)["train"].variables["loss/ProxyAnchor/proxies"].cause.tolist()
+
+
+class KinkedConcave(keras.losses.Loss):
+    """`mse * (1 - w^2) + 0.01 |w - b|^1.5`, with `b` 1 on a batch whose targets average above 0 and
+    0 on the others: concave in `w` (= 1), falling without end as `|w|` grows, except that at
+    the kink (`b` = 1) its second derivative is infinite and the probe's product NaN."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.w = keras.Variable(1.0, name="w")
+
+    def call(self, y_true, y_pred):
+        mse = ops.mean(ops.square(y_true - y_pred))
+        kink = ops.cast(ops.mean(y_true) > 0, "float32")
+        return mse * (1.0 - ops.square(self.w)) + 0.01 * ops.power(ops.abs(self.w - kink), 1.5)
+
+
+def kinked_concave_fit(log_dir):
+    """Two epochs of `KinkedConcave`, `w` left to the tracker, the first of each epoch's 4 probed
+    steps at the kink: `w`'s causes. The NaN product of that step was folded into the probe's
+    maxima on TensorFlow and JAX, and every later step's curvature read NaN: `not_in_optimizer`."""
+    from loss_param_tracker import LossParamTracker, load
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 4)).astype("float32")
+    y = (x @ np.float32([1, -2, 0.5, 3]))[:, None].astype("float32")
+    y[:64], y[64:256] = np.abs(y[:64]), -np.abs(y[64:256])
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    init = np.random.default_rng(1)
+    model.set_weights([(init.normal(size=w.shape) * 0.3).astype("float32") for w in model.get_weights()])
+    model.compile(optimizer=keras.optimizers.Adam(0.001), loss=KinkedConcave())
+    model.fit(x, y, epochs=2, batch_size=64, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    return load(log_dir)["train"].variables["loss/KinkedConcave/w"].cause.tolist()
+
+
 class LogVariance(keras.losses.Loss):
     """MSE plus log(v): descent drives v through zero, where the log is NaN.
 

@@ -180,6 +180,14 @@ def test_a_variable_the_objective_curves_down_in_is_told_apart_by_its_curvature(
     }
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_normalised_proxies_and_a_nan_product_read_as_on_tensorflow(fits, backend):
+    """Proxy-Anchor's proxies curved down along the probe's one direction in epoch 0 (`concave`, on
+    every backend), though descent trains them; a NaN product at a kink poisoned JAX's probe."""
+    assert fits[backend][1]["proxy_anchor"] == ["not_in_optimizer"] * 2
+    assert fits[backend][1]["kinked_concave"] == ["concave"] * 2
+
+
 def test_pytorchs_probe_takes_its_products_in_turn_past_its_share_of_a_step(fits):
     """12 term weights, 8 products a step: each weight measured in the epoch's first 4 steps, and
     `unbounded` from epoch 0 (the first 8 alone, the last 4 were `not_in_optimizer`)."""

@@ -17,8 +17,10 @@ from tests.models import (
     dropped_term_fit,
     dual_weight_fit,
     gathered_fit,
+    kinked_concave_fit,
     penalized_fit,
     projected_term_fit,
+    proxy_anchor_fit,
     term_weights_fit,
     warmed_up_fit,
 )
@@ -84,6 +86,18 @@ def test_a_variable_the_objective_curves_down_in_is_concave_not_advised_to_train
     assert dual_weight_fit(log_dir) == {
         "loss/DualWeight/dual": ["concave"] * 2, "loss/DualWeight/log_scale": ["not_in_optimizer"] * 2
     }
+
+
+def test_normalised_proxies_whose_objective_curves_down_along_one_direction_are_not_concave(log_dir):
+    """Proxy-Anchor's proxies: d . Hd < 0 along the probe's direction in epoch 0 read as `concave`,
+    and the fix said not to train them by descent, which trains them (the Hessian is indefinite)."""
+    assert proxy_anchor_fit(log_dir) == ["not_in_optimizer"] * 2
+
+
+def test_a_probed_step_whose_product_is_nan_measures_nothing(log_dir):
+    """A step at the kink of |w - b|^1.5 has a NaN product: it went into the probe's maxima, which
+    stayed NaN, and the concave `w` read `not_in_optimizer`, make_trainable advised."""
+    assert kinked_concave_fit(log_dir) == ["concave"] * 2
 
 
 def test_a_term_switched_on_after_the_curvature_probes_steps_is_not_unbounded(log_dir):
