@@ -181,8 +181,8 @@ class StepCapture(HookedCapture):
         super()._restore()
 
     def _zero_accumulators(self):
-        if self._metric is not None:
-            self._metric.sums_and_maxes.assign(jnp.zeros(self._metric.sums_and_maxes.shape))
+        if self._metric is not None:  # numpy values: one transfer each, where jax.numpy ran an op each
+            self._metric.sums_and_maxes.assign(np.zeros(self._metric.sums_and_maxes.shape, np.float32))
             self._metric.probe.assign(_probe_start(len(self._slots)))
 
     def _accumulated(self):
@@ -440,9 +440,8 @@ def _read_concretely(head, values, indices):
 
 
 def _probe_start(slots):
-    """The probe before any step (see `capture.PROBE_ROWS`): nothing measured."""
-    nothing = (0.0, jnp.inf, -jnp.inf)
-    return jnp.stack([jnp.full((slots,), start, jnp.float32) for start in nothing])
+    """The probe before any step (see `capture.PROBE_ROWS`): nothing measured, as numpy."""
+    return np.repeat(np.array([[0.0], [np.inf], [-np.inf]], np.float32), slots, axis=1)
 
 
 def _direction(value):
