@@ -855,7 +855,9 @@ class JaxStep(Step):
         return None if self.metric is None else int(self.state[3][self.metric][0][-2])
 
     def restart(self):
-        if self.metric is not None:  # the accumulator is in the state the step is fed, not the variable
+        # The accumulator is in the state the step is fed, not the variable; its step count is what
+        # the probe's condition reads (the probe's own figures, kept as they are, cost the same).
+        if self.metric is not None:
             import jax.numpy as jnp
 
             metrics = list(self.state[3])

@@ -71,7 +71,7 @@ class StepCapture(HookedCapture):
         self._plan = None  # the last step's `_Plan`
         self._filled = 0  # steps in the buffer, not yet in the accumulator
         self._scaled = False  # a step's loss was scaled: the buffer's factors are written every step
-        self._epoch_steps = 0  # steps recorded since the last reset
+        self._probes = 0  # the probe's calls since the last reset (`PROBE_STEPS` at most)
         self._probe = {}  # {key: float32[capture.PROBE_ROWS]} this epoch's curvature probe, see `_probe_curvature`
         self._probing = False  # the probe's own backward runs: the gradient hooks leave it out
         self._probe_turn = 0  # where in the probed variables the next step starts, past `_PRODUCTS_A_STEP`
@@ -105,7 +105,7 @@ class StepCapture(HookedCapture):
         return hook
 
     def _zero_accumulators(self):
-        self._epoch_steps = 0
+        self._probes = 0
         self._probe = {}
         if self._accumulator is not None:
             self._filled = 0
@@ -122,7 +122,11 @@ class StepCapture(HookedCapture):
         return original(*args, **kwargs)
 
     def _scale_loss(self, original, loss):
-        if self._epoch_steps < PROBE_STEPS and "curvature" not in self._off:
+        # The step calls it once, on its objective: an epoch's first calls are its first steps. Counted
+        # here, not where the optimizer is handed the gradients: a step whose apply hook stepped
+        # aside, or a custom step that never calls it, would probe at every step.
+        if self._probes < PROBE_STEPS and "curvature" not in self._off:
+            self._probes += 1
             with self._guard("curvature"):
                 self._probe_curvature(loss)
         scaled = original(loss)
@@ -148,7 +152,6 @@ class StepCapture(HookedCapture):
             self._created = bool({variable_key(v) for v in self._loss_variables} - before)
             self._watch(self._unregistered_loss_variables())
             self._build_accumulator(next((g.device for g in grads if g is not None), None))
-        self._epoch_steps += 1
         pending, self._pending = self._pending, {}
         plan = self._plan
         if plan is None or not plan.fits(variables, grads, pending):
@@ -205,7 +208,7 @@ class StepCapture(HookedCapture):
         a part would read as less curved, or as linear. A step whose
         gradient for a variable is zero, or not finite, measures nothing of it.
         """
-        if not self._watched or not (torch.is_tensor(objective) and objective.requires_grad) or self._model.jit_compile:
+        if not self._watched or not (torch.is_tensor(objective) and objective.requires_grad) or _compiled(self._model):
             return  # (no loss variable left to the tracker: nothing to probe)
         probed = [
             (variable_key(v), _tensor(v))
@@ -239,7 +242,8 @@ class StepCapture(HookedCapture):
         known = [(self._slots[key], measured) for key, measured in self._probe.items() if key in self._slots]
         if known:
             columns, values = zip(*known)
-            probed[:, list(columns)] = torch.stack(values, dim=1).cpu().numpy()  # one read
+            device = values[0].device  # (variables on several devices: one read all the same)
+            probed[:, list(columns)] = torch.stack([v.to(device) for v in values], dim=1).cpu().numpy()
         return probed
 
     def _fold(self):
@@ -323,7 +327,7 @@ def _is_none(value):
 def _through_custom_functions(objective, tensors):
     """Per tensor of `tensors` (leaves), whether a path of the autograd graph from `objective` to it
     passes a custom `torch.autograd.Function`'s node; `True` for all where the graph has more than
-    `_GRAPH_NODES` nodes (not walked).
+    `_GRAPH_NODES` nodes (not walked), or where the objective has no graph (nothing to probe).
 
     One walk of the graph, each node once: the bits of the tensors a node
     reaches, and of those it reaches through a custom Function.
@@ -333,18 +337,18 @@ def _through_custom_functions(objective, tensors):
         bits[id(tensor)] = bits.get(id(tensor), 0) | 1 << index
     everything = (1 << len(tensors)) - 1
     reach, hidden = {}, {}  # {node: bits}
-    stack = [(objective.grad_fn, False)]
+    stack = [(objective.grad_fn, None)]  # (node, its children once entered)
     while stack:
-        node, expanded = stack.pop()
-        if node is None or (node in reach and not expanded):
-            continue
-        children = [child for child, _ in node.next_functions if child is not None]
-        if not expanded:
+        node, children = stack.pop()
+        if children is None:
+            if node is None or node in reach:
+                continue
             if len(reach) >= _GRAPH_NODES:
                 return [True] * len(tensors)
-            reach[node] = hidden[node] = 0  # on the stack: a cycle cannot occur, a revisit reads 0 meanwhile
-            stack.append((node, True))
-            stack.extend((child, False) for child in children if child not in reach)
+            children = [child for child, _ in node.next_functions if child is not None]
+            reach[node] = hidden[node] = 0  # entered: a DAG never comes back to it before it is done
+            stack.append((node, children))
+            stack.extend((child, None) for child in children if child not in reach)
             continue
         leaf = getattr(node, "variable", None)
         found = bits.get(id(leaf), 0) if leaf is not None else 0
@@ -388,8 +392,9 @@ def _folded(kept, tensor, grad):
 # Products (one pass through the step's graph each) the probe takes in a step at most.
 _PRODUCTS_A_STEP = 8
 
-# The most nodes of a step's autograd graph `_through_custom_functions` walks (a few ms).
-_GRAPH_NODES = 100_000
+# The most nodes of a step's autograd graph `_through_custom_functions` walks: 2.5 to 5 us a node,
+# about 50 ms at this size, at each of an epoch's probed steps. A larger graph is not probed.
+_GRAPH_NODES = 20_000
 
 
 def _direction(tensor):
@@ -399,8 +404,15 @@ def _direction(tensor):
 
 
 def _probed_size(variable):
-    """Whether the variable is small enough to probe: a loss term's weight, not a network's kernel."""
-    return _tensor(variable).numel() <= PROBE_MAX_ELEMENTS
+    """Whether the variable is small enough to probe (a loss term's weight, not a network's kernel),
+    and not empty (its gradient would have no smallest element)."""
+    return 0 < _tensor(variable).numel() <= PROBE_MAX_ELEMENTS
+
+
+def _compiled(model):
+    """Whether the step runs under `torch.compile`: Keras's `jit_compile`, or the user's own."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(model.jit_compile) or bool(compiling and compiling())
 
 
 def _hooked_by_us_only(tensor):

@@ -155,6 +155,26 @@ def many_term_weights(logs):
     return causes_left_to_the_tracker(os.path.join(logs, "many_term_weights"), ManyTermWeights(), paths)
 
 
+
+class DualBesideEmpty(DualWeight):
+    """`DualWeight` holding an empty learned variable too (a per-class vector of zero classes)."""
+
+    def __init__(self, **kwargs):
+        self.unused = keras.Variable(np.zeros((0,), "float32"), name="unused")  # first: probed before the dual
+        super().__init__(**kwargs)
+
+    def call(self, y_true, y_pred):
+        return super().call(y_true, y_pred) + ops.sum(self.unused)
+
+
+def empty_beside_dual(logs):
+    """PyTorch: the dual variable's causes, beside an empty loss variable, both left to the tracker."""
+    from tests.models import causes_left_to_the_tracker
+
+    log_dir = os.path.join(logs, "empty_beside_dual")
+    return causes_left_to_the_tracker(log_dir, DualBesideEmpty(), ["loss/DualBesideEmpty/dual"])["loss/DualBesideEmpty/dual"]
+
+
 def once_differentiable(logs):
     """PyTorch: a loss through a custom autograd Function whose backward cannot be differentiated
     again (`once_differentiable`, as a compiled kernel's), its scale left to the tracker, with and
@@ -515,6 +535,7 @@ def main(out_dir):
         "foreign_backward": foreign_backward(logs) if keras.backend.backend() == "torch" else None,
         "hooked_dual": hooked_dual(logs) if keras.backend.backend() == "torch" else None,
         "many_term_weights": many_term_weights(logs) if keras.backend.backend() == "torch" else None,
+        "empty_beside_dual": empty_beside_dual(logs) if keras.backend.backend() == "torch" else None,
         "once_differentiable": once_differentiable(logs) if keras.backend.backend() == "torch" else None,
     }
     results["report"] = reports(logs)

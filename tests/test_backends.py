@@ -182,8 +182,9 @@ def test_a_variable_the_objective_curves_down_in_is_told_apart_by_its_curvature(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_normalised_proxies_and_a_nan_product_read_as_on_tensorflow(fits, backend):
-    """Proxy-Anchor's proxies curved down along the probe's one direction in epoch 0 (`concave`, on
-    every backend), though descent trains them; a NaN product at a kink poisoned JAX's probe."""
+    """Proxy-Anchor's proxies curved down along the probe's one direction in epoch 0, which read as
+    `concave` on every backend, though descent trains them; a NaN product at a kink poisoned JAX's
+    probe. Element by element, and with NaN steps measuring nothing, they read as on TensorFlow."""
     assert fits[backend][1]["proxy_anchor"] == ["not_in_optimizer"] * 2
     assert fits[backend][1]["kinked_concave"] == ["concave"] * 2
 
@@ -195,9 +196,16 @@ def test_pytorchs_probe_takes_its_products_in_turn_past_its_share_of_a_step(fits
     assert causes == {f"loss/ManyTermWeights/weights_/{i}": ["unbounded"] * 2 for i in range(12)}
 
 
+def test_pytorchs_probe_passes_over_an_empty_loss_variable(fits):
+    """An empty variable beside AUC-M's dual: its gradient has no smallest element, the probe
+    stepped aside for the fit, and the dual was `not_in_optimizer`."""
+    assert fits["torch"][1]["empty_beside_dual"] == ["concave"] * 2
+
+
 def test_pytorchs_probe_leaves_alone_a_variable_the_users_hook_is_on(fits):
     """The user's tensor hook on AUC-M's dual variable sees one gradient a step, the step's own
-    (2 epochs of 4): the probe's would have made it 16. Not measured, the dual is `not_in_optimizer`."""
+    (2 epochs of 4): the probe's two passes in each epoch's 4 first steps would have made it 24. Not
+    measured, the dual is `not_in_optimizer`."""
     one = fits["torch"][1]["hooked_dual"]
     assert one["hook_calls"] == 8, one
     assert one["causes"] == {"dual": ["not_in_optimizer"] * 2, "log_scale": ["not_in_optimizer"] * 2}, one
