@@ -58,6 +58,11 @@ PROBE_MAX_ELEMENTS = 4096
 PROBE_ROWS = 3
 
 
+def probe_start(slots):
+    """float32 numpy `[PROBE_ROWS, slots]`: the probe before any step, nothing measured."""
+    return np.repeat(np.array([[0.0], [np.inf], [-np.inf]], np.float32), slots, axis=1)
+
+
 class GradientStats(NamedTuple):
     """Gradient statistics of one variable over the steps since the last reset.
 

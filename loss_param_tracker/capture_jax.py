@@ -41,7 +41,7 @@ import keras
 import numpy as np
 from jax.extend.core import Literal, jaxpr_as_fun
 
-from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_ROWS, PROBE_STEPS, HookedCapture
+from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_ROWS, PROBE_STEPS, HookedCapture, probe_start
 from loss_param_tracker.discovery import variable_key
 
 
@@ -54,7 +54,7 @@ class _GradientNorms(keras.metrics.Metric):
             shape=(2, columns), initializer="zeros", dtype="float32", name="sums_and_maxes"
         )
         self.probe = self.add_variable(
-            shape=(PROBE_ROWS, slots), initializer=lambda shape, dtype=None: _probe_start(shape[1]), dtype="float32",
+            shape=(PROBE_ROWS, slots), initializer=lambda shape, dtype=None: probe_start(shape[1]), dtype="float32",
             name="probe",
         )
 
@@ -183,7 +183,7 @@ class StepCapture(HookedCapture):
     def _zero_accumulators(self):
         if self._metric is not None:  # numpy values: one transfer each, where jax.numpy ran an op each
             self._metric.sums_and_maxes.assign(np.zeros(self._metric.sums_and_maxes.shape, np.float32))
-            self._metric.probe.assign(_probe_start(len(self._slots)))
+            self._metric.probe.assign(probe_start(len(self._slots)))
 
     def _accumulated(self):
         return keras.ops.convert_to_numpy(self._metric.sums_and_maxes.value)
@@ -437,11 +437,6 @@ def _read_concretely(head, values, indices):
         half = len(indices) // 2
         return _read_concretely(head, values, indices[:half]) + _read_concretely(head, values, indices[half:])
     return []
-
-
-def _probe_start(slots):
-    """The probe before any step (see `capture.PROBE_ROWS`): nothing measured, as numpy."""
-    return np.repeat(np.array([[0.0], [np.inf], [-np.inf]], np.float32), slots, axis=1)
 
 
 def _direction(value):

@@ -55,6 +55,7 @@ from loss_param_tracker.capture import (
     LossVariableCreatedError,
     Unsupported,
     created_every_call,
+    probe_start,
 )
 from loss_param_tracker.discovery import describe, variable_key
 
@@ -572,7 +573,7 @@ class StepCapture(HookedCapture):
         # without any communication, and a read takes the first replica's:
         # every replica sums the same reduced gradients.
         with tf.init_scope(), (self._strategy or tf.distribute.get_strategy()).scope():
-            self._starts = (tf.zeros([len(self._slots) + 3]), _probe_start(len(self._slots)))
+            self._starts = (tf.zeros([len(self._slots) + 3]), tf.constant(probe_start(len(self._slots))))
             self._accumulator = tuple(
                 _replica_local(self._starts[0], f"lpt_grad_norm_{row}") for row in ("sums", "maxes")
             )
@@ -697,11 +698,6 @@ def _replica_local(initial, name):
         synchronization=tf.VariableSynchronization.ON_READ,
         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
     )
-
-
-def _probe_start(slots):
-    """The probe before any step (see `capture.PROBE_ROWS`): nothing measured."""
-    return tf.stack([tf.zeros([slots]), tf.fill([slots], float("inf")), tf.fill([slots], float("-inf"))])
 
 
 def _bend(direction, grad, product):

@@ -26,14 +26,12 @@ Nothing of the training computation changes. A hook that fails steps aside
 for the rest of the fit and says why in `problems()`.
 """
 
-import math
 import operator
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
-from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_STEPS, HookedCapture
+from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_STEPS, HookedCapture, probe_start
 from loss_param_tracker.discovery import variable_key
 
 
@@ -238,7 +236,7 @@ class StepCapture(HookedCapture):
     def _probed(self):
         if self._slots is None:
             return None
-        probed = np.tile(np.array([[0.0], [np.inf], [-np.inf]]), (1, len(self._slots)))  # nothing measured
+        probed = probe_start(len(self._slots))
         known = [(self._slots[key], measured) for key, measured in self._probe.items() if key in self._slots]
         if known:
             columns, values = zip(*known)
@@ -380,7 +378,7 @@ def _folded(kept, tensor, grad):
             bend = torch.max(direction.to(torch.float32) * product)
         measured = torch.stack([curvature, gradient.min(), bend])
         if kept is None:
-            kept = torch.tensor([0.0, math.inf, -math.inf], device=gradient.device)
+            kept = torch.from_numpy(probe_start(1)[:, 0]).to(gradient.device)
         folded = torch.stack([
             torch.maximum(kept[0], measured[0]), torch.minimum(kept[1], measured[1]), torch.maximum(kept[2], measured[2])
         ])

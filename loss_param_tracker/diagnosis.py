@@ -63,8 +63,9 @@ class Observation(NamedTuple):
             gradient did not depend on it at any step).
         concave: Whether the objective was seen to curve down in it at
             every step measured (negative curvature along the probe's
-            direction): descent moves it away from its value, faster as
-            it goes, to a minimum only where the loss turns up farther on.
+            direction, in every element): descent moves it away from its
+            value, faster while the loss keeps curving down, to a minimum
+            only where the loss turns up farther on.
         unbounded: Whether descent on it has no minimum: the objective was
             seen to be linear in it with a gradient that never pointed down
             (a weight of a loss term), or it is a `compile(loss_weights=...)`
