@@ -46,10 +46,14 @@ neighbour's load moves, where the timings scatter.
 Steps (`--steps`). The training step alone (TensorFlow's traced one, JAX's
 compiled one on its state, PyTorch's in Python), plain fit's against the
 tracker's (its loss variable left to it, and after `make_trainable`): each
-variant's step is built by a short fit, then the train functions are
-called in one process in blocks of `STEP_BLOCK` steps, each step waited
-for, the variants' order rotated per block, so that a
-neighbour's load falls on both alike; the paired per-block differences of
+variant's step is built `STEP_INSTANCES` times by a short fit, the
+variants' order rotated per round (two builds of the same code differ:
+JAX's compiled deep step by up to 70 us, TensorFlow's traced MLP step by
+up to 25, the first built the most), then the train functions are called
+in one process in blocks, each instance of each variant for
+`STEP_BLOCK` steps, each step waited for, their order rotated per block,
+so that a neighbour's load falls on all alike; a block's figure of a
+variant is the mean over its instances, and the paired per-block differences of
 CPU time give the tracker's extra microseconds a step with a 90% bootstrap
 interval a few percent of the step wide, where whole fits' ratios span 10
 to 60%. Beside it, the tracker's epoch hooks (CPU, the median over epochs
@@ -149,8 +153,10 @@ MEMORY_EPOCHS = 3
 # The scale workload (--scale): model weights, and loss variables.
 SCALE_WEIGHTS = 1000
 SCALE_LOSS_VARIABLES = 200
-# --steps: steps a timed block of one variant.
+# --steps: steps a timed block of one variant's instance.
 STEP_BLOCK = 10
+# --steps: independently built instances of each variant, timed in every block.
+STEP_INSTANCES = 3
 
 
 class TemperatureCE(keras.losses.Loss):
@@ -884,7 +890,10 @@ def timed(hook, seconds):
 def step_costs(workload, blocks, log_root):
     """Prints the tracker's extra CPU time per traced step against plain fit's, paired per block, and its epoch hooks."""
     steps = math.ceil(len(workload.x) / BATCH)
-    print(f"\n{workload.label}: {blocks} blocks of {STEP_BLOCK} steps a variant, {steps} steps an epoch")
+    print(
+        f"\n{workload.label}: {blocks} blocks of {STEP_BLOCK} steps a variant's instance, {STEP_INSTANCES} instances "
+        f"a variant, {steps} steps an epoch"
+    )
     print(
         f"  {'loss variable':22s} {'plain CPU ms/step':>17s}  {'tracker extra us/step [90% CI]':>31s}"
         f"  {'step ratio [90% CI]':>22s}  {'hooks ms/epoch':>14s}  {'plain epoch ms':>14s}  {'fit overhead':>12s}"
@@ -892,41 +901,58 @@ def step_costs(workload, blocks, log_root):
     )
     probes = []  # the extra CPU of an epoch's first PROBE_STEPS steps, left to the tracker
     for trained in (False, True):
-        plain, _ = traced_step(workload, False, trained, log_root)
-        tracked, hooks = traced_step(workload, True, trained, log_root)
-        variants = {"plain": plain, "tracker": tracked}
+        builds = {"plain": {}, "tracker": {}}
         if keras.backend.backend() != "torch" and not trained:  # PyTorch's probe is Python, in an epoch's first steps
-            variants["without the probe"], _ = traced_step(workload, True, trained, log_root, probe=False)
+            builds["without the probe"] = {"probe": False}
         if keras.backend.backend() == "tensorflow" and not trained:
-            variants["gradient alone"], _ = traced_step(workload, False, trained, log_root, alone=True)
-        for run in variants.values():  # warm-up
+            builds["gradient alone"] = {"alone": True}
+        # Each variant built STEP_INSTANCES times, the order rotated per round: two builds of the same
+        # code differ by up to 70 us a step (XLA's compiled JAX step; the first built differs the most).
+        variants, hook_seconds = {name: [] for name in builds}, []
+        for r in range(STEP_INSTANCES):
+            for name in rotated(list(builds), r):
+                step, hooks = traced_step(workload, name != "plain", trained, log_root, **builds[name])
+                variants[name].append(step)
+                if name == "tracker":
+                    hook_seconds.append(hooks)
+        hooks = float(np.median(hook_seconds))
+        runs = [(name, i) for name in variants for i in range(STEP_INSTANCES)]
+        for name, i in runs:  # warm-up
             for _ in range(2 * STEP_BLOCK):
-                run()
-        before = tracked.captured()
+                variants[name][i]()
+        before = sum(run.captured() for run in variants["tracker"])
         cpu = {name: [] for name in variants}
         for b in range(blocks):
-            for name in rotated(list(variants), b):
-                run = variants[name]
+            block = {name: 0.0 for name in variants}
+            for name, i in rotated(runs, b):
                 start = time.process_time()
                 for _ in range(STEP_BLOCK):
-                    run()
-                cpu[name].append((time.process_time() - start) / STEP_BLOCK)
-        if tracked.captured() - before < blocks * STEP_BLOCK:
+                    variants[name][i]()
+                block[name] += (time.process_time() - start) / STEP_BLOCK / STEP_INSTANCES
+            for name, seconds in block.items():
+                cpu[name].append(seconds)
+        if sum(run.captured() for run in variants["tracker"]) - before < blocks * STEP_BLOCK * STEP_INSTANCES:
             raise RuntimeError("the tracker's step was not the one timed (a retrace dropped its hooks)")
         # An epoch's first PROBE_STEPS steps, where the probe measures: the same blocks, each after a restart.
         first = {"plain": [], "tracker": []}
+        pairs = [(name, i) for name in first for i in range(STEP_INSTANCES)]
         for b in range(0 if trained else blocks):
-            for name in rotated(list(first), b):
-                run = variants[name]
+            block = {name: 0.0 for name in first}
+            for name, i in rotated(pairs, b):
+                run = variants[name][i]
                 run.restart()
                 start = time.process_time()
                 for _ in range(PROBE_STEPS):
                     run()
-                first[name].append(time.process_time() - start)
-        tracked.close()
+                block[name] += (time.process_time() - start) / STEP_INSTANCES
+            for name, seconds in block.items():
+                first[name].append(seconds)
+        for run in variants["tracker"]:
+            run.close()
         plain_cpu, tracked_cpu = np.array(cpu["plain"]), np.array(cpu["tracker"])
         extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(tracked_cpu - plain_cpu)))
         ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*median_interval(tracked_cpu / plain_cpu))
+        variants = None
         keras.backend.clear_session()
         # Plain fit's own epoch right after (its steps and Keras's per-step work in Python), its loss variable untrained.
         epoch = float(np.median(run_once(workload, "plain fit", 4, log_root)[2]))
