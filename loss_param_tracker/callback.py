@@ -331,6 +331,7 @@ class LossParamTracker(keras.callbacks.Callback):
         # Allow instances to be re-used across fit() calls: each fit warns
         # and reports its failures afresh.
         self._warned = set()
+        self._warned_loss = {}  # {path: (epoch, Diagnosis)} of a loss variable's last warning
         self._failed = set()
         self._display_checked = False
         self._pick_run()
@@ -960,7 +961,7 @@ class LossParamTracker(keras.callbacks.Callback):
             records += self._network_records(records)
             diagnosed = [r for r in records if r.tracked.network is None]
             self.diagnosis = {r.tracked.path: r.status for r in diagnosed if r.diagnosis}
-            self._warn(diagnosed)
+            self._warn(diagnosed, step)
             self._say_fix_reached(diagnosed)
             with self._survive("writing summaries"):
                 self._write_diagnosis(step, diagnosed)
@@ -1014,16 +1015,16 @@ class LossParamTracker(keras.callbacks.Callback):
                     r.tracked.path,
                 )
 
-    def _warn(self, records):
+    def _warn(self, records, step):
         # Asked by each loss variable whose fix is make_trainable: one pass over a thousand weights.
         optimizer_idle = functools.cache(lambda: _optimizer_moved_no_weight(records))
         for r in records:
             if r.status in metadata.WARNED_STATUSES and (
                 r.tracked.role == metadata.ROLE_LOSS or r.status == metadata.NON_FINITE
             ):
-                self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle)
+                self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle, step)
 
-    def _warn_once(self, t, diagnosis, records, optimizer_idle):
+    def _warn_once(self, t, diagnosis, records, optimizer_idle, step):
         if (t.path, diagnosis) in self._warned:
             return  # said already: a thousand non-finite weights build no message an epoch
         fix = self._own_fix(t, diagnosis, records) if diagnosis.cause in metadata.ATTACHED_BY_THE_FIX else None
@@ -1033,9 +1034,20 @@ class LossParamTracker(keras.callbacks.Callback):
                 "them with their gradients (not_updated, optimizer_no_effect): check its learning rate "
                 "first (0, or a schedule at 0), or attached, this variable will not move either."
             )
-        self._warn_text((t.path, diagnosis), diagnosis_lib.warning_message(
-            t.path, diagnosis, t.owner, fix, weight=t.role == metadata.ROLE_MODEL
-        ))
+        text = diagnosis_lib.warning_message(t.path, diagnosis, t.owner, fix, weight=t.role == metadata.ROLE_MODEL)
+        if t.role == metadata.ROLE_LOSS:
+            # A loss variable's evidence grows over the fit (the probe's, as the
+            # model moves): where it changed the warning, say which one it replaces.
+            earlier = self._warned_loss.get(t.path)
+            if earlier is not None and earlier[1] != diagnosis:
+                then, before = earlier
+                cause = f", {before.cause}" if before.cause else ""
+                text += (
+                    f" This epoch's observations replace the warning of epoch {then} ({before.status}{cause}) "
+                    "and its fix."
+                )
+            self._warned_loss[t.path] = (step, diagnosis)
+        self._warn_text((t.path, diagnosis), text)
 
     def _own_fix(self, t, diagnosis, records):
         """The call that fixes `t`, where `make_trainable(model)` would not, or would do harm.

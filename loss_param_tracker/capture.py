@@ -82,16 +82,19 @@ class GradientStats(NamedTuple):
         grad_min: For such a variable, the smallest element of its gradient
             over the steps (NaN where not measured).
         bend: For such a variable, the largest curvature of the objective
-            along the fixed direction over the steps, signed, element by
-            element: negative where every element curved down at every
-            step measured (NaN where not measured).
+            along the fixed direction, signed, element by element, over the
+            steps of the last epoch the probe measured it: negative where
+            every element curved down at every one of them (NaN where not
+            measured).
         read_by_step: Whether the training step reads the variable at all;
             `None` where unknown (an eager step, a backend without the
             record).
 
-    The probe's figures are over every step measured in the fit so far, not
-    the epoch's only: a term read only after a warm-up, or a gradient whose
-    sign changes, is judged on all of it.
+    The probe's curvature and smallest gradient element are over every step
+    measured in the fit so far, not the epoch's only: a term read only after
+    a warm-up, or a gradient whose sign changes, is judged on all of it. Its
+    signed curvature is the last measured epoch's: where the variable stands
+    as the model has moved (see `_probe_fit`).
     """
 
     steps: int
@@ -117,7 +120,7 @@ class GradientStats(NamedTuple):
     @property
     def concave(self):
         """Whether the objective was seen to curve down in it: a gradient, and negative curvature in every
-        element at every step measured."""
+        element at every step measured in the probe's last epoch."""
         return self.bend < 0 and self.has_gradient is True and self.max > 0
 
 
@@ -454,11 +457,21 @@ class HookedCapture(Capture):
         return result
 
     def _probe_fit(self, key, probed, index):
-        """The probe's figures of a variable over the fit so far, this epoch's folded in; `None` before any."""
+        """The probe's figures of a variable, this epoch's folded in; `None` before any.
+
+        Its largest curvature and smallest gradient element are over the fit
+        so far: one step with curvature, or with a gradient pointing down,
+        shows that the objective is not linear in it, or that descent on it
+        has a minimum, whatever the other steps showed. Its signed curvature
+        is the last epoch's that measured one: whether the loss curves down
+        at the variable's value now, as the model has moved (a task weight
+        `x^2 L + log x^2` curves up in x while the task's loss L is above 1
+        and down once the model brings it under).
+        """
         seen = self._probe_seen.get(key)
         if probed is not None and math.isfinite(probed[1][index]):  # measured this epoch
             now = (probed[0][index], probed[1][index], probed[2][index])
-            seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]), max(seen[2], now[2]))
+            seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]), now[2])
             self._probe_seen[key] = seen
         return seen
 

@@ -62,8 +62,9 @@ class Observation(NamedTuple):
         linear: Whether the objective was seen to be linear in it (its
             gradient did not depend on it at any step).
         concave: Whether the objective was seen to curve down in it at
-            every step measured (negative curvature along the probe's
-            direction, in every element): descent moves it away from its
+            every step the probe measured in its last epoch (negative
+            curvature along the probe's direction, in every element), as
+            the model stands now: descent moves it away from its
             value, faster while the loss keeps curving down, to a minimum
             only where the loss turns up farther on.
         unbounded: Whether descent on it has no minimum: the objective was

@@ -21,6 +21,7 @@ from keras import ops  # noqa: E402
 
 from loss_param_tracker import LossParamTracker, LossParamWarning, load, make_trainable  # noqa: E402
 from tests.models import (  # noqa: E402
+    adaptive_task_weight_fit,
     ClampedWeight,
     GaussianNLL,
     LazyNLL,
@@ -516,6 +517,10 @@ def main(out_dir):
         "dual_weight": dual_weight_fit(os.path.join(logs, "dual_weight")),
         "proxy_anchor": proxy_anchor_fit(os.path.join(logs, "proxy_anchor")),
         "kinked_concave": kinked_concave_fit(os.path.join(logs, "kinked_concave")),
+        "adaptive_task_weight": {
+            how: adaptive_task_weight_fit(os.path.join(logs, f"adaptive_task_weight_{how}"), trained=how == "trained")
+            for how in ("left", "trained")
+        },
         "overflow": {
             attach: overflowing_fit(os.path.join(logs, f"overflow_{attach}"), attach=attach) for attach in (True, False)
         },

@@ -279,6 +279,48 @@ def kinked_concave_fit(log_dir):
     return load(log_dir)["train"].variables["loss/KinkedConcave/w"].cause.tolist()
 
 
+class AdaptiveTaskWeight(keras.losses.Loss):
+    """An adaptive task weight from public multi-task code: `lam * mse + log(lam)`, `lam = x^2 + 1e-8`.
+
+    In `x` (= 1) the objective curves up while the task's mse is above 1
+    and down once the model brings it under (its second derivative is
+    `2 mse - 2`). Descent on `x` has no minimum: it drives `x` to 0, the
+    loss below zero (to `log(1e-8)`), and the task's weight with it.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.x = keras.Variable(1.0, name="x")
+
+    def call(self, y_true, y_pred):
+        weight = ops.square(self.x) + 1e-8
+        return weight * ops.mean(ops.square(y_true - y_pred), axis=-1) + ops.log(weight)
+
+
+def adaptive_task_weight_fit(log_dir, trained=False):
+    """Four epochs of `AdaptiveTaskWeight` on a linear task whose mse starts near 15 and falls under
+    1 in epoch 2: `x`'s causes, the model's mse after the fit, and the fit's last loss.
+
+    `trained`: `make_trainable` first (what `not_in_optimizer`'s fix says).
+    """
+    from loss_param_tracker import LossParamTracker, load, make_trainable
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1024, 4)).astype("float32")
+    y = (x @ np.float32([1, -2, 0.5, 3]) + 0.1 * rng.normal(size=1024))[:, None].astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=AdaptiveTaskWeight())
+    if trained:
+        make_trainable(model)
+    history = model.fit(
+        x, y, epochs=4, batch_size=32, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir)]
+    )
+    mse = float(np.mean(np.square(model.predict(x, verbose=0) - y)))
+    causes = load(log_dir)["train"].variables["loss/AdaptiveTaskWeight/x"].cause.tolist()
+    return {"causes": causes, "mse": mse, "loss": history.history["loss"][-1]}
+
+
 class LogVariance(keras.losses.Loss):
     """MSE plus log(v): descent drives v through zero, where the log is NaN.
 

@@ -189,6 +189,16 @@ def test_normalised_proxies_and_a_nan_product_read_as_on_tensorflow(fits, backen
     assert fits[backend][1]["kinked_concave"] == ["concave"] * 2
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_curvatures_sign_is_the_last_epochs_on_every_backend(fits, backend):
+    """A task weight `x^2 mse + log x^2` curves up in `x` until the model brings the mse under 1, and
+    down after: `concave` then, as on TensorFlow; make_trainable, advised before, stops the model."""
+    left, trained = (fits[backend][1]["adaptive_task_weight"][how] for how in ("left", "trained"))
+    assert left["causes"] == ["not_in_optimizer"] * 3 + ["concave"]
+    assert left["mse"] < 0.1
+    assert trained["loss"] < 0 and trained["mse"] > 10 * left["mse"]
+
+
 def test_pytorchs_probe_takes_its_products_in_turn_past_its_share_of_a_step(fits):
     """12 term weights, 8 products a step: each weight measured in the epoch's first 4 steps, and
     `unbounded` from epoch 0 (the first 8 alone, the last 4 were `not_in_optimizer`)."""

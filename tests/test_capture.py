@@ -14,6 +14,7 @@ from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, m
 from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
 from tests.models import (
+    adaptive_task_weight_fit,
     dropped_term_fit,
     dual_weight_fit,
     gathered_fit,
@@ -98,6 +99,30 @@ def test_a_probed_step_whose_product_is_nan_measures_nothing(log_dir):
     """A step at the kink of |w - b|^1.5 has a NaN product: it went into the probe's maxima, which
     stayed NaN, and the concave `w` read `not_in_optimizer`, make_trainable advised."""
     assert kinked_concave_fit(log_dir) == ["concave"] * 2
+
+
+def test_the_curvatures_sign_is_the_last_epochs_as_the_model_moves(tmp_path):
+    """A task weight `x^2 mse + log x^2`: the objective curves up in `x` while the mse is above 1 and
+    down once the model brings it under. Folded over the fit, epoch 0's upward curvature kept it
+    `not_in_optimizer` to the end, with make_trainable advised, which stops the model learning."""
+    left = adaptive_task_weight_fit(str(tmp_path / "left"))
+    assert left["causes"] == ["not_in_optimizer"] * 3 + ["concave"]
+    assert left["mse"] < 0.1
+    # The truth, by the fix the first epochs advise: x driven towards 0, the loss below zero, and
+    # the model's mse many times the one it reaches with x left as it is.
+    trained = adaptive_task_weight_fit(str(tmp_path / "trained"), trained=True)
+    assert trained["loss"] < 0 and trained["mse"] > 10 * left["mse"]
+
+
+def test_a_warning_that_replaces_an_earlier_one_says_so(tmp_path):
+    """The console's second warning of the same variable names the one it replaces."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LossParamWarning)
+        adaptive_task_weight_fit(str(tmp_path))
+    said = [str(w.message) for w in caught if issubclass(w.category, LossParamWarning)]
+    mine = [m for m in said if "loss/AdaptiveTaskWeight/x" in m]
+    assert len(mine) == 2 and "[not_updated]" in mine[0] and "curved down" in mine[1], said
+    assert "replace the warning of epoch 0 (not_updated, not_in_optimizer) and its fix" in mine[1]
 
 
 def test_a_term_switched_on_after_the_curvature_probes_steps_is_not_unbounded(log_dir):

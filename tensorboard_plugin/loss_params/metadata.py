@@ -288,8 +288,9 @@ CAUSE_TABLE = (
     ),
     Cause(
         CONCAVE,
-        "Nothing changed it; the objective curved down in it at every step measured (negative "
-        "curvature along the probe's direction), so its value is not at a minimum: descent "
+        "Nothing changed it; the objective curved down in it at every step the probe measured in its "
+        "last epoch (negative curvature along the probe's direction, in every element), so its value "
+        "is not at a minimum now: descent "
         "would move it away, faster as it goes, and finds a minimum only where the loss turns "
         "up farther on (a scale under a log can; a Tversky loss's alpha and beta, or a "
         "temperature that also scales the loss, fall without end). The dual variable of a "
