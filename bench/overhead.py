@@ -53,7 +53,8 @@ up to 25, the first built the most), then the train functions are called
 in one process in blocks, each instance of each variant for
 `STEP_BLOCK` steps, each step waited for, their order rotated per block,
 so that a neighbour's load falls on all alike; a block's figure of a
-variant is the mean over its instances, and the paired per-block differences of
+variant is the mean over its instances (the spread of plain fit's
+instances about their mean is printed), and the paired per-block differences of
 CPU time give the tracker's extra microseconds a step with a 90% bootstrap
 interval a few percent of the step wide, where whole fits' ratios span 10
 to 60%. Beside it, the tracker's epoch hooks (CPU, the median over epochs
@@ -922,15 +923,17 @@ def step_costs(workload, blocks, log_root):
                 variants[name][i]()
         before = sum(run.captured() for run in variants["tracker"])
         cpu = {name: [] for name in variants}
+        apart = []  # per block, plain fit's instances' CPU seconds a step
         for b in range(blocks):
-            block = {name: 0.0 for name in variants}
+            block = {run: 0.0 for run in runs}
             for name, i in rotated(runs, b):
                 start = time.process_time()
                 for _ in range(STEP_BLOCK):
                     variants[name][i]()
-                block[name] += (time.process_time() - start) / STEP_BLOCK / STEP_INSTANCES
-            for name, seconds in block.items():
-                cpu[name].append(seconds)
+                block[name, i] = (time.process_time() - start) / STEP_BLOCK
+            for name in variants:
+                cpu[name].append(np.mean([block[name, i] for i in range(STEP_INSTANCES)]))
+            apart.append([block["plain", i] for i in range(STEP_INSTANCES)])
         if sum(run.captured() for run in variants["tracker"]) - before < blocks * STEP_BLOCK * STEP_INSTANCES:
             raise RuntimeError("the tracker's step was not the one timed (a retrace dropped its hooks)")
         # An epoch's first PROBE_STEPS steps, where the probe measures: the same blocks, each after a restart.
@@ -969,6 +972,13 @@ def step_costs(workload, blocks, log_root):
             f"  {label:22s} {step * 1e3:17.3f}  {extra:>31s}  {ratio:>22s}  {hooks * 1e3:14.2f}  {epoch * 1e3:14.0f}"
             f"  {1 + added / epoch:12.4f}  {1 + added / (step * steps):6.4f}"
         )
+        # The same code built again: each of plain fit's instances against their mean, paired per block.
+        apart = np.array(apart)
+        spread = ", ".join(
+            "{:+.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(column - apart.mean(axis=1))))
+            for column in apart.T
+        )
+        print(f"    plain fit's {STEP_INSTANCES} instances, each against their mean, us/step: {spread}")
         for name, shown in (("without the probe", "  without the probe"), ("gradient alone", "  its gradient alone")):
             if name not in cpu:
                 continue
