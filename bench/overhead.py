@@ -46,10 +46,10 @@ neighbour's load moves, where the timings scatter.
 Steps (`--steps`). The training step alone (TensorFlow's traced one, JAX's
 compiled one on its state, PyTorch's in Python), plain fit's against the
 tracker's (its loss variable left to it, and after `make_trainable`): each
-variant's step is built `STEP_INSTANCES` times by a short fit, the
-variants' order rotated per round (two builds of the same code differ:
-JAX's compiled deep step by up to 70 us, TensorFlow's traced MLP step by
-up to 25, the first built the most), then the train functions are called
+variant's step is built `--instances` times (3) by a short fit, the
+variants' order rotated per round (two builds of the same code differ
+by tens of microseconds a step, JAX's compiled deep step by up to 190),
+then the train functions are called
 in one process in blocks, each instance of each variant for
 `STEP_BLOCK` steps, each step waited for, their order rotated per block,
 so that a neighbour's load falls on all alike; a block's figure of a
@@ -84,7 +84,7 @@ against plain fit under the same strategy.
     python bench/overhead.py --memory [--repeats 3]
     python bench/overhead.py --scale [--repeats 3] [--backend ...]
     python bench/overhead.py --ops
-    python bench/overhead.py --steps [--backend ...] [--workload ...] [--repeats 200]
+    python bench/overhead.py --steps [--backend ...] [--workload ...] [--repeats 200] [--instances 3]
 
 Scale (`--scale`). The epoch hooks' CPU time on a model of 1,000 weights
 (500 parallel Dense(1) branches) whose loss holds 200 learned weights,
@@ -888,11 +888,11 @@ def timed(hook, seconds):
     return wrapper
 
 
-def step_costs(workload, blocks, log_root):
+def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
     """Prints the tracker's extra CPU time per traced step against plain fit's, paired per block, and its epoch hooks."""
     steps = math.ceil(len(workload.x) / BATCH)
     print(
-        f"\n{workload.label}: {blocks} blocks of {STEP_BLOCK} steps a variant's instance, {STEP_INSTANCES} instances "
+        f"\n{workload.label}: {blocks} blocks of {STEP_BLOCK} steps a variant's instance, {instances} instances "
         f"a variant, {steps} steps an epoch"
     )
     print(
@@ -907,17 +907,17 @@ def step_costs(workload, blocks, log_root):
             builds["without the probe"] = {"probe": False}
         if keras.backend.backend() == "tensorflow" and not trained:
             builds["gradient alone"] = {"alone": True}
-        # Each variant built STEP_INSTANCES times, the order rotated per round: two builds of the same
-        # code differ by up to 70 us a step (XLA's compiled JAX step; the first built differs the most).
+        # Each variant built `instances` times, the order rotated per round: two builds of the same
+        # code differ by tens of microseconds a step (JAX's compiled deep step by up to 190).
         variants, hook_seconds = {name: [] for name in builds}, []
-        for r in range(STEP_INSTANCES):
+        for r in range(instances):
             for name in rotated(list(builds), r):
                 step, hooks = traced_step(workload, name != "plain", trained, log_root, **builds[name])
                 variants[name].append(step)
                 if name == "tracker":
                     hook_seconds.append(hooks)
         hooks = float(np.median(hook_seconds))
-        runs = [(name, i) for name in variants for i in range(STEP_INSTANCES)]
+        runs = [(name, i) for name in variants for i in range(instances)]
         for name, i in runs:  # warm-up
             for _ in range(2 * STEP_BLOCK):
                 variants[name][i]()
@@ -932,13 +932,13 @@ def step_costs(workload, blocks, log_root):
                     variants[name][i]()
                 block[name, i] = (time.process_time() - start) / STEP_BLOCK
             for name in variants:
-                cpu[name].append(np.mean([block[name, i] for i in range(STEP_INSTANCES)]))
-            apart.append([block["plain", i] for i in range(STEP_INSTANCES)])
-        if sum(run.captured() for run in variants["tracker"]) - before < blocks * STEP_BLOCK * STEP_INSTANCES:
+                cpu[name].append(np.mean([block[name, i] for i in range(instances)]))
+            apart.append([block["plain", i] for i in range(instances)])
+        if sum(run.captured() for run in variants["tracker"]) - before < blocks * STEP_BLOCK * instances:
             raise RuntimeError("the tracker's step was not the one timed (a retrace dropped its hooks)")
         # An epoch's first PROBE_STEPS steps, where the probe measures: the same blocks, each after a restart.
         first = {"plain": [], "tracker": []}
-        pairs = [(name, i) for name in first for i in range(STEP_INSTANCES)]
+        pairs = [(name, i) for name in first for i in range(instances)]
         for b in range(0 if trained else blocks):
             block = {name: 0.0 for name in first}
             for name, i in rotated(pairs, b):
@@ -947,7 +947,7 @@ def step_costs(workload, blocks, log_root):
                 start = time.process_time()
                 for _ in range(PROBE_STEPS):
                     run()
-                block[name] += (time.process_time() - start) / STEP_INSTANCES
+                block[name] += (time.process_time() - start) / instances
             for name, seconds in block.items():
                 first[name].append(seconds)
         for run in variants["tracker"]:
@@ -978,7 +978,7 @@ def step_costs(workload, blocks, log_root):
             "{:+.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(column - apart.mean(axis=1))))
             for column in apart.T
         )
-        print(f"    plain fit's {STEP_INSTANCES} instances, each against their mean, us/step: {spread}")
+        print(f"    plain fit's {instances} instances, each against their mean, us/step: {spread}")
         for name, shown in (("without the probe", "  without the probe"), ("gradient alone", "  its gradient alone")):
             if name not in cpu:
                 continue
@@ -1075,10 +1075,16 @@ def main():
         "--steps", action="store_true",
         help=f"time the training step alone, plain fit's against the tracker's, in blocks of {STEP_BLOCK} steps",
     )
+    parser.add_argument(
+        "--instances", type=int, default=STEP_INSTANCES,
+        help=f"with --steps: times each variant is built and timed (default: {STEP_INSTANCES})",
+    )
     args = parser.parse_args()
     args.epochs = args.epochs or (16 if args.scale else 4)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: epoch 1 is not timed")
+    if args.instances < 1:
+        parser.error("--instances must be at least 1")
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be at least 1")
     if args.memory and args.backend != "tensorflow":
@@ -1108,7 +1114,7 @@ def main():
     if args.steps:
         with tempfile.TemporaryDirectory() as log_root:
             for make in WORKLOADS[args.workload]:
-                step_costs(make(), args.repeats or 200, log_root)
+                step_costs(make(), args.repeats or 200, log_root, args.instances)
         return
     with tempfile.TemporaryDirectory() as log_root:
         for make in WORKLOADS[args.workload]:
