@@ -56,8 +56,9 @@ so that a neighbour's load falls on all alike; a block's figure of a
 variant is the mean over its instances (the spread of plain fit's
 instances about their mean is printed), and the paired per-block differences of
 CPU time give the tracker's extra microseconds a step with a 90% bootstrap
-interval a few percent of the step wide, where whole fits' ratios span 10
-to 60%. Beside it, the tracker's epoch hooks (CPU, the median over epochs
+interval over resamples of the blocks and of each variant's instances (the
+builds' differences are part of a figure over few builds), a few percent
+of the step wide, where whole fits' ratios span 10 to 60%. Beside it, the tracker's epoch hooks (CPU, the median over epochs
 2..4 of a short fit), plain fit's epoch timed right after the blocks, and
 the fit's overhead they make together: the extra of a step times the
 workload's steps, plus the hooks, plus the probe's part of an epoch's
@@ -357,6 +358,31 @@ def median_interval(values, statistic=np.median):
     resamples = values[rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))]
     low, high = np.percentile(statistic(resamples, axis=1), [5, 95])
     return statistic(values), low, high
+
+
+def instance_interval(variant, plain, paired=np.subtract):
+    """The median over blocks of `paired(variant, plain)`, each the mean over its instances, and the 5th
+    and 95th percentiles of it over resamples of the blocks and of each variant's instances.
+
+    Args:
+        variant, plain: `[block, instance]` CPU seconds a step of each built instance in each block.
+        paired: `np.subtract` (the extra) or `np.divide` (the ratio).
+
+    Resampling the blocks alone is the run's noise; resampling the
+    instances too adds the builds' (two builds of the same step differ),
+    which a figure over these few builds carries. One instance each: the
+    blocks' alone.
+    """
+    rng = np.random.default_rng(0)
+    blocks, count = plain.shape
+    resampled = np.empty(BOOTSTRAP_RESAMPLES)
+    for r in range(BOOTSTRAP_RESAMPLES):
+        picked = rng.integers(0, blocks, blocks)
+        ours = variant[picked][:, rng.integers(0, count, count)].mean(axis=1)
+        theirs = plain[picked][:, rng.integers(0, count, count)].mean(axis=1)
+        resampled[r] = np.median(paired(ours, theirs))
+    low, high = np.percentile(resampled, [5, 95])
+    return np.median(paired(variant.mean(axis=1), plain.mean(axis=1))), low, high
 
 
 def fastest_ratio(variant, plain):
@@ -922,8 +948,8 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
             for _ in range(2 * STEP_BLOCK):
                 variants[name][i]()
         before = sum(run.captured() for run in variants["tracker"])
-        cpu = {name: [] for name in variants}
-        apart = []  # per block, plain fit's instances' CPU seconds a step
+        cpu = {name: [] for name in variants}  # per block, the mean over the instances of CPU seconds a step
+        each = {name: [] for name in variants}  # per block, each instance's
         for b in range(blocks):
             block = {run: 0.0 for run in runs}
             for name, i in rotated(runs, b):
@@ -932,8 +958,8 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
                     variants[name][i]()
                 block[name, i] = (time.process_time() - start) / STEP_BLOCK
             for name in variants:
-                cpu[name].append(np.mean([block[name, i] for i in range(instances)]))
-            apart.append([block["plain", i] for i in range(instances)])
+                each[name].append([block[name, i] for i in range(instances)])
+                cpu[name].append(np.mean(each[name][-1]))
         if sum(run.captured() for run in variants["tracker"]) - before < blocks * STEP_BLOCK * instances:
             raise RuntimeError("the tracker's step was not the one timed (a retrace dropped its hooks)")
         # An epoch's first PROBE_STEPS steps, where the probe measures: the same blocks, each after a restart.
@@ -953,8 +979,9 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
         for run in variants["tracker"]:
             run.close()
         plain_cpu, tracked_cpu = np.array(cpu["plain"]), np.array(cpu["tracker"])
-        extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(tracked_cpu - plain_cpu)))
-        ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*median_interval(tracked_cpu / plain_cpu))
+        each = {name: np.array(times) for name, times in each.items()}
+        extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in instance_interval(each["tracker"], each["plain"])))
+        ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*instance_interval(each["tracker"], each["plain"], np.divide))
         variants = None
         keras.backend.clear_session()
         # Plain fit's own epoch right after (its steps and Keras's per-step work in Python), its loss variable untrained.
@@ -973,7 +1000,7 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
             f"  {1 + added / epoch:12.4f}  {1 + added / (step * steps):6.4f}"
         )
         # The same code built again: each of plain fit's instances against their mean, paired per block.
-        apart = np.array(apart)
+        apart = each["plain"]
         spread = ", ".join(
             "{:+.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(column - apart.mean(axis=1))))
             for column in apart.T
@@ -983,8 +1010,8 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
             if name not in cpu:
                 continue
             other = np.array(cpu[name])
-            extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in median_interval(other - plain_cpu)))
-            ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*median_interval(other / plain_cpu))
+            extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in instance_interval(each[name], each["plain"])))
+            ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*instance_interval(each[name], each["plain"], np.divide))
             added = np.median(other - plain_cpu) * steps + (hooks if name == "without the probe" else 0)
             print(
                 f"  {shown:22s} {'':17s}  {extra:>31s}  {ratio:>22s}  {'':14s}  {'':14s}"
