@@ -48,7 +48,7 @@ compiled one on its state, PyTorch's in Python), plain fit's against the
 tracker's (its loss variable left to it, and after `make_trainable`): each
 variant's step is built `--instances` times (3) by a short fit, the
 variants' order rotated per round (two builds of the same code differ
-by tens of microseconds a step, JAX's compiled deep step by up to 190),
+by tens of microseconds a step, JAX's compiled deep step by up to 437),
 then the train functions are called
 in one process in blocks, each instance of each variant for
 `STEP_BLOCK` steps, each step waited for, their order rotated per block,
@@ -934,7 +934,7 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
         if keras.backend.backend() == "tensorflow" and not trained:
             builds["gradient alone"] = {"alone": True}
         # Each variant built `instances` times, the order rotated per round: two builds of the same
-        # code differ by tens of microseconds a step (JAX's compiled deep step by up to 190).
+        # code differ by tens of microseconds a step (JAX's compiled deep step by up to 437).
         variants, hook_seconds = {name: [] for name in builds}, []
         for r in range(instances):
             for name in rotated(list(builds), r):
