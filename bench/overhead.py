@@ -948,8 +948,7 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
             for _ in range(2 * STEP_BLOCK):
                 variants[name][i]()
         before = sum(run.captured() for run in variants["tracker"])
-        cpu = {name: [] for name in variants}  # per block, the mean over the instances of CPU seconds a step
-        each = {name: [] for name in variants}  # per block, each instance's
+        each = {name: [] for name in variants}  # per block, each instance's CPU seconds a step
         for b in range(blocks):
             block = {run: 0.0 for run in runs}
             for name, i in rotated(runs, b):
@@ -959,7 +958,6 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
                 block[name, i] = (time.process_time() - start) / STEP_BLOCK
             for name in variants:
                 each[name].append([block[name, i] for i in range(instances)])
-                cpu[name].append(np.mean(each[name][-1]))
         if sum(run.captured() for run in variants["tracker"]) - before < blocks * STEP_BLOCK * instances:
             raise RuntimeError("the tracker's step was not the one timed (a retrace dropped its hooks)")
         # An epoch's first PROBE_STEPS steps, where the probe measures: the same blocks, each after a restart.
@@ -978,8 +976,9 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
                 first[name].append(seconds)
         for run in variants["tracker"]:
             run.close()
-        plain_cpu, tracked_cpu = np.array(cpu["plain"]), np.array(cpu["tracker"])
         each = {name: np.array(times) for name, times in each.items()}
+        cpu = {name: times.mean(axis=1) for name, times in each.items()}  # per block, the instances' mean
+        plain_cpu, tracked_cpu = cpu["plain"], cpu["tracker"]
         extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in instance_interval(each["tracker"], each["plain"])))
         ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*instance_interval(each["tracker"], each["plain"], np.divide))
         variants = None
@@ -1009,7 +1008,7 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
         for name, shown in (("without the probe", "  without the probe"), ("gradient alone", "  its gradient alone")):
             if name not in cpu:
                 continue
-            other = np.array(cpu[name])
+            other = cpu[name]
             extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in instance_interval(each[name], each["plain"])))
             ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*instance_interval(each[name], each["plain"], np.divide))
             added = np.median(other - plain_cpu) * steps + (hooks if name == "without the probe" else 0)
