@@ -46,6 +46,10 @@ EARLY_STEPS = 200
 # A loss variable of at most this many elements goes into Keras's `logs`
 # (one key per element): what a progress bar and a CSV file can show.
 LOGS_MAX_ELEMENTS = 8
+# How many times a fit warns that a loss variable's diagnosis changed (a
+# curvature whose sign flips as the model moves), so that the console's last
+# word on it is its diagnosis now, without a warning every epoch.
+_REPLACED_WARNINGS = 3
 # Warnings point at the first frame outside these packages: the user's line
 # that called `fit`.
 _LIBRARY_FRAMES = ("keras", "tensorflow", "jax", "torch", "loss_param_tracker", "contextlib", "threading")
@@ -332,6 +336,7 @@ class LossParamTracker(keras.callbacks.Callback):
         # and reports its failures afresh.
         self._warned = set()
         self._warned_loss = {}  # {path: (epoch, Diagnosis)} of a loss variable's last warning
+        self._replaced = {}  # {path: how many times a loss variable's warning was replaced by another}
         self._failed = set()
         self._display_checked = False
         self._pick_run()
@@ -1025,7 +1030,20 @@ class LossParamTracker(keras.callbacks.Callback):
                 self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle, step)
 
     def _warn_once(self, t, diagnosis, records, optimizer_idle, step):
-        if (t.path, diagnosis) in self._warned:
+        """Warns of `t`'s `diagnosis`, unless the console's last word on it is already that.
+
+        A model weight is warned of each diagnosis once. A loss variable's
+        evidence grows over the fit (the probe's, as the model moves), so its
+        diagnosis can change and change back: the console warns again
+        whenever it differs from the last one warned, naming the warning it
+        replaces, up to `_REPLACED_WARNINGS` times a fit.
+        """
+        loss = t.role == metadata.ROLE_LOSS
+        earlier = self._warned_loss.get(t.path) if loss else None
+        if earlier is not None and earlier[1] == diagnosis:
+            return  # the console's last word on it stands
+        replaced = self._replaced.get(t.path, 0)
+        if replaced >= _REPLACED_WARNINGS or (not loss and (t.path, diagnosis) in self._warned):
             return  # said already: a thousand non-finite weights build no message an epoch
         fix = self._own_fix(t, diagnosis, records) if diagnosis.cause in metadata.ATTACHED_BY_THE_FIX else None
         if diagnosis.cause in metadata.ATTACHED_BY_THE_FIX and optimizer_idle():
@@ -1035,19 +1053,24 @@ class LossParamTracker(keras.callbacks.Callback):
                 "first (0, or a schedule at 0), or attached, this variable will not move either."
             )
         text = diagnosis_lib.warning_message(t.path, diagnosis, t.owner, fix, weight=t.role == metadata.ROLE_MODEL)
-        if t.role == metadata.ROLE_LOSS:
-            # A loss variable's evidence grows over the fit (the probe's, as the
-            # model moves): where it changed the warning, say which one it replaces.
-            earlier = self._warned_loss.get(t.path)
-            if earlier is not None and earlier[1] != diagnosis:
+        key = (t.path, diagnosis)
+        if loss:
+            if earlier is not None:
                 then, before = earlier
                 cause = f", {before.cause}" if before.cause else ""
                 text += (
                     f" This epoch's observations replace the warning of epoch {then} ({before.status}{cause}) "
                     "and its fix."
                 )
+                self._replaced[t.path] = replaced = replaced + 1
+                if replaced == _REPLACED_WARNINGS:
+                    text += (
+                        f" Its diagnosis has now changed {replaced} times in this fit: later changes are not "
+                        "warned; the tab, load() and the report show each epoch's."
+                    )
             self._warned_loss[t.path] = (step, diagnosis)
-        self._warn_text((t.path, diagnosis), text)
+            key = (t.path, diagnosis, step)
+        self._warn_text(key, text)
 
     def _own_fix(self, t, diagnosis, records):
         """The call that fixes `t`, where `make_trainable(model)` would not, or would do harm.

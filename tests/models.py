@@ -297,13 +297,24 @@ class AdaptiveTaskWeight(keras.losses.Loss):
         return weight * ops.mean(ops.square(y_true - y_pred), axis=-1) + ops.log(weight)
 
 
-def adaptive_task_weight_fit(log_dir, trained=False):
+def adaptive_task_weight_fit(log_dir, trained=False, epochs=4, restart_every=None):
     """Four epochs of `AdaptiveTaskWeight` on a linear task whose mse starts near 15 and falls under
     1 in epoch 2: `x`'s causes, the model's mse after the fit, and the fit's last loss.
 
     `trained`: `make_trainable` first (what `not_in_optimizer`'s fix says).
+    `restart_every`: every that many epochs, a callback before the tracker
+    sets the model's weights back to their initial values (a warm restart):
+    the task's mse is near 15 again.
     """
     from loss_param_tracker import LossParamTracker, load, make_trainable
+
+    class Restart(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.initial = self.model.get_weights()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if restart_every and epoch and epoch % restart_every == 0:
+                self.model.set_weights(self.initial)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1024, 4)).astype("float32")
@@ -314,7 +325,7 @@ def adaptive_task_weight_fit(log_dir, trained=False):
     if trained:
         make_trainable(model)
     history = model.fit(
-        x, y, epochs=4, batch_size=32, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir)]
+        x, y, epochs=epochs, batch_size=32, shuffle=False, verbose=0, callbacks=[Restart(), LossParamTracker(log_dir)]
     )
     mse = float(np.mean(np.square(model.predict(x, verbose=0) - y)))
     causes = load(log_dir)["train"].variables["loss/AdaptiveTaskWeight/x"].cause.tolist()

@@ -126,6 +126,25 @@ def test_a_warning_that_replaces_an_earlier_one_says_so(tmp_path):
     assert "replace the warning of epoch 0 (not_updated, not_in_optimizer) and its fix" in mine[1]
 
 
+def test_a_diagnosis_that_changes_back_is_warned_again_a_few_times_a_fit(tmp_path):
+    """The task's mse goes back above 1 at each warm restart (epochs 4 and 8), and `x` curves up again:
+    `not_in_optimizer` in epoch 4 replaces epoch 3's `concave`, whose warning had been the console's
+    last word. A warning comes at each change of cause, the third saying that later ones are not
+    warned; the log keeps every epoch's."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LossParamWarning)
+        causes = adaptive_task_weight_fit(str(tmp_path), epochs=12, restart_every=4)["causes"]
+    mine = [str(w.message) for w in caught if "loss/AdaptiveTaskWeight/x" in str(w.message)]
+    changed = [epoch for epoch in range(1, len(causes)) if causes[epoch] != causes[epoch - 1]]
+    assert causes[:5] == ["not_in_optimizer"] * 3 + ["concave", "not_in_optimizer"] and len(changed) > 3, causes
+    said = [0, *changed][:4]  # the epochs warned
+    assert [("curved down" in m) for m in mine] == [causes[epoch] == "concave" for epoch in said], (causes, mine)
+    assert "replace the warning of epoch 3 (not_updated, concave) and its fix" in mine[2]
+    assert "replace the warning of epoch 4 (not_updated, not_in_optimizer)" in mine[3]
+    assert "changed 3 times in this fit: later changes are not warned" in mine[3]
+    assert not any("later changes" in m for m in mine[:3]), mine
+
+
 def test_a_term_switched_on_after_the_curvature_probes_steps_is_not_unbounded(log_dir):
     """The probe's steps saw the term's zero gradient (the warm-up), which it took for a linear
     objective whose gradient never pointed down: `unbounded`, and make_trainable not advised."""
