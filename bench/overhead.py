@@ -71,10 +71,13 @@ extra less `PROBE_STEPS` times the extra of a later step. The run stops if the t
 must have counted every timed step). With the loss variable left to the
 tracker, more variants in the same blocks: on TensorFlow and JAX the
 tracker's step without its curvature probe (the condition every step
-runs), and on TensorFlow plain fit's step that also takes the loss
+runs), on TensorFlow plain fit's step that also takes the loss
 variable's gradient and its norm and nothing else
 (`observe_gradient_alone`), the floor of observing a gradient that the
-optimizer is not handed and so Keras does not compute.
+optimizer is not handed and so Keras does not compute, and on PyTorch
+plain fit's step that also takes every gradient's norm in one fused
+kernel and nothing else (`observe_norms_alone`), the least code that
+observes what the tracker observes of a step there.
 
 Strategy (`--strategy mirrored`). The TensorFlow variants, each built and
 compiled under a `tf.distribute.MirroredStrategy` over 2 logical CPU devices,
@@ -99,6 +102,7 @@ each variant.
 
 import argparse
 import contextlib
+import functools
 import gc
 import itertools
 import json
@@ -760,6 +764,35 @@ def observe_gradient_alone(model, loss):
     model.train_step, model.compute_loss = step, objective
 
 
+def observe_norms_alone(model, loss):
+    """Hooks into `model` the least a PyTorch step can do to observe what the tracker observes of it.
+
+    Every gradient's norm, in one fused kernel as the tracker's (the
+    optimizer's gradients where `optimizer.apply` is handed them, the loss
+    variables' by a tensor hook, as the same `backward` computes them),
+    added to a tensor on their device: no bookkeeping of which variable
+    had a gradient, no loss-scale factor, no maxima, no probe. The least
+    code that observes what the tracker's step observes on PyTorch: what
+    the kernel and the hook cost.
+    """
+    import torch
+
+    variables = [v.value for v in vars(loss).values() if isinstance(v, keras.Variable) and v.trainable]
+    total = torch.zeros(len(model.trainable_variables) + len(variables))
+    pending = [None] * len(variables)
+    for i, variable in enumerate(variables):
+        variable.register_hook(functools.partial(pending.__setitem__, i))
+    apply = model.optimizer.apply
+
+    def hooked(grads, trainable_variables=None):
+        with torch.no_grad():
+            norms = torch._foreach_norm([*grads, *pending], 2, dtype=torch.float32)
+            total.add_(torch.stack(norms))
+        return apply(grads, trainable_variables)
+
+    model.optimizer.apply = hooked
+
+
 def traced_step(workload, tracked, trained, log_root, alone=False, probe=True):
     """A variant's training step, callable alone, and the tracker's epoch hooks' CPU seconds.
 
@@ -770,7 +803,8 @@ def traced_step(workload, tracked, trained, log_root, alone=False, probe=True):
     hooks after the tracker has removed them; on PyTorch the step is
     Python, so the capture is kept attached (one more user) until `close`.
     `trained`: `make_trainable` first. `alone`: plain fit with
-    `observe_gradient_alone` (TensorFlow). `probe=False`: the tracker's
+    `observe_gradient_alone` (TensorFlow) or `observe_norms_alone`
+    (PyTorch). `probe=False`: the tracker's
     step without its curvature probe, as where the probe stepped aside
     (TensorFlow, JAX).
 
@@ -783,7 +817,7 @@ def traced_step(workload, tracked, trained, log_root, alone=False, probe=True):
     """
     model, loss = compiled(workload, trained)
     if alone:
-        observe_gradient_alone(model, loss)
+        (observe_norms_alone if keras.backend.backend() == "torch" else observe_gradient_alone)(model, loss)
     kept, hooks = {}, []
 
     def keep(logs):  # first in the list: before the tracker's on_train_end removes its hooks
@@ -933,6 +967,8 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
             builds["without the probe"] = {"probe": False}
         if keras.backend.backend() == "tensorflow" and not trained:
             builds["gradient alone"] = {"alone": True}
+        if keras.backend.backend() == "torch" and not trained:
+            builds["norms alone"] = {"alone": True}
         # Each variant built `instances` times, the order rotated per round: two builds of the same
         # code differ by tens of microseconds a step (JAX's compiled deep step by up to 437).
         variants, hook_seconds = {name: [] for name in builds}, []
@@ -1005,7 +1041,11 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
             for column in apart.T
         )
         print(f"    plain fit's {instances} instances, each against their mean, us/step: {spread}")
-        for name, shown in (("without the probe", "  without the probe"), ("gradient alone", "  its gradient alone")):
+        for name, shown in (
+            ("without the probe", "  without the probe"),
+            ("gradient alone", "  its gradient alone"),
+            ("norms alone", "  the norms alone"),
+        ):
             if name not in cpu:
                 continue
             other = cpu[name]
@@ -1021,6 +1061,9 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
         "alone: plain fit's step taking the loss variables' gradient and its norm, nothing else: the floor of observing "
         "a gradient the optimizer is not handed; both timed in the same blocks",
         "jax": "; without the probe: the tracker's step without its curvature probe's condition, timed in the same blocks",
+        "torch": "; the norms alone: plain fit's step taking every gradient's norm in one fused kernel, the loss "
+        "variables' by a tensor hook, and adding them to a tensor, nothing else: the least code that observes what "
+        "the tracker observes of a step; timed in the same blocks",
     }
     if probes:
         print(f"  an epoch's first {PROBE_STEPS} steps, left to the tracker, where its probe measures: extra us {probes[0]}")
