@@ -1028,15 +1028,20 @@ class LossParamTracker(keras.callbacks.Callback):
                 r.tracked.role == metadata.ROLE_LOSS or r.status == metadata.NON_FINITE
             ):
                 self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle, step)
+            elif r.diagnosis is not None and r.tracked.path in self._warned_loss:
+                # A status that is not warned (something else now moves it) takes back the last warning's fix.
+                self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle, step)
 
     def _warn_once(self, t, diagnosis, records, optimizer_idle, step):
         """Warns of `t`'s `diagnosis`, unless the console's last word on it is already that.
 
         A model weight is warned of each diagnosis once. A loss variable's
-        evidence grows over the fit (the probe's, as the model moves), so its
-        diagnosis can change and change back: the console warns again
-        whenever it differs from the last one warned, naming the warning it
-        replaces, up to `_REPLACED_WARNINGS` times a fit.
+        evidence grows over the fit (the probe's, as the model moves; a
+        callback that starts to set it), so its diagnosis can change and
+        change back: the console warns again whenever it differs from the
+        last one warned, a status that is not warned of included (`training`:
+        the earlier fix no longer applies), naming the warning it replaces,
+        up to `_REPLACED_WARNINGS` times a fit.
         """
         loss = t.role == metadata.ROLE_LOSS
         earlier = self._warned_loss.get(t.path) if loss else None

@@ -77,6 +77,7 @@ class _Step:
     head: tuple = None  # (x, y, y_pred, sample_weight) as handed to compute_metrics
     forward_losses: bool = None  # whether the forward pass returned add_loss terms
     curvature: tuple = None  # (the loss head's gradient function, the values it was taken at, their variables)
+    custom_gradient: frozenset = frozenset()  # keys of the variables the head reads through a custom_vjp: not probed
 
 
 def flat_reader(variables):
@@ -295,7 +296,10 @@ class StepCapture(HookedCapture):
         grad, values, variables = step.curvature
         picked = [
             i for i, v in enumerate(variables)
-            if variable_key(v) in loss and _has(loss[variable_key(v)]) and math.prod(v.shape) <= PROBE_MAX_ELEMENTS
+            if variable_key(v) in loss
+            and _has(loss[variable_key(v)])
+            and math.prod(v.shape) <= PROBE_MAX_ELEMENTS
+            and variable_key(v) not in step.custom_gradient
         ]
         if not picked:
             return probe
@@ -384,12 +388,13 @@ class StepCapture(HookedCapture):
             return loss_of
 
         # The loss's Python runs once, here: the gradients, the probe's
-        # product and the search for gradients with no path to the loss all
-        # evaluate this one trace (a loss with Python state, a call counter,
-        # sees one call more a trace of the step, not three).
+        # product, the search for gradients with no path to the loss and for
+        # custom gradients all evaluate this one trace (a loss with Python
+        # state, a call counter, sees one call more a trace of the step, not
+        # three).
         traced = list(range(len(variables)))
         try:
-            closed = jax.make_jaxpr(jax.grad(head(traced)))(values)
+            forward = jax.make_jaxpr(head(traced))(values)
         except _CONCRETE as error:
             # The loss reads some variable as a Python or numpy value
             # (float(), np.asarray, an `if` on it): no gradient reaches it,
@@ -398,14 +403,16 @@ class StepCapture(HookedCapture):
             if not concrete:
                 raise error
             traced = [i for i in traced if i not in concrete]
-            closed = jax.make_jaxpr(jax.grad(head(traced)))([values[i] for i in traced]) if traced else None
+            forward = jax.make_jaxpr(head(traced))([values[i] for i in traced]) if traced else None
         result = {variable_key(v): False for v in variables}  # read as a value: no gradient
-        if closed is None:
+        if forward is None:
             return result
-        grad = jaxpr_as_fun(closed)
         chosen = [values[i] for i in traced]
+        closed = jax.make_jaxpr(jax.grad(lambda chosen: jaxpr_as_fun(forward)(*chosen)[0]))(chosen)
+        grad = jaxpr_as_fun(closed)
         grads = grad(*chosen)  # those the optimizer has are left unused, and compiled away
         step.curvature = (grad, chosen, [variables[i] for i in traced])
+        step.custom_gradient = frozenset(variable_key(variables[traced[i]]) for i in _through_custom_vjp(forward.jaxpr))
         graph = closed.jaxpr
         none = None if step.forward_losses else False
         result.update({
@@ -437,6 +444,50 @@ def _read_concretely(head, values, indices):
         half = len(indices) // 2
         return _read_concretely(head, values, indices[:half]) + _read_concretely(head, values, indices[half:])
     return []
+
+
+# The primitives of a function whose gradient its code gives (`jax.custom_vjp`, `jax.custom_gradient`,
+# `keras.ops.custom_gradient`): a gradient reversal's is minus the derivative. A `custom_jvp` gives
+# the derivative itself (`jax.nn.relu`'s, `softmax`'s), and is probed through.
+_CUSTOM_VJP = frozenset({"custom_vjp_call", "custom_vjp_call_jaxpr"})
+
+
+def _through_custom_vjp(jaxpr):
+    """The indices of `jaxpr`'s inputs from which a path to its first output passes a `_CUSTOM_VJP` call.
+
+    The probe does not measure those: its product would be the derivative
+    of a gradient the code chose, whose intent (ascent, a straight-through
+    estimate) the concave and linear causes' advice cannot know. An
+    operation that calls a function holding such a call anywhere counts as
+    one, for every input it takes.
+    """
+    reach, hidden = {}, {}  # {var: set of input indices}
+    for index, var in enumerate(jaxpr.invars):
+        reach[var], hidden[var] = {index}, set()
+    for eqn in jaxpr.eqns:
+        inputs = [v for v in eqn.invars if not isinstance(v, Literal)]
+        reached = set().union(*(reach.get(v, set()) for v in inputs))
+        custom = eqn.primitive.name in _CUSTOM_VJP or any(_holds_custom_vjp(j) for j in _inner_jaxprs(eqn))
+        through = reached if custom else set().union(*(hidden.get(v, set()) for v in inputs))
+        for var in eqn.outvars:
+            reach[var], hidden[var] = reached, through
+    out = jaxpr.outvars[0]
+    return set() if isinstance(out, Literal) else hidden.get(out, set())
+
+
+def _holds_custom_vjp(jaxpr):
+    return any(
+        eqn.primitive.name in _CUSTOM_VJP or any(_holds_custom_vjp(j) for j in _inner_jaxprs(eqn)) for eqn in jaxpr.eqns
+    )
+
+
+def _inner_jaxprs(eqn):
+    """The jaxprs an equation calls (a `jit`'s, a `cond`'s branches, a loop's body)."""
+    for value in eqn.params.values():
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            inner = getattr(item, "jaxpr", item)  # a ClosedJaxpr's, or a Jaxpr
+            if hasattr(inner, "eqns"):
+                yield inner
 
 
 def _direction(value):

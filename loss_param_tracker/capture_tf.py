@@ -76,6 +76,8 @@ class _Step:
     outer_recording: bool = False  # until the gradient is taken: never over the step's own backward
     left: bool = False  # the watched variables' gradient is the step's own to take: not observed
     py_function_tapes: set = None  # eager: the py_function tapes TensorFlow kept as the step began
+    # Keys of the watched variables whose gradient goes through a custom gradient: not probed.
+    custom_gradient: frozenset = frozenset()
 
 
 def model_strategy(model):
@@ -323,7 +325,14 @@ class StepCapture(HookedCapture):
         training step's to take, and the watched variables' is not observed.
         """
         variables = [_tf_variable(v) for v in step.watched]
-        once = _one_backward(step, targets, variables)
+        paths = None if tf.executing_eagerly() else _paths_to(targets, variables)
+        once = _one_backward(step, paths)
+        if paths:
+            step.custom_gradient = frozenset(
+                variable_key(v)
+                for v, ops in zip(step.watched, paths)
+                if any(_holds(op, op.graph, _has_custom_gradient) for op in ops)
+            )
         if once is None:
             grads = step.tape.gradient(targets, variables, output_gradients=output_gradients)
             step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}
@@ -499,12 +508,15 @@ class StepCapture(HookedCapture):
         variable alone is that product, `None` (no curvature) where the
         gradient does not depend on the variable itself. A
         step whose gradient for a variable is zero (a term not read yet, a
-        branch not taken) measures nothing of it.
+        branch not taken) measures nothing of it. A variable whose gradient
+        goes through a custom gradient is not probed (`_has_custom_gradient`).
         """
         pairs = [
             (v, step.grads[variable_key(v)])
             for v in step.watched
-            if step.grads.get(variable_key(v)) is not None and _probed_size(v)
+            if step.grads.get(variable_key(v)) is not None
+            and _probed_size(v)
+            and variable_key(v) not in step.custom_gradient
         ]
         outer, step.outer = step.outer, None
         if not pairs:
@@ -589,13 +601,11 @@ class StepCapture(HookedCapture):
 _ONE_BACKWARD = frozenset({"EagerPyFunc"})
 
 
-def _backward_runs_once(targets, variables):
-    """The op the gradient of `targets` for `variables` would go through that holds a `_ONE_BACKWARD`
-    op (itself, or a function it calls: a `tf.function`, a `tf.cond`'s branch), or `None`.
+def _paths_to(targets, variables):
+    """Per variable, the set of ops on a path from its read to one of `targets`, in the targets' graph
+    (empty where the graph does not read it); `None` where the targets are not a graph's.
 
-    The ops that lie on a path from a variable's read to a target, in the
-    targets' graph: only those does a backward pass for the variables run.
-    A variable the graph does not read has no such path.
+    Only along those paths does a backward pass for the variable run.
     """
     graph = getattr(targets[0], "graph", None)
     if graph is None or not all(hasattr(t, "op") for t in targets):
@@ -607,20 +617,26 @@ def _backward_runs_once(targets, variables):
             ancestors.add(op)
             stack.extend(tensor.op for tensor in op.inputs)
     captured = {id(external): internal for external, internal in getattr(graph, "captures", ())}
-    stack = [captured[id(v.handle)].op for v in variables if id(v.handle) in captured]
-    reached = set()
-    while stack:
-        op = stack.pop()
-        for tensor in op.outputs:
-            for consumer in tensor.consumers():
-                if consumer in ancestors and consumer not in reached:
-                    reached.add(consumer)
-                    stack.append(consumer)
-    return next((op for op in reached if _holds_one_backward(op, graph)), None)
+    paths = []
+    for variable in variables:
+        stack = [captured[id(variable.handle)].op] if id(variable.handle) in captured else []
+        reached = set()
+        while stack:
+            op = stack.pop()
+            for tensor in op.outputs:
+                for consumer in tensor.consumers():
+                    if consumer in ancestors and consumer not in reached:
+                        reached.add(consumer)
+                        stack.append(consumer)
+        paths.append(reached)
+    return paths
 
 
-def _one_backward(step, targets, variables):
-    """Why the tracker's own backward pass would spend a py_function's one backward, or `None`."""
+def _one_backward(step, paths):
+    """Why the tracker's own backward pass would spend a py_function's one backward, or `None`.
+
+    `paths`: `_paths_to` the step's objective of its watched variables.
+    """
     if tf.executing_eagerly():  # a py_function that ran under the tapes has its one backward to come
         tapes = _py_function_tapes()
         if step.py_function_tapes is not None and tapes is not None and tapes - step.py_function_tapes:
@@ -629,20 +645,31 @@ def _one_backward(step, targets, variables):
                 "the loss variables' gradient goes through it)"
             )
         return None
-    op = _backward_runs_once(targets, variables)
+    op = next((op for ops in paths or () for op in ops if _holds(op, op.graph, _runs_once)), None)
     if op is None:
         return None
-    called = "" if op.type in _ONE_BACKWARD else ", in a function it calls"
+    called = "" if _runs_once(op) else ", in a function it calls"
     return f"the training objective's gradient for the loss variables goes through {op.name} (a tf.py_function{called})"
+
+
+def _runs_once(op):
+    return op.type in _ONE_BACKWARD
+
+
+def _has_custom_gradient(op):
+    """Whether `op`'s gradient is one its code gives (`tf.custom_gradient`, `keras.ops.custom_gradient`, a
+    gradient override), not its derivative: a gradient reversal's is minus it. Taped again for the
+    curvature, the forward op's part of the product would be that gradient too, not the derivative."""
+    return "_gradient_op_type" in op.node_def.attr
 
 
 # The attributes naming the functions an op calls: a call, a cond's branches, a loop's.
 _FUNCTION_ATTRS = ("f", "then_branch", "else_branch", "cond", "body")
 
 
-def _holds_one_backward(op, graph, depth=0):
-    """Whether `op` is a `_ONE_BACKWARD` op, or calls a function that holds one (within a few levels)."""
-    if op.type in _ONE_BACKWARD:
+def _holds(op, graph, kind, depth=0):
+    """Whether `op` is of `kind` (a predicate of an op), or calls a function that holds one (within a few levels)."""
+    if kind(op):
         return True
     if depth > 4:
         return False
@@ -651,7 +678,7 @@ def _holds_one_backward(op, graph, depth=0):
             continue
         function = graph._get_function(op.get_attr(attr).name)  # noqa: SLF001 - the graph's own library
         inner = getattr(function, "graph", None)
-        if inner is not None and any(_holds_one_backward(o, inner, depth + 1) for o in inner.get_operations()):
+        if inner is not None and any(_holds(o, inner, kind, depth + 1) for o in inner.get_operations()):
             return True
     return False
 

@@ -41,6 +41,7 @@ from tests.models import (  # noqa: E402
     overflowing_fit,
     projected_term_fit,
     proxy_anchor_fit,
+    reversed_temperature_fit,
     term_weights_fit,
     make_data,
     make_model,
@@ -519,6 +520,10 @@ def main(out_dir):
         "kinked_concave": kinked_concave_fit(os.path.join(logs, "kinked_concave")),
         "adaptive_task_weight": {
             how: adaptive_task_weight_fit(os.path.join(logs, f"adaptive_task_weight_{how}"), trained=how == "trained")
+            for how in ("left", "trained")
+        },
+        "reversed_temperature": {
+            how: reversed_temperature_fit(os.path.join(logs, f"reversed_temperature_{how}"), trained=how == "trained")
             for how in ("left", "trained")
         },
         "overflow": {

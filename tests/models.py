@@ -672,3 +672,64 @@ def gathered_fit(log_dir):
         "expected": [float(np.linalg.norm(embedding_grad)), float(np.linalg.norm(centers_grad))],
         "diagnosis": tracker.diagnosis,
     }
+
+
+@ops.custom_gradient
+def reverse_gradient(x):
+    """The identity, whose gradient is minus the upstream one (a gradient reversal layer)."""
+
+    def grad(*args, upstream=None):
+        return -(args[0] if upstream is None else upstream)
+
+    return ops.multiply(x, 1.0), grad
+
+
+class ReversedTemperature(keras.losses.Loss):
+    """Curriculum temperature distillation (CTKD, from public code): cross-entropy plus a distillation
+    term at temperature `T`, which the loss reads through a gradient reversal, so that descent on `T`
+    ascends the distillation term (the teacher's logits are `y_true[:, :5]`, the labels the rest).
+
+    The loss curves down in `T`, the reversed objective that descent follows curves up: handed to
+    the optimizer, `T` rises and settles.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.temperature = keras.Variable(1.0, name="temperature")
+
+    def call(self, y_true, y_pred):
+        teacher, labels = y_true[:, :5], y_true[:, 5:]
+        temperature = reverse_gradient(self.temperature.value)  # the tensor: Keras's torch backend drops a variable
+        soft = ops.softmax(teacher / temperature)
+        distilled = ops.sum(soft * (ops.log(soft + 1e-8) - ops.log_softmax(y_pred / temperature)), axis=-1)
+        cross_entropy = keras.losses.categorical_crossentropy(labels, y_pred, from_logits=True)
+        return 0.5 * cross_entropy + 0.5 * distilled * ops.square(temperature)
+
+
+def reversed_temperature_fit(log_dir, trained=False, epochs=6):
+    """`ReversedTemperature` on a 5-class task a linear teacher labels: `T`'s causes, its value after
+    each epoch, and the model's accuracy.
+
+    `trained`: `make_trainable` first.
+    """
+    from loss_param_tracker import LossParamTracker, load, make_trainable
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 10)).astype("float32")
+    teacher = x @ rng.normal(size=(10, 5)).astype("float32")
+    labels = teacher.argmax(axis=1)
+    y = np.concatenate([teacher, np.eye(5)[labels]], axis=1).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(5)])
+    loss = ReversedTemperature()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    if trained:
+        make_trainable(model)
+    values = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: values.append(float(ops.convert_to_numpy(loss.temperature)))
+    )
+    model.fit(x, y, epochs=epochs, batch_size=32, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir), record])
+    accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == labels))
+    causes = load(log_dir)["train"].variables["loss/ReversedTemperature/temperature"].cause.tolist()
+    return {"causes": causes, "values": values, "accuracy": accuracy}

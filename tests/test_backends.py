@@ -200,6 +200,19 @@ def test_the_curvatures_sign_is_the_last_epochs_on_every_backend(fits, backend):
     assert trained["loss"] < 0 and trained["mse"] > 10 * left["mse"]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_temperature_read_through_a_gradient_reversal_is_not_probed_on_every_backend(fits, backend):
+    """CTKD's temperature, read through `keras.ops.custom_gradient`'s reversal: not probed (a custom
+    Function on PyTorch, a custom_vjp on JAX), `not_in_optimizer` as on TensorFlow; JAX's product,
+    the derivative of the reversed gradient, read `concave` from epoch 2, whose advice (ascent, a
+    bounded form) is not what the method wants. Handed to the optimizer, it rises and settles."""
+    left, trained = (fits[backend][1]["reversed_temperature"][how] for how in ("left", "trained"))
+    assert left["causes"] == ["not_in_optimizer"] * 6, left
+    moves = np.diff([1.0, *trained["values"]])
+    assert (moves > 0).all() and moves[-1] < moves[0] / 2, trained["values"]
+    assert trained["accuracy"] > left["accuracy"] - 0.02, (left, trained)
+
+
 def test_pytorchs_probe_takes_its_products_in_turn_past_its_share_of_a_step(fits):
     """12 term weights, 8 products a step: each weight measured in the epoch's first 4 steps, and
     `unbounded` from epoch 0 (the first 8 alone, the last 4 were `not_in_optimizer`)."""

@@ -22,6 +22,7 @@ from tests.models import (
     penalized_fit,
     projected_term_fit,
     proxy_anchor_fit,
+    reversed_temperature_fit,
     term_weights_fit,
     warmed_up_fit,
 )
@@ -143,6 +144,53 @@ def test_a_diagnosis_that_changes_back_is_warned_again_a_few_times_a_fit(tmp_pat
     assert "replace the warning of epoch 4 (not_updated, not_in_optimizer)" in mine[3]
     assert "changed 3 times in this fit: later changes are not warned" in mine[3]
     assert not any("later changes" in m for m in mine[:3]), mine
+
+
+def test_a_loss_variable_that_a_callback_starts_to_set_takes_back_its_warning(log_dir):
+    """GECO's Lagrange multiplier (from public VAE code), which a callback steps once a warm-up is
+    over: until then nothing moves it and the console advises make_trainable; once the callback moves
+    it, it is `training` (`outside_optimizer`), and the console says so, taking that advice back,
+    which would have had descent fight the callback."""
+
+    class Multiplied(keras.losses.Loss):
+        def __init__(self):
+            super().__init__()
+            self.log_multiplier = keras.Variable(0.0, name="log_multiplier")
+
+        def call(self, y_true, y_pred):
+            return tf.exp(self.log_multiplier) * tf.reduce_mean(tf.square(y_true - y_pred), axis=-1)
+
+    loss = Multiplied()
+    step = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: epoch >= 1 and loss.log_multiplier.assign_add(0.1)
+    )
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LossParamWarning)
+        fit(model, loss, log_dir, epochs=3, callbacks=[step])
+    mine = [str(w.message) for w in caught if "loss/Multiplied/log_multiplier" in str(w.message)]
+    assert load_run(log_dir).variables["loss/Multiplied/log_multiplier"].cause.tolist() == [
+        "not_in_optimizer", "outside_optimizer", "outside_optimizer"
+    ]
+    assert len(mine) == 2 and "[not_updated]" in mine[0] and "make_trainable" in mine[0], mine
+    assert "[training]" in mine[1] and "Fix:" not in mine[1], mine
+    assert "replace the warning of epoch 0 (not_updated, not_in_optimizer) and its fix" in mine[1]
+
+
+def test_a_temperature_read_through_a_gradient_reversal_is_not_probed(tmp_path):
+    """CTKD's temperature (from public distillation code) is read through a gradient reversal
+    (`keras.ops.custom_gradient`): the step's gradient for it is minus the loss's. Taped again for
+    the curvature, the reversal's forward would take that gradient too, not its derivative: the
+    probe read the loss's own curvature (`concave` in the first epochs), not that of the objective
+    descent follows, and advised against what the method does. Not probed, it is
+    `not_in_optimizer`; handed to the optimizer, it rises and settles, and the model is as good."""
+    left = reversed_temperature_fit(str(tmp_path / "left"))
+    trained = reversed_temperature_fit(str(tmp_path / "trained"), trained=True)
+    assert left["causes"] == ["not_in_optimizer"] * 6, left
+    moves = np.diff([1.0, *trained["values"]])
+    assert (moves > 0).all() and moves[-1] < moves[0] / 2, trained["values"]
+    assert trained["accuracy"] > left["accuracy"] - 0.02, (left, trained)
 
 
 def test_a_term_switched_on_after_the_curvature_probes_steps_is_not_unbounded(log_dir):
