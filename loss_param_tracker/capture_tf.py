@@ -78,6 +78,20 @@ class _Step:
     py_function_tapes: set = None  # eager: the py_function tapes TensorFlow kept as the step began
     # Keys of the watched variables whose gradient goes through a custom gradient: not probed.
     custom_gradient: frozenset = frozenset()
+    eager_custom_gradient: bool = False  # a custom gradient ran in this eager step
+
+
+def _eager_custom_gradient_module():
+    """TensorFlow's module whose `_eager_mode_decorator` runs a `tf.custom_gradient` function eagerly, or
+    `None` where this TensorFlow has none."""
+    try:
+        from tensorflow.python.ops import custom_gradient
+    except ImportError:
+        return None
+    return custom_gradient if callable(getattr(custom_gradient, "_eager_mode_decorator", None)) else None
+
+
+_EAGER_CUSTOM_GRADIENT = _eager_custom_gradient_module()
 
 
 def model_strategy(model):
@@ -157,6 +171,7 @@ class StepCapture(HookedCapture):
         self._read_all = None  # the accumulator and the probe in one read (`flat_reader`), without a strategy
         self._reads = None  # {key} of the variables the traced step reads; None when not traced
         self._local = threading.local()  # a strategy traces its replicas in threads
+        self._own_custom_gradient = False  # the capture calls a custom gradient of its own (`_observe_output`)
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
         self._strategy = model_strategy(model)
 
@@ -218,6 +233,8 @@ class StepCapture(HookedCapture):
         self._hook(optimizer, "apply", "optimizer.apply", self._apply)
         for loss in self._losses:
             self._hook(loss, "call", "Loss.call", functools.partial(self._loss_call, loss))
+        if _EAGER_CUSTOM_GRADIENT is not None:
+            self._hook(_EAGER_CUSTOM_GRADIENT, "_eager_mode_decorator", "eager custom gradient", self._custom_gradient)
         if self._strategy is not None:
             # Under a strategy the optimizer sums the replicas' gradients in its
             # update step: the norms are those of the sums, which it applies.
@@ -327,7 +344,9 @@ class StepCapture(HookedCapture):
         variables = [_tf_variable(v) for v in step.watched]
         paths = None if tf.executing_eagerly() else _paths_to(targets, variables)
         once = _one_backward(step, paths)
-        if paths:
+        if step.eager_custom_gradient:
+            step.custom_gradient = frozenset(variable_key(v) for v in step.watched)
+        elif paths:
             step.custom_gradient = frozenset(
                 variable_key(v)
                 for v, ops in zip(step.watched, paths)
@@ -344,6 +363,14 @@ class StepCapture(HookedCapture):
             "leaves it to the training step, so the gradients of the loss variables the "
             "optimizer is not handed are unknown"
         )
+
+    def _custom_gradient(self, original, *args, **kwargs):
+        """A `tf.custom_gradient` function called eagerly: in an eager step, its variables are not probed
+        (no graph says which of them its gradient reaches)."""
+        step = self._step
+        if step is not None and not self._own_custom_gradient:
+            step.eager_custom_gradient = True
+        return original(*args, **kwargs)
 
     def _scale_loss(self, original, loss):
         scaled = original(loss)
@@ -425,7 +452,11 @@ class StepCapture(HookedCapture):
 
             return tf.identity(x), grad
 
-        return identity(output)
+        self._own_custom_gradient = True  # the identity's gradient is the derivative
+        try:
+            return identity(output)
+        finally:
+            self._own_custom_gradient = False
 
     def _apply(self, original, grads, trainable_variables=None):
         if self._strategy is None:

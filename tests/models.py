@@ -706,7 +706,7 @@ class ReversedTemperature(keras.losses.Loss):
         return 0.5 * cross_entropy + 0.5 * distilled * ops.square(temperature)
 
 
-def reversed_temperature_fit(log_dir, trained=False, epochs=6):
+def reversed_temperature_fit(log_dir, trained=False, epochs=6, run_eagerly=False):
     """`ReversedTemperature` on a 5-class task a linear teacher labels: `T`'s causes, its value after
     each epoch, and the model's accuracy.
 
@@ -722,7 +722,7 @@ def reversed_temperature_fit(log_dir, trained=False, epochs=6):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(5)])
     loss = ReversedTemperature()
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss, run_eagerly=run_eagerly)
     if trained:
         make_trainable(model)
     values = []
