@@ -342,15 +342,13 @@ class StepCapture(HookedCapture):
         training step's to take, and the watched variables' is not observed.
         """
         variables = [_tf_variable(v) for v in step.watched]
-        paths = None if tf.executing_eagerly() else _paths_to(targets, variables)
+        paths = None if tf.executing_eagerly() else _Paths(targets, variables)
         once = _one_backward(step, paths)
         if step.eager_custom_gradient:
             step.custom_gradient = frozenset(variable_key(v) for v in step.watched)
-        elif paths:
+        elif paths is not None:
             step.custom_gradient = frozenset(
-                variable_key(v)
-                for v, ops in zip(step.watched, paths)
-                if any(_holds(op, op.graph, _has_custom_gradient) for op in ops)
+                variable_key(v) for i, v in enumerate(step.watched) if paths.through_custom_gradient >> i & 1
             )
         if once is None:
             grads = step.tape.gradient(targets, variables, output_gradients=output_gradients)
@@ -632,41 +630,54 @@ class StepCapture(HookedCapture):
 _ONE_BACKWARD = frozenset({"EagerPyFunc"})
 
 
-def _paths_to(targets, variables):
-    """Per variable, the set of ops on a path from its read to one of `targets`, in the targets' graph
-    (empty where the graph does not read it); `None` where the targets are not a graph's.
+class _Paths:
+    """The ops on a path from a variable's read to one of `targets`, in the targets' graph: only along
+    those does a backward pass for the variables run. One walk of the graph, each op once.
 
-    Only along those paths does a backward pass for the variable run.
+    Attributes:
+        on_path: The ops on some variable's path (not the reads' placeholders).
+        through_custom_gradient: Bits (`1 << index` in `variables`) of the variables whose path
+            passes an op with a custom gradient (`_has_custom_gradient`).
     """
-    graph = getattr(targets[0], "graph", None)
-    if graph is None or not all(hasattr(t, "op") for t in targets):
-        return None
-    ancestors, stack = set(), [t.op for t in targets]
-    while stack:
-        op = stack.pop()
-        if op not in ancestors:
-            ancestors.add(op)
-            stack.extend(tensor.op for tensor in op.inputs)
-    captured = {id(external): internal for external, internal in getattr(graph, "captures", ())}
-    paths = []
-    for variable in variables:
-        stack = [captured[id(variable.handle)].op] if id(variable.handle) in captured else []
-        reached = set()
+
+    def __init__(self, targets, variables):
+        self.on_path, self.through_custom_gradient = [], 0
+        graph = getattr(targets[0], "graph", None)
+        if graph is None or not all(hasattr(t, "op") for t in targets):
+            return
+        captured = {id(external): internal for external, internal in getattr(graph, "captures", ())}
+        bits = {}  # {handle placeholder: bits of the variables read through it}
+        for index, variable in enumerate(variables):
+            if id(variable.handle) in captured:
+                op = captured[id(variable.handle)].op
+                bits[op] = bits.get(op, 0) | 1 << index
+        reach, hidden = {}, {}  # {op: bits} of the variables that reach it, and through a custom gradient
+        stack = [(t.op, False) for t in targets]  # (op, its inputs done)
         while stack:
-            op = stack.pop()
-            for tensor in op.outputs:
-                for consumer in tensor.consumers():
-                    if consumer in ancestors and consumer not in reached:
-                        reached.add(consumer)
-                        stack.append(consumer)
-        paths.append(reached)
-    return paths
+            op, done = stack.pop()
+            if not done:
+                if op not in reach:
+                    reach[op] = None  # entered: a DAG never comes back to it before it is done
+                    stack.append((op, True))
+                    stack.extend((t.op, False) for t in op.inputs if t.op not in reach)
+                continue
+            found, concealed = bits.get(op, 0), 0
+            for tensor in op.inputs:  # (an input still entered would be a cycle: none in a function's graph)
+                found |= reach[tensor.op] or 0
+                concealed |= hidden.get(tensor.op, 0)
+            if found and op not in bits:
+                self.on_path.append(op)
+                if _holds(op, graph, _has_custom_gradient):
+                    concealed |= found
+            reach[op], hidden[op] = found, concealed
+        for target in targets:
+            self.through_custom_gradient |= hidden[target.op]
 
 
 def _one_backward(step, paths):
     """Why the tracker's own backward pass would spend a py_function's one backward, or `None`.
 
-    `paths`: `_paths_to` the step's objective of its watched variables.
+    `paths`: the `_Paths` from the step's watched variables to its objective.
     """
     if tf.executing_eagerly():  # a py_function that ran under the tapes has its one backward to come
         tapes = _py_function_tapes()
@@ -676,7 +687,7 @@ def _one_backward(step, paths):
                 "the loss variables' gradient goes through it)"
             )
         return None
-    op = next((op for ops in paths or () for op in ops if _holds(op, op.graph, _runs_once)), None)
+    op = next((op for op in paths.on_path if _holds(op, op.graph, _runs_once)), None) if paths else None
     if op is None:
         return None
     called = "" if _runs_once(op) else ", in a function it calls"
