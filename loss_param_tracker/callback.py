@@ -1027,12 +1027,12 @@ class LossParamTracker(keras.callbacks.Callback):
             if r.status in metadata.WARNED_STATUSES and (
                 r.tracked.role == metadata.ROLE_LOSS or r.status == metadata.NON_FINITE
             ):
-                self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle, step)
+                self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle, step, r.grads)
             elif r.diagnosis is not None and r.tracked.path in self._warned_loss:
                 # A status that is not warned (something else now moves it) takes back the last warning's fix.
-                self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle, step)
+                self._warn_once(r.tracked, r.diagnosis, records, optimizer_idle, step, r.grads)
 
-    def _warn_once(self, t, diagnosis, records, optimizer_idle, step):
+    def _warn_once(self, t, diagnosis, records, optimizer_idle, step, stats=None):
         """Warns of `t`'s `diagnosis`, unless the console's last word on it is already that.
 
         A model weight is warned of each diagnosis once. A loss variable's
@@ -1058,6 +1058,13 @@ class LossParamTracker(keras.callbacks.Callback):
                 "first (0, or a schedule at 0), or attached, this variable will not move either."
             )
         text = diagnosis_lib.warning_message(t.path, diagnosis, t.owner, fix, weight=t.role == metadata.ROLE_MODEL)
+        if diagnosis.cause == metadata.NOT_IN_OPTIMIZER and stats is not None and stats.grad_min >= 0:
+            # Which way descent would move it is observed; whether the loss turns back up beyond is not.
+            text += (
+                f" Observed: at every step the curvature probe measured (the first {capture_lib.PROBE_STEPS} of "
+                "each epoch), its gradient was positive in every element: descent would lower it, and no step "
+                "showed where the loss turns back up."
+            )
         key = (t.path, diagnosis)
         if loss:
             if earlier is not None:

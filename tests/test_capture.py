@@ -174,8 +174,22 @@ def test_a_loss_variable_that_a_callback_starts_to_set_takes_back_its_warning(lo
         "not_in_optimizer", "outside_optimizer", "outside_optimizer"
     ]
     assert len(mine) == 2 and "[not_updated]" in mine[0] and "make_trainable" in mine[0], mine
+    # Its gradient, exp(log_multiplier) * mse, is positive at every step: observed, and said.
+    assert "its gradient was positive in every element: descent would lower it" in mine[0], mine
     assert "[training]" in mine[1] and "Fix:" not in mine[1], mine
     assert "replace the warning of epoch 0 (not_updated, not_in_optimizer) and its fix" in mine[1]
+
+
+def test_a_log_variance_whose_gradient_pointed_down_is_not_said_to_fall(log_dir):
+    """A Gaussian NLL's log-variance: its gradient, (1 - error / variance) / 2, pointed down while
+    the model's error was large, so the warning does not say that descent would lower it."""
+    loss = GaussianNLL()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LossParamWarning)
+        fit(make_model(), loss, log_dir, epochs=2)
+    (message,) = [str(w.message) for w in caught if w.category is LossParamWarning]
+    assert "[not_updated]" in message and "make_trainable" in message
+    assert "gradient was positive" not in message, message
 
 
 @pytest.mark.parametrize("run_eagerly", [False, True])
