@@ -636,6 +636,10 @@ class LossParamTracker(keras.callbacks.Callback):
                 changed = True
             elif start is None and not looked:
                 changed = None  # first seen now (created by the loss's first call): unknown
+        elif changed and not trainable and t.role == metadata.ROLE_LOSS:
+            # A frozen one that a callback set: JAX's compiled step may hold its earlier value for
+            # the rest of the fit (`_constant_in_step`), in the epochs where it does not move too.
+            self._moved.add(t.key)
         observation = diagnosis_lib.Observation(
             trainable=trainable,
             seen_by_optimizer=stats.seen_by_optimizer if stats.steps else registered,

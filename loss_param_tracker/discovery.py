@@ -9,7 +9,9 @@ a built-in loss wrapping a function) its closure cells, the globals its code
 names, its default and keyword arguments; lists, tuples and dicts of all of
 these; and `compile(loss_weights=...)` given as variables. On the model side,
 a raw `tf.Variable` (or a `tf.Module` of them) held by a layer: Keras 3 tracks
-`keras.Variable`s and `add_weight` only, so such a variable never trains.
+`keras.Variable`s and `add_weight` only, so such a variable never trains; and
+any variable in a namespace a layer holds (`self.cfg = SimpleNamespace(...)`),
+where Keras tracks none.
 
 A Keras model (or a layer of more than `NETWORK_MIN_WEIGHTS` weights) held by
 a loss, such as the feature extractor of a perceptual loss, is a `Network`:
@@ -461,7 +463,7 @@ class _Walk:
     def _visit_raw(self, obj, path, owner, slot, depth):
         if is_variable(obj):
             self.add(path, obj, owner, slot, raw=True)
-        elif _is_module(obj) and self._enter(obj, depth):
+        elif (_is_module(obj) or isinstance(obj, _NAMESPACES)) and self._enter(obj, depth):
             for name, value in _attributes(obj):
                 self._visit_raw(value, f"{path}/{_attribute(name)}", owner, Slot(obj, name), depth + 1)
         elif isinstance(obj, (dict, list, tuple)) and self._enter(obj, depth):

@@ -537,6 +537,8 @@ def main(out_dir):
             where: assigned_weight_fit(os.path.join(logs, f"assigned_{where}"), in_state=where == "in_state")
             for where in ("on_the_loss", "in_state")
         },
+        # Set once, at epoch 1's start, and left: the compiled step still holds the old value in epoch 2.
+        "assigned_once": assigned_weight_fit(os.path.join(logs, "assigned_once"), in_state=False, schedule=(1.0, 0.0, 0.0)),
         # Set once, at epoch 0's start, after the tracker's look and before the step is traced.
         "assigned_before_trace": assigned_weight_fit(
             os.path.join(logs, "assigned_before_trace"), in_state=False, schedule=(0.0, 0.0, 0.0)

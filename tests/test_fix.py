@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import keras
 import numpy as np
@@ -109,6 +110,47 @@ def test_a_fix_the_custom_step_never_hands_to_the_optimizer_is_said_so_not_advis
     assert list(zip(log_var.status, log_var.cause)) == [("not_updated", "fix_not_handed")] * 2
     said = [str(w.message) for w in recwarn if w.category is LossParamWarning]
     assert len(said) == 1 and "self.trainable_variables" in said[0] and "make_trainable(" not in said[0], said
+
+
+class SettingsHeldWeighting(keras.Model):
+    """Uncertainty weighting in a model's own `compute_loss` (as in public multi-task code), its
+    log-variances kept in a settings namespace on the model, where Keras tracks no variable."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.out = keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)
+        self.cfg = types.SimpleNamespace(log_vars=keras.Variable(np.zeros(2, "float32"), name="log_vars"))
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        per_task = keras.ops.mean(keras.ops.square(y - y_pred), axis=0)
+        return keras.ops.sum(keras.ops.exp(-self.cfg.log_vars) * per_task + self.cfg.log_vars)
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_variable_in_a_namespace_on_the_model_is_found_and_fixed(fixed, log_dir):
+    """Keras tracks no variable in a `SimpleNamespace`: read in the model's `compute_loss`, it never
+    trained, and the tracker said nothing of it. Found now, it is `not_in_optimizer`, and
+    make_trainable trains it: the noisier task's log-variance rises above the other's, which falls."""
+    x, y = make_data(n=256)
+    y = np.concatenate([y, y + np.random.default_rng(1).normal(size=y.shape).astype("float32")], axis=1)
+    keras.utils.set_random_seed(0)
+    model = SettingsHeldWeighting()
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    if fixed:
+        assert [v.name for v in make_trainable(model)] == ["log_vars"]
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    (path,) = [p for p in load_run(log_dir).variables if p.endswith("cfg/log_vars")]
+    variable = load_run(log_dir).variables[path]
+    log_vars = keras.ops.convert_to_numpy(model.cfg.log_vars)
+    if fixed:
+        assert variable.status.tolist() == ["training"] * 3, variable.status
+        assert log_vars[0] < 0 and log_vars[1] > log_vars[0] + 0.3, log_vars
+    else:
+        assert variable.cause.tolist() == ["not_in_optimizer"] * 3, variable.cause
+        assert (log_vars == 0).all()
 
 
 def test_before_compile_idempotent_and_dict_losses(log_dir):
