@@ -1,5 +1,6 @@
 """make_trainable: the seed post's patterns train after it, and weight files and .keras files keep them."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -116,10 +117,10 @@ class SettingsHeldWeighting(keras.Model):
     """Uncertainty weighting in a model's own `compute_loss` (as in public multi-task code), its
     log-variances kept in a settings namespace on the model, where Keras tracks no variable."""
 
-    def __init__(self):
+    def __init__(self, holder=types.SimpleNamespace):
         super().__init__()
         self.hidden, self.out = keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)
-        self.cfg = types.SimpleNamespace(log_vars=keras.Variable(np.zeros(2, "float32"), name="log_vars"))
+        self.cfg = holder(log_vars=keras.Variable(np.zeros(2, "float32"), name="log_vars"))
 
     def call(self, x):
         return self.out(self.hidden(x))
@@ -129,15 +130,16 @@ class SettingsHeldWeighting(keras.Model):
         return keras.ops.sum(keras.ops.exp(-self.cfg.log_vars) * per_task + self.cfg.log_vars)
 
 
+@pytest.mark.parametrize("holder", [types.SimpleNamespace, argparse.Namespace])
 @pytest.mark.parametrize("fixed", [False, True])
-def test_a_variable_in_a_namespace_on_the_model_is_found_and_fixed(fixed, log_dir):
-    """Keras tracks no variable in a `SimpleNamespace`: read in the model's `compute_loss`, it never
-    trained, and the tracker said nothing of it. Found now, it is `not_in_optimizer`, and
+def test_a_variable_in_a_namespace_on_the_model_is_found_and_fixed(fixed, holder, log_dir):
+    """Keras tracks no variable in a namespace of settings: read in the model's `compute_loss`, it
+    never trained, and the tracker said nothing of it. Found now, it is `not_in_optimizer`, and
     make_trainable trains it: the noisier task's log-variance rises above the other's, which falls."""
     x, y = make_data(n=256)
     y = np.concatenate([y, y + np.random.default_rng(1).normal(size=y.shape).astype("float32")], axis=1)
     keras.utils.set_random_seed(0)
-    model = SettingsHeldWeighting()
+    model = SettingsHeldWeighting(holder)
     model.compile(optimizer=keras.optimizers.Adam(0.05))
     if fixed:
         assert [v.name for v in make_trainable(model)] == ["log_vars"]
