@@ -298,7 +298,7 @@ class AdaptiveTaskWeight(keras.losses.Loss):
 
 
 def adaptive_task_weight_fit(log_dir, trained=False, epochs=4, restart_every=None):
-    """Four epochs of `AdaptiveTaskWeight` on a linear task whose mse starts near 15 and falls under
+    """`epochs` (4) of `AdaptiveTaskWeight` on a linear task whose mse starts near 15 and falls under
     1 in epoch 2: `x`'s causes, the model's mse after the fit, and the fit's last loss.
 
     `trained`: `make_trainable` first (what `not_in_optimizer`'s fix says).
@@ -689,8 +689,10 @@ class ReversedTemperature(keras.losses.Loss):
     term at temperature `T`, which the loss reads through a gradient reversal, so that descent on `T`
     ascends the distillation term (the teacher's logits are `y_true[:, :5]`, the labels the rest).
 
-    The loss curves down in `T`, the reversed objective that descent follows curves up: handed to
-    the optimizer, `T` rises and settles.
+    At first the loss curves down in `T`, so the reversed objective that descent follows curves up;
+    once the model has trained at `T = 1` it is the other way round (JAX's product, the derivative
+    of the reversed gradient, read `concave` from epoch 2). Handed to the optimizer, `T` rises and
+    settles.
     """
 
     def __init__(self, **kwargs):
