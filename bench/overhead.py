@@ -389,6 +389,13 @@ def instance_interval(variant, plain, paired=np.subtract):
     return np.median(paired(variant.mean(axis=1), plain.mean(axis=1))), low, high
 
 
+def paired_figures(variant, plain):
+    """The printed extra µs a step and step ratio of `variant` over `plain` (see `instance_interval`)."""
+    extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in instance_interval(variant, plain)))
+    ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*instance_interval(variant, plain, np.divide))
+    return extra, ratio
+
+
 def fastest_ratio(variant, plain):
     """The variant's fastest epoch over plain fit's (CPU), and the 5th and 95th percentiles of it over resampled repeats.
 
@@ -1015,8 +1022,7 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
         each = {name: np.array(times) for name, times in each.items()}
         cpu = {name: times.mean(axis=1) for name, times in each.items()}  # per block, the instances' mean
         plain_cpu, tracked_cpu = cpu["plain"], cpu["tracker"]
-        extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in instance_interval(each["tracker"], each["plain"])))
-        ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*instance_interval(each["tracker"], each["plain"], np.divide))
+        extra, ratio = paired_figures(each["tracker"], each["plain"])
         variants = None
         keras.backend.clear_session()
         # Plain fit's own epoch right after (its steps and Keras's per-step work in Python), its loss variable untrained.
@@ -1049,8 +1055,7 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
             if name not in cpu:
                 continue
             other = cpu[name]
-            extra = "{:.1f} [{:.1f}, {:.1f}]".format(*(1e6 * v for v in instance_interval(each[name], each["plain"])))
-            ratio = "{:.4f} [{:.4f}, {:.4f}]".format(*instance_interval(each[name], each["plain"], np.divide))
+            extra, ratio = paired_figures(each[name], each["plain"])
             added = np.median(other - plain_cpu) * steps + (hooks if name == "without the probe" else 0)
             print(
                 f"  {shown:22s} {'':17s}  {extra:>31s}  {ratio:>22s}  {'':14s}  {'':14s}"
