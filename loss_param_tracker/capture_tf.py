@@ -635,13 +635,14 @@ class _Paths:
     those does a backward pass for the variables run. One walk of the graph, each op once.
 
     Attributes:
-        on_path: The ops on some variable's path (not the reads' placeholders).
+        runs_once: An op on some variable's path that holds a `_ONE_BACKWARD` op (itself, or a
+            function it calls: a `tf.function`, a `tf.cond`'s branch), or `None`.
         through_custom_gradient: Bits (`1 << index` in `variables`) of the variables whose path
             passes an op with a custom gradient (`_has_custom_gradient`).
     """
 
     def __init__(self, targets, variables):
-        self.on_path, self.through_custom_gradient = [], 0
+        self.runs_once, self.through_custom_gradient = None, 0
         graph = getattr(targets[0], "graph", None)
         if graph is None or not all(hasattr(t, "op") for t in targets):
             return
@@ -665,8 +666,9 @@ class _Paths:
             for tensor in op.inputs:  # (an input still entered would be a cycle: none in a function's graph)
                 found |= reach[tensor.op] or 0
                 concealed |= hidden.get(tensor.op, 0)
-            if found and op not in bits:
-                self.on_path.append(op)
+            if found and op not in bits:  # on a path (a read's placeholder is not)
+                if self.runs_once is None and _holds(op, graph, _runs_once):
+                    self.runs_once = op
                 if _holds(op, graph, _has_custom_gradient):
                     concealed |= found
             reach[op], hidden[op] = found, concealed
@@ -687,7 +689,7 @@ def _one_backward(step, paths):
                 "the loss variables' gradient goes through it)"
             )
         return None
-    op = next((op for op in paths.on_path if _holds(op, op.graph, _runs_once)), None) if paths else None
+    op = paths.runs_once if paths is not None else None
     if op is None:
         return None
     called = "" if _runs_once(op) else ", in a function it calls"
