@@ -365,9 +365,10 @@ class StepCapture(HookedCapture):
     def _custom_gradient(self, original, *args, **kwargs):
         """A `tf.custom_gradient` function called eagerly: in an eager step, its variables are not probed
         (no graph says which of them its gradient reaches)."""
-        step = self._step
-        if step is not None and not self._own_custom_gradient:
-            step.eager_custom_gradient = True
+        with self._guard("eager custom gradient"):
+            step = self._step
+            if step is not None and not self._own_custom_gradient:
+                step.eager_custom_gradient = True
         return original(*args, **kwargs)
 
     def _scale_loss(self, original, loss):
