@@ -378,6 +378,7 @@ class LossParamTracker(keras.callbacks.Callback):
             found.all_variables(),
             found.losses,
             lambda: self._discover().all_variables(),
+            found.on_the_model(),
         )
         if self._writes:
             self._writer.make_dir()

@@ -206,12 +206,13 @@ class HookedCapture(Capture):
     0 for a skipped one, or the reverse (see `_row_layout`). `_accumulated()`
     returns the sums and maxes of those rows since the last `reset()`.
 
-    Use `attach(model, loss_variables, losses, rediscover)`: one capture per
-    model, shared by every tracker of that model in a fit.
+    Use `attach(model, loss_variables, losses, rediscover, on_the_model)`:
+    one capture per model, shared by every tracker of that model in a fit.
     """
 
-    def __init__(self, model, loss_variables, losses, rediscover):
+    def __init__(self, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
         self._model = model
+        self._on_the_model = frozenset(on_the_model)
         self._optimizer = model.optimizer
         self._loss_variables = list(loss_variables)
         self._losses = list(losses)
@@ -236,7 +237,7 @@ class HookedCapture(Capture):
         self._held = None  # within `held`: [] until read, then [(accumulated, probed)]
 
     @classmethod
-    def attach(cls, model, loss_variables, losses, rediscover):
+    def attach(cls, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
         """Returns the capture of `model`, installing one when it has none for this fit.
 
         Raises:
@@ -252,7 +253,7 @@ class HookedCapture(Capture):
             capture = None
         if capture is None:
             cls._check_supported(model)
-            capture = cls(model, loss_variables, losses, rediscover)
+            capture = cls(model, loss_variables, losses, rediscover, on_the_model)
             capture._fit = fit
             try:
                 capture._install()
@@ -593,7 +594,7 @@ def flat_reader(variables):
     return lambda: np.concatenate([np.ravel(host_value(v)).astype(np.float64) for v in variables])
 
 
-def attach(model, loss_variables, losses, rediscover):
+def attach(model, loss_variables, losses, rediscover, on_the_model=frozenset()):
     """Returns the capture of `model` for its backend, or `None` with the reason logged.
 
     Args:
@@ -603,12 +604,14 @@ def attach(model, loss_variables, losses, rediscover):
             a variable at every call.
         rediscover: Callable returning the loss's variables anew, for
             variables a loss creates on its first call.
+        on_the_model: The keys of the loss variables found on the model's
+            layers (`Discovered.on_the_model`): its forward pass may read them.
     """
     try:
         module = _backend_module()
         if module is None:
             raise Unsupported(f"not on the {keras.backend.backend()} backend")
-        return module.StepCapture.attach(model, loss_variables, losses, rediscover)
+        return module.StepCapture.attach(model, loss_variables, losses, rediscover, on_the_model)
     except Unsupported as reason:
         logger.warning(
             "LossParamTracker: gradients are not captured (%s); values and weight norms "

@@ -158,8 +158,8 @@ class StepCapture(HookedCapture):
     )
     _APPLY = "model.optimizer.stateless_apply"
 
-    def __init__(self, model, loss_variables, losses, rediscover):
-        super().__init__(model, loss_variables, losses, rediscover)
+    def __init__(self, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
+        super().__init__(model, loss_variables, losses, rediscover, on_the_model)
         self._metric = None
         self._step = None
         self._traced = {}  # {key: the value the compiled step holds} of loss variables outside its state
@@ -247,8 +247,8 @@ class StepCapture(HookedCapture):
             loss = {k: g for k, g in loss.items() if k not in optimizer_keys}
         self._note_step(optimizer_keys, None if loss is None else {k: _has(g) for k, g in loss.items()})
         self._blind = self._blind and "loss head" not in self._off  # that hook says why itself
-        if loss and any(_has(g) is None for g in loss.values()):  # add_loss terms it may be in
-            self._blind_why = self._blind_why or _FORWARD_LOSSES
+        if loss and any(_has(g) is None for g in loss.values()):  # add_loss terms or a forward that may read it
+            self._blind_why = self._blind_why or (_FORWARD_LOSSES if step.forward_losses else _FORWARD_READS)
             self._blind = True
 
         # Squared norms first, one square root for all: each operation added
@@ -346,8 +346,9 @@ class StepCapture(HookedCapture):
 
         `False` for a variable whose gradient is structurally zero, or that
         the loss reads as a Python or numpy value (no gradient); `None` for
-        one whose head gradient is zero where the forward pass had `add_loss`
-        terms, which the head leaves out: one may read it.
+        one whose head gradient is zero where the forward pass may read it,
+        which the head leaves out: where it had `add_loss` terms, or for a
+        variable found on the model's layers.
         """
         variables = [v for v in self._loss_variables if v.trainable]
         if not variables:
@@ -414,11 +415,12 @@ class StepCapture(HookedCapture):
         step.curvature = (grad, chosen, [variables[i] for i in traced])
         step.custom_gradient = frozenset(variable_key(variables[traced[i]]) for i in _through_custom_vjp(forward.jaxpr))
         graph = closed.jaxpr
-        none = None if step.forward_losses else False
-        result.update({
-            variable_key(variables[i]): none if _symbolic_zero(graph, out) else g
-            for i, g, out in zip(traced, grads, graph.outvars)
-        })
+        for i, g, out in zip(traced, grads, graph.outvars):
+            key = variable_key(variables[i])
+            if not _symbolic_zero(graph, out):
+                result[key] = g
+            elif step.forward_losses or key in self._on_the_model:
+                result[key] = None
         return result
 
 
@@ -426,6 +428,13 @@ class StepCapture(HookedCapture):
 _FORWARD_LOSSES = (
     "the forward pass adds add_loss terms, which the tracker does not differentiate: a loss "
     "variable the loss head has no gradient for may have one in them, so its gradient is unknown"
+)
+
+
+# Why the gradient of a variable found on the model is unknown where the loss head has none.
+_FORWARD_READS = (
+    "a variable found on the model's layers may be read by its forward pass, which the tracker "
+    "does not differentiate on JAX: where the loss head has no gradient for it, its gradient is unknown"
 )
 
 

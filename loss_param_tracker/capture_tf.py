@@ -163,8 +163,8 @@ class StepCapture(HookedCapture):
 
     _HOOKED = (("model", "train_step"), ("model", "compute_loss"), ("optimizer", "apply"), ("optimizer", "scale_loss"))
 
-    def __init__(self, model, loss_variables, losses, rediscover):
-        super().__init__(model, loss_variables, losses, rediscover)
+    def __init__(self, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
+        super().__init__(model, loss_variables, losses, rediscover, on_the_model)
         self._accumulator = None  # (sums, maxes), each float32[slots + 3]: see `_build_accumulator`
         self._starts = None  # (accumulator, probe) as `reset` sets them
         self._probe = None  # float32[PROBE_ROWS, slots]: see `_probe_curvature`

@@ -60,8 +60,8 @@ class StepCapture(HookedCapture):
 
     _HOOKED = (("optimizer", "apply"), ("optimizer", "scale_loss"), ("model", "zero_grad"))
 
-    def __init__(self, model, loss_variables, losses, rediscover):
-        super().__init__(model, loss_variables, losses, rediscover)
+    def __init__(self, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
+        super().__init__(model, loss_variables, losses, rediscover, on_the_model)
         self._accumulator = None  # float32[2, slots + 3] on the gradients' device: sums, maxes
         self._scale = None  # the loss-scale factor of the step being run
         self._watched = {}  # {key: hook handle} of the unregistered loss variables

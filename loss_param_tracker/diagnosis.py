@@ -26,6 +26,7 @@ from tensorboard_plugin.loss_params.metadata import (
     NON_FINITE,
     NOT_IN_OPTIMIZER,
     NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN,
+    NOT_READ,
     NOT_UPDATED,
     OPTIMIZER_NO_EFFECT,
     OUTSIDE_OPTIMIZER,
@@ -165,8 +166,9 @@ def diagnose(obs):
     if (obs.value_changed or obs.moved_before) and not obs.seen_by_optimizer:
         return _training(obs, OUTSIDE_OPTIMIZER)
     if known and not obs.has_gradient:
-        missed = obs.attached and obs.read_by_step is False  # the code reads another variable
-        return _diagnosis(NO_GRADIENT, FIX_NOT_REACHED if missed else "")
+        if obs.read_by_step is False:  # the fix's variable, or one no step reads
+            return _diagnosis(NO_GRADIENT, FIX_NOT_REACHED if obs.attached else NOT_READ)
+        return _diagnosis(NO_GRADIENT)
     zero = known and obs.grad_norm_max == 0
     if obs.steps == 0 or obs.value_changed is None:
         return _diagnosis(ZERO_GRADIENT) if zero else None

@@ -10,8 +10,9 @@ names, its default and keyword arguments; lists, tuples and dicts of all of
 these; and `compile(loss_weights=...)` given as variables. On the model side,
 a raw `tf.Variable` (or a `tf.Module` of them) held by a layer: Keras 3 tracks
 `keras.Variable`s and `add_weight` only, so such a variable never trains; and
-any variable in a namespace a layer holds (`self.cfg = SimpleNamespace(...)`),
-where Keras tracks none.
+any variable in what a layer holds beyond Keras's tracking, walked as the
+loss is: a namespace (`self.cfg = SimpleNamespace(...)`), a loss object its
+`compute_loss` calls, a function, an object of the user's own class.
 
 A Keras model (or a layer of more than `NETWORK_MIN_WEIGHTS` weights) held by
 a loss, such as the feature extractor of a perceptual loss, is a `Network`:
@@ -169,6 +170,10 @@ class Discovered:
     def all_variables(self):
         """Every variable found: the `variables`' and the networks' weights."""
         return [found.variable for found in self.everything()]
+
+    def on_the_model(self):
+        """The keys of the `variables` found on the model's layers, not on the loss: its forward pass may read them."""
+        return frozenset(variable_key(f.variable) for f in self.variables if f.path.startswith(f"{MODEL_PREFIX}/"))
 
 
 def is_variable(obj):
@@ -387,6 +392,7 @@ class _Walk:
         self._visited = set()
         self._paths = set()
         self._objects = 0
+        self._raw = False  # within `visit_raw`: a weight of the model found there is not raw
         # The model's own layers and weights are the optimizer's already.
         layers = _model_layers(model)
         self._model_layers = {id(layer) for layer in layers}
@@ -398,11 +404,11 @@ class _Walk:
         # Those of the layers the model is built of, not the ones attached to it.
         self._layer_weights = {variable_key(w) for layer in layers[1:] for w in layer.weights}
 
-    def add(self, path, variable, owner, slot=None, raw=False):
+    def add(self, path, variable, owner, slot=None):
         identity = variable_key(variable)
         if identity in self._seen_variables or identity in self._layer_weights:
             return  # a weight of the model's layers is the model's, wherever else the loss holds it
-        if raw and identity in self._model_weights:
+        if self._raw and identity in self._model_weights:
             return
         self._seen_variables.add(identity)
         if not is_float_variable(variable):
@@ -428,8 +434,8 @@ class _Walk:
             (keras.layers.Layer, keras.losses.Loss, functools.partial, types.MethodType,
              types.FunctionType, dict, list, tuple),
         ) or _is_module(obj) or _is_users_object(obj) or isinstance(obj, _NAMESPACES)
-        if not walkable or not self._enter(obj, depth):
-            return
+        if not walkable or id(obj) in self._model_layers or not self._enter(obj, depth):
+            return  # one of the model's own layers: its weights are the model's, its raw ones `visit_raw`'s
         if isinstance(obj, keras.layers.Layer):
             self._visit_layer(obj, path, owner, depth)
         elif isinstance(obj, keras.losses.Loss):
@@ -451,23 +457,27 @@ class _Walk:
             self._visit_attributes(obj, path, owner, depth)
 
     def visit_raw(self, layer, path):
-        """Walks a model layer's attributes for raw variables that Keras does not track."""
+        """Walks a model layer's attributes for the variables Keras does not track there.
+
+        Keras tracks the layers, weights, metrics and optimizers assigned
+        to a layer; a raw variable, or one held by something else the model
+        keeps (a loss object, a function, a namespace of settings, an object
+        of the user's own class), is not among `model.trainable_variables`,
+        though the model's own `compute_loss` or `train_step` may read it.
+        Such holders are walked as the loss is, their variables found as
+        the model's raw ones.
+        """
         if self._enter(layer, 0):
-            self._raw_attributes(layer, path)
+            self._raw = True
+            try:
+                self._raw_attributes(layer, path)
+            finally:
+                self._raw = False
 
     def _raw_attributes(self, layer, path):
         for name, value in _attributes(layer):
-            if name not in _KERAS_TRACKING:
-                self._visit_raw(value, f"{path}/{_attribute(name)}", layer, Slot(layer, name), 1)
-
-    def _visit_raw(self, obj, path, owner, slot, depth):
-        if is_variable(obj):
-            self.add(path, obj, owner, slot, raw=True)
-        elif (_is_module(obj) or isinstance(obj, _NAMESPACES)) and self._enter(obj, depth):
-            for name, value in _attributes(obj):
-                self._visit_raw(value, f"{path}/{_attribute(name)}", owner, Slot(obj, name), depth + 1)
-        elif isinstance(obj, (dict, list, tuple)) and self._enter(obj, depth):
-            self._visit_container(obj, path, owner, depth, self._visit_raw)
+            if name not in _KERAS_TRACKING and not _keras_own(value):
+                self.visit(value, f"{path}/{_attribute(name)}", layer, Slot(layer, name), 1)
 
     def _enter(self, obj, depth):
         """Whether to walk into `obj`: not seen yet, not too deep, budget left."""
@@ -484,8 +494,6 @@ class _Walk:
         return True
 
     def _visit_layer(self, layer, path, owner, depth):
-        if id(layer) in self._model_layers:
-            return  # One of the model's own layers: its weights are the model's.
         builds = type(layer).build is not keras.layers.Layer.build  # its weights come from its build()
         if builds and not layer.built:
             self.unbuilt.append(layer)
@@ -556,6 +564,17 @@ ATTACHED_ATTRIBUTE = "_loss_param_tracker_attached"
 def attached_variables(model):
     """The variables `make_trainable` attached to `model`, in order (a new list)."""
     return list(getattr(model, ATTACHED_ATTRIBUTE, None) or [])
+
+
+# What Keras tracks on a layer besides its layers: their variables are the model's or its
+# optimizer's, never a loss's.
+_KERAS_TRACKED = (keras.metrics.Metric, keras.optimizers.Optimizer)
+
+
+def _keras_own(obj):
+    """Whether `obj`, held by a model layer, is Keras's to train or keep: a metric, an optimizer,
+    or a loss of Keras's own (`compile`'s), whose user loss is walked as the compiled one."""
+    return isinstance(obj, _KERAS_TRACKED) or (isinstance(obj, keras.losses.Loss) and not _is_users(type(obj)))
 
 
 # A layer's own lists of what Keras tracks, and make_trainable's: not raw.

@@ -38,8 +38,10 @@ def make_trainable(
     In Keras 3, `fit` only optimizes `model.trainable_variables`. A variable
     held by a `keras.losses.Loss` (directly, in a layer, a `tf.Module` or a
     container it holds), in the closure or arguments of a function loss,
-    given to `compile(loss_weights=...)` as a variable, or held by a layer as
-    a raw `tf.Variable` is not one of them. This finds them with the same
+    given to `compile(loss_weights=...)` as a variable, held by a layer as
+    a raw `tf.Variable`, or kept by the model where Keras does not track it
+    (a namespace of settings, a loss object its `compute_loss` calls, an
+    object of the user's own class) is not one of them. This finds them with the same
     discovery as `LossParamTracker` (a `tf.function` is walked as the Python
     function it wraps) and attaches their trainable ones to the model, so
     `fit` trains them with the model's optimizer. The optimizer is handed the

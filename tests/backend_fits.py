@@ -42,6 +42,7 @@ from tests.models import (  # noqa: E402
     projected_term_fit,
     proxy_anchor_fit,
     reversed_temperature_fit,
+    held_on_the_model_fit,
     term_weights_fit,
     make_data,
     make_model,
@@ -520,6 +521,13 @@ def main(out_dir):
         "kinked_concave": kinked_concave_fit(os.path.join(logs, "kinked_concave")),
         "adaptive_task_weight": {
             how: adaptive_task_weight_fit(os.path.join(logs, f"adaptive_task_weight_{how}"), trained=how == "trained")
+            for how in ("left", "trained")
+        },
+        "held_on_the_model": {
+            f"{where}_{how}": held_on_the_model_fit(
+                os.path.join(logs, f"held_{where}_{how}"), where, trained=how == "trained"
+            )
+            for where in ("loss", "forward")
             for how in ("left", "trained")
         },
         "reversed_temperature": {

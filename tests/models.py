@@ -735,3 +735,77 @@ def reversed_temperature_fit(log_dir, trained=False, epochs=6, run_eagerly=False
     accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == labels))
     causes = load(log_dir)["train"].variables["loss/ReversedTemperature/temperature"].cause.tolist()
     return {"causes": causes, "values": values, "accuracy": accuracy}
+
+
+class LossParameters:
+    """An object of the user's own class, as a multi-task model keeps its weighting in: Keras
+    tracks no variable in it. Its log-variance, and copies of the model's weights (an average
+    a callback would keep, created trainable as `keras.Variable`s are by default) that no step reads."""
+
+    def __init__(self, weights=()):
+        self.log_var = keras.Variable(0.0, name="log_var")
+        self.copies = [keras.Variable(ops.convert_to_numpy(w), name="average") for w in weights]
+
+
+class HeldOnTheModel(keras.Model):
+    """A regression model that keeps its loss's parameter out of Keras's tracking, read where
+    `where` says: `"loss"`, a `GaussianNLL` on the model that its `compute_loss` calls; `"forward"`,
+    a `LossParameters`' log-variance that scales the output in `call` (the compiled loss
+    is the mean squared error)."""
+
+    def __init__(self, where):
+        super().__init__(name="held")
+        self.where = where
+        self.dense = keras.layers.Dense(1, name="dense")
+        self.dense.build((None, 4))
+        if where == "loss":
+            self.criterion = GaussianNLL()
+        else:
+            self.weighting = LossParameters(self.dense.weights)
+
+    def call(self, x):
+        y = self.dense(x)
+        return y if self.where == "loss" else y * ops.exp(self.weighting.log_var)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self.where == "loss":
+            return self.criterion(y, y_pred)
+        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+
+
+def held_on_the_model_fit(log_dir, where, trained=False):
+    """`HeldOnTheModel(where)` on `make_data` for 3 epochs, before or after `make_trainable`
+    (`trained`): `{path: (statuses, causes)}` of its variables found on the model, the
+    log-variance's value, the tracker's warnings and what it logged."""
+    import logging
+    import warnings
+
+    from loss_param_tracker import LossParamTracker, load, make_trainable
+
+    x, y = make_data()
+    keras.utils.set_random_seed(0)
+    model = HeldOnTheModel(where)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=None if where == "loss" else "mse")
+    attached = [v.name for v in make_trainable(model)] if trained else []
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger("loss_param_tracker").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    finally:
+        logging.getLogger("loss_param_tracker").removeHandler(handler)
+    held = model.criterion if where == "loss" else model.weighting
+    variables = load(log_dir)["train"].variables
+    return {
+        "found": {
+            p: (v.status.tolist(), v.cause.tolist()) for p, v in variables.items()
+            if p.startswith("model/held/criterion") or p.startswith("model/held/weighting")
+        },
+        "attached": attached,
+        "log_var": float(ops.convert_to_numpy(held.log_var)),
+        "warnings": [str(w.message) for w in said if "LossParam" in type(w.message).__name__],
+        "logged": logged,
+    }

@@ -213,6 +213,32 @@ def test_a_temperature_read_through_a_gradient_reversal_is_not_probed_on_every_b
     assert trained["accuracy"] > left["accuracy"] - 0.02, (left, trained)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loss_parameter_the_model_keeps_out_of_kerass_tracking_is_found_and_fixed(fits, backend):
+    """As on TensorFlow (`test_fix`), but JAX's loss head does not see the forward pass: a variable found
+    on the model that the head does not read has an unknown gradient there, and the console says why."""
+    held = fits[backend][1]["held_on_the_model"]
+    criterion, log_var = "model/held/criterion/log_var", "model/held/weighting/log_var"
+    averages = ["model/held/weighting/copies/0", "model/held/weighting/copies/1"]
+    assert held["loss_left"]["found"] == {criterion: [["not_updated"] * 3, ["not_in_optimizer"] * 3]}
+    assert held["loss_left"]["log_var"] == 0 and "(on GaussianNLL)" in held["loss_left"]["warnings"][0]
+    assert held["loss_trained"]["found"] == {criterion: [["training"] * 3, [""] * 3]}
+    assert held["loss_trained"]["log_var"] != 0
+    left = held["forward_left"]
+    if backend == "jax":
+        unknown = [["not_updated"] * 3, ["not_in_optimizer_gradient_unknown"] * 3]
+        assert left["found"] == {log_var: unknown, **{p: unknown for p in averages}}, left["found"]
+        assert any("may be read by its forward pass" in m for m in left["logged"]), left["logged"]
+    else:
+        assert left["found"] == {
+            log_var: [["not_updated"] * 3, ["not_in_optimizer"] * 3],
+            **{p: [["no_gradient"] * 3, [""] * 3] for p in averages},
+        }, left["found"]
+    assert left["log_var"] == 0
+    trained = held["forward_trained"]
+    assert trained["found"][log_var] == [["training"] * 3, [""] * 3] and trained["log_var"] != 0
+
+
 def test_pytorchs_probe_takes_its_products_in_turn_past_its_share_of_a_step(fits):
     """12 term weights, 8 products a step: each weight measured in the epoch's first 4 steps, and
     `unbounded` from epoch 0 (the first 8 alone, the last 4 were `not_in_optimizer`)."""

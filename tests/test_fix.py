@@ -15,7 +15,7 @@ import tensorflow as tf
 from loss_param_tracker import LossParamTracker, LossParamWarning, make_trainable
 from loss_param_tracker.fix import attached_variables
 from tests.conftest import GaussianNLL, ScaledMSE, compile_fixed, fit, load_run, make_data, make_model
-from tests.models import constrained_fit
+from tests.models import constrained_fit, held_on_the_model_fit
 from loss_param_tracker import discovery
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -355,3 +355,25 @@ def test_save_and_load_say_what_cannot_be_restored(tmp_path):
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss=GaussianNLL())  # the attached log_var is stale
     with pytest.raises(ValueError, match="neither the compiled loss nor the model holds"):
         model.save(tmp_path / "stale.keras")
+
+
+@pytest.mark.parametrize("where", ["loss", "forward"])
+def test_a_loss_parameter_the_model_keeps_out_of_kerass_tracking_is_found_and_fixed(where, tmp_path):
+    """A loss object on the model that its `compute_loss` calls, or an object of the user's own class
+    whose variable its `call` reads: Keras tracks neither's variables, they never trained, and the
+    tracker said nothing. Found now, each is `not_in_optimizer` and make_trainable trains it. Copies
+    of the weights kept beside it, which no step reads, are said so, and the fix is named for the
+    parameter alone, not make_trainable(model), which would attach them too."""
+    left = held_on_the_model_fit(str(tmp_path / "left"), where)
+    trained = held_on_the_model_fit(str(tmp_path / "trained"), where, trained=True)
+    parameter = "model/held/criterion/log_var" if where == "loss" else "model/held/weighting/log_var"
+    assert left["found"][parameter] == (["not_updated"] * 3, ["not_in_optimizer"] * 3)
+    assert left["log_var"] == 0
+    assert trained["found"][parameter] == (["training"] * 3, [""] * 3)
+    assert trained["log_var"] != 0
+    if where == "forward":
+        averages = [p for p in left["found"] if "/copies/" in p]
+        assert len(averages) == 2 and all(left["found"][p] == (["no_gradient"] * 3, ["not_read"] * 3) for p in averages)
+        (advice,) = [w for w in left["warnings"] if parameter in w.split("]")[0]]
+        assert f"make_trainable(model, variables=['{parameter}'])" in advice, advice
+        assert "(make_trainable(model) alone would also attach 'model/held/weighting/copies/0'" in advice, advice

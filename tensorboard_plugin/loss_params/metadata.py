@@ -182,6 +182,7 @@ OUTSIDE_OPTIMIZER = "outside_optimizer"
 GRADIENT_UNKNOWN = "gradient_unknown"
 FIX_NOT_REACHED = "fix_not_reached"
 FIX_NOT_HANDED = "fix_not_handed"
+NOT_READ = "not_read"
 UNBOUNDED = "unbounded"
 LINEAR = "linear"
 CONCAVE = "concave"
@@ -203,7 +204,7 @@ CAUSE_TABLE = (
         "The optimizer is not handed it and nothing else moved it during the epoch's "
         "steps; whether the objective has a gradient for it could not be observed (the "
         "console says why: a training step that computes its loss without "
-        "model.compute_loss or the compiled loss object, add_loss terms on JAX, a "
+        "model.compute_loss or the compiled loss object, add_loss terms, or a variable found on the model's layers, on JAX; a "
         "tf.py_function between it and the loss).",
         "If the training step's loss reads it and it is meant to train: call "
         "loss_param_tracker.make_trainable(model) after compile and before fit; the next "
@@ -246,6 +247,16 @@ CAUSE_TABLE = (
         "Create the variable as keras.Variable(...) where the loss's code reads it, or call "
         "make_trainable(model) before anything traces that code (summary(), a first call); "
         "pass it to a tf.py_function as an input, not by .numpy() inside.",
+    ),
+    Cause(
+        NOT_READ,
+        "The training step does not read it at all, so the loss cannot depend on it: a variable kept "
+        "beside the model or the loss (a copy of the weights, a counter, a statistic) that no step "
+        "reads, or one the loss's code no longer reaches (it reads another variable, or the "
+        "variable's value outside the step's graph).",
+        "If the loss is not meant to read it, create it with trainable=False (the tracker then shows "
+        "it frozen). If it is, have the loss's code read this very variable inside the step (pass it "
+        "to a tf.py_function as an input, not by .numpy() inside).",
     ),
     Cause(
         FIX_NOT_HANDED,

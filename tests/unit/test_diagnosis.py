@@ -69,6 +69,10 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         # ... and where the step reads it, or may: its own no_gradient (a stop_gradient, numpy).
         ({**NO_GRADIENT, **NOT_MOVED, "attached": True, "read_by_step": True}, ("no_gradient", "")),
         ({**NO_GRADIENT, **NOT_MOVED, "attached": True}, ("no_gradient", "")),
+        # No step reads it, and nothing attached it: a copy or a counter kept beside the model, or
+        # a variable the loss's code no longer reaches.
+        ({**NO_GRADIENT, **NOT_MOVED, "read_by_step": False}, ("no_gradient", "not_read")),
+        ({**NO_GRADIENT, **NOT_MOVED, "read_by_step": True}, ("no_gradient", "")),
         ({"attached": True}, ("training", "")),
         # Descent on it has no minimum (a weight of a loss term): its not_updated has its own cause.
         ({"seen_by_optimizer": False, "unbounded": True, **NOT_MOVED}, ("not_updated", "unbounded")),
