@@ -658,6 +658,8 @@ class LossParamTracker(keras.callbacks.Callback):
             linear=stats.linear,
             concave=stats.concave,
             constant_in_step=self._constant_in_step(t),
+            assignment_dropped=t.role == metadata.ROLE_LOSS and self._capture is not None
+            and self._capture.assignment_dropped(t.key),
             constrained=getattr(t.variable, "constraint", None) is not None,
             loss_finite=self._loss_finite if t.role == metadata.ROLE_LOSS else None,
         )

@@ -175,6 +175,11 @@ class Capture(abc.ABC):
         where no such step holds it (only JAX's does: its step takes such a variable as a constant)."""
         return None
 
+    def assignment_dropped(self, key):
+        """Whether the loss assigns the variable in the training step, and the step drops the assignment
+        (only JAX's does: it keeps those of the model's non-trainable variables alone)."""
+        return False
+
     def held(self):
         """A context in which the accumulators are read from the device at most once.
 

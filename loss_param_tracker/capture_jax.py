@@ -163,6 +163,7 @@ class StepCapture(HookedCapture):
         self._metric = None
         self._step = None
         self._traced = {}  # {key: the value the compiled step holds} of loss variables outside its state
+        self._assigned = set()  # keys of the loss variables the loss assigns, whose assignments the step drops
         self._optimizer_keys = []
 
     def _install(self):
@@ -223,6 +224,23 @@ class StepCapture(HookedCapture):
 
     def traced_value(self, key):
         return self._traced.get(key)
+
+    def assignment_dropped(self, key):
+        return key in self._assigned
+
+    def _note_assigned(self, scope, before):
+        """Keeps the loss variables the loss assigned in `scope` that Keras's step does not keep.
+
+        The step runs the loss in a `StatelessScope` and keeps what it
+        assigned to the model's non-trainable and metrics variables only:
+        an assign to any other variable is dropped, at every step.
+        """
+        kept = {id(v) for v in (*self._model.non_trainable_variables, *self._model.metrics_variables)}
+        self._assigned.update(
+            variable_key(v)
+            for v, value in zip(self._loss_variables, before)
+            if id(v) not in kept and scope.get_current_value(v) is not value
+        )
 
     # The step's accumulation -------------------------------------------
 
@@ -351,10 +369,8 @@ class StepCapture(HookedCapture):
         variable found on the model's layers.
         """
         variables = [v for v in self._loss_variables if v.trainable]
-        if not variables:
-            return {}
         if step.head is None:
-            return None
+            return None if variables else {}
         model = self._model
         x, y, y_pred, sample_weight = step.head
         # The loss sees the trainable values the step started with, and the
@@ -382,11 +398,17 @@ class StepCapture(HookedCapture):
                 given = list(values)
                 for i, value in zip(traced, chosen):
                     given[i] = value
-                with keras.StatelessScope(state_mapping=mapping + list(zip(variables, given))):
+                with keras.StatelessScope(state_mapping=mapping + list(zip(variables, given))) as scope:
+                    before = [scope.get_current_value(v) for v in self._loss_variables]
                     loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, **kwargs)
+                self._note_assigned(scope, before)
                 return jnp.asarray(loss, jnp.float32)
 
             return loss_of
+
+        if not variables:  # nothing to differentiate: one trace of the loss all the same, for what it assigns
+            jax.make_jaxpr(head([]))([])
+            return {}
 
         # The loss's Python runs once, here: the gradients, the probe's
         # product, the search for gradients with no path to the loss and for

@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional
 from tensorboard_plugin.loss_params import norms
 from tensorboard_plugin.loss_params.metadata import (
     CONCAVE,
+    ASSIGNMENT_DROPPED,
     CONSTANT_IN_STEP,
     FIX_NOT_HANDED,
     FIX_NOT_REACHED,
@@ -75,6 +76,9 @@ class Observation(NamedTuple):
         constant_in_step: Whether the compiled training step holds it as a
             constant (JAX, for a variable outside the model's state): a
             change of its value never reaches training.
+        assignment_dropped: Whether the loss assigns it in the training step
+            and the step drops the assignment (JAX, a variable that is not
+            one of the model's non-trainable ones).
         constrained: Whether it has a `constraint`, which the optimizer
             applies after each update.
         loss_finite: Whether the training loss Keras logged for the epoch
@@ -97,6 +101,7 @@ class Observation(NamedTuple):
     linear: bool = False
     concave: bool = False
     constant_in_step: bool = False
+    assignment_dropped: bool = False
     constrained: bool = False
     loss_finite: Optional[bool] = None
 
@@ -143,7 +148,9 @@ def diagnose(obs):
 
     Every status states what was observed: `None` (no verdict) where nothing
     was yet, such as a variable the optimizer is not handed before any
-    training step ran. A variable seen to move, at any time and by anything,
+    training step ran. A variable the loss assigns in a step that drops
+    the assignment (JAX) is `not_updated` (cause `assignment_dropped`),
+    whatever else moves it. A variable seen to move, at any time and by anything,
     while the optimizer is not handed it, is `training` (cause
     `outside_optimizer`) unless non-finite, or unless the compiled step
     never sees its changes (JAX, a variable outside the model's state):
@@ -156,6 +163,8 @@ def diagnose(obs):
     NaN or Inf is `non_finite` (cause `loss_non_finite`): it moves, but
     nothing says the training is healthy.
     """
+    if obs.assignment_dropped:  # frozen or not, trained or not: what its code does to it never happens
+        return _diagnosis(NOT_UPDATED, ASSIGNMENT_DROPPED)
     if obs.constant_in_step and (obs.value_changed or obs.moved_before):
         return _diagnosis(NOT_UPDATED, CONSTANT_IN_STEP)  # frozen or not: its changes never train
     if not obs.trainable:

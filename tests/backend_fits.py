@@ -33,6 +33,7 @@ from tests.models import (  # noqa: E402
     deprecations,
     dropped_term_fit,
     gathered_fit,
+    held_on_the_model_fit,
     kinked_concave_fit,
     log_variance_fit,
     penalized_fit,
@@ -42,7 +43,7 @@ from tests.models import (  # noqa: E402
     projected_term_fit,
     proxy_anchor_fit,
     reversed_temperature_fit,
-    held_on_the_model_fit,
+    running_normalized_fit,
     term_weights_fit,
     make_data,
     make_model,
@@ -522,6 +523,10 @@ def main(out_dir):
         "adaptive_task_weight": {
             how: adaptive_task_weight_fit(os.path.join(logs, f"adaptive_task_weight_{how}"), trained=how == "trained")
             for how in ("left", "trained")
+        },
+        "running_normalized": {
+            where: running_normalized_fit(os.path.join(logs, f"running_normalized_{where}"), where == "on_the_model")
+            for where in ("on_the_loss", "on_the_model")
         },
         "held_on_the_model": {
             f"{where}_{how}": held_on_the_model_fit(

@@ -809,3 +809,53 @@ def held_on_the_model_fit(log_dir, where, trained=False):
         "warnings": [str(w.message) for w in said if "LossParam" in type(w.message).__name__],
         "logged": logged,
     }
+
+
+class RunningNormalizedNLL(keras.losses.Loss):
+    """A Gaussian NLL of the squared error divided by its running mean, warmed up over 50 steps (the
+    running loss normaliser of public code, which updates its own statistic): the loss assigns its
+    running mean and its step counter itself, and learns a log-variance."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.running_mean = keras.Variable(1.0, name="running_mean")
+        self.step = keras.Variable(0.0, name="step")
+        self.log_var = keras.Variable(0.0, name="log_var")
+
+    def call(self, y_true, y_pred):
+        error = ops.mean(ops.square(y_true - y_pred))
+        warm_up = ops.minimum(self.step / 50.0, 1.0)
+        normalized = warm_up * error / (ops.stop_gradient(self.running_mean) + 1e-3)
+        self.running_mean.assign(0.9 * self.running_mean + 0.1 * ops.stop_gradient(error))
+        self.step.assign_add(1.0)
+        return 0.5 * ops.exp(-self.log_var) * normalized + 0.5 * self.log_var
+
+
+def running_normalized_fit(log_dir, on_the_model=False):
+    """`RunningNormalizedNLL` on `make_model` for 3 epochs of 8 steps: `{path: causes}` of its
+    variables, the step counter's value after the fit, and the tracker's warnings.
+
+    `on_the_model`: its running mean and counter made non-trainable variables of the model
+    before fit, as the JAX warning advises.
+    """
+    import warnings
+
+    from loss_param_tracker import LossParamTracker, load
+
+    x, y = make_data()
+    model = make_model()
+    loss = RunningNormalizedNLL()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    if on_the_model:
+        loss.running_mean.trainable = loss.step.trainable = False
+        model.running_mean, model.loss_step = loss.running_mean, loss.step
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[LossParamTracker(log_dir)])
+    variables = load(log_dir)["train"].variables
+    return {
+        "statuses": {p: v.status.tolist() for p, v in variables.items() if p.startswith("loss/")},
+        "causes": {p: v.cause.tolist() for p, v in variables.items() if p.startswith("loss/")},
+        "step": float(ops.convert_to_numpy(loss.step)),
+        "warnings": [str(w.message) for w in said if "LossParam" in type(w.message).__name__],
+    }

@@ -239,6 +239,28 @@ def test_a_loss_parameter_the_model_keeps_out_of_kerass_tracking_is_found_and_fi
     assert trained["found"][log_var] == [["training"] * 3, [""] * 3] and trained["log_var"] != 0
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loss_that_assigns_its_own_statistics_is_said_to_lose_them_on_jax_only(fits, backend):
+    """JAX's step keeps what the loss assigns to the model's non-trainable variables only: a running
+    mean and a step counter the loss updates itself never change, so the warm-up never ends and the
+    loss is 0. That is said, with the fix, which the second fit checks; on PyTorch they move."""
+    running = fits[backend][1]["running_normalized"]
+    left, fixed = running["on_the_loss"], running["on_the_model"]
+    statistics = ["loss/RunningNormalizedNLL/running_mean", "loss/RunningNormalizedNLL/step"]
+    if backend == "jax":
+        assert left["step"] == 0
+        assert all(left["causes"][p] == ["assignment_dropped"] * 3 for p in statistics), left["causes"]
+        said = [w for w in left["warnings"] if "[not_updated]" in w and "JAX's step keeps" in w]
+        assert len(said) == 2 and all("model.running_mean = loss.running_mean" in w for w in said), said
+    else:
+        assert left["step"] == 24
+        assert all(left["causes"][p] == ["outside_optimizer"] * 3 for p in statistics), left["causes"]
+    assert fixed["step"] == 24
+    assert all(fixed["statuses"][p] == ["frozen"] * 3 for p in statistics), fixed["statuses"]
+    assert not any("JAX's step keeps" in w for w in fixed["warnings"]), fixed["warnings"]
+    assert fixed["causes"]["loss/RunningNormalizedNLL/log_var"] == ["not_in_optimizer"] * 3
+
+
 def test_pytorchs_probe_takes_its_products_in_turn_past_its_share_of_a_step(fits):
     """12 term weights, 8 products a step: each weight measured in the epoch's first 4 steps, and
     `unbounded` from epoch 0 (the first 8 alone, the last 4 were `not_in_optimizer`)."""

@@ -23,6 +23,7 @@ from tests.models import (
     projected_term_fit,
     proxy_anchor_fit,
     reversed_temperature_fit,
+    running_normalized_fit,
     term_weights_fit,
     warmed_up_fit,
 )
@@ -624,3 +625,12 @@ def test_where_grappler_rewrites_the_tracked_step_apart_the_weights_differ_in_th
 
     for plain, tracked in zip(trained(False), trained(True)):  # 1.5e-8 apart at most, in this TensorFlow
         np.testing.assert_allclose(tracked, plain, rtol=1e-6, atol=1e-7)
+
+
+def test_a_loss_that_assigns_its_own_statistics_keeps_them_on_tensorflow(tmp_path):
+    """TensorFlow's step applies the loss's own assigns (JAX's drops them: `test_backends`)."""
+    left = running_normalized_fit(str(tmp_path / "left"))
+    assert left["step"] == 24
+    assert left["causes"]["loss/RunningNormalizedNLL/running_mean"] == ["outside_optimizer"] * 3
+    assert left["causes"]["loss/RunningNormalizedNLL/step"] == ["outside_optimizer"] * 3
+    assert not any("JAX's step keeps" in w for w in left["warnings"]), left["warnings"]

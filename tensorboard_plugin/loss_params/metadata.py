@@ -188,6 +188,7 @@ LINEAR = "linear"
 CONCAVE = "concave"
 MOVED_WITHOUT_GRADIENT = "moved_without_gradient"
 CONSTANT_IN_STEP = "constant_in_compiled_step"
+ASSIGNMENT_DROPPED = "assignment_dropped"
 LOSS_NON_FINITE = "loss_non_finite"
 
 CAUSE_TABLE = (
@@ -322,6 +323,16 @@ CAUSE_TABLE = (
         "it to the model before fit (model.loss_weight = loss.weight; create it with "
         "trainable=False if nothing but the callback is to change it), or compile with "
         "jit_compile=False.",
+    ),
+    Cause(
+        ASSIGNMENT_DROPPED,
+        "The loss assigns it in the training step (assign, assign_add: a running statistic, a step "
+        "counter), but JAX's step keeps what the loss assigns to the model's non-trainable variables "
+        "only: this one's assignments are dropped at every step, so it never changes as the loss's "
+        "code says (on TensorFlow and PyTorch it does).",
+        "Make it one of the model's non-trainable variables, whose assignments the step keeps: create "
+        "it with trainable=False and assign it to the model before fit (model.running_mean = "
+        "loss.running_mean); or update it from a callback.",
     ),
     Cause(
         LOSS_NON_FINITE,

@@ -85,6 +85,9 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         ({"concave": True}, ("training", "")),
         # JAX's compiled step holds it as a constant: its moves (a callback's) never reach training.
         ({"seen_by_optimizer": False, "constant_in_step": True}, ("not_updated", "constant_in_compiled_step")),
+        # The loss assigns it and JAX's step drops that: frozen or not, moved by the optimizer or not.
+        ({"assignment_dropped": True}, ("not_updated", "assignment_dropped")),
+        ({"trainable": False, "assignment_dropped": True, **NOT_MOVED}, ("not_updated", "assignment_dropped")),
         ({"trainable": False, "constant_in_step": True, "moved_before": True, **NOT_MOVED},
          ("not_updated", "constant_in_compiled_step")),
         ({"trainable": False, "constant_in_step": True, **NOT_MOVED}, ("frozen", "")),
