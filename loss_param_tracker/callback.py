@@ -378,7 +378,7 @@ class LossParamTracker(keras.callbacks.Callback):
             found.all_variables(),
             found.losses,
             lambda: self._discover().all_variables(),
-            found.on_the_model(),
+            found.places(),
         )
         if self._writes:
             self._writer.make_dir()
@@ -655,6 +655,7 @@ class LossParamTracker(keras.callbacks.Callback):
             read_by_step=stats.read_by_step,
             # Keras multiplies the loss by a loss weight: descent on it has no minimum.
             unbounded=stats.unbounded or discovery.is_loss_weight(t.path),
+            no_minimum=stats.descends_without_minimum or discovery.is_loss_weight(t.path),
             linear=stats.linear,
             concave=stats.concave,
             constant_in_step=self._constant_in_step(t),

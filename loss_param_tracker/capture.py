@@ -28,7 +28,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from loss_param_tracker.discovery import variable_key
+from loss_param_tracker.discovery import Places, variable_key
 from loss_param_tracker.snapshot import host_value
 
 logger = logging.getLogger("loss_param_tracker")
@@ -89,6 +89,8 @@ class GradientStats(NamedTuple):
         read_by_step: Whether the training step reads the variable at all;
             `None` where unknown (an eager step, a backend without the
             record).
+        grad_min_now: The smallest element of its gradient over the steps
+            of the last epoch the probe measured it (NaN where not measured).
 
     The probe's curvature and smallest gradient element are over every step
     measured in the fit so far, not the epoch's only: a term read only after
@@ -106,6 +108,7 @@ class GradientStats(NamedTuple):
     grad_min: float = math.nan
     bend: float = math.nan
     read_by_step: bool = None
+    grad_min_now: float = math.nan
 
     @property
     def linear(self):
@@ -116,6 +119,14 @@ class GradientStats(NamedTuple):
     def unbounded(self):
         """Whether descent on it has no minimum: linear, and no gradient element ever negative."""
         return self.linear and self.grad_min >= 0
+
+    @property
+    def descends_without_minimum(self):
+        """Whether descent was seen to lower it with no minimum to reach: linear in it at every step
+        measured, its gradient never negative in the probe's last epoch. Descent on both a model and
+        a variable the objective is linear in has no minimum, only saddles (its Hessian has a zero on
+        its diagonal); but a hinge's margin or threshold, linear between kinks, has its minimum at one."""
+        return self.linear and self.grad_min_now >= 0
 
     @property
     def concave(self):
@@ -211,13 +222,13 @@ class HookedCapture(Capture):
     0 for a skipped one, or the reverse (see `_row_layout`). `_accumulated()`
     returns the sums and maxes of those rows since the last `reset()`.
 
-    Use `attach(model, loss_variables, losses, rediscover, on_the_model)`:
-    one capture per model, shared by every tracker of that model in a fit.
+    Use `attach(model, loss_variables, losses, rediscover, places)`: one
+    capture per model, shared by every tracker of that model in a fit.
     """
 
-    def __init__(self, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
+    def __init__(self, model, loss_variables, losses, rediscover, places=Places()):
         self._model = model
-        self._on_the_model = frozenset(on_the_model)
+        self._places = places
         self._optimizer = model.optimizer
         self._loss_variables = list(loss_variables)
         self._losses = list(losses)
@@ -242,7 +253,7 @@ class HookedCapture(Capture):
         self._held = None  # within `held`: [] until read, then [(accumulated, probed)]
 
     @classmethod
-    def attach(cls, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
+    def attach(cls, model, loss_variables, losses, rediscover, places=Places()):
         """Returns the capture of `model`, installing one when it has none for this fit.
 
         Raises:
@@ -258,7 +269,7 @@ class HookedCapture(Capture):
             capture = None
         if capture is None:
             cls._check_supported(model)
-            capture = cls(model, loss_variables, losses, rediscover, on_the_model)
+            capture = cls(model, loss_variables, losses, rediscover, places)
             capture._fit = fit
             try:
                 capture._install()
@@ -356,6 +367,17 @@ class HookedCapture(Capture):
         """The trainable loss variables the optimizer is not handed, whose gradient needs a hook."""
         registered = {variable_key(v) for v in self._model.trainable_variables}
         return [v for v in self._loss_variables if v.trainable and variable_key(v) not in registered]
+
+    def _probe_variables(self):
+        """The variables the curvature probe measures: the trainable loss variables, handed to the
+        optimizer or not, but a network's weights (the network's one status uses no curvature).
+
+        Where the optimizer is handed one (make_trainable), the probe checks
+        the fix: descent on a variable the objective is linear in, its
+        gradient never negative, has no minimum (`diagnosis`'s `no_minimum`).
+        """
+        networks = self._places.in_networks
+        return [v for v in self._loss_variables if v.trainable and variable_key(v) not in networks]
 
     def _build_slots(self, optimizer_keys):
         """Fixes the slots: the trainable loss variables, then the optimizer's."""
@@ -459,11 +481,14 @@ class HookedCapture(Capture):
                 seen[1] if seen else nan,
                 seen[2] if seen else nan,
                 self._read_by_step(key),
+                seen[3] if seen else nan,
             )
         return result
 
     def _probe_fit(self, key, probed, index):
-        """The probe's figures of a variable, this epoch's folded in; `None` before any.
+        """The probe's figures of a variable, this epoch's folded in; `None` before any: its largest
+        curvature and smallest gradient element over the fit, its signed curvature and smallest
+        gradient element in the last epoch measured.
 
         Its largest curvature and smallest gradient element are over the fit
         so far: one step with curvature, or with a gradient pointing down,
@@ -476,8 +501,8 @@ class HookedCapture(Capture):
         """
         seen = self._probe_seen.get(key)
         if probed is not None and math.isfinite(probed[1][index]):  # measured this epoch
-            now = (probed[0][index], probed[1][index], probed[2][index])
-            seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]), now[2])
+            now = (probed[0][index], probed[1][index], probed[2][index], probed[1][index])
+            seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]), now[2], now[3])
             self._probe_seen[key] = seen
         return seen
 
@@ -599,7 +624,7 @@ def flat_reader(variables):
     return lambda: np.concatenate([np.ravel(host_value(v)).astype(np.float64) for v in variables])
 
 
-def attach(model, loss_variables, losses, rediscover, on_the_model=frozenset()):
+def attach(model, loss_variables, losses, rediscover, places=Places()):
     """Returns the capture of `model` for its backend, or `None` with the reason logged.
 
     Args:
@@ -609,14 +634,13 @@ def attach(model, loss_variables, losses, rediscover, on_the_model=frozenset()):
             a variable at every call.
         rediscover: Callable returning the loss's variables anew, for
             variables a loss creates on its first call.
-        on_the_model: The keys of the loss variables found on the model's
-            layers (`Discovered.on_the_model`): its forward pass may read them.
+        places: Where discovery found them (`discovery.Places`).
     """
     try:
         module = _backend_module()
         if module is None:
             raise Unsupported(f"not on the {keras.backend.backend()} backend")
-        return module.StepCapture.attach(model, loss_variables, losses, rediscover, on_the_model)
+        return module.StepCapture.attach(model, loss_variables, losses, rediscover, places)
     except Unsupported as reason:
         logger.warning(
             "LossParamTracker: gradients are not captured (%s); values and weight norms "

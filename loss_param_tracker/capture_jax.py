@@ -42,7 +42,7 @@ import numpy as np
 from jax.extend.core import Literal, jaxpr_as_fun
 
 from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_ROWS, PROBE_STEPS, HookedCapture, probe_start
-from loss_param_tracker.discovery import variable_key
+from loss_param_tracker.discovery import Places, variable_key
 
 
 class _GradientNorms(keras.metrics.Metric):
@@ -158,8 +158,8 @@ class StepCapture(HookedCapture):
     )
     _APPLY = "model.optimizer.stateless_apply"
 
-    def __init__(self, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
-        super().__init__(model, loss_variables, losses, rediscover, on_the_model)
+    def __init__(self, model, loss_variables, losses, rediscover, places=Places()):
+        super().__init__(model, loss_variables, losses, rediscover, places)
         self._metric = None
         self._step = None
         self._traced = {}  # {key: the value the compiled step holds} of loss variables outside its state
@@ -258,6 +258,7 @@ class StepCapture(HookedCapture):
         if "loss head" not in self._off:
             with self._guard("loss head"):
                 loss = self._loss_gradients(step, state, new_state)
+        head = loss or {}  # the probe measures those the optimizer is handed too
         if loss is not None:
             # A loss variable the optimizer is handed gets an array, zeros
             # where it has no gradient: the loss head's structure tells.
@@ -294,11 +295,11 @@ class StepCapture(HookedCapture):
         before = metrics[index]
         metrics = list(metrics)
         metrics[index] = jnp.stack([before[0] + row, jnp.maximum(before[1], row)])
-        if loss and step.curvature is not None and "curvature" not in self._off:
+        if head and step.curvature is not None and "curvature" not in self._off:
             with self._guard("curvature"):
                 at = places.index(id(self._metric.probe))
                 captured = before[0][len(self._slots) + 1]  # this epoch's steps before this one
-                metrics[at] = self._probe_curvature(step, loss, captured, metrics[at])
+                metrics[at] = self._probe_curvature(step, head, captured, metrics[at])
         return trainable, non_trainable, optimizer_variables, metrics
 
     def _probe_curvature(self, step, loss, captured, probe):
@@ -312,9 +313,11 @@ class StepCapture(HookedCapture):
         under a `lax.cond` that the other steps pass by.
         """
         grad, values, variables = step.curvature
+        probed = {variable_key(v) for v in self._probe_variables()}
         picked = [
             i for i, v in enumerate(variables)
             if variable_key(v) in loss
+            and variable_key(v) in probed
             and _has(loss[variable_key(v)])
             and math.prod(v.shape) <= PROBE_MAX_ELEMENTS
             and variable_key(v) not in step.custom_gradient
@@ -441,7 +444,7 @@ class StepCapture(HookedCapture):
             key = variable_key(variables[i])
             if not _symbolic_zero(graph, out):
                 result[key] = g
-            elif step.forward_losses or key in self._on_the_model:
+            elif step.forward_losses or key in self._places.on_the_model:
                 result[key] = None
         return result
 

@@ -57,7 +57,7 @@ from loss_param_tracker.capture import (
     created_every_call,
     probe_start,
 )
-from loss_param_tracker.discovery import describe, variable_key
+from loss_param_tracker.discovery import Places, describe, variable_key
 
 
 @dataclasses.dataclass(eq=False)
@@ -67,6 +67,8 @@ class _Step:
     graph: object
     tape: tf.GradientTape = None
     watched: list = dataclasses.field(default_factory=list)
+    # The small trainable loss variables the optimizer is handed: watched for the curvature probe only.
+    probe_only: list = dataclasses.field(default_factory=list)
     in_compute_loss: bool = False
     grads: dict = None  # {key: gradient} of the watched variables, once known
     outputs: list = dataclasses.field(default_factory=list)  # loss outputs called directly
@@ -163,8 +165,8 @@ class StepCapture(HookedCapture):
 
     _HOOKED = (("model", "train_step"), ("model", "compute_loss"), ("optimizer", "apply"), ("optimizer", "scale_loss"))
 
-    def __init__(self, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
-        super().__init__(model, loss_variables, losses, rediscover, on_the_model)
+    def __init__(self, model, loss_variables, losses, rediscover, places=Places()):
+        super().__init__(model, loss_variables, losses, rediscover, places)
         self._accumulator = None  # (sums, maxes), each float32[slots + 3]: see `_build_accumulator`
         self._starts = None  # (accumulator, probe) as `reset` sets them
         self._probe = None  # float32[PROBE_ROWS, slots]: see `_probe_curvature`
@@ -279,10 +281,17 @@ class StepCapture(HookedCapture):
         self._refresh_loss_variables()
         step = _Step(graph=_graph_key())
         step.watched = self._unregistered_loss_variables()
+        if "curvature" not in self._off and self._strategy is None and not tf.executing_eagerly():
+            # The fix's check: the probe measures those the optimizer is handed too (a traced step:
+            # an eager one's py_functions would need their own bookkeeping).
+            watched = {variable_key(v) for v in step.watched}
+            step.probe_only = [
+                v for v in self._probe_variables() if variable_key(v) not in watched and _probed_size(v)
+            ]
         if step.watched and tf.executing_eagerly():
             step.py_function_tapes = _py_function_tapes()
-        if step.watched:
-            variables = [_tf_variable(v) for v in step.watched]
+        if step.watched or step.probe_only:
+            variables = [_tf_variable(v) for v in step.watched + step.probe_only]
             tapes = []
             try:
                 count = 1 if "curvature" in self._off else 2
@@ -341,18 +350,28 @@ class StepCapture(HookedCapture):
         gradient runs once a step (see `_ONE_BACKWARD`): the gradient is the
         training step's to take, and the watched variables' is not observed.
         """
-        variables = [_tf_variable(v) for v in step.watched]
-        paths = None if tf.executing_eagerly() else _Paths(targets, variables)
+        watched = step.watched + step.probe_only
+        paths = None if tf.executing_eagerly() else _Paths(targets, [_tf_variable(v) for v in watched])
+        kept = range(len(watched))
+        if paths is not None and paths.through_runs_once:
+            # One the optimizer is handed whose gradient goes through a py_function is not probed;
+            # only a watched one's makes the gradient the step's own to take.
+            first = len(step.watched)
+            kept = [i for i in kept if i < first or not paths.through_runs_once >> i & 1]
+            step.probe_only = [watched[i] for i in kept if i >= first]
+            if not paths.through_runs_once & (1 << first) - 1:
+                paths.runs_once = None
         once = _one_backward(step, paths)
         if step.eager_custom_gradient:
-            step.custom_gradient = frozenset(variable_key(v) for v in step.watched)
+            step.custom_gradient = frozenset(variable_key(v) for v in watched)
         elif paths is not None:
             step.custom_gradient = frozenset(
-                variable_key(v) for i, v in enumerate(step.watched) if paths.through_custom_gradient >> i & 1
+                variable_key(watched[i]) for i in kept if paths.through_custom_gradient >> i & 1
             )
+        watched = [watched[i] for i in kept]
         if once is None:
-            grads = step.tape.gradient(targets, variables, output_gradients=output_gradients)
-            step.grads = {variable_key(v): g for v, g in zip(step.watched, grads)}
+            grads = step.tape.gradient(targets, [_tf_variable(v) for v in watched], output_gradients=output_gradients)
+            step.grads = {variable_key(v): g for v, g in zip(watched, grads)}
             return
         step.tape.__exit__(None, None, None)
         step.tape, step.left = None, True
@@ -494,6 +513,8 @@ class StepCapture(HookedCapture):
             self._created = self._created or bool({variable_key(v) for v in self._loss_variables} - before)
             self._build_accumulator()
         loss_grads = self._loss_gradients(step)
+        if loss_grads:  # the probe's own of the variables the optimizer is handed stay in `step.grads`
+            loss_grads = {k: g for k, g in loss_grads.items() if k not in optimizer_keys}
         if reduced and loss_grads:
             loss_grads = _all_reduce(loss_grads)
         self._note_step(
@@ -541,10 +562,12 @@ class StepCapture(HookedCapture):
         branch not taken) measures nothing of it. A variable whose gradient
         goes through a custom gradient is not probed (`_has_custom_gradient`).
         """
+        probed = {variable_key(v) for v in self._probe_variables()}
         pairs = [
             (v, step.grads[variable_key(v)])
-            for v in step.watched
-            if step.grads.get(variable_key(v)) is not None
+            for v in step.watched + step.probe_only
+            if variable_key(v) in probed
+            and step.grads.get(variable_key(v)) is not None
             and _probed_size(v)
             and variable_key(v) not in step.custom_gradient
         ]
@@ -638,12 +661,14 @@ class _Paths:
     Attributes:
         runs_once: An op on some variable's path that holds a `_ONE_BACKWARD` op (itself, or a
             function it calls: a `tf.function`, a `tf.cond`'s branch), or `None`.
+        through_runs_once: Bits (`1 << index` in `variables`) of the variables whose path passes
+            such an op.
         through_custom_gradient: Bits (`1 << index` in `variables`) of the variables whose path
             passes an op with a custom gradient (`_has_custom_gradient`).
     """
 
     def __init__(self, targets, variables):
-        self.runs_once, self.through_custom_gradient = None, 0
+        self.runs_once, self.through_custom_gradient, self.through_runs_once = None, 0, 0
         graph = getattr(targets[0], "graph", None)
         if graph is None or not all(hasattr(t, "op") for t in targets):
             return
@@ -653,7 +678,8 @@ class _Paths:
             if id(variable.handle) in captured:
                 op = captured[id(variable.handle)].op
                 bits[op] = bits.get(op, 0) | 1 << index
-        reach, hidden = {}, {}  # {op: bits} of the variables that reach it, and through a custom gradient
+        # {op: bits} of the variables that reach it, through a custom gradient, through a runs-once op.
+        reach, hidden, once = {}, {}, {}
         stack = [(t.op, False) for t in targets]  # (op, its inputs done)
         while stack:
             op, done = stack.pop()
@@ -663,18 +689,21 @@ class _Paths:
                     stack.append((op, True))
                     stack.extend((t.op, False) for t in op.inputs if t.op not in reach)
                 continue
-            found, concealed = bits.get(op, 0), 0
+            found, concealed, spent = bits.get(op, 0), 0, 0
             for tensor in op.inputs:  # (an input still entered would be a cycle: none in a function's graph)
                 found |= reach[tensor.op] or 0
                 concealed |= hidden.get(tensor.op, 0)
+                spent |= once.get(tensor.op, 0)
             if found and op not in bits:  # on a path (a read's placeholder is not)
-                if self.runs_once is None and _holds(op, graph, _runs_once):
-                    self.runs_once = op
+                if _holds(op, graph, _runs_once):
+                    self.runs_once = self.runs_once or op
+                    spent |= found
                 if _holds(op, graph, _has_custom_gradient):
                     concealed |= found
-            reach[op], hidden[op] = found, concealed
+            reach[op], hidden[op], once[op] = found, concealed, spent
         for target in targets:
             self.through_custom_gradient |= hidden[target.op]
+            self.through_runs_once |= once[target.op]
 
 
 def _one_backward(step, paths):

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 
 from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_STEPS, HookedCapture, probe_start
-from loss_param_tracker.discovery import variable_key
+from loss_param_tracker.discovery import Places, variable_key
 
 
 def flat_reader(variables):
@@ -60,8 +60,8 @@ class StepCapture(HookedCapture):
 
     _HOOKED = (("optimizer", "apply"), ("optimizer", "scale_loss"), ("model", "zero_grad"))
 
-    def __init__(self, model, loss_variables, losses, rediscover, on_the_model=frozenset()):
-        super().__init__(model, loss_variables, losses, rediscover, on_the_model)
+    def __init__(self, model, loss_variables, losses, rediscover, places=Places()):
+        super().__init__(model, loss_variables, losses, rediscover, places)
         self._accumulator = None  # float32[2, slots + 3] on the gradients' device: sums, maxes
         self._scale = None  # the loss-scale factor of the step being run
         self._watched = {}  # {key: hook handle} of the unregistered loss variables
@@ -206,14 +206,14 @@ class StepCapture(HookedCapture):
         a part would read as less curved, or as linear. A step whose
         gradient for a variable is zero, or not finite, measures nothing of it.
         """
-        if not self._watched or not (torch.is_tensor(objective) and objective.requires_grad) or _compiled(self._model):
-            return  # (no loss variable left to the tracker: nothing to probe)
+        variables = [v for v in self._probe_variables() if _probed_size(v)]
+        if not variables or not (torch.is_tensor(objective) and objective.requires_grad) or _compiled(self._model):
+            return  # (no loss variable: nothing to probe)
+        probed = [(variable_key(v), _tensor(v)) for v in variables]
         probed = [
-            (variable_key(v), _tensor(v))
-            for v in self._unregistered_loss_variables()
-            if variable_key(v) in self._watched and _probed_size(v)
+            (key, tensor) for key, tensor in probed
+            if tensor.requires_grad and _hooked_by_us_only(tensor, ours=key in self._watched)
         ]
-        probed = [(key, tensor) for key, tensor in probed if tensor.requires_grad and _hooked_by_us_only(tensor)]
         if len(probed) > _PRODUCTS_A_STEP:
             start = self._probe_turn % len(probed)
             self._probe_turn = start + _PRODUCTS_A_STEP
@@ -413,10 +413,11 @@ def _compiled(model):
     return bool(model.jit_compile) or bool(compiling and compiling())
 
 
-def _hooked_by_us_only(tensor):
-    """Whether the only backward hook on the tensor is the tracker's own (`StepCapture._watch`)."""
+def _hooked_by_us_only(tensor, ours):
+    """Whether no backward hook is on the tensor but the tracker's own (`StepCapture._watch`), where
+    `ours` says it put one there (a loss variable the optimizer is not handed)."""
     hooks = getattr(tensor, "_backward_hooks", None)
-    return hooks is None or len(hooks) <= 1
+    return hooks is None or len(hooks) <= int(ours)
 
 
 def _tensor(variable):

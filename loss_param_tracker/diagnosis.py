@@ -24,6 +24,7 @@ from tensorboard_plugin.loss_params.metadata import (
     LOSS_NON_FINITE,
     MOVED_WITHOUT_GRADIENT,
     NO_GRADIENT,
+    NO_MINIMUM,
     NON_FINITE,
     NOT_IN_OPTIMIZER,
     NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN,
@@ -69,6 +70,11 @@ class Observation(NamedTuple):
             the model stands now: descent moves it away from its
             value, faster while the loss keeps curving down, to a minimum
             only where the loss turns up farther on.
+        no_minimum: Whether descent on it, where the optimizer is handed it,
+            was seen to have no minimum to reach: the objective linear in it
+            at every step measured, its gradient never negative in the
+            probe's last epoch, or it is a `compile(loss_weights=...)`
+            variable.
         unbounded: Whether descent on it has no minimum: the objective was
             seen to be linear in it with a gradient that never pointed down
             (a weight of a loss term), or it is a `compile(loss_weights=...)`
@@ -98,6 +104,7 @@ class Observation(NamedTuple):
     attached: bool = False
     read_by_step: bool = None
     unbounded: bool = False
+    no_minimum: bool = False
     linear: bool = False
     concave: bool = False
     constant_in_step: bool = False
@@ -156,7 +163,7 @@ def diagnose(obs):
     never sees its changes (JAX, a variable outside the model's state):
     then it is `not_updated` (cause `constant_in_compiled_step`), frozen or
     not. Precedence otherwise: frozen, non_finite, no_gradient, not_updated,
-    zero_gradient, training; except that a gradient exactly zero for the
+    zero_gradient, no_minimum, training; except that a gradient exactly zero for the
     whole epoch of a variable nothing moved is `zero_gradient`, never
     `not_updated`: handing it to the optimizer would not move it either.
     A variable that would be `training` in an epoch whose logged loss is
@@ -201,9 +208,12 @@ def diagnose(obs):
 
 
 def _training(obs, cause):
-    """`training` with `cause`, unless the epoch's loss was NaN or Inf."""
+    """`training` with `cause`, unless the epoch's loss was NaN or Inf, or descent trains it and has no
+    minimum in it (`no_minimum`: the probe checks what make_trainable attached)."""
     if obs.loss_finite is False:
         return _diagnosis(NON_FINITE, LOSS_NON_FINITE)
+    if obs.no_minimum and obs.seen_by_optimizer and not cause:
+        return _diagnosis(NO_MINIMUM)
     return _diagnosis(TRAINING, cause)
 
 

@@ -171,9 +171,29 @@ class Discovered:
         """Every variable found: the `variables`' and the networks' weights."""
         return [found.variable for found in self.everything()]
 
-    def on_the_model(self):
-        """The keys of the `variables` found on the model's layers, not on the loss: its forward pass may read them."""
-        return frozenset(variable_key(f.variable) for f in self.variables if f.path.startswith(f"{MODEL_PREFIX}/"))
+    def places(self):
+        """`Places`: the keys of the variables found on the model's layers, and of the networks' weights."""
+        return Places(
+            on_the_model=frozenset(
+                variable_key(f.variable) for f in self.variables if f.path.startswith(f"{MODEL_PREFIX}/")
+            ),
+            in_networks=frozenset(variable_key(w) for network in self.networks for _, w in network.weights),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Places:
+    """Where discovery found variables, by key: what a gradient capture treats apart.
+
+    Attributes:
+        on_the_model: Those found on the model's layers, not on the loss: its
+            forward pass may read them.
+        in_networks: The weights of networks the loss holds: one status for
+            all of a network's, which no curvature informs.
+    """
+
+    on_the_model: frozenset = frozenset()
+    in_networks: frozenset = frozenset()
 
 
 def is_variable(obj):

@@ -24,8 +24,9 @@ exit code is the same in every format.
 Exit codes, so that it can gate a CI job:
 
 - 0: every run was read and no loss variable is broken.
-- 1: a loss variable is `not_updated`, `no_gradient` or `non_finite` in a run
-  that was read. Wins over 3: it is a finding, whatever else could not be read.
+- 1: a loss variable is `not_updated`, `no_gradient`, `non_finite` or
+  `no_minimum` in a run that was read. Wins over 3: it is a finding, whatever
+  else could not be read.
 - 2: nothing to report: LOG_DIR does not exist, is a file, or holds no
   loss_params summaries (and no run that could not be read).
 - 3: a run or a variable could not be read, or reading failed unexpectedly,
@@ -60,7 +61,7 @@ EXIT_UNREADABLE = 3
 _EXIT_CODES = """\
 exit codes:
   0  every run was read and no loss variable is broken
-  1  a loss variable is not_updated, no_gradient or non_finite (wins over 3)
+  1  a loss variable is not_updated, no_gradient, non_finite or no_minimum (wins over 3)
   2  nothing to report: LOG_DIR is missing, a file, or holds no loss_params summaries
   3  a run or a variable could not be read (named) and none read shows a broken variable"""
 

@@ -34,6 +34,7 @@ from tests.models import (  # noqa: E402
     dropped_term_fit,
     gathered_fit,
     held_on_the_model_fit,
+    learned_smoothing_fit,
     kinked_concave_fit,
     log_variance_fit,
     penalized_fit,
@@ -523,6 +524,12 @@ def main(out_dir):
         "adaptive_task_weight": {
             how: adaptive_task_weight_fit(os.path.join(logs, f"adaptive_task_weight_{how}"), trained=how == "trained")
             for how in ("left", "trained")
+        },
+        "learned_smoothing": {
+            how: learned_smoothing_fit(
+                os.path.join(logs, f"learned_smoothing_{how}"), trained=how != "left", tracked=how != "untracked"
+            )
+            for how in ("left", "trained", "untracked")
         },
         "running_normalized": {
             where: running_normalized_fit(os.path.join(logs, f"running_normalized_{where}"), where == "on_the_model")

@@ -859,3 +859,71 @@ def running_normalized_fit(log_dir, on_the_model=False):
         "step": float(ops.convert_to_numpy(loss.step)),
         "warnings": [str(w.message) for w in said if "LossParam" in type(w.message).__name__],
     }
+
+
+class LearnedSmoothingCE(keras.losses.Loss):
+    """Cross-entropy against labels smoothed by a learned epsilon (as public meta-calibration code
+    learns it, there by a meta-optimizer and clamped to [0, 0.5]): the loss is linear in epsilon,
+    and descent on it has no minimum. Handed to the model's optimizer, it falls through 0 and the
+    loss with it, without end."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = keras.Variable(0.1, name="epsilon")
+
+    def call(self, y_true, logits):
+        classes = ops.shape(logits)[-1]
+        targets = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), classes)
+        smoothed = (1 - self.epsilon) * targets + self.epsilon / classes
+        return -ops.sum(smoothed * ops.log_softmax(logits), axis=-1)
+
+
+def learned_smoothing_fit(log_dir, trained=False, tracked=True, epochs=6):
+    """`LearnedSmoothingCE` on a 4-class task for `epochs`, before or after `make_trainable`
+    (`trained`), with or without the tracker (`tracked`): epsilon's statuses and causes, its value
+    and the loss after each epoch, and the tracker's warnings."""
+    import warnings
+
+    from loss_param_tracker import LossParamTracker, load, make_trainable
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 8)).astype("float32")
+    y = np.argmax(x[:, :4] + 0.5 * rng.normal(size=(320, 4)), axis=-1)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(4)])
+    loss = LearnedSmoothingCE()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    if trained:
+        make_trainable(model)
+    values = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: values.append(float(ops.convert_to_numpy(loss.epsilon)))
+    )
+    callbacks = [LossParamTracker(log_dir), record] if tracked else [record]
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=epochs, batch_size=32, shuffle=False, verbose=0, callbacks=callbacks)
+    result = {
+        "values": values,
+        "losses": history.history["loss"],
+        "warnings": [str(w.message) for w in said if "LossParam" in type(w.message).__name__],
+    }
+    if tracked:
+        epsilon = load(log_dir)["train"].variables["loss/LearnedSmoothingCE/epsilon"]
+        result.update(statuses=epsilon.status.tolist(), causes=epsilon.cause.tolist())
+    return result
+
+
+def assert_no_minimum_said(left, trained, untracked):
+    """What `learned_smoothing_fit` shows on every backend, left to the tracker, trained, and trained
+    without the tracker: the probe's check of the fix says what descent did, and changes nothing."""
+    assert left["causes"] == ["linear"] * 6 and left["values"] == [np.float32(0.1)] * 6, left
+    # The truth: handed to the optimizer, epsilon falls through 0 and the loss below it, each epoch.
+    values, losses = trained["values"], trained["losses"]
+    assert all(b < a for a, b in zip(values[1:], values[2:])) and values[-1] < -0.2, values
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0, losses
+    # Its gradient pointed down at some step of epoch 0; from epoch 1 it never does.
+    assert trained["statuses"] == ["training"] + ["no_minimum"] * 5, trained["statuses"]
+    (said,) = [w for w in trained["warnings"] if "epsilon" in w]
+    assert "[no_minimum]" in said and "take it out of the optimizer" in said, said
+    assert np.allclose(untracked["values"], values, atol=1e-6) and np.allclose(untracked["losses"], losses, atol=1e-5)

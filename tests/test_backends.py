@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing import event_file_loader
 
 from loss_param_tracker import load, writer
 from tensorboard_plugin.loss_params import metadata, summary
+from tests.models import assert_no_minimum_said
 from tests.servers import tensorboard
 
 BACKENDS = ("jax", "torch")
@@ -237,6 +238,13 @@ def test_a_loss_parameter_the_model_keeps_out_of_kerass_tracking_is_found_and_fi
     assert left["log_var"] == 0
     trained = held["forward_trained"]
     assert trained["found"][log_var] == [["training"] * 3, [""] * 3] and trained["log_var"] != 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fix_descent_has_no_minimum_for_is_said_so_on_every_backend(fits, backend):
+    """A learned label-smoothing epsilon: as on TensorFlow (`test_capture`)."""
+    smoothing = fits[backend][1]["learned_smoothing"]
+    assert_no_minimum_said(smoothing["left"], smoothing["trained"], smoothing["untracked"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -14,11 +14,13 @@ from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, m
 from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
 from tests.models import (
+    assert_no_minimum_said,
     adaptive_task_weight_fit,
     dropped_term_fit,
     dual_weight_fit,
     gathered_fit,
     kinked_concave_fit,
+    learned_smoothing_fit,
     penalized_fit,
     projected_term_fit,
     proxy_anchor_fit,
@@ -634,3 +636,13 @@ def test_a_loss_that_assigns_its_own_statistics_keeps_them_on_tensorflow(tmp_pat
     assert left["causes"]["loss/RunningNormalizedNLL/running_mean"] == ["outside_optimizer"] * 3
     assert left["causes"]["loss/RunningNormalizedNLL/step"] == ["outside_optimizer"] * 3
     assert not any("JAX's step keeps" in w for w in left["warnings"]), left["warnings"]
+
+
+def test_a_fix_descent_has_no_minimum_for_is_said_so(tmp_path):
+    """The probe measures what make_trainable attached too, in a traced step: a learned label-smoothing
+    epsilon (linear in the loss) runs off once the optimizer has it, and reads `no_minimum`, not
+    `training`. The probe's tape changes nothing of the training."""
+    left = learned_smoothing_fit(str(tmp_path / "left"))
+    trained = learned_smoothing_fit(str(tmp_path / "trained"), trained=True)
+    untracked = learned_smoothing_fit(str(tmp_path / "untracked"), trained=True, tracked=False)
+    assert_no_minimum_said(left, trained, untracked)

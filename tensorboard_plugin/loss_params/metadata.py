@@ -123,6 +123,7 @@ NON_FINITE = "non_finite"
 NO_GRADIENT = "no_gradient"
 NOT_UPDATED = "not_updated"
 ZERO_GRADIENT = "zero_gradient"
+NO_MINIMUM = "no_minimum"
 TRAINING = "training"
 
 # Every status, in order of precedence: where several apply, the first one
@@ -167,6 +168,25 @@ STATUS_TABLE = (
         "Look for a dead branch, a clamp or a saturated op (relu, clip, minimum) between the "
         "variable and the loss.",
         "warn",
+    ),
+    Status(
+        NO_MINIMUM,
+        "The optimizer trains it, and descent has shown no minimum in it: the objective was linear in "
+        "it (no curvature) at every step the probe measured in the fit, and its gradient never "
+        "pointed down in the last epoch's, or it is a compile(loss_weights=...) variable. Descent on "
+        "a model and a variable the objective is linear in has no minimum, only saddles: it lowers "
+        "the variable for as long as that lasts, which for the weight of a loss term (a focal loss's "
+        "class weight, a learned label-smoothing epsilon) is without bound: the loss falls without "
+        "end as the model gets worse. A margin or a threshold that the loss reads through a hinge "
+        "looks the same until terms that pull the other way turn on, where it has its minimum, and "
+        "this status changes.",
+        "If it is the weight of a term, take it out of the optimizer: set it from a callback or a "
+        "schedule, or create it with trainable=False (make_trainable(model, variables=[...]) "
+        "attaches only the variables named); to learn task weights, add the term that bounds them "
+        "(uncertainty weighting's log-variances). If it is a hinge's margin or threshold, check in "
+        "the tab that it settles.",
+        "bad",
+        warned=True,
     ),
     Status(TRAINING, "Its value moves; its gradient is finite and non-zero.", "", "good"),
 )
@@ -349,8 +369,10 @@ CAUSE_TABLE = (
         MOVED_WITHOUT_GRADIENT,
         "Its gradient was exactly zero at every step of the epoch, yet its value changed: "
         "something other than that gradient moved it (a second optimizer that a custom "
-        "train_step hands the real gradient, weight decay, or momentum from earlier steps).",
-        "If a custom train_step trains it with another optimizer, nothing to do. Otherwise "
+        "train_step hands the real gradient, an assign in the loss or a callback, weight decay, "
+        "or momentum from earlier steps).",
+        "If a custom train_step trains it with another optimizer, or the loss or a callback assigns "
+        "it, nothing to do. Otherwise "
         "look for a dead branch, a clamp or a saturated op (relu, clip, minimum) between the "
         "variable and the loss.",
     ),

@@ -85,6 +85,12 @@ ZERO = {"grad_norm_mean": 0.0, "grad_norm_max": 0.0}
         ({"concave": True}, ("training", "")),
         # JAX's compiled step holds it as a constant: its moves (a callback's) never reach training.
         ({"seen_by_optimizer": False, "constant_in_step": True}, ("not_updated", "constant_in_compiled_step")),
+        # Descent trains it and has no minimum to reach (the probe's check of the fix): unless moved by
+        # something else, or the loss is NaN, which says more.
+        ({"no_minimum": True}, ("no_minimum", "")),
+        ({"no_minimum": True, "seen_by_optimizer": False}, ("training", "outside_optimizer")),
+        ({"no_minimum": True, "loss_finite": False}, ("non_finite", "loss_non_finite")),
+        ({"no_minimum": True, "has_gradient": None}, ("training", "gradient_unknown")),
         # The loss assigns it and JAX's step drops that: frozen or not, moved by the optimizer or not.
         ({"assignment_dropped": True}, ("not_updated", "assignment_dropped")),
         ({"trainable": False, "assignment_dropped": True, **NOT_MOVED}, ("not_updated", "assignment_dropped")),
@@ -177,6 +183,7 @@ def test_every_status_the_rules_give_is_a_row_of_the_table_and_warned_as_it_says
         Observation(**{**HEALTHY, "has_gradient": False}),
         Observation(**{**HEALTHY, "seen_by_optimizer": False, "value_changed": False}),
         Observation(**{**HEALTHY, "grad_norm_max": 0.0, "grad_norm_mean": 0.0}),
+        Observation(**{**HEALTHY, "no_minimum": True}),
         Observation(**HEALTHY),
     ]
     given = [diagnose(o).status for o in observations]

@@ -14,7 +14,9 @@ def test_each_status_is_one_row_with_a_meaning_a_severity_and_a_fix_where_it_is_
         assert row.meaning and row.severity in ("good", "warn", "bad", "info"), row
         assert bool(row.fix) == (row.severity in ("warn", "bad")), row
         assert not row.warned or row.severity == "bad", row
-    assert metadata.WARNED_STATUSES == (metadata.NON_FINITE, metadata.NO_GRADIENT, metadata.NOT_UPDATED)
+    assert metadata.WARNED_STATUSES == (
+        metadata.NON_FINITE, metadata.NO_GRADIENT, metadata.NOT_UPDATED, metadata.NO_MINIMUM
+    )
 
 
 def test_advice_of_a_cause_replaces_its_status_own_and_names_unknown_ones_empty():
