@@ -1016,10 +1016,12 @@ class LossParamTracker(keras.callbacks.Callback):
         return record._replace(diagnosis=diagnosis_lib.diagnose(observation), observation=observation)
 
     def _say_fix_reached(self, records):
-        """Says once, at INFO level, that a variable make_trainable attached gets a gradient and moves."""
+        """Says once, at INFO level, that a variable make_trainable attached gets a gradient and moves:
+        `training` with no cause (not moved by something else, nor with its gradient unknown)."""
         for r in records:
             observation = r.observation
-            if observation is None or not observation.attached or r.status != metadata.TRAINING:
+            trained = r.diagnosis == diagnosis_lib.Diagnosis(metadata.TRAINING)  # by descent, its gradient seen
+            if observation is None or not observation.attached or not trained:
                 continue
             if ("fix reached", r.tracked.path) not in self._warned:
                 self._warned.add(("fix reached", r.tracked.path))

@@ -54,13 +54,13 @@ PROBE_MAX_ELEMENTS = 4096
 # variable's slices). That is negative only where every element curved
 # down: one direction's d . Hd < 0 says only that the Hessian is not
 # positive, as at a saddle (a normalised weight matrix's is indefinite, and
-# descent trains it).
-PROBE_ROWS = 3
+# descent trains it). Last, its gradient's largest element (-inf before any).
+PROBE_ROWS = 4
 
 
 def probe_start(slots):
     """float32 numpy `[PROBE_ROWS, slots]`: the probe before any step, nothing measured."""
-    return np.repeat(np.array([[0.0], [np.inf], [-np.inf]], np.float32), slots, axis=1)
+    return np.repeat(np.array([[0.0], [np.inf], [-np.inf], [-np.inf]], np.float32), slots, axis=1)
 
 
 class GradientStats(NamedTuple):
@@ -91,6 +91,7 @@ class GradientStats(NamedTuple):
             record).
         grad_min_now: The smallest element of its gradient over the steps
             of the last epoch the probe measured it (NaN where not measured).
+        grad_max_now: Its largest element, the same way.
 
     The probe's curvature and smallest gradient element are over every step
     measured in the fit so far, not the epoch's only: a term read only after
@@ -109,6 +110,7 @@ class GradientStats(NamedTuple):
     bend: float = math.nan
     read_by_step: bool = None
     grad_min_now: float = math.nan
+    grad_max_now: float = math.nan
 
     @property
     def linear(self):
@@ -122,11 +124,12 @@ class GradientStats(NamedTuple):
 
     @property
     def descends_without_minimum(self):
-        """Whether descent was seen to lower it with no minimum to reach: linear in it at every step
-        measured, its gradient never negative in the probe's last epoch. Descent on both a model and
-        a variable the objective is linear in has no minimum, only saddles (its Hessian has a zero on
-        its diagonal); but a hinge's margin or threshold, linear between kinks, has its minimum at one."""
-        return self.linear and self.grad_min_now >= 0
+        """Whether descent was seen to move it with no minimum to reach: linear in it at every step
+        measured, its gradient of one sign in the probe's last epoch (never negative, or never
+        positive). Descent on both a model and a variable the objective is linear in has no
+        minimum, only saddles (its Hessian has a zero on its diagonal); but a hinge's margin or
+        threshold, linear between kinks, has its minimum at one."""
+        return self.linear and (self.grad_min_now >= 0 or self.grad_max_now <= 0)
 
     @property
     def concave(self):
@@ -482,13 +485,14 @@ class HookedCapture(Capture):
                 seen[2] if seen else nan,
                 self._read_by_step(key),
                 seen[3] if seen else nan,
+                seen[4] if seen else nan,
             )
         return result
 
     def _probe_fit(self, key, probed, index):
         """The probe's figures of a variable, this epoch's folded in; `None` before any: its largest
-        curvature and smallest gradient element over the fit, its signed curvature and smallest
-        gradient element in the last epoch measured.
+        curvature and smallest gradient element over the fit, its signed curvature and smallest and
+        largest gradient elements in the last epoch measured.
 
         Its largest curvature and smallest gradient element are over the fit
         so far: one step with curvature, or with a gradient pointing down,
@@ -501,8 +505,8 @@ class HookedCapture(Capture):
         """
         seen = self._probe_seen.get(key)
         if probed is not None and math.isfinite(probed[1][index]):  # measured this epoch
-            now = (probed[0][index], probed[1][index], probed[2][index], probed[1][index])
-            seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]), now[2], now[3])
+            now = (probed[0][index], probed[1][index], probed[2][index], probed[1][index], probed[3][index])
+            seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]), *now[2:])
             self._probe_seen[key] = seen
         return seen
 
@@ -512,8 +516,8 @@ class HookedCapture(Capture):
 
     def _probed(self):
         """float numpy `[PROBE_ROWS, slots]`: per slot, the largest curvature, the smallest gradient
-        element and the largest signed curvature since `reset`; `None` where the backend does not
-        measure them."""
+        element, the largest signed curvature and the largest gradient element since `reset`; `None`
+        where the backend does not measure them."""
         return None
 
     def read_global(self):

@@ -164,6 +164,7 @@ class StepCapture(HookedCapture):
         self._step = None
         self._traced = {}  # {key: the value the compiled step holds} of loss variables outside its state
         self._assigned = set()  # keys of the loss variables the loss assigns, whose assignments the step drops
+        self._reads = {}  # {key: whether the loss head's trace reads it}, see `_note_reads`
         self._optimizer_keys = []
 
     def _install(self):
@@ -227,6 +228,26 @@ class StepCapture(HookedCapture):
 
     def assignment_dropped(self, key):
         return key in self._assigned
+
+    def _read_by_step(self, key):
+        return self._reads.get(key)
+
+    def _note_reads(self, step, forward, variables):
+        """Keeps whether the loss head reads each of `variables`, the inputs of its trace `forward`.
+
+        One it reads is read by the step. One it does not is read by no
+        step where nothing else could read it: a variable of the loss's
+        where the forward pass adds no `add_loss` terms (a Python branch
+        decided when the step was traced can skip the code that reads it).
+        """
+        used = {v for eqn in forward.jaxpr.eqns for v in eqn.invars if not isinstance(v, Literal)}
+        used.update(v for v in forward.jaxpr.outvars if not isinstance(v, Literal))
+        for variable, var in zip(variables, forward.jaxpr.invars):
+            key = variable_key(variable)
+            if var in used:
+                self._reads[key] = True
+            elif not step.forward_losses and key not in self._places.on_the_model:
+                self._reads[key] = False
 
     def _note_assigned(self, scope, before):
         """Keeps the loss variables the loss assigned in `scope` that Keras's step does not keep.
@@ -343,10 +364,12 @@ class StepCapture(HookedCapture):
                 jnp.stack([jnp.min(g) for g in gradients]),
                 # The curvature along the direction, signed, element by element: the largest d_i (Hd)_i.
                 jnp.stack([jnp.max(jnp.asarray(directions[i], jnp.float32) * p) for i, p in zip(picked, own)]),
+                jnp.stack([jnp.max(g) for g in gradients]),
             ])
             kept = probe[:, slots]
             folded = jnp.stack([
-                jnp.maximum(kept[0], measured[0]), jnp.minimum(kept[1], measured[1]), jnp.maximum(kept[2], measured[2])
+                jnp.maximum(kept[0], measured[0]), jnp.minimum(kept[1], measured[1]), jnp.maximum(kept[2], measured[2]),
+                jnp.maximum(kept[3], measured[3]),
             ])
             # A zero gradient measures nothing, nor does a step whose figures are NaN or overflowed.
             seen = jnp.stack([jnp.any(g != 0) for g in gradients]) & jnp.all(jnp.isfinite(measured), axis=0)
@@ -431,8 +454,10 @@ class StepCapture(HookedCapture):
             traced = [i for i in traced if i not in concrete]
             forward = jax.make_jaxpr(head(traced))([values[i] for i in traced]) if traced else None
         result = {variable_key(v): False for v in variables}  # read as a value: no gradient
+        self._reads.update(dict.fromkeys(result, True))
         if forward is None:
             return result
+        self._note_reads(step, forward, [variables[i] for i in traced])
         chosen = [values[i] for i in traced]
         closed = jax.make_jaxpr(jax.grad(lambda chosen: jaxpr_as_fun(forward)(*chosen)[0]))(chosen)
         grad = jaxpr_as_fun(closed)

@@ -595,7 +595,8 @@ class StepCapture(HookedCapture):
             curvature = [tf.constant(0.0) if p is None else tf.norm(tf.cast(_dense(p), tf.float32)) for p in products]
             bends = [_bend(d, g, p) for d, g, p in zip(directions, grads, products)]
             measured = tf.stack([
-                tf.stack(curvature), tf.stack([tf.reduce_min(g) for g in dense]), tf.stack(bends)
+                tf.stack(curvature), tf.stack([tf.reduce_min(g) for g in dense]), tf.stack(bends),
+                tf.stack([tf.reduce_max(g) for g in dense]),
             ])
             # A zero gradient measures nothing, nor does a step whose figures are NaN or overflowed
             # (the bend's +inf is "not measured", which the fold keeps).
@@ -605,7 +606,8 @@ class StepCapture(HookedCapture):
             before = self._probe.read_value()
             kept = tf.gather(before, [i for (i,) in indices], axis=1)
             folded = tf.stack([
-                tf.maximum(kept[0], measured[0]), tf.minimum(kept[1], measured[1]), tf.maximum(kept[2], measured[2])
+                tf.maximum(kept[0], measured[0]), tf.minimum(kept[1], measured[1]), tf.maximum(kept[2], measured[2]),
+                tf.maximum(kept[3], measured[3]),
             ])
             updated = tf.where(seen, folded, kept)  # a variable this step did not measure: as it was
             by_slot = tf.tensor_scatter_nd_update(tf.transpose(before), indices, tf.transpose(updated))

@@ -376,11 +376,12 @@ def _folded(kept, tensor, grad):
             product = product.detach().to(torch.float32)
             curvature = torch.linalg.vector_norm(product)
             bend = torch.max(direction.to(torch.float32) * product)
-        measured = torch.stack([curvature, gradient.min(), bend])
+        measured = torch.stack([curvature, gradient.min(), bend, gradient.max()])
         if kept is None:
             kept = torch.from_numpy(probe_start(1)[:, 0]).to(gradient.device)
         folded = torch.stack([
-            torch.maximum(kept[0], measured[0]), torch.minimum(kept[1], measured[1]), torch.maximum(kept[2], measured[2])
+            torch.maximum(kept[0], measured[0]), torch.minimum(kept[1], measured[1]), torch.maximum(kept[2], measured[2]),
+            torch.maximum(kept[3], measured[3]),
         ])
         # A zero gradient measures nothing, nor does one that overflowed.
         seen = torch.any(gradient != 0) & torch.isfinite(measured).all()

@@ -72,9 +72,8 @@ class Observation(NamedTuple):
             only where the loss turns up farther on.
         no_minimum: Whether descent on it, where the optimizer is handed it,
             was seen to have no minimum to reach: the objective linear in it
-            at every step measured, its gradient never negative in the
-            probe's last epoch, or it is a `compile(loss_weights=...)`
-            variable.
+            at every step measured, its gradient of one sign in the probe's
+            last epoch, or it is a `compile(loss_weights=...)` variable.
         unbounded: Whether descent on it has no minimum: the objective was
             seen to be linear in it with a gradient that never pointed down
             (a weight of a loss term), or it is a `compile(loss_weights=...)`

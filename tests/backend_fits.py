@@ -32,6 +32,7 @@ from tests.models import (  # noqa: E402
     counted_warm_up_fit,
     deprecations,
     dropped_term_fit,
+    flagged_fit,
     gathered_fit,
     held_on_the_model_fit,
     learned_smoothing_fit,
@@ -524,6 +525,9 @@ def main(out_dir):
         "adaptive_task_weight": {
             how: adaptive_task_weight_fit(os.path.join(logs, f"adaptive_task_weight_{how}"), trained=how == "trained")
             for how in ("left", "trained")
+        },
+        "flagged": {
+            how: flagged_fit(os.path.join(logs, f"flagged_{how}"), trained=how == "trained") for how in ("left", "trained")
         },
         "learned_smoothing": {
             how: learned_smoothing_fit(

@@ -241,6 +241,22 @@ def test_a_loss_parameter_the_model_keeps_out_of_kerass_tracking_is_found_and_fi
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_term_a_python_flag_switches_on_after_the_trace_is_read_by_no_step_on_jax(fits, backend):
+    """JAX traces the step with the flag as it was, as TensorFlow does (`test_capture`): its loss head
+    reads `log_var` in no step, which is said so, not `no_gradient`'s generic advice. PyTorch runs the
+    loss's Python every step: the term is read from epoch 2, and make_trainable trains it."""
+    flagged = fits[backend][1]["flagged"]
+    left, trained = flagged["left"], flagged["trained"]
+    if backend == "jax":
+        assert left["causes"] == ["not_read"] * 4 and trained["causes"] == ["fix_not_reached"] * 4, flagged
+        assert trained["log_var"] == 0
+    else:
+        assert left["statuses"] == ["no_gradient"] * 2 + ["not_updated"] * 2, left
+        assert left["causes"] == ["", "", "not_in_optimizer", "not_in_optimizer"], left
+        assert trained["statuses"] == ["no_gradient"] * 2 + ["training"] * 2 and trained["log_var"] != 0, trained
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_fix_descent_has_no_minimum_for_is_said_so_on_every_backend(fits, backend):
     """A learned label-smoothing epsilon: as on TensorFlow (`test_capture`)."""
     smoothing = fits[backend][1]["learned_smoothing"]

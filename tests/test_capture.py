@@ -14,10 +14,12 @@ from loss_param_tracker import LossParamTracker, LossParamWarning, capture_tf, m
 from loss_param_tracker import capture as capture_lib
 from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, make_model
 from tests.models import (
+    EntropyBonusCE,
     assert_no_minimum_said,
     adaptive_task_weight_fit,
     dropped_term_fit,
     dual_weight_fit,
+    flagged_fit,
     gathered_fit,
     kinked_concave_fit,
     learned_smoothing_fit,
@@ -29,6 +31,7 @@ from tests.models import (
     term_weights_fit,
     warmed_up_fit,
 )
+from tensorboard_plugin.loss_params import metadata
 
 
 def messages(caplog):
@@ -646,3 +649,20 @@ def test_a_fix_descent_has_no_minimum_for_is_said_so(tmp_path):
     trained = learned_smoothing_fit(str(tmp_path / "trained"), trained=True)
     untracked = learned_smoothing_fit(str(tmp_path / "untracked"), trained=True, tracked=False)
     assert_no_minimum_said(left, trained, untracked)
+
+
+def test_a_term_a_python_flag_switches_on_after_the_trace_is_read_by_no_step(tmp_path):
+    """The compiled step keeps the branch it was traced with: `log_var` is read in no step, before
+    the fix and after, and the causes say so (a branch decided when the step was traced)."""
+    left = flagged_fit(str(tmp_path / "left"))
+    trained = flagged_fit(str(tmp_path / "trained"), trained=True)
+    assert left["causes"] == ["not_read"] * 4 and trained["causes"] == ["fix_not_reached"] * 4, (left, trained)
+    assert trained["log_var"] == 0
+    assert "decided when the step was traced" in metadata.advice("no_gradient", "fix_not_reached")[0]
+
+
+def test_a_fix_descent_raises_without_minimum_is_said_so(tmp_path):
+    """An entropy bonus's weight: the gradient never positive, descent raises it without end."""
+    trained = learned_smoothing_fit(str(tmp_path / "bonus"), trained=True, loss_class=EntropyBonusCE)
+    assert all(b > a + 0.05 for a, b in zip(trained["values"], trained["values"][1:])), trained["values"]
+    assert trained["statuses"] == ["no_minimum"] * 6, trained["statuses"]

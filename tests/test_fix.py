@@ -1,6 +1,7 @@
 """make_trainable: the seed post's patterns train after it, and weight files and .keras files keep them."""
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -111,6 +112,21 @@ def test_a_fix_the_custom_step_never_hands_to_the_optimizer_is_said_so_not_advis
     assert list(zip(log_var.status, log_var.cause)) == [("not_updated", "fix_not_handed")] * 2
     said = [str(w.message) for w in recwarn if w.category is LossParamWarning]
     assert len(said) == 1 and "self.trainable_variables" in said[0] and "make_trainable(" not in said[0], said
+
+
+def test_an_attached_variable_something_else_moves_is_not_said_to_be_reached_by_the_fix(log_dir, caplog):
+    """The steps never hand it to the optimizer, and a callback assigns it: it moves, `training`
+    (`outside_optimizer`), but not by the fix, which the INFO line said it had reached."""
+    loss = GaussianNLL()
+    model = SubModelStep(make_model())
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    make_trainable(model, loss)
+    nudge = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: loss.log_var.assign_add(0.1))
+    with caplog.at_level(logging.INFO, logger="loss_param_tracker"):
+        fit(model, loss, log_dir, callbacks=[nudge])
+    log_var = load_run(log_dir).variables["loss/GaussianNLL/log_var"]
+    assert log_var.cause.tolist() == ["outside_optimizer"] * 2, log_var.cause
+    assert "fix reached" not in caplog.text
 
 
 class SettingsHeldWeighting(keras.Model):

@@ -172,14 +172,14 @@ STATUS_TABLE = (
     Status(
         NO_MINIMUM,
         "The optimizer trains it, and descent has shown no minimum in it: the objective was linear in "
-        "it (no curvature) at every step the probe measured in the fit, and its gradient never "
-        "pointed down in the last epoch's, or it is a compile(loss_weights=...) variable. Descent on "
-        "a model and a variable the objective is linear in has no minimum, only saddles: it lowers "
-        "the variable for as long as that lasts, which for the weight of a loss term (a focal loss's "
-        "class weight, a learned label-smoothing epsilon) is without bound: the loss falls without "
-        "end as the model gets worse. A margin or a threshold that the loss reads through a hinge "
-        "looks the same until terms that pull the other way turn on, where it has its minimum, and "
-        "this status changes.",
+        "it (no curvature) at every step the probe measured in the fit, and its gradient had one "
+        "sign in the last epoch's, or it is a compile(loss_weights=...) variable. Descent on a model "
+        "and a variable the objective is linear in has no minimum, only saddles: it moves the "
+        "variable for as long as that lasts, which for the weight of a loss term (a focal loss's "
+        "class weight, a learned label-smoothing epsilon; an entropy bonus's, raised) is without "
+        "bound: the loss falls without end as the model gets worse. A margin or a threshold that "
+        "the loss reads through a hinge looks the same until terms that pull the other way turn on, "
+        "where it has its minimum, and this status changes.",
         "If it is the weight of a term, take it out of the optimizer: set it from a callback or a "
         "schedule, or create it with trainable=False (make_trainable(model, variables=[...]) "
         "attaches only the variables named); to learn task weights, add the term that bounds them "
@@ -264,20 +264,26 @@ CAUSE_TABLE = (
         "make_trainable handed it to the optimizer, but the objective has no gradient for "
         "it, and the training step does not read it: the code that computes the loss reads "
         "another variable (one captured before the fix, by a traced tf.function or a copy), "
-        "or reads its value outside the step's graph (.numpy() in a tf.py_function).",
+        "reads its value outside the step's graph (.numpy() in a tf.py_function), or skips "
+        "it on a branch decided when the step was traced (an `if` on a Python flag, which a "
+        "callback changes later: the compiled step keeps the branch it was traced with).",
         "Create the variable as keras.Variable(...) where the loss's code reads it, or call "
         "make_trainable(model) before anything traces that code (summary(), a first call); "
-        "pass it to a tf.py_function as an input, not by .numpy() inside.",
+        "pass it to a tf.py_function as an input, not by .numpy() inside; branch on a variable "
+        "(multiply the term by a 0/1 keras.Variable the callback assigns, on JAX one assigned to the "
+        "model), not on a Python value.",
     ),
     Cause(
         NOT_READ,
         "The training step does not read it at all, so the loss cannot depend on it: a variable kept "
         "beside the model or the loss (a copy of the weights, a counter, a statistic) that no step "
-        "reads, or one the loss's code no longer reaches (it reads another variable, or the "
-        "variable's value outside the step's graph).",
+        "reads, or one the loss's code no longer reaches (it reads another variable, the "
+        "variable's value outside the step's graph, or skips it on a branch decided when the step "
+        "was traced: an `if` on a Python flag that a callback changes later).",
         "If the loss is not meant to read it, create it with trainable=False (the tracker then shows "
         "it frozen). If it is, have the loss's code read this very variable inside the step (pass it "
-        "to a tf.py_function as an input, not by .numpy() inside).",
+        "to a tf.py_function as an input, not by .numpy() inside; branch on a 0/1 keras.Variable "
+        "the callback assigns, on JAX one assigned to the model, not on a Python value).",
     ),
     Cause(
         FIX_NOT_HANDED,
