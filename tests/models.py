@@ -930,9 +930,10 @@ def learned_smoothing_fit(log_dir, trained=False, tracked=True, epochs=6, loss_c
     return result
 
 
-def assert_no_minimum_said(left, trained, untracked):
+def assert_no_minimum_said(left, trained, untracked, tolerance=1e-6):
     """What `learned_smoothing_fit` shows on every backend, left to the tracker, trained, and trained
-    without the tracker: the probe's check of the fix says what descent did, and changes nothing."""
+    without the tracker: the probe's check of the fix says what descent did, and changes nothing
+    (within `tolerance` of epsilon and the loss)."""
     assert left["causes"] == ["linear"] * 6 and left["values"] == [np.float32(0.1)] * 6, left
     # The truth: handed to the optimizer, epsilon falls through 0 and the loss below it, each epoch.
     values, losses = trained["values"], trained["losses"]
@@ -944,8 +945,8 @@ def assert_no_minimum_said(left, trained, untracked):
     assert trained["statuses"][0] in ("training", "no_minimum"), trained["statuses"]
     (said,) = trained["warnings"]
     assert "[no_minimum]" in said and "take it out of the optimizer" in said, said
-    # (TensorFlow's multithreaded CPU kernels differ from run to run by some 1e-5 here, tracker or not.)
-    assert np.allclose(untracked["values"], values, atol=1e-3) and np.allclose(untracked["losses"], losses, atol=1e-3)
+    difference = np.max(np.abs(np.subtract([*untracked["values"], *untracked["losses"]], [*values, *losses])))
+    assert difference <= tolerance, (difference, untracked, trained)
 
 
 class FlaggedNLL(keras.losses.Loss):

@@ -35,7 +35,7 @@ NOT_OBSERVED = "gradient not observed"
 RUNS = re.compile(r"/loss_params/runs$")
 MULTIRUN = re.compile(r"/loss_params/series_multirun\?")
 SEVERITIES = {"training": "good", "not_updated": "bad", "no_gradient": "bad", "non_finite": "bad",
-              "zero_gradient": "warn", "frozen": "info"}
+              "zero_gradient": "warn", "no_minimum": "bad", "frozen": "info"}
 
 
 def stored(path, epoch):
