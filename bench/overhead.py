@@ -967,7 +967,7 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
         f"  {'step ratio [90% CI]':>22s}  {'hooks ms/epoch':>14s}  {'plain epoch ms':>14s}  {'fit overhead':>12s}"
         f"  {'bound':>6s}"
     )
-    probes = []  # the extra CPU of an epoch's first PROBE_STEPS steps, left to the tracker
+    probes = []  # (variant, the extra CPU of an epoch's first PROBE_STEPS steps)
     for trained in (False, True):
         builds = {"plain": {}, "tracker": {}}
         if keras.backend.backend() != "torch" and not trained:  # PyTorch's probe is Python, in an epoch's first steps
@@ -1003,10 +1003,11 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
                 each[name].append([block[name, i] for i in range(instances)])
         if sum(run.captured() for run in variants["tracker"]) - before < blocks * STEP_BLOCK * instances:
             raise RuntimeError("the tracker's step was not the one timed (a retrace dropped its hooks)")
-        # An epoch's first PROBE_STEPS steps, where the probe measures: the same blocks, each after a restart.
+        # An epoch's first PROBE_STEPS steps, where the probe measures (after make_trainable too: it checks the
+        # fix): the same blocks, each after a restart.
         first = {"plain": [], "tracker": []}
         pairs = [(name, i) for name in first for i in range(instances)]
-        for b in range(0 if trained else blocks):
+        for b in range(blocks):
             block = {name: 0.0 for name in first}
             for name, i in rotated(pairs, b):
                 run = variants[name][i]
@@ -1028,14 +1029,12 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
         # Plain fit's own epoch right after (its steps and Keras's per-step work in Python), its loss variable untrained.
         epoch = float(np.median(run_once(workload, "plain fit", 4, log_root)[2]))
         step = np.median(plain_cpu)
-        probe = 0.0
-        if first["tracker"]:
-            # The probe's part of those steps: their extra over the same steps' of the blocks above.
-            in_first = np.array(first["tracker"]) - np.array(first["plain"])
-            probe = max(np.median(in_first) - PROBE_STEPS * np.median(tracked_cpu - plain_cpu), 0.0)
-            probes.append("{:.0f} [{:.0f}, {:.0f}]".format(*(1e6 * v for v in median_interval(in_first))))
-        added = np.median(tracked_cpu - plain_cpu) * steps + hooks + probe
+        # The probe's part of those steps: their extra over the same steps' of the blocks above.
+        in_first = np.array(first["tracker"]) - np.array(first["plain"])
+        probe = max(np.median(in_first) - PROBE_STEPS * np.median(tracked_cpu - plain_cpu), 0.0)
         label = "after make_trainable" if trained else "left to the tracker"
+        probes.append((label, "{:.0f} [{:.0f}, {:.0f}]".format(*(1e6 * v for v in median_interval(in_first)))))
+        added = np.median(tracked_cpu - plain_cpu) * steps + hooks + probe
         print(
             f"  {label:22s} {step * 1e3:17.3f}  {extra:>31s}  {ratio:>22s}  {hooks * 1e3:14.2f}  {epoch * 1e3:14.0f}"
             f"  {1 + added / epoch:12.4f}  {1 + added / (step * steps):6.4f}"
@@ -1070,8 +1069,8 @@ def step_costs(workload, blocks, log_root, instances=STEP_INSTANCES):
         "variables' by a tensor hook, and adding them to a tensor, nothing else: the least code that observes what "
         "the tracker observes of a step; timed in the same blocks",
     }
-    if probes:
-        print(f"  an epoch's first {PROBE_STEPS} steps, left to the tracker, where its probe measures: extra us {probes[0]}")
+    for label, figure in probes:
+        print(f"  an epoch's first {PROBE_STEPS} steps, {label}, where its probe measures: extra us {figure}")
     print(
         "  (fit overhead: (extra a step x steps + hooks + the probe's extra in an epoch's first steps) / plain fit's "
         "epoch, timed after the blocks; bound: over "
