@@ -15,7 +15,9 @@ time, each wrapped with `functools.wraps`:
   Hessian-vector product of the loss variables only, under a `tf.cond` kept
   a function call: the other steps pay one comparison and one call): none
   where the objective is linear in the variable, as in a weight of a loss
-  term;
+  term. In a traced step (not under a strategy) both tapes also watch the
+  loss variables the optimizer is handed, for the probe alone: it checks
+  the fix (`make_trainable`), whose descent may have no minimum;
 - `model.optimizer.scale_loss`: the factor by which the optimizer's
   gradients are scaled (mixed precision), to report unscaled norms;
 - `model.optimizer.apply`: sees the exact gradients of the step, and adds a

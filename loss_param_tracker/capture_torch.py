@@ -13,7 +13,8 @@ the model's gradients to `optimizer.apply`. The hooks here only read:
   be added to `.grad`. A loss variable whose hook did not fire in a step had
   no gradient in it (`no_gradient`). Its `.grad` is left as it is;
 - the same `scale_loss`, in an epoch's first `PROBE_STEPS` steps: the
-  curvature probe takes those variables' gradient of the objective with
+  curvature probe takes the loss variables' gradient of the objective (those
+  the optimizer is handed too, to check the fix) with
   `torch.autograd.grad` (`create_graph`, the graph kept for the step's own
   `backward`), and its derivative along a fixed direction in each variable
   alone (a Hessian-vector product). It writes no `.grad`, and the other
@@ -186,7 +187,7 @@ class StepCapture(HookedCapture):
             self._fold()
 
     def _probe_curvature(self, objective):
-        """Folds into `_probe`, per loss variable the optimizer is not handed, its curvature in the
+        """Folds into `_probe`, per loss variable (handed to the optimizer or not), its curvature in the
         step's `objective` (the norm of its Hessian-vector product along a fixed direction, in that
         variable alone, the others held), its gradient's smallest element and the signed curvature
         along the direction, element by element, as the TensorFlow and JAX captures keep them.

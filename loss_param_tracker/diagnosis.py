@@ -156,18 +156,18 @@ def diagnose(obs):
     was yet, such as a variable the optimizer is not handed before any
     training step ran. A variable the loss assigns in a step that drops
     the assignment (JAX) is `not_updated` (cause `assignment_dropped`),
-    whatever else moves it. A variable seen to move, at any time and by anything,
-    while the optimizer is not handed it, is `training` (cause
+    whatever else moves it. A variable seen to move, at any time and by
+    anything, while the optimizer is not handed it, is `training` (cause
     `outside_optimizer`) unless non-finite, or unless the compiled step
     never sees its changes (JAX, a variable outside the model's state):
     then it is `not_updated` (cause `constant_in_compiled_step`), frozen or
     not. Precedence otherwise: frozen, non_finite, no_gradient, not_updated,
-    zero_gradient, no_minimum, training; except that a gradient exactly zero for the
-    whole epoch of a variable nothing moved is `zero_gradient`, never
-    `not_updated`: handing it to the optimizer would not move it either.
-    A variable that would be `training` in an epoch whose logged loss is
-    NaN or Inf is `non_finite` (cause `loss_non_finite`): it moves, but
-    nothing says the training is healthy.
+    zero_gradient, no_minimum, training; except that a gradient exactly
+    zero for the whole epoch of a variable nothing moved is `zero_gradient`,
+    never `not_updated`: handing it to the optimizer would not move it
+    either. A variable that would be `training` (or `no_minimum`) in an
+    epoch whose logged loss is NaN or Inf is `non_finite` (cause
+    `loss_non_finite`): it moves, but nothing says the training is healthy.
     """
     if obs.assignment_dropped:  # frozen or not, trained or not: what its code does to it never happens
         return _diagnosis(NOT_UPDATED, ASSIGNMENT_DROPPED)
