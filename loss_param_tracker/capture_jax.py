@@ -454,7 +454,7 @@ class StepCapture(HookedCapture):
             traced = [i for i in traced if i not in concrete]
             forward = jax.make_jaxpr(head(traced))([values[i] for i in traced]) if traced else None
         result = {variable_key(v): False for v in variables}  # read as a value: no gradient
-        self._reads.update(dict.fromkeys(result, True))
+        self._reads.update({variable_key(v): True for i, v in enumerate(variables) if i not in traced})  # as values
         if forward is None:
             return result
         self._note_reads(step, forward, [variables[i] for i in traced])

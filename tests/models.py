@@ -934,7 +934,10 @@ def assert_no_minimum_said(left, trained, untracked, tolerance=1e-6):
     """What `learned_smoothing_fit` shows on every backend, left to the tracker, trained, and trained
     without the tracker: the probe's check of the fix says what descent did, and changes nothing
     (within `tolerance` of epsilon and the loss)."""
-    assert left["causes"] == ["linear"] * 6 and left["values"] == [np.float32(0.1)] * 6, left
+    # Linear in it: left to the tracker, no make_trainable advice (`unbounded` where the gradient never
+    # pointed down at the probe's steps: the oldest JAX's first steps).
+    assert left["values"] == [np.float32(0.1)] * 6, left
+    assert len(set(left["causes"])) == 1 and left["causes"][0] in ("linear", "unbounded"), left["causes"]
     # The truth: handed to the optimizer, epsilon falls through 0 and the loss below it, each epoch.
     values, losses = trained["values"], trained["losses"]
     assert all(b < a for a, b in zip(values[1:], values[2:])) and values[-1] < -0.2, values
