@@ -641,6 +641,8 @@ class LossParamTracker(keras.callbacks.Callback):
             # A frozen one that a callback set: JAX's compiled step may hold its earlier value for
             # the rest of the fit (`_constant_in_step`), in the epochs where it does not move too.
             self._moved.add(t.key)
+        # Keras multiplies the loss by a loss weight: descent on it has no minimum.
+        loss_weight = discovery.is_loss_weight(t.path)
         observation = diagnosis_lib.Observation(
             trainable=trainable,
             seen_by_optimizer=stats.seen_by_optimizer if stats.steps else registered,
@@ -653,9 +655,8 @@ class LossParamTracker(keras.callbacks.Callback):
             moved_before=t.key in self._moved,
             attached=attached,
             read_by_step=stats.read_by_step,
-            # Keras multiplies the loss by a loss weight: descent on it has no minimum.
-            unbounded=stats.unbounded or discovery.is_loss_weight(t.path),
-            no_minimum=stats.descends_without_minimum or discovery.is_loss_weight(t.path),
+            unbounded=stats.unbounded or loss_weight,
+            no_minimum=stats.descends_without_minimum or loss_weight,
             linear=stats.linear,
             concave=stats.concave,
             constant_in_step=self._constant_in_step(t),

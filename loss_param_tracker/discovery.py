@@ -472,7 +472,7 @@ class _Walk:
         elif isinstance(obj, types.FunctionType):
             self._visit_function(obj, path, owner, depth)
         elif isinstance(obj, (dict, list, tuple)):
-            self._visit_container(obj, path, owner, depth, self.visit)
+            self._visit_container(obj, path, owner, depth)
         else:  # a tf.Module, an object of the user's own class, a namespace of settings
             self._visit_attributes(obj, path, owner, depth)
 
@@ -544,12 +544,12 @@ class _Walk:
         for name, value in _attributes(obj):
             self.visit(value, f"{path}/{_attribute(name)}", owner, Slot(obj, name), depth + 1)
 
-    def _visit_container(self, obj, path, owner, depth, visit):
+    def _visit_container(self, obj, path, owner, depth):
         items = obj.items() if isinstance(obj, dict) else enumerate(obj)
         for key, value in list(items):
             if self._objects >= MAX_OBJECTS:
                 return
-            visit(value, f"{path}/{key}", owner, Slot(obj, key), depth + 1)
+            self.visit(value, f"{path}/{key}", owner, Slot(obj, key), depth + 1)
 
     def _visit_function(self, function, path, owner, depth):
         """Closure cells, the globals its code names, and its default arguments."""
