@@ -57,7 +57,9 @@ def make_trainable(
     kept the old one. A trainable network held by a loss has its weights
     attached. A `compile(loss_weights=...)` variable is attached only when
     passed in `variables`: the objective is linear in it, so an optimizer
-    drives it down without bound.
+    drives it down without bound. On PyTorch, an attached variable whose
+    `path` another variable of the model has (two losses' `log_var`s), or
+    that PyTorch cannot take as a parameter's name, gets a new one.
 
     Afterwards `save_weights`/`load_weights` and
     `keras.callbacks.BackupAndRestore` keep the attached variables (call
@@ -137,6 +139,7 @@ def make_trainable(
         new.append(_as_keras_variable(model, item))
     if new:
         _check_optimizer(model, new)
+        _give_torch_keys(model, new)
         _attach(model, attached + new)
     return attached + new
 
@@ -224,6 +227,31 @@ def _attach(model, variables):
     if first:
         _keep_in_saved_model(model)
     model.train_function = None  # the next fit traces a step that trains them
+
+
+def _give_torch_keys(model, variables):
+    """On PyTorch, gives each variable a `path` the model's parameter dict can hold as its own key.
+
+    Keras's PyTorch layers register their variables in a
+    `torch.nn.ParameterDict` keyed by `Variable.path`, and `train_step`
+    clears gradients through it (`zero_grad`). A variable made outside any
+    layer has its bare name as its path, so two losses' `log_var`s share a
+    key: the dict keeps one, the other's gradient is never cleared and adds
+    up step after step. A path with a `.` or named like one of the dict's
+    attributes (`keys`, `copy`, `training`) fails the fit instead. Such a
+    path moves under the attached list's name; the variable, its value and
+    its name stay as they are.
+    """
+    if keras.backend.backend() != "torch":
+        return
+    import torch
+
+    taken = {variable.path for variable in model.variables}
+    for variable in variables:
+        path = variable.path
+        if path in taken or "." in path or hasattr(torch.nn.ParameterDict(), path):
+            variable._path = discovery._unique(f"{ATTRIBUTE}/{path.replace('.', '_')}", taken)
+        taken.add(variable.path)
 
 
 def _named(model, loss):

@@ -47,6 +47,7 @@ from tests.models import (  # noqa: E402
     reversed_temperature_fit,
     running_normalized_fit,
     term_weights_fit,
+    twin_nll_fit,
     make_data,
     make_model,
 )
@@ -552,6 +553,10 @@ def main(out_dir):
         },
         "overflow": {
             attach: overflowing_fit(os.path.join(logs, f"overflow_{attach}"), attach=attach) for attach in (True, False)
+        },
+        "twin_nll": {
+            how: twin_nll_fit(os.path.join(logs, f"twin_nll_{how}"), names)
+            for how, names in (("shared", None), ("distinct", ("first", "second")), ("torch_keys", ("keys", "a.b")))
         },
         "constrained": constrained_fit(os.path.join(logs, "constrained")),
         "counted_warm_up": counted_warm_up_fit(os.path.join(logs, "counted_warm_up")),

@@ -987,3 +987,31 @@ def flagged_fit(log_dir, trained=False):
         "causes": logged.cause.tolist(),
         "log_var": float(ops.convert_to_numpy(loss.log_var)),
     }
+
+
+def twin_nll_fit(log_dir, names=None):
+    """A two-output model, each output under its own `GaussianNLL` (both variables named `log_var`, or
+    `names`), fixed by `make_trainable`: 3 epochs of SGD. Returns the two log-variances, their paths and
+    statuses. On PyTorch, Keras keys a model's parameters by `Variable.path`: two that share one left the
+    first's gradient uncleared, adding up step after step; `keys` or a `.` failed the fit."""
+    from loss_param_tracker import LossParamTracker, load, make_trainable
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(1, name="a")(hidden), keras.layers.Dense(1, name="b")(hidden)])
+    losses = [GaussianNLL(name="first"), GaussianNLL(name="second")]
+    for loss, name in zip(losses, names or ()):
+        loss.log_var = keras.Variable(0.0, name=name)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=losses)
+    make_trainable(model)
+    x, y = make_data()
+    model.fit(
+        x, [y, 3 * y], epochs=3, batch_size=32, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir)]
+    )
+    run = load(log_dir)["train"]
+    return {
+        "values": [float(keras.ops.convert_to_numpy(loss.log_var.value)) for loss in losses],
+        "paths": [loss.log_var.path for loss in losses],
+        "statuses": {path: v.status.tolist() for path, v in run.variables.items() if path.startswith("loss/")},
+    }

@@ -583,3 +583,19 @@ def test_the_jax_joined_read_gives_each_arrays_own_elements_and_steps_aside_wher
     np.testing.assert_array_equal(read(), expected)
     np.testing.assert_array_equal(read(), expected)
     assert joined == [10], "asked once, then one by one"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_attached_variables_of_one_name_train_as_two_of_different_names(fits, backend):
+    """Two losses' `log_var`s, attached by `make_trainable`: trained as if named apart. On PyTorch they
+    shared a key in the model's parameter dict: the first's gradient was never cleared (2.32 against 0.25
+    after 3 epochs), and a variable named `keys` or `a.b` failed the fit."""
+    twin = fits[backend][1]["twin_nll"]
+    assert twin["shared"]["values"] == twin["distinct"]["values"] == twin["torch_keys"]["values"]
+    assert twin["shared"]["values"][0] != 0.0 and twin["shared"]["values"][1] != 0.0
+    # Only PyTorch keys parameters by path: elsewhere the variables are left as they are.
+    assert len(set(twin["shared"]["paths"])) == (2 if backend == "torch" else 1), twin["shared"]["paths"]
+    for how in ("shared", "distinct", "torch_keys"):
+        statuses = twin[how]["statuses"]
+        assert sorted(statuses) == ["loss/a/GaussianNLL/log_var", "loss/b/GaussianNLL/log_var"], statuses
+        assert all(s == ["training"] * 3 for s in statuses.values()), (how, statuses)
