@@ -250,7 +250,7 @@ class HookedCapture(Capture):
         self._blind = False  # a step whose objective no hook saw
         self._blind_why = None  # why, where a hook saw it and left its gradient to the step
         self._probe_seen = {}  # {key: the probe's figures over the fit's epochs so far}
-        self._notes = {}  # {loss name: what its steps showed about the training}
+        self._notes = {}  # {what it is of: what the steps showed about the training}
         self._users = 0
         self._fit = None
         self._held = None  # within `held`: [] until read, then [(accumulated, probed)]

@@ -22,6 +22,11 @@ the model's gradients to `optimizer.apply`. The hooks here only read:
 - `model.zero_grad`, which the step calls before its loss: the hooks count
   the backward passes from there to `optimizer.apply`, as the optimizer's
   gradients do, and not one that other code (a callback) runs between steps.
+  Once a fit, where the model's trainable variables hold gradients before
+  it, the hook looks whether it cleared them all: it reaches a variable
+  only through the model's parameter dict, keyed by `Variable.path`, so
+  one whose path another variable has keeps its gradient, and each step
+  adds to it (a console note names both).
 
 Nothing of the training computation changes. A hook that fails steps aside
 for the rest of the fit and says why in `problems()`.
@@ -74,6 +79,7 @@ class StepCapture(HookedCapture):
         self._probe = {}  # {key: float32[capture.PROBE_ROWS]} this epoch's curvature probe, see `_probe_curvature`
         self._probing = False  # the probe's own backward runs: the gradient hooks leave it out
         self._probe_turn = 0  # where in the probed variables the next step starts, past `_PRODUCTS_A_STEP`
+        self._clearing_seen = False  # a zero_grad found gradients to clear, and was checked
 
     def _install(self):
         self._hook(self._model, "zero_grad", "model.zero_grad", self._zero_grad)
@@ -118,7 +124,36 @@ class StepCapture(HookedCapture):
 
     def _zero_grad(self, original, *args, **kwargs):
         self._pending = {}  # a backward before the step's own is not the step's
-        return original(*args, **kwargs)
+        if self._clearing_seen:
+            return original(*args, **kwargs)
+        holding = [v for v in self._model.trainable_variables if _tensor(v).grad is not None]
+        result = original(*args, **kwargs)
+        if holding:
+            self._clearing_seen = True
+            with self._guard("gradient clearing"):
+                self._note_uncleared(holding)
+        return result
+
+    def _note_uncleared(self, holding):
+        """Notes each of `holding` whose gradient `zero_grad` left in place: each step adds to it."""
+        with torch.no_grad():
+            uncleared = [v for v in holding if _tensor(v).grad is not None and bool(_tensor(v).grad.any())]
+        for variable in uncleared:
+            path = variable.path
+            others = [v for v in self._model.variables if v is not variable and v.path == path]
+            why = (
+                f"another variable of the model has the same path, {path!r}, and the model's parameter "
+                "dict that zero_grad goes through is keyed by path, so it holds one of them. Give them "
+                "different names (the name= of add_weight or keras.Variable)"
+                if others
+                else "it is not among the model's parameters (model.parameters()), which zero_grad clears"
+            )
+            self._notes[f"uncleared {path}"] = (
+                f"{path}: PyTorch's gradient of this variable is not cleared between training steps: "
+                "Keras's step clears gradients with model.zero_grad(), and it left this one in place, so "
+                "each step hands the optimizer the sum of every gradient so far, not the step's own. "
+                f"Why: {why}."
+            )
 
     def _scale_loss(self, original, loss):
         # The step calls it once, on its objective: an epoch's first calls are its first steps. Counted

@@ -48,6 +48,7 @@ from tests.models import (  # noqa: E402
     running_normalized_fit,
     term_weights_fit,
     twin_nll_fit,
+    two_log_variances_fit,
     make_data,
     make_model,
 )
@@ -578,6 +579,10 @@ def main(out_dir):
         "many_term_weights": many_term_weights(logs) if keras.backend.backend() == "torch" else None,
         "empty_beside_dual": empty_beside_dual(logs) if keras.backend.backend() == "torch" else None,
         "once_differentiable": once_differentiable(logs) if keras.backend.backend() == "torch" else None,
+        "two_log_variances": {
+            how: two_log_variances_fit(os.path.join(logs, f"two_log_variances_{how}"), names)
+            for how, names in (("shared", ("log_var", "log_var")), ("distinct", ("log_var", "other")))
+        },
     }
     results["report"] = reports(logs)
     results["tensorflow_imported"] |= sys.modules.get("tensorflow") is not None

@@ -7,6 +7,7 @@ PyTorch or several devices (`tests/backend_fits.py`,
 """
 
 import logging
+import warnings
 
 import keras
 import numpy as np
@@ -1014,4 +1015,39 @@ def twin_nll_fit(log_dir, names=None):
         "values": [float(keras.ops.convert_to_numpy(loss.log_var.value)) for loss in losses],
         "paths": [loss.log_var.path for loss in losses],
         "statuses": {path: v.status.tolist() for path, v in run.variables.items() if path.startswith("loss/")},
+    }
+
+
+class TwoLogVariances(keras.Model):
+    """Uncertainty weighting of two outputs on a Model subclass, its log-variances made by `add_weight`
+    under `names`: two of one name share a `Variable.path`."""
+
+    def __init__(self, names, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(2)
+        self.s = [self.add_weight(shape=(), initializer="zeros", name=name) for name in names]
+
+    def call(self, x):
+        return self.dense(x)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        errors = ops.mean(ops.square(y - y_pred), axis=0)
+        return sum(ops.exp(-s) * errors[i] + s for i, s in enumerate(self.s))
+
+
+def two_log_variances_fit(log_dir, names):
+    """3 epochs of SGD of `TwoLogVariances`: returns the tracker's warnings and the log-variances."""
+    from loss_param_tracker import LossParamTracker, LossParamWarning
+
+    keras.utils.set_random_seed(0)
+    model = TwoLogVariances(names)
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    x, y = make_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, np.concatenate([y, 3 * y], axis=1), epochs=3, batch_size=32, shuffle=False, verbose=0,
+                  callbacks=[LossParamTracker(log_dir)])
+    return {
+        "warnings": [str(w.message) for w in caught if w.category is LossParamWarning],
+        "values": [float(ops.convert_to_numpy(s.value)) for s in model.s],
     }

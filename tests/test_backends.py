@@ -599,3 +599,20 @@ def test_two_attached_variables_of_one_name_train_as_two_of_different_names(fits
         statuses = twin[how]["statuses"]
         assert sorted(statuses) == ["loss/a/GaussianNLL/log_var", "loss/b/GaussianNLL/log_var"], statuses
         assert all(s == ["training"] * 3 for s in statuses.values()), (how, statuses)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_gradient_zero_grad_leaves_in_place_is_said_on_pytorch(fits, backend):
+    """Two `add_weight(name="log_var")` of a model share a path, and Keras's PyTorch step clears
+    gradients through a parameter dict keyed by path: the first's gradient adds up step after step.
+    The tracker says so, naming the shared path; with two names it says nothing, and the training differs."""
+    fits_ = fits[backend][1]["two_log_variances"]
+    shared, distinct = fits_["shared"], fits_["distinct"]
+    assert distinct["warnings"] == [], distinct["warnings"]
+    if backend != "torch":
+        assert shared == distinct, "elsewhere a name is only a name"
+        return
+    (said,) = [w for w in shared["warnings"] if "not cleared between training steps" in w]
+    assert said.startswith("two_log_variances/log_var:") and "same path, 'two_log_variances/log_var'" in said, said
+    assert shared["values"][1] == distinct["values"][1]
+    assert abs(shared["values"][0] - distinct["values"][0]) > 0.5, "the first's update is the sum of its gradients"
