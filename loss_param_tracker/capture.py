@@ -160,6 +160,13 @@ class Unsupported(Exception):
     """The capture cannot work on this model; the message says why."""
 
 
+# Hooks whose results inform advice or a note, not the gradients: one that steps aside says so in
+# its own warning, and the gradients are not called incomplete for it. PyTorch's look at what
+# `zero_grad` clears (`capture_torch`) is the second.
+CLEARING = "gradient clearing"
+_ADVISORY_HOOKS = ("curvature", CLEARING)
+
+
 class Capture(abc.ABC):
     """The gradient capture of one model; one implementation per Keras backend.
 
@@ -558,8 +565,13 @@ class HookedCapture(Capture):
         return list(self._notes.values())
 
     def problems(self):
-        # The curvature probe informs advice, not gradients: its own warning says it stepped aside.
-        found = [f"the {hook} hook stepped aside: {why}" for hook, why in self._off.items() if hook != "curvature"]
+        # The curvature probe informs advice, and PyTorch's look at zero_grad a note, not gradients:
+        # their own warning says they stepped aside.
+        found = [
+            f"the {hook} hook stepped aside: {why}"
+            for hook, why in self._off.items()
+            if hook not in _ADVISORY_HOOKS
+        ]
         if self._unread:
             found.append(f"its accumulators could not be read ({self._unread})")
         if self._slots is None and self._APPLY not in self._off:

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import torch
 
-from loss_param_tracker.capture import PROBE_MAX_ELEMENTS, PROBE_STEPS, HookedCapture, probe_start
+from loss_param_tracker.capture import CLEARING, PROBE_MAX_ELEMENTS, PROBE_STEPS, HookedCapture, probe_start
 from loss_param_tracker.discovery import Places, variable_key
 
 
@@ -124,13 +124,15 @@ class StepCapture(HookedCapture):
 
     def _zero_grad(self, original, *args, **kwargs):
         self._pending = {}  # a backward before the step's own is not the step's
-        if self._clearing_seen:
+        if self._clearing_seen or CLEARING in self._off:
             return original(*args, **kwargs)
-        holding = [v for v in self._model.trainable_variables if _tensor(v).grad is not None]
+        holding = []
+        with self._guard(CLEARING):
+            holding = [v for v in self._model.trainable_variables if _tensor(v).grad is not None]
         result = original(*args, **kwargs)
         if holding:
             self._clearing_seen = True
-            with self._guard("gradient clearing"):
+            with self._guard(CLEARING):
                 self._note_uncleared(holding)
         return result
 
