@@ -139,7 +139,6 @@ def make_trainable(
         new.append(_as_keras_variable(model, item))
     if new:
         _check_optimizer(model, new)
-        _give_torch_keys(model, new)
         _attach(model, attached + new)
     return attached + new
 
@@ -215,6 +214,7 @@ def _attach(model, variables):
     the lock for the one assignment.
     """
     first = getattr(model, ATTRIBUTE, None) is None
+    _give_torch_keys(model, variables)
     tracker = getattr(model, "_tracker", None)
     locked = bool(getattr(tracker, "locked", False))
     if locked:
@@ -232,9 +232,11 @@ def _attach(model, variables):
 def _give_torch_keys(model, variables):
     """On PyTorch, gives each variable a `path` the model's parameter dict can hold as its own key.
 
-    Keras's PyTorch layers register their variables in a
-    `torch.nn.ParameterDict` keyed by `Variable.path`, and `train_step`
-    clears gradients through it (`zero_grad`). A variable made outside any
+    Of `variables`, those the model does not hold yet (`make_trainable`'s,
+    and those a loaded model's loss holds). Keras's PyTorch layers register
+    their variables in a `torch.nn.ParameterDict` keyed by `Variable.path`,
+    and `train_step` clears gradients through it (`zero_grad`). A variable
+    made outside any
     layer has its bare name as its path, so two losses' `log_var`s share a
     key: the dict keeps one, the other's gradient is never cleared and adds
     up step after step. A path with a `.` or named like one of the dict's
@@ -246,8 +248,10 @@ def _give_torch_keys(model, variables):
         return
     import torch
 
-    taken = {variable.path for variable in model.variables}
-    for variable in variables:
+    held = model.variables  # the attached list's earlier variables among them
+    taken = {variable.path for variable in held}
+    ids = {id(variable) for variable in held}
+    for variable in [v for v in variables if id(v) not in ids]:
         path = variable.path
         if path in taken or "." in path or hasattr(torch.nn.ParameterDict(), path):
             variable._path = discovery._unique(f"{ATTRIBUTE}/{path.replace('.', '_')}", taken)

@@ -7,6 +7,7 @@ PyTorch or several devices (`tests/backend_fits.py`,
 """
 
 import logging
+import os
 import warnings
 
 import keras
@@ -1011,8 +1012,13 @@ def twin_nll_fit(log_dir, names=None):
         x, [y, 3 * y], epochs=3, batch_size=32, shuffle=False, verbose=0, callbacks=[LossParamTracker(log_dir)]
     )
     run = load(log_dir)["train"]
+    # Saved and loaded, the loss's variables are attached again: another epoch trains them as well.
+    model.save(os.path.join(log_dir, "twin.keras"))
+    loaded = keras.models.load_model(os.path.join(log_dir, "twin.keras"), custom_objects={"GaussianNLL": GaussianNLL})
+    loaded.fit(x, [y, 3 * y], epochs=1, batch_size=32, shuffle=False, verbose=0)
     return {
         "values": [float(keras.ops.convert_to_numpy(loss.log_var.value)) for loss in losses],
+        "loaded": [float(keras.ops.convert_to_numpy(loss.log_var.value)) for loss in loaded.loss],
         "paths": [loss.log_var.path for loss in losses],
         "statuses": {path: v.status.tolist() for path, v in run.variables.items() if path.startswith("loss/")},
     }

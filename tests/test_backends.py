@@ -589,9 +589,11 @@ def test_the_jax_joined_read_gives_each_arrays_own_elements_and_steps_aside_wher
 def test_two_attached_variables_of_one_name_train_as_two_of_different_names(fits, backend):
     """Two losses' `log_var`s, attached by `make_trainable`: trained as if named apart. On PyTorch they
     shared a key in the model's parameter dict: the first's gradient was never cleared (2.32 against 0.25
-    after 3 epochs), and a variable named `keys` or `a.b` failed the fit."""
+    after 3 epochs), and a variable named `keys` or `a.b` failed the fit. So again once the model was saved
+    and loaded."""
     twin = fits[backend][1]["twin_nll"]
     assert twin["shared"]["values"] == twin["distinct"]["values"] == twin["torch_keys"]["values"]
+    assert twin["shared"]["loaded"] == twin["distinct"]["loaded"] == twin["torch_keys"]["loaded"], "saved and loaded"
     assert twin["shared"]["values"][0] != 0.0 and twin["shared"]["values"][1] != 0.0
     # Only PyTorch keys parameters by path: elsewhere the variables are left as they are.
     assert len(set(twin["shared"]["paths"])) == (2 if backend == "torch" else 1), twin["shared"]["paths"]
