@@ -28,6 +28,7 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from loss_param_tracker.diagnosis import SignHistory
 from loss_param_tracker.discovery import Places, variable_key
 from loss_param_tracker.snapshot import host_value
 
@@ -36,6 +37,8 @@ logger = logging.getLogger("loss_param_tracker")
 ATTRIBUTE = "_loss_param_tracker_capture"  # the model's capture during a fit
 
 _BACKENDS = {"tensorflow": "tf", "jax": "jax", "torch": "torch"}  # module capture_<name>
+
+_NO_SIGNS = SignHistory()
 
 
 # The steps of each epoch whose curvature a capture measures (the TensorFlow
@@ -92,6 +95,9 @@ class GradientStats(NamedTuple):
         grad_min_now: The smallest element of its gradient over the steps
             of the last epoch the probe measured it (NaN where not measured).
         grad_max_now: Its largest element, the same way.
+        sign_held: Whether the probe's gradient kept one sign over enough
+            of its last epochs to outweigh the turns it made in the fit
+            (`diagnosis.SignHistory`).
 
     The probe's curvature and smallest gradient element are over every step
     measured in the fit so far, not the epoch's only: a term read only after
@@ -111,6 +117,7 @@ class GradientStats(NamedTuple):
     read_by_step: bool = None
     grad_min_now: float = math.nan
     grad_max_now: float = math.nan
+    sign_held: bool = True
 
     @property
     def linear(self):
@@ -126,10 +133,11 @@ class GradientStats(NamedTuple):
     def descends_without_minimum(self):
         """Whether descent was seen to move it with no minimum to reach: linear in it at every step
         measured, its gradient of one sign in the probe's last epoch (never negative, or never
-        positive). Descent on both a model and a variable the objective is linear in has no
-        minimum, only saddles (its Hessian has a zero on its diagonal); but a hinge's margin or
-        threshold, linear between kinks, has its minimum at one."""
-        return self.linear and (self.grad_min_now >= 0 or self.grad_max_now <= 0)
+        positive), and in as many epochs before as its turns ask (`sign_held`). Descent on both a
+        model and a variable the objective is linear in has no minimum, only saddles (its Hessian
+        has a zero on its diagonal); but a hinge's margin or threshold, linear between kinks, has
+        its minimum at one, where its gradient turns."""
+        return self.linear and (self.grad_min_now >= 0 or self.grad_max_now <= 0) and self.sign_held
 
     @property
     def concave(self):
@@ -257,6 +265,8 @@ class HookedCapture(Capture):
         self._blind = False  # a step whose objective no hook saw
         self._blind_why = None  # why, where a hook saw it and left its gradient to the step
         self._probe_seen = {}  # {key: the probe's figures over the fit's epochs so far}
+        self._probe_signs = {}  # {key: (epoch, SignHistory before it, after it)}: see `_probe_fit`
+        self._epoch = 0  # `reset`s so far: the epoch being run
         self._notes = {}  # {what it is of: what the steps showed about the training}
         self._users = 0
         self._fit = None
@@ -405,6 +415,7 @@ class HookedCapture(Capture):
         # as a gradient in this one.
         self._has_gradient = dict(self._last_step)
         self._inherited = True
+        self._epoch += 1
         self._zero_accumulators()
 
     def _step_ran(self):
@@ -493,6 +504,7 @@ class HookedCapture(Capture):
                 self._read_by_step(key),
                 seen[3] if seen else nan,
                 seen[4] if seen else nan,
+                self._probe_signs[key][2].held if seen else True,
             )
         return result
 
@@ -515,6 +527,10 @@ class HookedCapture(Capture):
             now = (probed[0][index], probed[1][index], probed[2][index], probed[1][index], probed[3][index])
             seen = now if seen is None else (max(seen[0], now[0]), min(seen[1], now[1]), *now[2:])
             self._probe_seen[key] = seen
+            # An epoch read twice (a long epoch's early look) is folded in once.
+            epoch, before, after = self._probe_signs.get(key, (None, _NO_SIGNS, _NO_SIGNS))
+            base = before if epoch == self._epoch else after
+            self._probe_signs[key] = (self._epoch, base, base.then(now[1], now[4]))
         return seen
 
     def _read_by_step(self, key):

@@ -112,6 +112,48 @@ class Observation(NamedTuple):
     loss_finite: Optional[bool] = None
 
 
+class SignHistory(NamedTuple):
+    """How a variable's gradient, as the curvature probe saw it epoch by epoch, kept or turned its sign.
+
+    Descent on a variable the objective is linear in has no minimum while
+    its gradient keeps one sign; but a hinge's threshold or a quantile level
+    (CVaR's value-at-risk) at its kink sees a few steps on one side of it
+    as often as not. An epoch whose probed steps turned the gradient's sign
+    is evidence of a minimum there, so each asks one more epoch of one sign
+    (at most 3, 12 probed steps) before descent is said to have none again.
+    A sign that flips from one epoch to the next with no such epoch between
+    is the model's doing as often (a label-smoothing epsilon rises, then
+    falls without end): it only starts the count again.
+
+    Attributes:
+        last: The sign of the last epoch measured: 1 or -1, 0 for both
+            signs in it, `None` before any.
+        run: Epochs of that one sign in a row, the last included.
+        turns: Epochs of both signs in the fit.
+    """
+
+    last: Optional[int] = None
+    run: int = 0
+    turns: int = 0
+
+    def then(self, grad_min, grad_max):
+        """The history after an epoch whose probed gradient elements lay in `[grad_min, grad_max]` (NaN: not
+        measured, the history unchanged)."""
+        sign = (grad_max > 0) - (grad_min < 0) if grad_max > 0 or grad_min < 0 else None
+        if sign is None:  # not measured, or exactly 0: says nothing of a sign
+            return self
+        if sign == 0:
+            return SignHistory(0, 0, self.turns + 1)
+        if sign == self.last:
+            return SignHistory(sign, self.run + 1, self.turns)
+        return SignHistory(sign, 1, self.turns)
+
+    @property
+    def held(self):
+        """Whether the last epochs kept one sign long enough to outweigh the turns seen."""
+        return self.last in (1, -1) and self.run >= 1 + min(self.turns, 2)
+
+
 @dataclasses.dataclass(frozen=True)
 class Diagnosis:
     """A variable's status, and its cause where the status has several (see `metadata.CAUSES`)."""

@@ -30,6 +30,7 @@ from tests.models import (  # noqa: E402
     assigned_weight_fit,
     constrained_fit,
     counted_warm_up_fit,
+    cvar_fit,
     deprecations,
     dropped_term_fit,
     flagged_fit,
@@ -559,6 +560,7 @@ def main(out_dir):
             how: twin_nll_fit(os.path.join(logs, f"twin_nll_{how}"), names)
             for how, names in (("shared", None), ("distinct", ("first", "second")), ("torch_keys", ("keys", "a.b")))
         },
+        "cvar": cvar_fit(os.path.join(logs, "cvar")),
         "constrained": constrained_fit(os.path.join(logs, "constrained")),
         "counted_warm_up": counted_warm_up_fit(os.path.join(logs, "counted_warm_up")),
         "deprecations": deprecations(logs),

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing import event_file_loader
 
 from loss_param_tracker import load, writer
 from tensorboard_plugin.loss_params import metadata, summary
-from tests.models import assert_no_minimum_said
+from tests.models import assert_no_minimum_said, assert_settles_without_no_minimum_again
 from tests.servers import tensorboard
 
 BACKENDS = ("jax", "torch")
@@ -618,3 +618,8 @@ def test_a_gradient_zero_grad_leaves_in_place_is_said_on_pytorch(fits, backend):
     assert said.startswith("two_log_variances/log_var:") and "same path, 'two_log_variances/log_var'" in said, said
     assert shared["values"][1] == distinct["values"][1]
     assert abs(shared["values"][0] - distinct["values"][0]) > 0.5, "the first's update is the sum of its gradients"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_learned_value_at_risk_is_not_said_to_have_no_minimum_once_it_settled(fits, backend):
+    assert_settles_without_no_minimum_again(fits[backend][1]["cvar"])

@@ -16,6 +16,8 @@ from tests.conftest import GaussianNLL, InterruptAt, fit, load_run, make_data, m
 from tests.models import (
     EntropyBonusCE,
     assert_no_minimum_said,
+    assert_settles_without_no_minimum_again,
+    cvar_fit,
     adaptive_task_weight_fit,
     dropped_term_fit,
     dual_weight_fit,
@@ -667,3 +669,7 @@ def test_a_fix_descent_raises_without_minimum_is_said_so(tmp_path):
     trained = learned_smoothing_fit(str(tmp_path / "bonus"), trained=True, loss_class=EntropyBonusCE)
     assert all(b > a + 0.05 for a, b in zip(trained["values"], trained["values"][1:])), trained["values"]
     assert trained["statuses"] == ["no_minimum"] * 6, trained["statuses"]
+
+
+def test_a_learned_value_at_risk_is_not_said_to_have_no_minimum_once_it_settled(tmp_path):
+    assert_settles_without_no_minimum_again(cvar_fit(str(tmp_path)))

@@ -173,13 +173,15 @@ STATUS_TABLE = (
         NO_MINIMUM,
         "The optimizer trains it, and descent has shown no minimum in it: the objective was linear in "
         "it (no curvature) at every step the probe measured in the fit, and its gradient had one "
-        "sign in the last epoch's, or it is a compile(loss_weights=...) variable. Descent on a model "
+        "sign in the last epoch's (and in one more epoch before it for each epoch whose steps turned "
+        "its sign, at most 3 in all), or it is a compile(loss_weights=...) variable. Descent on a model "
         "and a variable the objective is linear in has no minimum, only saddles: it moves the "
         "variable for as long as that lasts, which for the weight of a loss term (a focal loss's "
         "class weight, a learned label-smoothing epsilon; an entropy bonus's, raised) is without "
         "bound: the loss falls without end as the model gets worse. A margin or a threshold that "
         "the loss reads through a hinge looks the same until terms that pull the other way turn on, "
-        "where it has its minimum, and this status changes.",
+        "where it has its minimum: its gradient then turns from step to step, and this status "
+        "changes.",
         "If it is the weight of a term, take it out of the optimizer: set it from a callback or a "
         "schedule, or create it with trainable=False (make_trainable(model, variables=[...]) "
         "attaches only the variables named); to learn task weights, add the term that bounds them "

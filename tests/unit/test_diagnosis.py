@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from loss_param_tracker.diagnosis import Diagnosis, Observation, combine, diagnose, warning_message
+from loss_param_tracker.diagnosis import Diagnosis, Observation, SignHistory, combine, diagnose, warning_message
 from tensorboard_plugin.loss_params import metadata
 
 pytestmark = pytest.mark.unit
@@ -203,3 +203,35 @@ def test_a_network_combines_its_weights_gradient_norms_as_one_vector():
     combined = combine([a, b])
     assert combined.grad_norm_mean == 5.0 and combined.grad_norm_max == 3.0
     assert combined.has_gradient and combined.trainable and combined.seen_by_optimizer
+
+
+def _held(epochs):
+    """`SignHistory.held` after each of `epochs`, each `(smallest, largest)` gradient element."""
+    history, held = SignHistory(), []
+    for low, high in epochs:
+        history = history.then(low, high)
+        held.append(history.held)
+    return held
+
+
+NAN = math.nan
+
+
+@pytest.mark.parametrize(
+    "epochs, held",
+    [
+        # One sign throughout: a term's weight.
+        ([(1, 2)] * 3, [True] * 3),
+        # Rises, then falls without end (a label-smoothing epsilon): the flip starts the count again only.
+        ([(-2, -1), (1, 2), (1, 2)], [True, True, True]),
+        # Rises to its kink, where epochs of both signs come (a quantile level): each asks one more
+        # epoch of one sign, at most 3.
+        ([(-2, -1), (-1, 1), (1, 2), (1, 2), (-1, 1), (1, 2), (1, 2), (1, 2)],
+         [True, False, False, True, False, False, False, True]),
+        # Not measured, or exactly 0: no sign, the history unchanged.
+        ([(NAN, NAN), (0, 0), (1, 2)], [False, False, True]),
+        ([(-2, -1), (NAN, NAN)], [True, True]),
+    ],
+)
+def test_a_gradient_that_turned_at_a_kink_asks_more_epochs_of_one_sign(epochs, held):
+    assert _held(epochs) == held
