@@ -945,9 +945,11 @@ def assert_no_minimum_said(left, trained, untracked, tolerance=1e-6):
     assert all(b < a for a, b in zip(values[1:], values[2:])) and values[-1] < -0.2, values
     assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0, losses
     # Its gradient had one sign in each epoch's probed steps from epoch 1 on; in epoch 0 too, where it
-    # rose, in TensorFlow's and JAX's (PyTorch's first steps follow another path).
-    assert trained["statuses"][1:] == ["no_minimum"] * 5, trained["statuses"]
-    assert trained["statuses"][0] in ("training", "no_minimum"), trained["statuses"]
+    # rose, in TensorFlow's and JAX's. PyTorch's first steps follow another path, where it took both
+    # signs: that epoch asks one more of one sign before `no_minimum` (as a hinge's kink does).
+    statuses = trained["statuses"]
+    assert statuses[2:] == ["no_minimum"] * 4, statuses
+    assert statuses[:2] in (["no_minimum"] * 2, ["training"] * 2), statuses
     (said,) = trained["warnings"]
     assert "[no_minimum]" in said and "take it out of the optimizer" in said, said
     difference = np.max(np.abs(np.subtract([*untracked["values"], *untracked["losses"]], [*values, *losses])))
