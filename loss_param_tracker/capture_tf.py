@@ -15,9 +15,11 @@ time, each wrapped with `functools.wraps`:
   Hessian-vector product of the loss variables only, under a `tf.cond` kept
   a function call: the other steps pay one comparison and one call): none
   where the objective is linear in the variable, as in a weight of a loss
-  term. In a traced step (not under a strategy) both tapes also watch the
-  loss variables the optimizer is handed, for the probe alone: it checks
-  the fix (`make_trainable`), whose descent may have no minimum;
+  term. Not under a strategy, both tapes also watch the loss variables the
+  optimizer is handed, for the probe alone: it checks the fix
+  (`make_trainable`), whose descent may have no minimum. An eager step does
+  so in an epoch's first `PROBE_STEPS` steps only, and not in one where a
+  `tf.py_function` ran (its one backward is the step's);
 - `model.optimizer.scale_loss`: the factor by which the optimizer's
   gradients are scaled (mixed precision), to report unscaled norms;
 - `model.optimizer.apply`: sees the exact gradients of the step, and adds a
@@ -178,6 +180,7 @@ class StepCapture(HookedCapture):
         self._own_custom_gradient = False  # the capture calls a custom gradient of its own (`_observe_output`)
         self._calls = {}  # {id(loss): [calls, the call that created variables]}
         self._strategy = model_strategy(model)
+        self._eager_steps = 0  # eager steps begun since `reset`: only the probe's first ones tape for it
 
     @property
     def _step(self):
@@ -204,6 +207,7 @@ class StepCapture(HookedCapture):
             )
 
     def _zero_accumulators(self):
+        self._eager_steps = 0
         if self._accumulator is not None:
             # The values made once: building them eagerly each epoch took 2 ms.
             zeros, probe = self._starts
@@ -283,14 +287,17 @@ class StepCapture(HookedCapture):
         self._refresh_loss_variables()
         step = _Step(graph=_graph_key())
         step.watched = self._unregistered_loss_variables()
-        if "curvature" not in self._off and self._strategy is None and not tf.executing_eagerly():
-            # The fix's check: the probe measures those the optimizer is handed too (a traced step:
-            # an eager one's py_functions would need their own bookkeeping).
+        eager = tf.executing_eagerly()
+        self._eager_steps += eager
+        # An eager step that the probe will not measure needs no tape for the probe alone.
+        probing = not eager or self._eager_steps <= PROBE_STEPS
+        if "curvature" not in self._off and self._strategy is None and probing:
+            # The fix's check: the probe measures those the optimizer is handed too.
             watched = {variable_key(v) for v in step.watched}
             step.probe_only = [
                 v for v in self._probe_variables() if variable_key(v) not in watched and _probed_size(v)
             ]
-        if step.watched and tf.executing_eagerly():
+        if (step.watched or step.probe_only) and eager:
             step.py_function_tapes = _py_function_tapes()
         if step.watched or step.probe_only:
             variables = [_tf_variable(v) for v in step.watched + step.probe_only]
@@ -371,6 +378,12 @@ class StepCapture(HookedCapture):
                 variable_key(watched[i]) for i in kept if paths.through_custom_gradient >> i & 1
             )
         watched = [watched[i] for i in kept]
+        if once is not None and not step.watched:
+            # Only the probe's: an eager step's py_function ran, whose one backward is the step's. The
+            # variables the optimizer is handed are not probed in it; no gradient is unknown.
+            step.tape.__exit__(None, None, None)
+            step.tape, step.probe_only, step.grads = None, [], {}
+            return
         if once is None:
             grads = step.tape.gradient(targets, [_tf_variable(v) for v in watched], output_gradients=output_gradients)
             step.grads = {variable_key(v): g for v, g in zip(watched, grads)}

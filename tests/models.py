@@ -895,10 +895,11 @@ class EntropyBonusCE(keras.losses.Loss):
         return -ops.sum(targets * log_p, axis=-1) - self.bonus * entropy
 
 
-def learned_smoothing_fit(log_dir, trained=False, tracked=True, epochs=6, loss_class=None):
+def learned_smoothing_fit(log_dir, trained=False, tracked=True, epochs=6, loss_class=None, **compile_kwargs):
     """`LearnedSmoothingCE` (or `loss_class`) on a 4-class task for `epochs`, before or after
-    `make_trainable` (`trained`), with or without the tracker (`tracked`): its variable's statuses
-    and causes, its value and the loss after each epoch, and the tracker's warnings."""
+    `make_trainable` (`trained`), with or without the tracker (`tracked`), compiled with
+    `compile_kwargs` too: its variable's statuses and causes, its value and the loss after each epoch,
+    and the tracker's warnings."""
     import warnings
 
     from loss_param_tracker import LossParamTracker, load, make_trainable
@@ -910,7 +911,7 @@ def learned_smoothing_fit(log_dir, trained=False, tracked=True, epochs=6, loss_c
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(4)])
     loss = (loss_class or LearnedSmoothingCE)()
     (variable,) = [v for v in vars(loss).values() if isinstance(v, keras.Variable)]
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss, **compile_kwargs)
     if trained:
         make_trainable(model)
     values = []

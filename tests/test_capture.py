@@ -643,13 +643,14 @@ def test_a_loss_that_assigns_its_own_statistics_keeps_them_on_tensorflow(tmp_pat
     assert not any("JAX's step keeps" in w for w in left["warnings"]), left["warnings"]
 
 
-def test_a_fix_descent_has_no_minimum_for_is_said_so(tmp_path):
-    """The probe measures what make_trainable attached too, in a traced step: a learned label-smoothing
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_a_fix_descent_has_no_minimum_for_is_said_so(tmp_path, run_eagerly):
+    """The probe measures what make_trainable attached too, traced or eager: a learned label-smoothing
     epsilon (linear in the loss) runs off once the optimizer has it, and reads `no_minimum`, not
-    `training`. The probe's tape changes nothing of the training."""
-    left = learned_smoothing_fit(str(tmp_path / "left"))
-    trained = learned_smoothing_fit(str(tmp_path / "trained"), trained=True)
-    untracked = learned_smoothing_fit(str(tmp_path / "untracked"), trained=True, tracked=False)
+    `training` (an eager step read `training`). The probe's tape changes nothing of the training."""
+    left = learned_smoothing_fit(str(tmp_path / "left"), run_eagerly=run_eagerly)
+    trained = learned_smoothing_fit(str(tmp_path / "trained"), trained=True, run_eagerly=run_eagerly)
+    untracked = learned_smoothing_fit(str(tmp_path / "untracked"), trained=True, tracked=False, run_eagerly=run_eagerly)
     # TensorFlow's multithreaded CPU kernels differ from run to run by up to some 2e-3 here, tracker or not.
     assert_no_minimum_said(left, trained, untracked, tolerance=2e-2)
 
