@@ -236,13 +236,12 @@ def _give_torch_keys(model, variables):
     and those a loaded model's loss holds). Keras's PyTorch layers register
     their variables in a `torch.nn.ParameterDict` keyed by `Variable.path`,
     and `train_step` clears gradients through it (`zero_grad`). A variable
-    made outside any
-    layer has its bare name as its path, so two losses' `log_var`s share a
-    key: the dict keeps one, the other's gradient is never cleared and adds
-    up step after step. A path with a `.` or named like one of the dict's
-    attributes (`keys`, `copy`, `training`) fails the fit instead. Such a
-    path moves under the attached list's name; the variable, its value and
-    its name stay as they are.
+    made outside any layer has its bare name as its path, so two losses'
+    `log_var`s share a key: the dict keeps one, the other's gradient is
+    never cleared and adds up step after step. A path with a `.` or named
+    like one of the dict's attributes (`keys`, `copy`, `training`) fails the
+    fit instead. Such a path moves under the attached list's name; the
+    variable, its value and its name stay as they are.
     """
     if keras.backend.backend() != "torch":
         return
