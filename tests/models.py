@@ -406,8 +406,6 @@ def deprecations(logs, loss=None):
 
     `loss` makes the fit's loss (`GaussianNLL` by default).
     """
-    import warnings
-
     from loss_param_tracker import LossParamTracker
 
     found = {}
@@ -779,9 +777,6 @@ def held_on_the_model_fit(log_dir, where, trained=False):
     """`HeldOnTheModel(where)` on `make_data` for 3 epochs, before or after `make_trainable`
     (`trained`): `{path: (statuses, causes)}` of its variables found on the model, the
     log-variance's value, the tracker's warnings and what it logged."""
-    import logging
-    import warnings
-
     from loss_param_tracker import LossParamTracker, load, make_trainable
 
     x, y = make_data()
@@ -840,8 +835,6 @@ def running_normalized_fit(log_dir, on_the_model=False):
     `on_the_model`: its running mean and counter made non-trainable variables of the model
     before fit, as the JAX warning advises.
     """
-    import warnings
-
     from loss_param_tracker import LossParamTracker, load
 
     x, y = make_data()
@@ -900,8 +893,6 @@ def learned_smoothing_fit(log_dir, trained=False, tracked=True, epochs=6, loss_c
     `make_trainable` (`trained`), with or without the tracker (`tracked`), compiled with
     `compile_kwargs` too: its variable's statuses and causes, its value and the loss after each epoch,
     and the tracker's warnings."""
-    import warnings
-
     from loss_param_tracker import LossParamTracker, load, make_trainable
 
     rng = np.random.default_rng(0)
