@@ -41,7 +41,11 @@ threads.
 Operations (`--ops`). The operations of one traced TensorFlow training step,
 plain fit against the tracker's, on every workload, with its loss variable
 left to the tracker to find and after `make_trainable`: a figure that no
-neighbour's load moves, where the timings scatter.
+neighbour's load moves, where the timings scatter. With `--backend jax`, the
+compiled step's instructions and XLA's own cost analysis of it (floating-point
+operations, bytes accessed), plain fit against the tracker's, also without its
+curvature probe (the step every step but an epoch's first few runs: XLA
+counts both branches of the probe's condition) and after `make_trainable`.
 
 Steps (`--steps`). The training step alone (TensorFlow's traced one, JAX's
 compiled one on its state, PyTorch's in Python), plain fit's against the
@@ -87,7 +91,7 @@ against plain fit under the same strategy.
                              [--repeats 10] [--epochs 4] [--threads 1] [--strategy mirrored]
     python bench/overhead.py --memory [--repeats 3]
     python bench/overhead.py --scale [--repeats 3] [--backend ...]
-    python bench/overhead.py --ops
+    python bench/overhead.py --ops [--backend jax]
     python bench/overhead.py --steps [--backend ...] [--workload ...] [--repeats 200] [--instances 3]
 
 Scale (`--scale`). The epoch hooks' CPU time on a model of 1,000 weights
@@ -736,6 +740,71 @@ def op_counts():
             )
 
 
+def compiled_cost(workload, tracked, trained, log_root, probe=True):
+    """XLA's figures of one variant's compiled JAX training step: `(instructions, flops, bytes accessed)`.
+
+    The step is compiled anew, with `jax.jit`, as the fit ends and before the
+    tracker's `on_train_end` removes its hooks (so that its capture is in the
+    step, as in the fit's own); `probe=False`: the tracker's step without its
+    curvature probe. XLA's cost analysis counts both branches of a condition.
+    """
+    import jax
+
+    model, loss = compiled(workload, trained)
+    costs = []
+
+    def cost(logs):  # first in the list: before the tracker's on_train_end
+        state = model._get_jax_state(
+            trainable_variables=True, non_trainable_variables=True, optimizer_variables=True, metrics_variables=True
+        )
+        data = (jax.numpy.asarray(workload.x[:BATCH]), jax.numpy.asarray(workload.y[:BATCH]))
+        step = jax.jit(model.train_step).lower(state, data).compile()
+        analysis = step.cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+        instructions = sum(" = " in line for line in step.as_text().splitlines())
+        costs.append((instructions, analysis["flops"], analysis["bytes accessed"]))
+
+    callbacks = [keras.callbacks.LambdaCallback(on_train_end=cost)]
+    if tracked:
+        callbacks += [LossParamTracker(log_dir=tempfile.mkdtemp(dir=log_root)), *([] if probe else [without_probe(model)])]
+    model.fit(workload.x[: 2 * BATCH], workload.y[: 2 * BATCH], epochs=1, batch_size=BATCH, verbose=0, callbacks=callbacks)
+    keras.backend.clear_session()
+    return costs[0]
+
+
+# The variants of `xla_costs`: `compiled_cost`'s arguments.
+XLA_VARIANTS = {
+    "plain fit": dict(tracked=False, trained=False),
+    "tracker, no probe": dict(tracked=True, trained=False, probe=False),
+    "tracker": dict(tracked=True, trained=False),
+    "plain fit, fixed": dict(tracked=False, trained=True),
+    "tracker, fixed": dict(tracked=True, trained=True),
+}
+
+
+def xla_costs():
+    """Prints XLA's figures of the compiled JAX step, plain fit against the tracker's, on every workload.
+
+    Like `op_counts`, figures no neighbour's load moves. The bytes the step
+    accesses place what a step's extra time is made of: where the tracker's
+    step reads more than plain fit's, at plain fit's own bytes a second
+    that read is the time it adds.
+    """
+    print("\nthe compiled JAX training step, XLA's cost analysis: instructions, MFLOP, MB accessed")
+    with tempfile.TemporaryDirectory() as log_root:
+        for make in WORKLOADS["all"]:
+            workload = make()
+            print(f"  {workload.label}")
+            costs = {name: compiled_cost(workload, log_root=log_root, **kw) for name, kw in XLA_VARIANTS.items()}
+            for name, (instructions, flops, accessed) in costs.items():
+                base = costs["plain fit, fixed" if name.endswith("fixed") else "plain fit"]
+                extra = "" if name.startswith("plain") else (
+                    f"  (+{instructions - base[0]}, {flops / base[1] - 1:+.2%}, {accessed / base[2] - 1:+.2%}:"
+                    f" {(accessed - base[2]) / 1e6:+.3f} MB)"
+                )
+                print(f"    {name:20s} {instructions:6d} {flops / 1e6:10.2f} {accessed / 1e6:9.3f}{extra}")
+
+
 def observe_gradient_alone(model, loss):
     """Hooks into `model` the least a TensorFlow step can do to observe its loss variables' gradient.
 
@@ -800,6 +869,16 @@ def observe_norms_alone(model, loss):
     model.optimizer.apply = hooked
 
 
+def without_probe(model):
+    """A callback that leaves the tracker's curvature probe out of `model`'s step: listed after the
+    tracker, its on_train_begin runs after the tracker's and before the step is traced."""
+
+    def leave_out(logs):
+        vars(model)[CAPTURE]._off["curvature"] = "left out by the benchmark"
+
+    return keras.callbacks.LambdaCallback(on_train_begin=leave_out)
+
+
 def traced_step(workload, tracked, trained, log_root, alone=False, probe=True):
     """A variant's training step, callable alone, and the tracker's epoch hooks' CPU seconds.
 
@@ -838,9 +917,6 @@ def traced_step(workload, tracked, trained, log_root, alone=False, probe=True):
         if kept["capture"] is not None and keras.backend.backend() == "torch":
             kept["capture"]._users += 1  # the tracker's release leaves the hooks installed
 
-    def without_probe(logs):  # after the tracker's on_train_begin, before the step is traced
-        vars(model)[CAPTURE]._off["curvature"] = "left out by the benchmark"
-
     callbacks = [keras.callbacks.LambdaCallback(on_train_end=keep)]
     if tracked:
         tracker = LossParamTracker(log_dir=tempfile.mkdtemp(dir=log_root))
@@ -848,7 +924,7 @@ def traced_step(workload, tracked, trained, log_root, alone=False, probe=True):
             setattr(tracker, name, timed(getattr(tracker, name), hooks))
         callbacks.append(tracker)
         if not probe:
-            callbacks.append(keras.callbacks.LambdaCallback(on_train_begin=without_probe))
+            callbacks.append(without_probe(model))
     model.fit(workload.x[: 2 * BATCH], workload.y[: 2 * BATCH], epochs=4, batch_size=BATCH, verbose=0, callbacks=callbacks)
     batches = [(workload.x[i : i + BATCH], workload.y[i : i + BATCH]) for i in range(0, 8 * BATCH, BATCH)]
     step = STEPS[keras.backend.backend()](model, kept, batches)
@@ -1162,8 +1238,8 @@ def main():
         parser.error("--repeats must be at least 1")
     if args.memory and args.backend != "tensorflow":
         parser.error("--memory measures the TensorFlow backend")
-    if args.ops and (args.backend != "tensorflow" or args.strategy):
-        parser.error("--ops counts the TensorFlow backend's step, on one device")
+    if args.ops and (args.backend == "torch" or args.strategy):
+        parser.error("--ops counts the TensorFlow or JAX backend's step, on one device")
     if args.steps and args.strategy:
         parser.error("--steps times the step on one device")
     if args.strategy and (args.backend != "tensorflow" or args.memory):
@@ -1182,7 +1258,7 @@ def main():
         scale(args.repeats or 3, args.epochs)
         return
     if args.ops:
-        op_counts()
+        (xla_costs if args.backend == "jax" else op_counts)()
         return
     if args.steps:
         with tempfile.TemporaryDirectory() as log_root:
