@@ -332,15 +332,20 @@ CAUSE_TABLE = (
         "last epoch (negative curvature along the probe's direction, in every element), so its value "
         "is not at a minimum now: descent "
         "would move it away, faster as it goes, and finds a minimum only where the loss turns "
-        "up farther on (a scale under a log can; a Tversky loss's alpha and beta, or a "
-        "temperature that also scales the loss, fall without end). The dual variable of a "
-        "min-max loss (AUC-M's alpha) is to be maximised, not minimised.",
+        "up farther on, which the probe does not see: a softmax temperature learned as its log "
+        "can curve down where it starts and settle all the same (NT-Xent's, near 0.1); a Tversky "
+        "loss's alpha and beta, or a temperature that also scales the loss, fall without end. The "
+        "dual variable of a min-max loss (AUC-M's alpha) is to be maximised, not minimised.",
         "If the loss is to be maximised in it (a min-max dual), train it by ascent: reverse its "
         "gradient where the loss reads it, or give it a second optimizer on the negated "
         "gradient; handing it to model.optimizer would minimise it. If it is meant to be learned "
-        "by descent, learn it in a form the loss bounds (its log; the term its method adds), and "
-        "the next fit says whether the objective still curves down in it. If it is a constant, "
-        "create it with trainable=False.",
+        "by descent, look farther first: assign it a range of values on the side descent takes it "
+        "and compute the loss on a batch, the model as it stands (model.compute_loss(x, y, "
+        "model(x))). Where the loss turns up inside the range, it has a minimum there: call "
+        "loss_param_tracker.make_trainable(model) after compile and before fit, and check in the "
+        "tab that it settles. Where it falls to the range's end, learn it in a form the loss bounds "
+        "(its log, if it is not one already; the term its method adds). If it is a constant, create "
+        "it with trainable=False.",
     ),
     Cause(
         CONSTANT_IN_STEP,
