@@ -21,6 +21,8 @@ _EXPORTS = {
     "LossVariableCreatedError": "loss_param_tracker.capture",
     "make_trainable": "loss_param_tracker.fix",
     "load": "loss_param_tracker.reader",
+    "scan": "loss_param_tracker.loss_scan",
+    "Scan": "loss_param_tracker.loss_scan",
 }
 
 __all__ = sorted([*_EXPORTS, "STATUSES"])

@@ -47,6 +47,7 @@ from tests.models import (  # noqa: E402
     proxy_anchor_fit,
     reversed_temperature_fit,
     running_normalized_fit,
+    scanned,
     term_weights_fit,
     twin_nll_fit,
     two_log_variances_fit,
@@ -561,6 +562,7 @@ def main(out_dir):
             for how, names in (("shared", None), ("distinct", ("first", "second")), ("torch_keys", ("keys", "a.b")))
         },
         "cvar": cvar_fit(os.path.join(logs, "cvar")),
+        "scanned": scanned(),
         "constrained": constrained_fit(os.path.join(logs, "constrained")),
         "counted_warm_up": counted_warm_up_fit(os.path.join(logs, "counted_warm_up")),
         "deprecations": deprecations(logs),

@@ -7,6 +7,7 @@ PyTorch or several devices (`tests/backend_fits.py`,
 """
 
 import logging
+import math
 import os
 import warnings
 
@@ -1101,3 +1102,58 @@ def assert_settles_without_no_minimum_again(cvar):
     assert settled < 25 and set(statuses[settled:]) == {"training"}, statuses
     assert abs(cvar["var"] - cvar["quantile"]) < 0.3 * cvar["quantile"], cvar
 
+
+
+def scanned():
+    """`scan` on any backend: a fitted Gaussian NLL's log-variance, then a loss that assigns a statistic
+    as it runs scanned between two epochs.
+
+    Returns the log-variance's scan (values, losses, lowest, turns_up) with the model's mean squared
+    error by numpy (the minimum of `0.5 exp(-s) mse + 0.5 s` is at `s = log mse`), a term weight's
+    scan (the objective linear in it), and whether `RunningNormalizedNLL`'s fit of 1 + 1 epochs with
+    a scan between them ended bit for bit where the same fit without the scan ends.
+    """
+    from loss_param_tracker import scan
+
+    x, y = make_data()
+    model = make_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=GaussianNLL())
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0)
+    found = scan(model, x[:128], y[:128], "loss/GaussianNLL/log_var", np.linspace(-6.0, 2.0, 17))
+    mse = float(np.mean(np.square(y[:128] - ops.convert_to_numpy(model(x[:128], training=False)))))
+
+    weights = make_model()
+    weights.compile(optimizer="adam", loss=TermWeights())
+    term = scan(weights, x, y, "loss/TermWeights/penalty", [-1.0, 0.0, 1.0, 2.0])
+
+    ends = []
+    for scanning in (False, True):
+        model = make_model()
+        loss = RunningNormalizedNLL()
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+        model.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+        if scanning:
+            scan(model, x[:64], y[:64], loss.log_var, [-1.0, 0.0, 1.0])
+        model.fit(x, y, epochs=1, batch_size=32, shuffle=False, verbose=0)
+        ends.append([ops.convert_to_numpy(v) for v in [*model.variables, loss.running_mean, loss.step, loss.log_var]])
+    return {
+        "values": [float(v) for v in found.values],
+        "losses": found.losses.tolist(),
+        "lowest": found.lowest,
+        "turns_up": found.turns_up,
+        "log_mse": math.log(mse),
+        "term_lowest": term.lowest,
+        "term_turns_up": term.turns_up,
+        "identical": all(np.array_equal(a, b) for a, b in zip(*ends)),
+        "printed": str(found),
+    }
+
+
+def assert_scanned(result):
+    """The log-variance's loss is lowest at the grid point nearest `log mse` and turns up inside the
+    range; the term weight's is lowest at the range's end; a scan between epochs changes no training."""
+    nearest = int(np.argmin(np.abs(np.array(result["values"]) - result["log_mse"])))
+    assert result["turns_up"] and abs(result["lowest"] - nearest) <= 1, result
+    assert result["term_lowest"] == 0 and not result["term_turns_up"], result
+    assert result["identical"], "a scan between two epochs changed the training"
+    assert "<- lowest" in result["printed"] and "a minimum there" in result["printed"], result["printed"]

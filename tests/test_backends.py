@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing import event_file_loader
 
 from loss_param_tracker import load, writer
 from tensorboard_plugin.loss_params import metadata, summary
-from tests.models import assert_no_minimum_said, assert_settles_without_no_minimum_again
+from tests.models import assert_no_minimum_said, assert_scanned, assert_settles_without_no_minimum_again
 from tests.servers import tensorboard
 
 BACKENDS = ("jax", "torch")
@@ -623,3 +623,8 @@ def test_a_gradient_zero_grad_leaves_in_place_is_said_on_pytorch(fits, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_learned_value_at_risk_is_not_said_to_have_no_minimum_once_it_settled(fits, backend):
     assert_settles_without_no_minimum_again(fits[backend][1]["cvar"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scan_finds_a_log_variances_minimum_and_leaves_the_training_as_it_was(fits, backend):
+    assert_scanned(fits[backend][1]["scanned"])

@@ -154,6 +154,13 @@ def test_first_fit_diagnosis_is_the_one_shown(readme):
         assert all(diagnosis[path] == status for path in matched), (key, diagnosis)
 
 
+def test_scan_shows_where_the_loss_turns_up(readme):
+    found = readme.namespace["found"]
+    assert len(found.losses) == 13 and np.isfinite(found.losses).all()
+    assert found.turns_up, "# True: a minimum inside the range"
+    assert found.losses[found.lowest] == found.losses.min() < min(found.losses[0], found.losses[-1])
+
+
 def test_the_fix_trains_log_var(readme):
     index = readme.block_with("LossParamTracker(log_dir=\"logs/run2\")")
     assert not [w for w in readme.warnings[index] if issubclass(w.category, LossParamWarning)]

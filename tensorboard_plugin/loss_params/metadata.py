@@ -220,7 +220,9 @@ CAUSE_TABLE = (
         "steps: model.fit only trains model.trainable_variables.",
         STATUS[NOT_UPDATED].fix + " (If it is meant to stay constant, create it with trainable=False. "
         "Descent trains it only where the loss has a minimum in it: one that falls for as long as it "
-        "moves, as for a term's weight, a focal exponent or a margin, drives it off instead.)",
+        "moves, as for a term's weight, a focal exponent or a margin, drives it off instead; "
+        "print(loss_param_tracker.scan(model, x[:256], y[:256], '<its path>', values)) shows which, "
+        "the loss at each value on a batch.)",
     ),
     Cause(
         NOT_IN_OPTIMIZER_GRADIENT_UNKNOWN,
@@ -339,9 +341,10 @@ CAUSE_TABLE = (
         "If the loss is to be maximised in it (a min-max dual), train it by ascent: reverse its "
         "gradient where the loss reads it, or give it a second optimizer on the negated "
         "gradient; handing it to model.optimizer would minimise it. If it is meant to be learned "
-        "by descent, look farther first: assign it a range of values on the side descent takes it "
-        "and compute the loss on a batch, the model as it stands (model.compute_loss(x, y, "
-        "model(x))). Where the loss turns up inside the range, it has a minimum there: call "
+        "by descent, look farther first: print(loss_param_tracker.scan(model, x[:256], y[:256], "
+        "'<its path>', values)) computes the loss on a batch at each value, the model as it "
+        "stands (give values on the side descent takes it). Where the loss turns up inside the "
+        "range, it has a minimum there: call "
         "loss_param_tracker.make_trainable(model) after compile and before fit, and check in the "
         "tab that it settles. Where it falls to the range's end, learn it in a form the loss bounds "
         "(its log, if it is not one already; the term its method adds). If it is a constant, create "
