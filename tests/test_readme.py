@@ -156,7 +156,7 @@ def test_first_fit_diagnosis_is_the_one_shown(readme):
 
 def test_scan_shows_where_the_loss_turns_up(readme):
     found = readme.namespace["found"]
-    assert len(found.losses) == 13 and np.isfinite(found.losses).all()
+    assert len(found.losses) == 17 and np.isfinite(found.losses).all()
     assert found.turns_up, "# True: a minimum inside the range"
     assert found.losses[found.lowest] == found.losses.min() < min(found.losses[0], found.losses[-1])
 
