@@ -274,6 +274,6 @@ def warning_message(path, diagnosis, owner=None, fix=None, weight=False):
     where = f" (on {owner})" if owner else ""
     what = "Model weight" if weight else "Variable" if path.startswith("model/") else "Loss variable"
     explanation, generic = advice(diagnosis.status, diagnosis.cause)
-    fix = fix or generic
+    fix = (fix or generic).replace("'<its path>'", repr(path))  # the line to copy names its variable
     fix = f" Fix: {fix}" if fix else ""
     return f"{what} '{path}'{where} [{diagnosis.status}]: {explanation}{fix}"

@@ -6,6 +6,7 @@ turns up farther on, a minimum descent would settle at, it cannot see; a
 loss evaluated at the values farther on can.
 """
 
+import inspect
 from typing import NamedTuple, Sequence, Union
 
 import keras
@@ -37,11 +38,12 @@ class Scan(NamedTuple):
             f"{_shown(value):>12s}  {loss:.6g}{'  <- lowest' if i == self.lowest else ''}"
             for i, (value, loss) in enumerate(zip(self.values, self.losses))
         ]
-        where = (
-            "the loss turns up inside the range: a minimum there"
-            if self.turns_up
-            else "the loss is lowest at an end of the range: no minimum inside it"
-        )
+        if self.lowest is None:
+            where = "the loss was not finite at any value"
+        elif self.turns_up:
+            where = "the loss turns up inside the range: a minimum there"
+        else:
+            where = "the loss is lowest at an end of the range: no minimum inside it"
         return "\n".join([*rows, where])
 
 
@@ -109,7 +111,7 @@ def scan(
         y_pred = model(x, training=False)
         for value in values:
             target.assign(keras.ops.convert_to_tensor(value, dtype=keras.backend.standardize_dtype(target.dtype)))
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            loss = _loss(model, x, y, y_pred, sample_weight)
             losses.append(float(keras.ops.convert_to_numpy(loss)))
     finally:
         for v, value in zip(held, saved):
@@ -118,6 +120,14 @@ def scan(
     losses[~np.isfinite(losses)] = np.nan
     lowest = None if np.isnan(losses).all() else int(np.nanargmin(losses))
     return Scan(values, losses, lowest)
+
+
+def _loss(model, x, y, y_pred, sample_weight):
+    """The training loss as Keras's step computes it; a `compute_loss` override written before Keras
+    3.3 gave it `training` is called without it, as Keras's step calls it."""
+    if "training" in inspect.signature(model.compute_loss).parameters:
+        return model.compute_loss(x, y, y_pred, sample_weight, training=True)
+    return model.compute_loss(x, y, y_pred, sample_weight)
 
 
 def _variable(found, variable):
@@ -161,4 +171,7 @@ def _held(model, found, target):
 
 
 def _shown(value):
-    return f"{float(value.flat[0]):.6g}" if value.size == 1 or np.all(value == value.flat[0]) else np.array2string(value, precision=4)
+    """A value as a row shows it: one number where every element is the same."""
+    if value.size == 1 or np.all(value == value.flat[0]):
+        return f"{float(value.flat[0]):.6g}"
+    return np.array2string(value, precision=4)

@@ -31,6 +31,9 @@ def test_a_loss_that_is_not_finite_at_a_value_reads_nan_there():
     found = scan(model, x, y, "loss/GaussianNLL/log_var", [-1e6, 0.0, 1.0])
     assert np.isnan(found.losses[0]) and np.isfinite(found.losses[1:]).all(), found.losses
     assert found.lowest in (1, 2)
+    nowhere = scan(model, x, y, "loss/GaussianNLL/log_var", [-1e6, -2e6])
+    assert nowhere.lowest is None and not nowhere.turns_up
+    assert str(nowhere).endswith("the loss was not finite at any value"), str(nowhere)
 
 
 def test_bad_input_says_what_was_received_and_what_to_do():
