@@ -36,6 +36,7 @@ from tensorboard_plugin.loss_params.metadata import (
     UNBOUNDED,
     ZERO_GRADIENT,
     advice,
+    for_path,
 )
 
 
@@ -274,6 +275,6 @@ def warning_message(path, diagnosis, owner=None, fix=None, weight=False):
     where = f" (on {owner})" if owner else ""
     what = "Model weight" if weight else "Variable" if path.startswith("model/") else "Loss variable"
     explanation, generic = advice(diagnosis.status, diagnosis.cause)
-    fix = (fix or generic).replace("'<its path>'", repr(path))  # the line to copy names its variable
+    fix = for_path(fix or generic, path)
     fix = f" Fix: {fix}" if fix else ""
     return f"{what} '{path}'{where} [{diagnosis.status}]: {explanation}{fix}"

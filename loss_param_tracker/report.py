@@ -122,7 +122,7 @@ def _row(variable):
         "last": _plain(last),
         "grad_norm": _plain(grad),
         "epochs": len(variable.steps),
-        "hint": _hint(status, cause, network=measure == "norm"),
+        "hint": metadata.for_path(_hint(status, cause, network=measure == "norm"), variable.path),
         # Per epoch: the value (the L2 norm of a vector), and the mean gradient norm.
         "trajectory": [_plain(v) for v in trajectory],
         "grad_trajectory": [_plain(g) for g in grads],

@@ -267,7 +267,7 @@ def test_every_severity_has_its_colours_and_the_help_skips_plain_good_health(tab
         const listing = {
             statuses: {
                 fine: {explanation: 'Fine.', fix: '', severity: 'good'},
-                broken: {explanation: 'Broken.', fix: 'Mend it.', severity: 'bad'},
+                broken: {explanation: 'Broken.', fix: "Mend it: scan(m, '<its path>').", severity: 'bad'},
                 odd: {explanation: 'Odd.', fix: '', severity: 'warn'},
                 resting: {explanation: 'Resting.', fix: '', severity: 'info'},
             },
@@ -279,7 +279,7 @@ def test_every_severity_has_its_colours_and_the_help_skips_plain_good_health(tab
         views.help(host, [
             {status: 'fine', cause: ''}, {status: 'fine', cause: 'elsewhere'}, {status: 'broken', cause: ''},
             {status: 'odd', cause: ''}, {status: 'resting', cause: ''}, {status: 'newer', cause: ''},
-        ], listing);
+        ], listing, 'loss/L/t');
         const badges = ['good', 'bad', 'warn', 'info', 'unknown', undefined].map((s) => {
             const b = views.badge('x', s);
             document.body.append(b);
@@ -290,7 +290,7 @@ def test_every_severity_has_its_colours_and_the_help_skips_plain_good_health(tab
     }""")
     assert result["lines"] == [
         ["badge severity-good", "fine Moved elsewhere."],
-        ["badge severity-bad", "broken Broken. Fix: Mend it."],
+        ["badge severity-bad", "broken Broken. Fix: Mend it: scan(m, 'loss/L/t')."],
         ["badge severity-warn", "odd Odd."],
         ["badge severity-info", "resting Resting."],
     ]

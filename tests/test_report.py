@@ -60,6 +60,8 @@ def test_report_table_and_exit_code(logs):
     assert "value 0 -> 0" in broken
     assert any("training" in l and "loss/GaussianNLL/log_var" in l for l in lines)
     assert any("fix: Call loss_param_tracker.make_trainable" in l for l in lines)
+    fix = next(l for l in lines if "fix: Call loss_param_tracker.make_trainable" in l)
+    assert "scan(model, x[:256], y[:256], 'loss/GaussianNLL/log_var', values)" in fix, "the line to copy names it"
     assert report(str(logs / "fixed")).returncode == 0
 
 

@@ -407,6 +407,16 @@ NETWORK_FIX = (
 )
 
 
+# Where a fix gives a line to copy, the variable's path stands as this: the
+# warning, the report and the tab (static/views.js) put the path in its place.
+PATH_PLACEHOLDER = "'<its path>'"
+
+
+def for_path(fix, path):
+    """`fix` with `path` in place of `PATH_PLACEHOLDER`, so that the line to copy names its variable."""
+    return fix.replace(PATH_PLACEHOLDER, repr(path))
+
+
 def advice(status, cause=""):
     """Returns `(meaning, fix)` of a status and its cause; `("", "")` for names this version does not know."""
     row = CAUSES.get(cause) or STATUS.get(status)

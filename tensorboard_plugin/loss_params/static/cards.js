@@ -185,7 +185,7 @@ class Card {
       csv: csvUrl(r.name, path),
       elements: r.info.kind === 'value' ? shades(colors.get(r.name), size) : [],
     })));
-    views.help(ui.help, runs.map((r) => r.info), page.listing);
+    views.help(ui.help, runs.map((r) => r.info), page.listing, path);
   }
 
   /**

@@ -214,8 +214,10 @@ function elementKey(colors) {
  * @param {HTMLElement} host
  * @param {{status: string, cause: string}[]} diagnoses
  * @param {import('./model.js').Listing} texts
+ * @param {string} path the card's variable, in place of a fix's `'<its path>'`
+ *     (metadata.PATH_PLACEHOLDER), so that the line to copy names it
  */
-export function help(host, diagnoses, texts) {
+export function help(host, diagnoses, texts, path) {
   const seen = new Set();
   const lines = [];
   for (const {status, cause} of diagnoses) {
@@ -226,7 +228,7 @@ export function help(host, diagnoses, texts) {
     seen.add(key);
     const line = h('p');
     line.append(badge(status, severity), ` ${text.explanation}`);
-    if (text.fix) line.append(h('span', 'fix', ` Fix: ${text.fix}`));
+    if (text.fix) line.append(h('span', 'fix', ` Fix: ${text.fix.replaceAll("'<its path>'", `'${path}'`)}`));
     lines.push(line);
   }
   host.replaceChildren(...lines);
