@@ -30,8 +30,14 @@ class Scan(NamedTuple):
 
     @property
     def turns_up(self):
-        """Whether the loss is lowest strictly inside the range: it turns up on both sides of a minimum there."""
-        return self.lowest is not None and 0 < self.lowest < len(self.losses) - 1
+        """Whether the loss turns up on both sides of its lowest value inside the range: the range's outermost
+        finite losses are both above it (by more than float32's rounding: a loss that falls to a plateau at
+        the range's end, as one saturating at 0, does not turn up)."""
+        finite = np.flatnonzero(np.isfinite(self.losses))
+        if self.lowest is None or not finite[0] < self.lowest < finite[-1]:
+            return False
+        above = self.losses[self.lowest] + 1e-6 * abs(self.losses[self.lowest])
+        return bool(self.losses[finite[0]] > above and self.losses[finite[-1]] > above)
 
     def __str__(self):
         rows = [

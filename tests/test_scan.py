@@ -36,6 +36,27 @@ def test_a_loss_that_is_not_finite_at_a_value_reads_nan_there():
     assert str(nowhere).endswith("the loss was not finite at any value"), str(nowhere)
 
 
+class Hinged(keras.losses.Loss):
+    """An MSE weighted by relu(w): it falls to 0 as w falls to 0, and stays there."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.w = keras.Variable(1.0, name="w")
+
+    def call(self, y_true, y_pred):
+        return keras.ops.relu(self.w) * keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+
+def test_a_loss_that_falls_to_a_plateau_does_not_turn_up():
+    x, y = make_data(n=64)
+    model = make_model()
+    model.compile(optimizer="adam", loss=Hinged())
+    for values in ([1.0, 0.5, 0.0, -0.5, -1.0], [-1.0, -0.5, 0.0, 0.5, 1.0]):
+        found = scan(model, x, y, "loss/Hinged/w", values)
+        assert not found.turns_up and "no minimum inside it" in str(found), str(found)
+    assert scan(model, x, y, "loss/Hinged/w", [-1.0, 0.5, 1.0]).turns_up is False
+
+
 def test_bad_input_says_what_was_received_and_what_to_do():
     x, y = make_data(n=16)
     model = make_model()
